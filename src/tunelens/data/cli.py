@@ -1,0 +1,5 @@
+"""CLI for the data stage."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
