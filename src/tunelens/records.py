@@ -47,6 +47,10 @@ class ConversationRecord(BaseModel):
     id: str
     messages: list[Message]
     provenance: Provenance
+    meta: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Free structured data: e.g. suite checker id/kwargs, family, split, instruction/context spans.",
+    )
 
 
 class PreferenceRecord(BaseModel):
@@ -57,6 +61,7 @@ class PreferenceRecord(BaseModel):
     chosen: str
     rejected: str
     provenance: Provenance
+    meta: dict[str, Any] = Field(default_factory=dict)
 
 
 Record = ConversationRecord | PreferenceRecord
@@ -100,6 +105,7 @@ def make_conversation(
     row: int | None,
     license: str | None,
     tags: list[str] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build a conversation record dict (unvalidated: the curation validate step checks it)."""
     rec: dict[str, Any] = {
@@ -115,6 +121,8 @@ def make_conversation(
             "tags": list(tags or []),
         },
     }
+    if meta:
+        rec["meta"] = dict(meta)
     _fill_hash(rec)
     return rec
 
@@ -129,6 +137,7 @@ def make_preference(
     row: int | None,
     license: str | None,
     tags: list[str] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "kind": "preference",
@@ -145,6 +154,8 @@ def make_preference(
             "tags": list(tags or []),
         },
     }
+    if meta:
+        rec["meta"] = dict(meta)
     _fill_hash(rec)
     return rec
 

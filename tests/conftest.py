@@ -1,0 +1,43 @@
+"""Shared fixtures: the real data folder, and the tiny / SmolLM2 models (built once per cache)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the project root (real public datasets, read-only)."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"real data folder not found at {SHARED_DATA}; it must sit beside the project as ../shared")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path() -> Path:
+    """A tiny random Llama checkpoint with SmolLM2's tokenizer (cached under TUNELENS_CACHE)."""
+    from tunelens.models import resolve_model
+
+    path, _, _ = resolve_model("tiny-random", progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """The embedded default model, converted once from its GGUF."""
+    from tunelens.models import resolve_model
+
+    path, _, _ = resolve_model("smollm2-135m", progress=False)
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _limit_threads():
+    # Two cores on CI: keep torch from oversubscribing when tests start subprocesses.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    yield
