@@ -1,0 +1,122 @@
+"""The training config: one pydantic model, loadable from YAML, overridable from the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tunelens.errors import ConfigError
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="'all-linear' (every linear layer but the LM head) or a list of module names."
+    )
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs. Unknown fields are errors (a typo must not be ignored)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    method: Literal["sft", "dpo"] = "sft"
+    model: str = Field("smollm2-135m", description="Hub id, local HF dir, .gguf file, smollm2-135m or tiny-random.")
+    data: list[str] = Field(default_factory=list, description="Records JSONL files (conversation for SFT, preference for DPO).")
+    output_dir: str = Field("runs/train", description="Where the run writes its outputs.")
+    peft: Literal["lora", "qlora", "none"] = "lora"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    max_length: int = Field(1024, ge=8, description="Longest tokenised example.")
+    length_policy: Literal["truncate", "drop"] = "truncate"
+    group_by_length: bool = Field(True, description="Batch examples of similar length (less padding).")
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="Optimizer steps; overrides epochs when > 0.")
+    learning_rate: float = Field(2e-4, gt=0)
+    lr_scheduler: str = Field("linear", description="transformers scheduler name (linear, cosine, constant...).")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(8, ge=1, description="Per-device micro-batch size.")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (and at the end).")
+    save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints.")
+    logging_steps: int = Field(1, ge=1)
+    seed: int = 0
+    merge: bool = Field(False, description="Also write OUT/merged: the adapter merged into the base weights.")
+    beta: float = Field(0.1, gt=0, description="DPO temperature.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory; off by default (slow on CPU).")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on CUDA with bf16, fp16 on other CUDA, fp32 on CPU."
+    )
+    supervised_head: bool = Field(
+        True, description="SFT: apply the LM head and cross-entropy only at supervised positions (faster)."
+    )
+    memory_check: bool = Field(True, description="Refuse to start when the memory estimate clearly exceeds what is free.")
+    resume: bool = Field(False, description="Continue from the last checkpoint in OUT/checkpoints.")
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.merge and self.peft == "none":
+            raise ValueError("merge applies to adapters (peft: lora/qlora); full fine-tuning already writes OUT/model")
+        return self
+
+    @property
+    def out(self) -> Path:
+        return Path(self.output_dir)
+
+
+def _format_validation(exc: ValidationError, where: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(config)"
+        msg = "unknown field (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return f"invalid training config ({where}):\n" + "\n".join(lines)
+
+
+def build_config(values: dict[str, Any], where: str = "options") -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, where)) from None
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A YAML config (optional) with CLI overrides on top; nested keys as 'lora.r'."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    where = "CLI options"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of config fields, got {type(loaded).__name__}")
+        values = loaded
+        where = str(path)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if "." in key:
+            head, tail = key.split(".", 1)
+            sub = values.setdefault(head, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(f"{where}: field {head!r} must be a mapping")
+            sub[tail] = value
+        else:
+            values[key] = value
+    return build_config(values, where)

@@ -1,0 +1,298 @@
+"""``train(config)``: prepare data and model, run transformers/TRL, write the output layout."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from tunelens.errors import ConfigError, TunelensError
+from tunelens.train.config import TrainConfig
+from tunelens.train.data import PreparedData, prepare_dpo, prepare_sft
+from tunelens.train.hardware import check_memory, choose_precision, estimate_training_bytes
+from tunelens.train.outputs import write_loss_curve, write_manifest
+
+console = Console(stderr=True)
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    method: str
+    steps: int
+    final_loss: float | None
+    tokens_per_s: float | None
+    wall_s: float
+    interrupted: bool = False
+    adapter_dir: Path | None = None
+    model_dir: Path | None = None
+    merged_dir: Path | None = None
+    data_stats: dict[str, int] = field(default_factory=dict)
+
+
+def last_checkpoint(checkpoints: Path) -> Path | None:
+    found = []
+    for p in checkpoints.glob("checkpoint-*") if checkpoints.is_dir() else []:
+        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
+        if m and (p / "trainer_state.json").is_file():
+            found.append((int(m.group(1)), p))
+    return max(found)[1] if found else None
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _load_base(config: TrainConfig, path: Path, precision: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if config.peft == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if precision == "bf16" else torch.float16
+        kwargs.update(dtype=compute, quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute))
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except OSError as exc:
+        raise TunelensError(f"cannot load model {config.model!r} from {path}: {exc}") from exc
+
+
+def _wrap_peft(config: TrainConfig, model: Any):
+    if config.peft == "none":
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if config.peft == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+                      target_modules=config.lora.target_modules, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:  # target modules not found
+        raise ConfigError(f"lora.target_modules: {exc}") from None
+
+
+def _check_peft_available(config: TrainConfig) -> None:
+    import torch
+
+    if config.peft == "qlora":
+        missing = [n for n, ok in (("a CUDA device", torch.cuda.is_available()),
+                                   ("the bitsandbytes package", importlib.util.find_spec("bitsandbytes") is not None))
+                   if not ok]
+        if missing:
+            raise ConfigError(f"peft: qlora needs {' and '.join(missing)}; use peft: lora on this machine")
+
+
+def _training_args(config: TrainConfig, precision, checkpoints: Path, dpo: bool):
+    import torch
+
+    common: dict[str, Any] = dict(
+        output_dir=str(checkpoints), per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs, max_steps=config.max_steps, lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio, weight_decay=config.weight_decay,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
+        logging_strategy="steps", logging_steps=config.logging_steps, seed=config.seed, data_seed=config.seed,
+        gradient_checkpointing=config.gradient_checkpointing, use_cpu=not torch.cuda.is_available(),
+        report_to=[], disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
+        ddp_find_unused_parameters=False, **precision.trainer_flags,
+        train_sampling_strategy="group_by_length" if (config.group_by_length and not dpo) else "random",
+    )
+    if dpo:
+        from trl import DPOConfig
+
+        return DPOConfig(beta=config.beta, max_length=config.max_length, truncation_mode="keep_start", **common)
+    from transformers import TrainingArguments
+
+    return TrainingArguments(length_column_name="length", **common)
+
+
+def _prepare_output(config: TrainConfig) -> tuple[Path, Path | None]:
+    out = config.out
+    checkpoints = out / "checkpoints"
+    resume_from = None
+    if config.resume:
+        resume_from = last_checkpoint(checkpoints)
+        if resume_from is None:
+            raise TunelensError(f"--resume: no checkpoint to resume from in {checkpoints}")
+    elif last_checkpoint(checkpoints) is not None:
+        raise TunelensError(f"{out} already holds checkpoints: pass --resume to continue, or choose another -o")
+    if _is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        metrics = out / "metrics.jsonl"
+        if resume_from is not None and metrics.is_file():
+            # Keep the metrics of the steps the checkpoint covers; later ones will be redone.
+            step = int(resume_from.name.split("-")[1])
+            keep = [ln for ln in metrics.read_text(encoding="utf-8").splitlines()
+                    if ln.strip() and json.loads(ln)["step"] <= step]
+            metrics.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+        elif resume_from is None:
+            metrics.unlink(missing_ok=True)
+    return checkpoints, resume_from
+
+
+def _write_dropped(out: Path, data: PreparedData) -> None:
+    path = out / "dropped_examples.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for row in data.dropped:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _report_data(data: PreparedData, config: TrainConfig) -> None:
+    s = data.stats()
+    console.print(
+        f"[cyan]data:[/] {s['examples_used']}/{s['examples_total']} examples used, "
+        f"{s['examples_truncated']} truncated to max_length {config.max_length}, "
+        f"{s['examples_dropped']} dropped" + (" (reasons in dropped_examples.jsonl)" if s["examples_dropped"] else "")
+    )
+
+
+def train(config: TrainConfig, progress: bool = True) -> TrainResult:
+    """Run one training job described by ``config``; see the package docstring for the outputs."""
+    from datasets import Dataset
+
+    from tunelens.models import load_tokenizer, resolve_model
+    from tunelens.train.trainer import (
+        GracefulStopCallback, MetricsCallback, RichProgressCallback, SFTCollator, SupervisedTrainer,
+        ThroughputMixin, install_supervised_head,
+    )
+
+    started = time.perf_counter()
+    main = _is_main_process()
+    dpo = config.method == "dpo"
+    _check_peft_available(config)
+    precision = choose_precision(config.precision)
+    path, model_id, revision = resolve_model(config.model, progress=progress)
+    if path.is_dir():
+        path = path.resolve()
+        if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+            raise TunelensError(f"{path} is a PEFT adapter; train from a full model (merge it first with --merge)")
+    checkpoints, resume_from = _prepare_output(config)
+    tokenizer = load_tokenizer(str(path))
+    tokenizer.padding_side = "right"
+
+    prepare = prepare_dpo if dpo else prepare_sft
+    data = prepare(tokenizer, config.data, config.max_length, config.length_policy)
+    if main:
+        _write_dropped(config.out, data)
+        _report_data(data, config)
+
+    model = _load_base(config, path, precision.name)
+    total_params = sum(p.numel() for p in model.parameters())
+    use_head = config.supervised_head and not dpo and install_supervised_head(model)
+    model = _wrap_peft(config, model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    estimate = estimate_training_bytes(config, model.config, total_params, trainable, precision.name, world_size)
+    memory = {"estimate_bytes": estimate}
+    if config.memory_check:
+        available, kind = check_memory(estimate)
+        memory.update(available_bytes=available, kind=kind)
+
+    args = _training_args(config, precision, checkpoints, dpo)
+    callbacks = [MetricsCallback(config.out / "metrics.jsonl"), GracefulStopCallback()]
+    if progress:
+        callbacks.append(RichProgressCallback(f"{config.method} {config.peft}"))
+    dataset = Dataset.from_list(data.rows)
+    if dpo:
+        from trl import DPOTrainer
+
+        class TunelensDPOTrainer(ThroughputMixin, DPOTrainer):
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                if model.training:
+                    if self._tl_last_time is None:
+                        self._tl_last_time = time.perf_counter()
+                    self._tl_count(int(inputs["completion_mask"].sum()))
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+        trainer = TunelensDPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                     callbacks=callbacks)
+    else:
+        trainer = SupervisedTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                    data_collator=SFTCollator(tokenizer.pad_token_id), callbacks=callbacks,
+                                    use_supervised_head=use_head)
+    from transformers import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GracefulStopCallback))
+
+    if main:
+        write_manifest(config, precision, model_id, revision, path, memory, use_head, world_size)
+    if resume_from is not None and main:
+        console.print(f"[cyan]resuming from {resume_from}[/]")
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    interrupted = stopper.received is not None
+
+    result = TrainResult(output_dir=config.out, method=config.method, steps=trainer.state.global_step,
+                         final_loss=None, tokens_per_s=None, wall_s=0.0, interrupted=interrupted,
+                         data_stats=data.stats())
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        if not interrupted:
+            _save_final(config, trainer, tokenizer, result)
+        history = [h for h in trainer.state.log_history if "loss" in h]
+        result.final_loss = history[-1]["loss"] if history else None
+        rates = [h["tokens_per_s"] for h in history if "tokens_per_s" in h]
+        result.tokens_per_s = round(sum(rates) / len(rates), 2) if rates else None
+        result.wall_s = round(time.perf_counter() - started, 2)
+        summary = {
+            "method": config.method, "peft": config.peft, "steps": result.steps, "final_loss": result.final_loss,
+            "tokens_per_s": result.tokens_per_s, "train_runtime_s": output.metrics.get("train_runtime"),
+            "wall_s": result.wall_s, "interrupted": interrupted, "resumed_from": str(resume_from) if resume_from else None,
+            "precision": precision.name, "supervised_head": bool(use_head), **data.stats(),
+        }
+        if dpo and history:
+            for key, name in (("rewards/margins", "final_reward_margin"), ("rewards/accuracies", "final_reward_accuracy")):
+                if key in history[-1]:
+                    summary[name] = history[-1][key]
+        (config.out / "train_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        write_loss_curve(config.out / "metrics.jsonl", config.out / "loss_curve.png", config.method)
+    trainer.accelerator.wait_for_everyone()
+    return result
+
+
+def _save_final(config: TrainConfig, trainer: Any, tokenizer: Any, result: TrainResult) -> None:
+    out = config.out
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if config.peft == "none":
+        target = out / "model"
+        _fresh(target)
+        model.save_pretrained(target, safe_serialization=True)
+        tokenizer.save_pretrained(target)
+        result.model_dir = target
+        return
+    target = out / "adapter"
+    _fresh(target)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    result.adapter_dir = target
+    if config.merge:
+        merged_dir = out / "merged"
+        _fresh(merged_dir)
+        merged = model.merge_and_unload()
+        merged.save_pretrained(merged_dir, safe_serialization=True)
+        tokenizer.save_pretrained(merged_dir)
+        result.merged_dir = merged_dir
+
+
+def _fresh(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+
+def result_dict(result: TrainResult) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
