@@ -37,7 +37,7 @@ HEURISTICS: list[tuple[str, str]] = [
      r"(alle[sn]?|vorherige\w*|bisherige\w*|obige\w*|vorangehende\w*|anweisungen|aufgaben|aufträge|befehle)\b"),
     ("forget_everything_de", r"\bvergiss (jetzt |nun )?(alles|alle)\b"),
     ("ignore_instructions_es", r"\b(olvid[ae]|ignora)\w*\b[^.!?\n]{0,30}\b(todo|todas|instrucciones|anteriores)\b"),
-    ("ignore_instructions_fr", r"\b(ignore[rz]?|oublie[rz]?)\b[^.!?\n]{0,30}\b(toutes|tout|instructions|précédentes)\b"),
+    ("ignore_instructions_fr", r"\b(ignore[rz]?|oublie[rz]?)\b[^.!?\n]{0,30}\b(toutes les instructions|instructions précédentes|tout ce qui précède)"),
 ]
 _COMPILED = [(name, re.compile(pat, re.IGNORECASE)) for name, pat in HEURISTICS]
 

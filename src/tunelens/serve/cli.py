@@ -1,7 +1,162 @@
 """CLI for serving, feedback export and drift monitoring."""
 
-import typer
+from __future__ import annotations
 
-app = typer.Typer(no_args_is_help=True)
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
+keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys (stored hashed).")
+app.add_typer(keys_app, name="keys")
 feedback_app = typer.Typer(no_args_is_help=True)
 monitor_app = typer.Typer(no_args_is_help=True)
+console = Console()
+
+_DB_HELP = "SQLAlchemy database URL (default: the config's db_url, else sqlite:///tunelens-serve.db)."
+
+
+def _db_url(db: str | None, config: Path | None) -> str:
+    if db:
+        return db
+    if config is not None:
+        import yaml
+
+        from tunelens.errors import ConfigError
+
+        try:
+            data = yaml.safe_load(Path(config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read serve config {config}: {exc}") from None
+        if isinstance(data, dict) and data.get("db_url"):
+            return data["db_url"]
+    return "sqlite:///tunelens-serve.db"
+
+
+@app.callback()
+def serve(
+    ctx: typer.Context,
+    model: list[str] = typer.Option(None, "--model", "-m",
+                                    help="Model to serve: DIR, adapter dir, .gguf, hub id, or NAME=PATH. Repeat for A/B."),
+    config: Path = typer.Option(None, "--config", "-c", help="ServeConfig YAML (models, db, limits, guardrails...)."),
+    host: str = typer.Option(None, "--host", help="Bind address (default 127.0.0.1)."),
+    port: int = typer.Option(None, "--port", help="Port (default 8000; 0 picks a free one)."),
+    db: str = typer.Option(None, "--db", help=_DB_HELP),
+) -> None:
+    """Serve models with guardrails: OpenAI-compatible API, feedback, A/B page and drift monitor."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tunelens.errors import ConfigError
+    from tunelens.serve.config import load_config, parse_model_option
+
+    if not model and config is None:
+        raise ConfigError("give --model DIR (repeatable) or --config serve.yaml")
+    cfg = load_config(config, models=parse_model_option(model) if model else None, host=host, port=port, db_url=db)
+    run_server(cfg)
+
+
+def run_server(cfg) -> None:
+    import uvicorn
+
+    from tunelens.serve.app import create_app
+
+    console.print(f"serving {', '.join(m.name for m in cfg.models)} on http://{cfg.host}:{cfg.port} "
+                  f"(db {cfg.db_url}); UI at /, A/B at /ab")
+    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="info")
+
+
+@keys_app.command("create")
+def keys_create(name: str = typer.Option("default", "--name", help="A label for the key (who or what uses it)."),
+                db: str = typer.Option(None, "--db", help=_DB_HELP),
+                config: Path = typer.Option(None, "--config", "-c", help="ServeConfig YAML to read db_url from.")) -> None:
+    """Create a key and print it once (only its salted hash is stored)."""
+    from tunelens.serve.db import Store
+    from tunelens.serve.keys import create_key
+
+    key = create_key(Store(_db_url(db, config)), name)
+    console.print(f"created key [bold]{key.id}[/] ({key.name}); store it now, it is not shown again:")
+    typer.echo(key.key)
+
+
+@keys_app.command("list")
+def keys_list(db: str = typer.Option(None, "--db", help=_DB_HELP),
+              config: Path = typer.Option(None, "--config", "-c", help="ServeConfig YAML to read db_url from.")) -> None:
+    """List keys (ids, names, status; never the secrets)."""
+    from tunelens.serve.db import Store
+    from tunelens.serve.keys import list_keys
+
+    table = Table("id", "name", "created", "status")
+    for k in list_keys(Store(_db_url(db, config))):
+        table.add_row(k.id, k.name, k.created_at.isoformat(timespec="seconds"),
+                      f"revoked {k.revoked_at.isoformat(timespec='seconds')}" if k.revoked_at else "active")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key id shown by `keys list` (the part after 'tl_')."),
+                db: str = typer.Option(None, "--db", help=_DB_HELP),
+                config: Path = typer.Option(None, "--config", "-c", help="ServeConfig YAML to read db_url from.")) -> None:
+    """Revoke a key: it gets 401 from then on."""
+    from tunelens.serve.db import Store
+    from tunelens.serve.keys import revoke_key
+
+    row = revoke_key(Store(_db_url(db, config)), key_id)
+    console.print(f"revoked {row.id} ({row.name})")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    output: Path = typer.Option(..., "--output", "-o", help="Preference pairs JSONL (for `tunelens train --method dpo`)."),
+    sft_output: Path = typer.Option(None, "--sft-output", help="SFT records for corrections (default: <output>.sft.jsonl)."),
+    skipped_output: Path = typer.Option(None, "--skipped-output",
+                                        help="Feedback not exported, with reasons (default: <output>.skipped.jsonl)."),
+    db: str = typer.Option(None, "--db", help=_DB_HELP),
+    config: Path = typer.Option(None, "--config", "-c", help="ServeConfig YAML (db_url and licence)."),
+    license: str = typer.Option(None, "--license",
+                                help="SPDX licence written into provenance (default: the config's, else 'unknown')."),
+) -> None:
+    """Turn feedback into preference pairs (DPO) and SFT records, provenance source=feedback."""
+    from tunelens.serve.db import Store
+    from tunelens.serve.export import export_feedback
+
+    lic = license
+    if lic is None and config is not None:
+        from tunelens.serve.config import load_config
+
+        lic = load_config(config).license
+    summary = export_feedback(Store(_db_url(db, config)), output, sft_output, skipped_output, license=lic or "unknown")
+    console.print(f"{summary.feedback_rows} feedback rows -> [bold]{summary.preferences}[/] preference pairs "
+                  f"({summary.paths['preferences']}), [bold]{summary.sft}[/] SFT records ({summary.paths['sft']}), "
+                  f"{summary.skipped} skipped with reasons ({summary.paths['skipped']})")
+
+
+@monitor_app.command("report")
+def monitor_report(
+    train: list[Path] = typer.Option(..., "--train", help="Training records JSONL (the reference); repeatable."),
+    output: Path = typer.Option(Path("drift-report.html"), "--output", "-o", help="HTML report with plots."),
+    db: str = typer.Option(None, "--db", help=_DB_HELP),
+    config: Path = typer.Option(None, "--config", "-c", help="ServeConfig YAML (db_url and drift thresholds)."),
+    window: int = typer.Option(None, "--window", help="Most recent live prompts compared (default: config's, 500)."),
+) -> None:
+    """Compare live prompts with the training data (PSI per feature, embedding MMD) and write an HTML report."""
+    import json
+
+    from tunelens.serve.config import DriftConfig, load_config
+    from tunelens.serve.db import Store
+    from tunelens.serve.drift import DriftMonitor, live_prompts
+
+    cfg = load_config(config).drift if config is not None else DriftConfig()
+    if window is not None:
+        cfg = cfg.model_copy(update={"window": window})
+    with console.status("fitting the reference and scoring live prompts"):
+        monitor = DriftMonitor.from_records(list(train))
+        prompts = live_prompts(Store(_db_url(db, config)), cfg.window)
+        html = monitor.html_report(prompts, cfg)
+        rep = monitor.report(prompts, cfg)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(html, encoding="utf-8")
+    verdict = {True: "[red]DRIFT[/]", False: "[green]no drift[/]", None: "[yellow]not enough data[/]"}[rep["drifted"]]
+    console.print(f"{verdict}: {len(prompts)} live prompts vs {rep['n_reference']} training prompts -> {output}")
+    console.print_json(json.dumps({k: rep[k] for k in ("psi", "mmd", "reasons") if k in rep}))

@@ -1,0 +1,132 @@
+"""Micro-batching: concurrent requests are collected for a few ms and generated together.
+
+One worker per served model owns a single-thread executor, so the model never runs two
+``generate`` calls at once; requests with identical generation parameters share a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple, dataclass, field
+from typing import Any
+
+from tunelens.generate import GenerationParams, GenerationResult, generate, stream_generate
+
+
+@dataclass
+class _Pending:
+    prompt: list[dict[str, str]]
+    params: GenerationParams
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+def _group_key(params: GenerationParams) -> tuple:
+    return tuple(tuple(v) if isinstance(v, list) else v for v in astuple(params))
+
+
+class MicroBatcher:
+    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 8, max_wait_ms: float = 10.0):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunelens-gen")
+        self.queue: asyncio.Queue[_Pending] | None = None
+        self.task: asyncio.Task | None = None
+        self.batches_run = 0
+        self.requests_run = 0
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, prompt: list[dict[str, str]], params: GenerationParams) -> GenerationResult:
+        if self.queue is None:
+            raise RuntimeError("MicroBatcher.start() was not awaited")
+        fut = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Pending(prompt, params, fut))
+        return await fut
+
+    async def _collect(self) -> list[_Pending]:
+        first = await self.queue.get()
+        batch = [first]
+        deadline = time.perf_counter() + self.max_wait_s
+        while len(batch) < self.max_batch_size:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+            except asyncio.TimeoutError:
+                break
+        return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            groups: dict[tuple, list[_Pending]] = {}
+            for item in batch:
+                groups.setdefault(_group_key(item.params), []).append(item)
+            for items in groups.values():
+                live = [i for i in items if not i.future.done()]  # client may have gone away
+                if not live:
+                    continue
+                params = live[0].params
+                try:
+                    results = await loop.run_in_executor(
+                        self.executor, generate, self.model, self.tokenizer, [i.prompt for i in live], params)
+                except Exception as exc:  # hand the error to each waiting request
+                    for item in live:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+                    continue
+                self.batches_run += 1
+                self.requests_run += len(live)
+                for item, result in zip(live, results):
+                    if not item.future.done():
+                        item.future.set_result(result)
+
+    async def stream(self, prompt: list[dict[str, str]], params: GenerationParams) -> AsyncIterator[str]:
+        """Text deltas for one prompt, produced on the model's own executor thread."""
+        loop = asyncio.get_running_loop()
+        out: asyncio.Queue = asyncio.Queue()
+        done = object()
+        cancelled = threading.Event()
+
+        def work() -> None:
+            try:
+                for delta in stream_generate(self.model, self.tokenizer, prompt, params):
+                    if cancelled.is_set():  # client went away: closing the generator stops the model
+                        break
+                    loop.call_soon_threadsafe(out.put_nowait, delta)
+                loop.call_soon_threadsafe(out.put_nowait, done)
+            except Exception as exc:
+                loop.call_soon_threadsafe(out.put_nowait, exc)
+
+        fut = loop.run_in_executor(self.executor, work)
+        try:
+            while True:
+                item = await out.get()
+                if item is done:
+                    break
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            cancelled.set()
+            await asyncio.shield(fut)

@@ -1,0 +1,173 @@
+"""`ServeConfig`: everything the server process needs, validated up front (YAML or CLI flags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tunelens.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelEntry(_Strict):
+    name: str = Field(description="Name clients pass as `model` (and shown in /v1/models).", pattern=r"^[\w.\-:]+$")
+    path: str = Field(description="Anything tunelens.models.load_model accepts: local dir, adapter dir, .gguf, hub id, 'tiny-random'.")
+
+
+class Limits(_Strict):
+    max_body_bytes: int = Field(65536, ge=256, description="Larger request bodies get 413.")
+    max_tokens: int = Field(512, ge=1, description="Largest `max_tokens` a request may ask for (above: 400).")
+    default_max_tokens: int = Field(128, ge=1, description="`max_tokens` when the request gives none.")
+    max_messages: int = Field(64, ge=1, description="Most messages (plus documents) in one request.")
+
+    @model_validator(mode="after")
+    def _default_fits(self):
+        if self.default_max_tokens > self.max_tokens:
+            raise ValueError(f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens ({self.max_tokens})")
+        return self
+
+
+class RateLimit(_Strict):
+    enabled: bool = True
+    requests_per_minute: float = Field(60.0, gt=0, description="Sustained token-bucket refill rate per API key.")
+    burst: int = Field(20, ge=1, description="Bucket size: requests a key may make at once.")
+
+
+class Batching(_Strict):
+    max_batch_size: int = Field(8, ge=1, description="Most requests generated together in one call.")
+    max_wait_ms: float = Field(10.0, ge=0, description="How long the queue collects requests before generating.")
+
+
+class InjectionGuard(_Strict):
+    enabled: bool = True
+    threshold: float = Field(0.5, ge=0, le=1, description="Detector score at or above which text is flagged.")
+    input_action: Literal["flag", "block"] = Field("block", description="What to do with a flagged user message.")
+    document_action: Literal["flag", "block", "strip"] = Field(
+        "strip", description="What to do with a flagged context document (strip drops only that document).")
+    artifact: str | None = Field(None, description="A classifier from `tunelens safety train-injection -o` (default: shipped).")
+
+
+class PiiGuard(_Strict):
+    enabled: bool = True
+    redact_input: bool = Field(True, description="Redact PII from messages before the model sees them.")
+    redact_output: bool = Field(True, description="Redact PII from the response before the client sees it.")
+
+
+class ToxicityGuard(_Strict):
+    enabled: bool = True
+    threshold: float = Field(0.5, ge=0, le=1, description="Output toxicity score at or above which it is refused.")
+    refusal_message: str = "I'm sorry, but I can't provide that response."
+
+
+class Guardrails(_Strict):
+    injection: InjectionGuard = InjectionGuard()
+    pii: PiiGuard = PiiGuard()
+    toxicity: ToxicityGuard = ToxicityGuard()
+    explain_max_tokens: int = Field(64, ge=1, description="Longest response that `explain: true` attributes.")
+
+
+class DriftConfig(_Strict):
+    train_records: list[str] = Field(default_factory=list, description="Training record JSONL files (the reference).")
+    window: int = Field(500, ge=10, description="Most recent live prompts compared.")
+    min_samples: int = Field(30, ge=5, description="Fewer live prompts than this: no verdict.")
+    psi_threshold: float = Field(0.25, gt=0, description="PSI above this on any feature counts as drift.")
+    mmd_alpha: float = Field(0.01, gt=0, lt=1, description="Permutation p-value below this counts as drift.")
+
+
+class ABConfig(_Strict):
+    models: list[str] = Field(default_factory=list, description="The two model names compared (default: the first two served).")
+    judge_model: str | None = Field(None, description="Model scoring responses for the automatic metric (default: the first).")
+
+
+class ServeConfig(_Strict):
+    models: list[ModelEntry] = Field(min_length=1)
+    db_url: str = Field("sqlite:///tunelens-serve.db", description="Any SQLAlchemy URL; SQLite runs in WAL mode.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    license: str = Field("unknown", description="Licence of the deployment's traffic, written into exported records.")
+    limits: Limits = Limits()
+    rate_limit: RateLimit = RateLimit()
+    batching: Batching = Batching()
+    guardrails: Guardrails = Guardrails()
+    drift: DriftConfig = DriftConfig()
+    ab: ABConfig = ABConfig()
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelEntry]) -> list[ModelEntry]:
+        names = [m.name for m in models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique, repeated: {dupes}")
+        return models
+
+    @model_validator(mode="after")
+    def _ab_models_exist(self):
+        names = {m.name for m in self.models}
+        for field_name, values in (("ab.models", self.ab.models), ("ab.judge_model", [self.ab.judge_model] if self.ab.judge_model else [])):
+            unknown = [v for v in values if v not in names]
+            if unknown:
+                raise ValueError(f"{field_name}: unknown model(s) {unknown}; served: {sorted(names)}")
+        if self.ab.models and len(self.ab.models) != 2:
+            raise ValueError(f"ab.models must name exactly two models, got {self.ab.models}")
+        return self
+
+    def ab_pair(self) -> tuple[str, str] | None:
+        if self.ab.models:
+            return self.ab.models[0], self.ab.models[1]
+        if len(self.models) >= 2:
+            return self.models[0].name, self.models[1].name
+        return None
+
+
+def _format_errors(exc: ValidationError, where: str) -> str:
+    lines = [f"invalid serve config ({where}):"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, **overrides) -> ServeConfig:
+    """Read a YAML config (optional), apply CLI overrides, validate. Errors name the bad field."""
+    import yaml
+
+    data: dict = {}
+    where = "command line"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.is_file():
+            raise ConfigError(f"serve config not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    for key, value in overrides.items():
+        if value is not None:
+            data[key] = value
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, where)) from None
+
+
+def parse_model_option(values: list[str]) -> list[dict]:
+    """`--model DIR` or `--model name=DIR` (repeatable) -> model entries."""
+    entries = []
+    for value in values:
+        if "=" in value and not Path(value).exists():
+            name, path = value.split("=", 1)
+        else:
+            path = value
+            name = Path(value.rstrip("/")).name or "model"
+            name = name.removesuffix(".gguf")
+        entries.append({"name": name, "path": path})
+    return entries
