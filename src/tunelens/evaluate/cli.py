@@ -1,7 +1,87 @@
-"""CLI for the evaluate stage."""
+"""`tunelens eval`: evaluate and compare models."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+
+from tunelens.evaluate.config import SUITES
+
+
+def _config_error(exc) -> Exception:
+    from tunelens.errors import ConfigError
+
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        lines.append(f"{where}: {err['msg']}")
+    return ConfigError("invalid eval config: " + "; ".join(lines))
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the root app."""
+
+    @app.command("eval")
+    def eval_cmd(
+        model: list[str] = typer.Option(..., "--model", "-m", help="Model to evaluate (repeat to compare; the first is the reference). "
+                                        "Hub id, local dir, adapter dir, .gguf, smollm2-135m or tiny-random. 'LABEL=SPEC' names it."),
+        suite: list[str] = typer.Option(["all"], "--suite", "-s", help=f"Suites (repeat or comma-separate): {', '.join(SUITES)}, or all."),
+        output: Path = typer.Option(..., "--output", "-o", help="Output folder for results.json, samples.jsonl and report.html."),
+        limit: int = typer.Option(None, "--limit", min=1, help="Items per suite, for quick runs (default: all; ROUGE/loss/toxicity default 200)."),
+        seed: int = typer.Option(0, "--seed", help="Seed for item subsets, sampling and the bootstrap."),
+        max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="Tokens generated per prompt at most."),
+        temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="Sampling temperature (0 = greedy)."),
+        top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass (with temperature > 0)."),
+        batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per generation batch."),
+        few_shot: int = typer.Option(5, "--few-shot", min=1, help="Exemplars in the GSM8K k-shot variant."),
+        data_dir: Path = typer.Option(None, "--data-dir", help="Data folder (default: TUNELENS_DATA_DIR or ../shared/data)."),
+        reference_data: Path = typer.Option(None, "--reference-data", help="Curated JSONL of conversations for ROUGE-L and held-out loss "
+                                            "(default: a fixed 5% held-out slice of Alpaca)."),
+        cache_dir: Path = typer.Option(None, "--cache-dir", help="Generation cache folder (default: TUNELENS_CACHE/eval-generations)."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Ignore and do not write the generation cache."),
+        resamples: int = typer.Option(2000, "--bootstrap-resamples", min=100, help="Bootstrap resamples for CIs."),
+    ) -> None:
+        """Evaluate one or more models on the same prompts and compare them (paired bootstrap CIs)."""
+        from pydantic import ValidationError
+        from rich.console import Console
+        from rich.table import Table
+
+        from tunelens.evaluate import EvalConfig, evaluate
+
+        models = []
+        for m in model:
+            label, sep, spec = m.partition("=")
+            models.append({"spec": spec, "label": label} if sep and label and "/" not in label else {"spec": m})
+        try:
+            config = EvalConfig(
+                models=models, suites=suite, limit=limit, seed=seed, output_dir=output, data_dir=data_dir,
+                reference_data=reference_data, cache_dir=cache_dir, use_cache=not no_cache, bootstrap_resamples=resamples,
+                generation={"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "batch_size": batch_size},
+                few_shot={"k": few_shot},
+            )
+        except ValidationError as exc:
+            raise _config_error(exc) from None
+        report = evaluate(config, progress=True)
+        console = Console()
+        labels = list(report["results"])
+        table = Table(title="results (95% bootstrap CI)")
+        table.add_column("suite")
+        table.add_column("metric")
+        for label in labels:
+            table.add_column(label)
+        for suite_name, metrics in report["results"][labels[0]].items():
+            for metric, entry in metrics.items():
+                cells = []
+                for label in labels:
+                    e = report["results"][label].get(suite_name, {}).get(metric)
+                    cells.append(f"{e['value']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]" if e and e["ci"] else
+                                 (f"{e['value']:.3f}" if e else "-"))
+                table.add_row(suite_name, metric, *cells)
+        console.print(table)
+        sig = [c for c in report["comparisons"] if c["significant"]]
+        if report["comparisons"]:
+            console.print(f"{len(sig)} of {len(report['comparisons'])} deltas significant at 95%")
+        if report["skipped"]:
+            console.print(f"[yellow]{len(report['skipped'])} item(s) skipped[/] (listed in results.json 'skipped')")
+        console.print(f"wrote {output / 'results.json'}, {output / 'samples.jsonl'}, {output / 'report.html'}")

@@ -1,0 +1,108 @@
+"""The evaluation config: validated up front, misspelled fields rejected."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SUITES = ("ifeval", "safety", "toxicity", "gsm8k", "rouge", "loss", "robustness", "builtin")
+DEFAULT_SUITES = ("ifeval", "safety", "toxicity", "gsm8k", "rouge", "loss", "robustness")
+
+
+class ModelEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    spec: str = Field(description="Hub id, local HF dir, PEFT adapter dir, .gguf, smollm2-135m or tiny-random.")
+    label: str | None = Field(default=None, description="Name used in results (default: derived from spec).")
+
+
+class GenerationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_new_tokens: int = Field(default=256, ge=1, le=8192)
+    temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    batch_size: int = Field(default=8, ge=1, le=512)
+    stop: list[str] = Field(default_factory=list)
+
+
+class FewShotConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    k: int = Field(default=5, ge=1, le=16, description="Exemplars in the GSM8K k-shot variant (zero-shot always runs too).")
+    seed: int = Field(default=1234, description="Seed choosing the exemplars from gsm8k_train.jsonl.")
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    models: list[ModelEntry] = Field(min_length=1)
+    suites: list[str] = Field(default_factory=lambda: list(DEFAULT_SUITES))
+    limit: int | None = Field(default=None, ge=1, description="Items per suite (None = all).")
+    seed: int = 0
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
+    output_dir: Path
+    cache_dir: Path | None = Field(default=None, description="Generation cache (default: TUNELENS_CACHE/eval-generations).")
+    data_dir: Path | None = Field(default=None, description="Data folder (default: TUNELENS_DATA_DIR or ../shared/data).")
+    reference_data: Path | None = Field(
+        default=None, description="Curated JSONL (conversation records) for ROUGE-L and held-out loss; "
+        "default: a fixed 5% held-out slice of alpaca_data.json.")
+    bootstrap_resamples: int = Field(default=2000, ge=100, le=100000)
+    use_cache: bool = True
+    max_loss_tokens: int = Field(default=1024, ge=16, description="Longest example (tokens) for the loss suite.")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _specs_as_entries(cls, value):
+        if isinstance(value, (list, tuple)):
+            return [{"spec": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("suites", mode="before")
+    @classmethod
+    def _expand_suites(cls, value):
+        if isinstance(value, str):
+            value = [value]
+        out: list[str] = []
+        for item in value:
+            for name in str(item).split(","):
+                name = name.strip().lower()
+                if not name:
+                    continue
+                if name == "all":
+                    out.extend(SUITES if builtin_available() else DEFAULT_SUITES)
+                elif name not in SUITES:
+                    raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)} or 'all'")
+                else:
+                    out.append(name)
+        if not out:
+            raise ValueError("no suite selected")
+        return list(dict.fromkeys(out))
+
+    @model_validator(mode="after")
+    def _labels(self):
+        seen: set[str] = set()
+        for i, entry in enumerate(self.models):
+            label = entry.label or _label_from_spec(entry.spec)
+            if entry.label and entry.label in seen:
+                raise ValueError(f"models[{i}].label {entry.label!r} is used twice")
+            base, n = label, 2
+            while label in seen:
+                label, n = f"{base}-{n}", n + 1
+            entry.label = label
+            seen.add(label)
+        return self
+
+    def labels(self) -> list[str]:
+        return [m.label for m in self.models]  # type: ignore[misc]
+
+
+def builtin_available() -> bool:
+    """Whether the project's verifiable suite (tunelens.suite) exposes its eval API."""
+    import tunelens.suite as suite_mod
+
+    return hasattr(suite_mod, "eval_items") and hasattr(suite_mod, "score")
+
+
+def _label_from_spec(spec: str) -> str:
+    name = Path(spec.rstrip("/")).name or spec
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", name).strip("-") or "model"

@@ -1,0 +1,162 @@
+"""report.html: side-by-side metrics, comparisons, cost, charts (matplotlib PNGs inline), examples."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+
+MAX_EXAMPLES = 12
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:4px 8px;font-size:14px;vertical-align:top}th{background:#f3f3f3}
+.sig{font-weight:bold;color:#0a6}.neg{font-weight:bold;color:#c33}pre{white-space:pre-wrap;max-width:520px;margin:0}
+.muted{color:#777}"""
+
+
+def _fmt(x, digits=3) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return html.escape(str(x))
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-"
+
+
+def _chart(results: dict) -> str:
+    """One horizontal bar group per metric (rates in [0, 1] only), with 95% CI error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(results)
+    rows = []
+    for suite in results[labels[0]]:
+        for metric, entry in results[labels[0]][suite].items():
+            if 0.0 <= entry["value"] <= 1.0 and all(metric in results[m].get(suite, {}) for m in labels):
+                rows.append((suite, metric))
+    if not rows:
+        return ""
+    rows = rows[:40]
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(rows) * len(labels) + 1.5))
+    height = 0.8 / len(labels)
+    for j, label in enumerate(labels):
+        vals, errs = [], [[], []]
+        for suite, metric in rows:
+            e = results[label][suite][metric]
+            vals.append(e["value"])
+            lo, hi = e["ci"] or (e["value"], e["value"])
+            errs[0].append(max(0.0, e["value"] - lo))
+            errs[1].append(max(0.0, hi - e["value"]))
+        ax.barh([i + j * height for i in range(len(rows))], vals, height=height, xerr=errs, label=label, capsize=2)
+    ax.set_yticks([i + height * (len(labels) - 1) / 2 for i in range(len(rows))])
+    ax.set_yticklabels([f"{s}: {m}" for s, m in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("value (95% bootstrap CI)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return f'<img alt="metrics chart" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _differing_examples(samples: list[dict], labels: list[str]) -> list[tuple[str, str, str, dict]]:
+    """Items whose scores differ between models (the first model against each other)."""
+    by_item: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
+    for s in samples:
+        if s.get("output") is not None:
+            by_item[(s["suite"], s["item_id"])][s["model"]] = s
+    out = []
+    for (suite, item_id), per_model in by_item.items():
+        if len(per_model) < len(labels):
+            continue
+        scores = [json.dumps(per_model[m]["scores"], sort_keys=True) for m in labels]
+        if len(set(scores)) > 1:
+            prompt = per_model[labels[0]]["prompt"]
+            text = prompt[-1]["content"] if isinstance(prompt, list) else str(prompt)
+            out.append((suite, item_id, text, per_model))
+    # One suite should not crowd out the others.
+    out.sort(key=lambda x: (sum(1 for y in out[: out.index(x)] if y[0] == x[0]), x[0]))
+    return out[:MAX_EXAMPLES]
+
+
+def write_report(report: dict, samples: list[dict], path: Path) -> None:
+    results, labels = report["results"], list(report["results"])
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tunelens eval</title><style>{_CSS}</style></head><body>",
+             "<h1>tunelens evaluation</h1>",
+             f"<p class='muted'>{html.escape(report['created'])} &middot; schema {report['schema']} &middot; "
+             f"suites: {', '.join(report['config']['suites'])} &middot; limit: {report['config']['limit']}</p>",
+             "<h2>Models</h2><table><tr><th>label</th><th>spec</th><th>model id</th><th>fingerprint</th></tr>"]
+    for label, info in report["models"].items():
+        parts.append(f"<tr><td>{_fmt(label)}</td><td>{_fmt(info['spec'])}</td><td>{_fmt(info['model_id'])}</td>"
+                     f"<td>{_fmt(info['fingerprint'])}</td></tr>")
+    parts.append("</table><h2>Metrics</h2><table><tr><th>suite</th><th>metric</th>")
+    parts += [f"<th>{_fmt(m)}</th><th>95% CI</th><th>n</th>" for m in labels]
+    parts.append("</tr>")
+    for suite in results[labels[0]]:
+        for metric in results[labels[0]][suite]:
+            parts.append(f"<tr><td>{suite}</td><td>{_fmt(metric)}</td>")
+            for m in labels:
+                e = results[m].get(suite, {}).get(metric)
+                parts.append(f"<td>{_fmt(e['value']) if e else '-'}</td><td>{_ci(e['ci']) if e else '-'}</td>"
+                             f"<td>{e['n'] if e else '-'}</td>")
+            parts.append("</tr>")
+    parts.append("</table>")
+    parts.append(_chart(results))
+    if report["comparisons"]:
+        parts.append("<h2>Comparisons (paired bootstrap)</h2><table><tr><th>suite</th><th>metric</th><th>a</th><th>b</th>"
+                     "<th>delta (b-a)</th><th>95% CI</th><th>p</th><th>significant</th><th>wins/losses/ties (b)</th></tr>")
+        for c in report["comparisons"]:
+            better = (c["delta"] > 0) == c["higher_is_better"]
+            cls = ("sig" if better else "neg") if c["significant"] else ""
+            parts.append(f"<tr><td>{c['suite']}</td><td>{_fmt(c['metric'])}</td><td>{_fmt(c['a'])}</td><td>{_fmt(c['b'])}</td>"
+                         f"<td class='{cls}'>{c['delta']:+.3f}</td><td>{_ci(c['ci'])}</td><td>{_fmt(c['p_value'])}</td>"
+                         f"<td>{'yes' if c['significant'] else 'no'}</td><td>{c['wins']}/{c['losses']}/{c['ties']}</td></tr>")
+        parts.append("</table>")
+    parts.append("<h2>Cost</h2><table><tr><th>model</th><th>prompt tokens</th><th>generated tokens</th><th>generations (cached)</th>"
+                 "<th>tokens/s</th><th>p50 latency s</th><th>p95 latency s</th><th>peak RSS MB</th></tr>")
+    for m in labels:
+        c = report["cost"][m]
+        parts.append(f"<tr><td>{_fmt(m)}</td><td>{c['prompt_tokens']}</td><td>{c['completion_tokens']}</td>"
+                     f"<td>{c['generations']} ({c['cached_generations']})</td><td>{_fmt(c['tokens_per_s'], 1)}</td>"
+                     f"<td>{_fmt(c['latency_p50_s'])}</td><td>{_fmt(c['latency_p95_s'])}</td><td>{_fmt(c['peak_rss_mb'], 0)}</td></tr>")
+    parts.append("</table>")
+    fz = report["cost"].get("fewshot_vs_zeroshot")
+    if fz:
+        parts.append(f"<h3>Few-shot {_fmt(fz['fewshot_model'])} ({fz['k']}-shot) vs zero-shot {_fmt(fz['zeroshot_model'])} on GSM8K</h3>"
+                     "<table><tr><th></th><th>accuracy</th><th>correct/n</th><th>tokens per item</th><th>tokens per correct</th>"
+                     "<th>seconds per correct</th></tr>")
+        for name in ("fewshot", "zeroshot"):
+            s = fz[name]
+            parts.append(f"<tr><td>{name}</td><td>{_fmt(s['accuracy'])}</td><td>{s['correct']}/{s['n']}</td>"
+                         f"<td>{_fmt(s['tokens_per_item'], 1)}</td><td>{_fmt(s['tokens_per_correct'], 1)}</td>"
+                         f"<td>{_fmt(s['seconds_per_correct'])}</td></tr>")
+        parts.append(f"</table><p>token ratio per item: {_fmt(fz['token_ratio_per_item'], 2)}; per correct answer: "
+                     f"{_fmt(fz['token_ratio_per_correct'], 2)}; accuracy delta {fz['accuracy_delta']:+.3f} "
+                     f"CI {_ci(fz['accuracy_delta_ci'])} (equal accuracy: {fz['equal_accuracy']})</p>")
+    if report["skipped"]:
+        parts.append(f"<h2>Skipped ({len(report['skipped'])})</h2><table><tr><th>model</th><th>suite</th><th>item</th><th>reason</th></tr>")
+        for s in report["skipped"][:200]:
+            parts.append(f"<tr><td>{_fmt(s['model'])}</td><td>{_fmt(s['suite'])}</td><td>{_fmt(s['item_id'])}</td><td>{_fmt(s['reason'])}</td></tr>")
+        parts.append("</table>")
+    if len(labels) > 1:
+        examples = _differing_examples(samples, labels)
+        parts.append(f"<h2>Examples where the models differ ({len(examples)} shown)</h2>")
+        for suite, item_id, prompt, per_model in examples:
+            parts.append(f"<h4>{_fmt(suite)} &middot; {_fmt(item_id)}</h4><table><tr><th>prompt</th>"
+                         + "".join(f"<th>{_fmt(m)}</th>" for m in labels) + "</tr>"
+                         f"<tr><td><pre>{html.escape(prompt[:1500])}</pre></td>"
+                         + "".join(f"<td><pre>{html.escape((per_model[m]['output'] or '')[:1500])}</pre>"
+                                   f"<p class='muted'>{html.escape(json.dumps(per_model[m]['scores']))}</p></td>" for m in labels)
+                         + "</tr></table>")
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts), encoding="utf-8")

@@ -1,0 +1,355 @@
+"""Run the suites on every model, score, compare, and write results.json / samples.jsonl / report.html."""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import platform
+import threading
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunelens.errors import TunelensError
+from tunelens.evaluate import stats
+from tunelens.evaluate.cache import GenerationCache
+from tunelens.evaluate.config import EvalConfig
+from tunelens.evaluate.suites import SUITE_CLASSES, Item, Suite, SuiteContext
+
+SCHEMA = "tunelens.eval/v1"
+CHUNK_BATCHES = 4  # batches per generate() call: progress and cache writes between calls
+
+
+class PeakRSS:
+    """Samples this process's resident memory in a thread; ``peak_mb`` after exit."""
+
+    def __init__(self, interval: float = 0.05):
+        import psutil
+
+        self._proc = psutil.Process()
+        self._interval = interval
+        self._stop = threading.Event()
+        self.peak = self._proc.memory_info().rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / 2**20
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("tunelens", "torch", "transformers", "numpy", "scikit-learn"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _cache_root(config: EvalConfig) -> Path:
+    if config.cache_dir is not None:
+        return config.cache_dir
+    from tunelens.models import cache_dir
+
+    return cache_dir() / "eval-generations"
+
+
+def _generate_all(loaded, items: list[Item], config: EvalConfig, cache: GenerationCache, label: str,
+                  skipped: list[dict], progress: bool) -> dict[str, dict]:
+    """Outputs for every distinct rendered prompt: from the cache, or generated in batches."""
+    from tunelens.generate import GenerationParams, generate, render_prompt
+
+    g = config.generation
+    params = GenerationParams(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
+                              seed=config.seed, stop=list(g.stop), batch_size=g.batch_size, on_too_long="skip")
+    rendered: dict[str, str] = {}
+    for item in items:
+        rendered[item.id] = render_prompt(loaded.tokenizer, item.prompt)
+    outputs: dict[str, dict] = {}
+    missing: list[str] = []
+    for text in dict.fromkeys(rendered.values()):
+        hit = cache.get(text)
+        if hit is not None:
+            outputs[text] = {**hit, "cached": True}
+        else:
+            missing.append(text)
+    chunk = g.batch_size * CHUNK_BATCHES
+    bar = None
+    if progress and missing:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        bar.start()
+        task = bar.add_task(f"{label}: generating", total=len(missing))
+    try:
+        for start in range(0, len(missing), chunk):
+            texts = missing[start:start + chunk]
+            t0 = time.perf_counter()
+            results = generate(loaded.model, loaded.tokenizer, texts, params)
+            share = (time.perf_counter() - t0) / len(texts)
+            fresh = []
+            for text, res in zip(texts, results):
+                row = {"text": res.text, "prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens,
+                       "finish_reason": res.finish_reason, "latency_s": res.latency_s, "seconds": share,
+                       "error": res.error}
+                outputs[text] = {**row, "cached": False}
+                if res.finish_reason != "too_long":
+                    fresh.append((text, row))
+            cache.put_many(fresh)
+            if bar is not None:
+                bar.update(task, advance=len(texts))
+    finally:
+        if bar is not None:
+            bar.stop()
+    return {item_id: {**outputs[text], "rendered": text} for item_id, text in rendered.items()}
+
+
+def _metric(values: list[float], weights: list[float] | None, config: EvalConfig) -> dict:
+    ci = stats.mean_ci(values, weights, n_resamples=config.bootstrap_resamples, seed=config.seed)
+    return {"value": stats.weighted_mean(values, weights), "ci": list(ci) if ci else None, "n": len(values)}
+
+
+class ModelRun:
+    """Everything measured for one model: per-unit scores, samples, cost."""
+
+    def __init__(self, label: str):
+        self.label = label
+        # units[suite][metric] = {unit_id: value}; weights likewise (loss only)
+        self.units: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+        self.weights: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+        self.samples: list[dict] = []
+        self.generations: list[dict] = []
+        self.item_costs: dict[str, dict] = {}
+        self.peak_rss_mb = 0.0
+        self.info: dict[str, Any] = {}
+
+    def add(self, suite: str, item: Item, scores: dict) -> None:
+        weight = scores.pop("_weight", None)
+        for metric, value in scores.items():
+            if isinstance(value, list):
+                for j, v in enumerate(value):
+                    self.units[suite][metric][f"{item.unit}#{j}"] = float(v)
+            else:
+                self.units[suite][metric][item.unit] = float(value)
+                if weight is not None:
+                    self.weights[suite][metric][item.unit] = weight
+
+
+def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: SuiteContext,
+               progress: bool) -> ModelRun:
+    from tunelens.generate import context_limit
+    from tunelens.models import load_model, model_fingerprint
+
+    config, label = ctx.config, entry.label
+    run = ModelRun(label)
+    with PeakRSS() as rss:
+        loaded = load_model(entry.spec)
+        fingerprint = model_fingerprint(loaded.path)
+        run.info = {"spec": entry.spec, "model_id": loaded.model_id, "revision": loaded.revision,
+                    "path": str(loaded.path), "fingerprint": fingerprint, "context_length": context_limit(loaded.model)}
+        g = config.generation
+        params_key = {"max_new_tokens": g.max_new_tokens, "temperature": g.temperature, "top_p": g.top_p,
+                      "seed": config.seed, "stop": list(g.stop)}
+        cache = GenerationCache(_cache_root(config), fingerprint, params_key, enabled=config.use_cache)
+        generative = [it for s in suites if s.generative for it in items[s.name]]
+        outputs = _generate_all(loaded, generative, config, cache, label, ctx.skipped, progress)
+        run.generations = list({o["rendered"]: o for o in outputs.values() if o["finish_reason"] != "too_long"}.values())
+        for suite in suites:
+            if not suite.generative:
+                for item, scores, extra in suite.run(loaded, items[suite.name], ctx, label):
+                    run.add(suite.name, item, dict(scores))
+                    run.samples.append({"model": label, "suite": suite.name, "item_id": item.id, "variant": item.variant,
+                                        "prompt": item.prompt, "rendered_prompt": None, "output": None,
+                                        "reference": None, "scores": {"loss": scores["loss"]}, **extra})
+                continue
+            for item in items[suite.name]:
+                out = outputs[item.id]
+                if out["finish_reason"] == "too_long":
+                    ctx.skipped.append({"model": label, "suite": suite.name, "item_id": item.id,
+                                        "reason": out.get("error") or "prompt longer than the context"})
+                    continue
+                scores = suite.score(item, out["text"], ctx)
+                run.add(suite.name, item, dict(scores))
+                run.item_costs[item.id] = {"tokens": out["prompt_tokens"] + out["completion_tokens"],
+                                           "prompt_tokens": out["prompt_tokens"],
+                                           "completion_tokens": out["completion_tokens"], "seconds": out["seconds"]}
+                run.samples.append({
+                    "model": label, "suite": suite.name, "item_id": item.id, "variant": item.variant,
+                    "prompt": item.prompt, "rendered_prompt": out["rendered"], "output": out["text"],
+                    "reference": item.reference if isinstance(item.reference, (str, int, float)) else None,
+                    "scores": scores, "finish_reason": out["finish_reason"], "prompt_tokens": out["prompt_tokens"],
+                    "completion_tokens": out["completion_tokens"], "latency_s": out["latency_s"],
+                    "cached": out["cached"]})
+            for metric, per_unit in suite.derived(_by_unit(run.units[suite.name])).items():
+                run.units[suite.name][metric].update(per_unit)
+        del loaded
+        gc.collect()
+    run.peak_rss_mb = rss.peak_mb
+    return run
+
+
+def _by_unit(suite_units: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for metric, per_unit in suite_units.items():
+        for unit, value in per_unit.items():
+            out[unit][metric] = value
+    return out
+
+
+def _results(run: ModelRun, suites: list[Suite], config: EvalConfig) -> dict:
+    out: dict[str, dict] = {}
+    for suite in suites:
+        metrics: dict[str, dict] = {}
+        for metric in sorted(run.units[suite.name]):
+            per_unit = run.units[suite.name][metric]
+            units = sorted(per_unit)
+            weights = run.weights[suite.name].get(metric)
+            w = [weights[u] for u in units] if weights else None
+            metrics[metric] = _metric([per_unit[u] for u in units], w, config)
+        if "loss" in metrics:
+            loss = metrics["loss"]
+            metrics["perplexity"] = {"value": math.exp(loss["value"]),
+                                     "ci": [math.exp(x) for x in loss["ci"]] if loss["ci"] else None, "n": loss["n"]}
+        out[suite.name] = metrics
+    return out
+
+
+def _cost(run: ModelRun) -> dict:
+    gens = run.generations
+    prompt = sum(g["prompt_tokens"] for g in gens)
+    completion = sum(g["completion_tokens"] for g in gens)
+    seconds = sum(g["seconds"] for g in gens)
+    latencies = np.array([g["latency_s"] for g in gens]) if gens else np.array([0.0])
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "generations": len(gens),
+            "cached_generations": sum(1 for g in gens if g["cached"]), "generation_seconds": round(seconds, 3),
+            "tokens_per_s": round(completion / seconds, 2) if seconds > 0 else None,
+            "latency_p50_s": round(float(np.percentile(latencies, 50)), 4),
+            "latency_p95_s": round(float(np.percentile(latencies, 95)), 4),
+            "peak_rss_mb": round(run.peak_rss_mb, 1)}
+
+
+def _fewshot_vs_zeroshot(runs: list[ModelRun], config: EvalConfig) -> dict | None:
+    """Cost per correct answer: k-shot prompting of the first model against zero-shot of the last."""
+    k = config.few_shot.k
+    few, zero = runs[0], runs[-1]
+    few_units = few.units.get("gsm8k", {}).get(f"exact_match_{k}shot", {})
+    zero_units = zero.units.get("gsm8k", {}).get("exact_match_0shot", {})
+    common = sorted(set(few_units) & set(zero_units))
+    if not common:
+        return None
+
+    def side(run: ModelRun, units: dict, variant: str) -> dict:
+        costs = [run.item_costs[f"{u}:{variant}"] for u in common]
+        correct = int(sum(units[u] for u in common))
+        tokens = sum(c["tokens"] for c in costs)
+        seconds = sum(c["seconds"] for c in costs)
+        return {"accuracy": correct / len(common), "correct": correct, "n": len(common),
+                "prompt_tokens": sum(c["prompt_tokens"] for c in costs),
+                "completion_tokens": sum(c["completion_tokens"] for c in costs), "seconds": round(seconds, 3),
+                "tokens_per_item": tokens / len(common),
+                "tokens_per_correct": tokens / correct if correct else None,
+                "seconds_per_correct": seconds / correct if correct else None}
+
+    fs, zs = side(few, few_units, f"{k}shot"), side(zero, zero_units, "0shot")
+    cmp = stats.paired_bootstrap([few_units[u] for u in common], [zero_units[u] for u in common],
+                                 n_resamples=config.bootstrap_resamples, seed=config.seed)
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    return {"suite": "gsm8k", "fewshot_model": few.label, "zeroshot_model": zero.label, "k": k,
+            "fewshot": fs, "zeroshot": zs,
+            "token_ratio_per_item": ratio(fs["tokens_per_item"], zs["tokens_per_item"]),
+            "token_ratio_per_correct": ratio(fs["tokens_per_correct"], zs["tokens_per_correct"]),
+            "seconds_ratio_per_correct": ratio(fs["seconds_per_correct"], zs["seconds_per_correct"]),
+            "accuracy_delta": cmp["delta"], "accuracy_delta_ci": cmp["ci"],
+            # "Equal accuracy" is a measured claim: the paired CI on the difference contains 0.
+            "equal_accuracy": bool(cmp["ci"] is not None and not cmp["significant"])}
+
+
+def _higher_is_better(suite: Suite, metric: str) -> bool:
+    return metric not in suite.lower_is_better
+
+
+def _comparisons(runs: list[ModelRun], suites: list[Suite], config: EvalConfig, results: dict) -> list[dict]:
+    out = []
+    a = runs[0]
+    for b in runs[1:]:
+        for suite in suites:
+            for metric in sorted(set(a.units[suite.name]) & set(b.units[suite.name])):
+                ua, ub = a.units[suite.name][metric], b.units[suite.name][metric]
+                common = sorted(set(ua) & set(ub))
+                if not common:
+                    continue
+                weights = a.weights[suite.name].get(metric)
+                w = [weights[u] for u in common] if weights else None
+                hib = _higher_is_better(suite, metric)
+                res = stats.paired_bootstrap([ua[u] for u in common], [ub[u] for u in common], w,
+                                             n_resamples=config.bootstrap_resamples, seed=config.seed,
+                                             higher_is_better=hib)
+                out.append({"suite": suite.name, "metric": metric, "a": a.label, "b": b.label,
+                            "value_a": results[a.label][suite.name][metric]["value"],
+                            "value_b": results[b.label][suite.name][metric]["value"],
+                            **res, "higher_is_better": hib})
+    return out
+
+
+def evaluate(config: EvalConfig, progress: bool = True) -> dict:
+    """Evaluate ``config.models`` on ``config.suites``; write and return the results dict."""
+    if not isinstance(config, EvalConfig):
+        raise TunelensError("evaluate() takes an EvalConfig")
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = SuiteContext(config)
+    suites = [SUITE_CLASSES[name]() for name in config.suites]
+    # Build every suite before loading a model: a missing data file fails in seconds, not after generation.
+    items = {s.name: s.build(ctx) for s in suites}
+    runs = []
+    for entry in config.models:
+        runs.append(_run_model(entry, suites, items, ctx, progress))
+    results = {run.label: _results(run, suites, config) for run in runs}
+    cost: dict[str, Any] = {run.label: _cost(run) for run in runs}
+    if "gsm8k" in config.suites:
+        cost["fewshot_vs_zeroshot"] = _fewshot_vs_zeroshot(runs, config)
+    report = {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": json.loads(config.model_dump_json()),
+        "versions": _versions(),
+        "models": {run.label: run.info for run in runs},
+        "results": results,
+        "comparisons": _comparisons(runs, suites, config, results),
+        "cost": cost,
+        "skipped": ctx.skipped,
+        "files": {"samples": "samples.jsonl", "report": "report.html"},
+    }
+    with (out_dir / "samples.jsonl").open("w", encoding="utf-8") as fh:
+        for run in runs:
+            for sample in run.samples:
+                fh.write(json.dumps(sample, ensure_ascii=False) + "\n")
+    (out_dir / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    from tunelens.evaluate.report import write_report
+
+    write_report(report, [s for run in runs for s in run.samples], out_dir / "report.html")
+    return report
