@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import math
 import platform
@@ -84,8 +85,10 @@ def _generate_all(loaded, items: list[Item], config: EvalConfig, cache: Generati
     params = GenerationParams(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
                               seed=config.seed, stop=list(g.stop), batch_size=g.batch_size, on_too_long="skip")
     rendered: dict[str, str] = {}
+    group_of: dict[str, tuple[str, str]] = {}
     for item in items:
-        rendered[item.id] = render_prompt(loaded.tokenizer, item.prompt)
+        rendered[item.id] = text = render_prompt(loaded.tokenizer, item.prompt)
+        group_of.setdefault(text, (item.suite, item.variant))
     outputs: dict[str, dict] = {}
     missing: list[str] = []
     for text in dict.fromkeys(rendered.values()):
@@ -94,7 +97,15 @@ def _generate_all(loaded, items: list[Item], config: EvalConfig, cache: Generati
             outputs[text] = {**hit, "cached": True}
         else:
             missing.append(text)
+    # Generate each (suite, variant) group in its own calls, so that the seconds attributed to an
+    # item are measured on its own group (few-shot and zero-shot prompts never share a batch).
+    group_rank = {g: i for i, g in enumerate(dict.fromkeys(group_of.values()))}
+    missing.sort(key=lambda t: group_rank[group_of[t]])
+    chunks: list[list[str]] = []
     chunk = g.batch_size * CHUNK_BATCHES
+    for _, texts in itertools.groupby(missing, key=lambda t: group_of[t]):
+        texts = list(texts)
+        chunks += [texts[i:i + chunk] for i in range(0, len(texts), chunk)]
     bar = None
     if progress and missing:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -103,8 +114,7 @@ def _generate_all(loaded, items: list[Item], config: EvalConfig, cache: Generati
         bar.start()
         task = bar.add_task(f"{label}: generating", total=len(missing))
     try:
-        for start in range(0, len(missing), chunk):
-            texts = missing[start:start + chunk]
+        for texts in chunks:
             t0 = time.perf_counter()
             results = generate(loaded.model, loaded.tokenizer, texts, params)
             share = (time.perf_counter() - t0) / len(texts)
