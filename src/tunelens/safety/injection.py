@@ -93,6 +93,37 @@ def _load_split(path: Path) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
+# Benign instruction sources added as negatives: deepset's benign rows are almost all questions,
+# so a classifier trained on them alone flags plain imperatives ("Write a poem") as injections.
+# Only permissively licensed files are used (the artifact ships in the package).
+BENIGN_FIELDS = {"self_instruct_seed_tasks.jsonl": "instruction", "ifeval_input_data.jsonl": "prompt",
+                 "gsm8k_train.jsonl": "question"}
+
+
+def load_benign(path: Path, limit: int | None = None) -> list[str]:
+    """Instructions from a known benign file (field chosen by file name; see BENIGN_FIELDS)."""
+    from tunelens.records import iter_jsonl
+
+    path = Path(path)
+    field_name = BENIGN_FIELDS.get(path.name)
+    if field_name is None:
+        raise TunelensError(f"{path}: unknown benign source; expected one of {sorted(BENIGN_FIELDS)}")
+    if not path.is_file():
+        raise TunelensError(f"benign instruction file not found: {path}")
+    out = []
+    try:
+        for i, row in enumerate(iter_jsonl(path), 1):
+            text = row.get(field_name)
+            if not isinstance(text, str):
+                raise TunelensError(f"{path}: row {i}: missing string field {field_name!r}")
+            out.append(text)
+            if limit and len(out) >= limit:
+                break
+    except ValueError as exc:
+        raise TunelensError(str(exc)) from None
+    return out
+
+
 def _metrics(y_true: list[int], y_pred: list[int]) -> dict:
     from sklearn.metrics import f1_score, precision_score, recall_score
 
@@ -104,7 +135,8 @@ def _metrics(y_true: list[int], y_pred: list[int]) -> dict:
 
 
 def train_injection(train_path: Path, test_path: Path | None = None, out_path: Path = DEFAULT_ARTIFACT,
-                    threshold: float = DEFAULT_THRESHOLD) -> dict:
+                    threshold: float = DEFAULT_THRESHOLD, benign: list[Path] | None = None,
+                    benign_limit: int = 600, fp_check: Path | None = None) -> dict:
     """Fit the classifier, save it with joblib, and return precision/recall on the test split.
 
     Metrics are reported for the classifier alone, the heuristics alone, and the combination the
@@ -113,9 +145,14 @@ def train_injection(train_path: Path, test_path: Path | None = None, out_path: P
     import joblib
 
     texts, labels = _load_split(Path(train_path))
+    report: dict = {"train_file": Path(train_path).name, "train_rows": len(texts), "threshold": threshold,
+                    "benign_extra": {}}
+    for b in benign or []:
+        extra = load_benign(Path(b), benign_limit)
+        texts, labels = texts + extra, labels + [0] * len(extra)
+        report["benign_extra"][Path(b).name] = len(extra)
     pipe = build_pipeline()
     pipe.fit(texts, labels)
-    report: dict = {"train_file": Path(train_path).name, "train_rows": len(texts), "threshold": threshold}
     if test_path is not None:
         test_texts, test_labels = _load_split(Path(test_path))
         probs = pipe.predict_proba(test_texts)[:, 1]
@@ -128,6 +165,16 @@ def train_injection(train_path: Path, test_path: Path | None = None, out_path: P
             "heuristics": _metrics(test_labels, heur_pred),
             "combined": _metrics(test_labels, combined),
         })
+    if fp_check is not None:
+        # False-positive rate on ordinary instructions the classifier never saw (evaluation only).
+        import json as _json
+
+        rows = _json.loads(Path(fp_check).read_text(encoding="utf-8"))[-1000:]
+        instr = [r["instruction"] + (" " + r["input"] if r.get("input") else "") for r in rows]
+        probs = pipe.predict_proba(instr)[:, 1]
+        flagged = [max(p, HEURISTIC_SCORE if heuristic_hits(t) else 0.0) >= threshold for p, t in zip(probs, instr)]
+        report["benign_false_positive_rate"] = {"file": Path(fp_check).name, "rows": len(instr),
+                                                "rate": round(sum(flagged) / len(instr), 4)}
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump({"pipeline": pipe, "threshold": threshold, "report": report}, out_path, compress=3)

@@ -218,7 +218,7 @@ def _openai_finish(reason: str) -> str:
 
 
 async def _explain(served: ServedModel, messages, response: str, rt: Runtime) -> dict[str, Any]:
-    if not response.strip():
+    if not response:
         return {"available": False, "reason": "empty response"}
     try:
         from tunelens.explain import attribute, render_html

@@ -133,7 +133,7 @@ class GuardrailEngine:
             decisions["toxicity"] = {"enabled": False}
         else:
             try:
-                score = float(_toxicity_scorer().score([text])[0]) if text.strip() else 0.0
+                score = float(_toxicity_scorer().score([text])[0]) if text else 0.0
             except Exception as exc:  # missing module or artifact: say so, do not pretend
                 decisions["toxicity"] = {"enabled": True, "available": False, "reason": f"{type(exc).__name__}: {exc}"}
             else:

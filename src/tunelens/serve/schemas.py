@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 
 class ContentPart(BaseModel):
@@ -64,16 +64,14 @@ class ChatRequest(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     completion_id: str = Field(min_length=1, max_length=64)
-    rating: Literal["up", "down"] | int | None = None
+    rating: Literal["up", "down"] | StrictInt | None = None
     correction: str | None = Field(None, min_length=1)
     preferred: str | None = Field(None, min_length=1, description="A preferred alternative response.")
 
     @field_validator("rating")
     @classmethod
     def _rating(cls, v):
-        if isinstance(v, int) and not isinstance(v, bool) and not 1 <= v <= 5:
-            raise ValueError("rating must be 'up', 'down' or an integer 1-5")
-        if isinstance(v, bool):
+        if isinstance(v, int) and not 1 <= v <= 5:
             raise ValueError("rating must be 'up', 'down' or an integer 1-5")
         return v
 
