@@ -1,0 +1,200 @@
+"""The curation pipeline: import -> validate -> licence -> normalise -> PII -> exact dedup ->
+near dedup -> quality -> decontaminate -> toxicity, writing four files to OUTDIR:
+
+- ``curated.jsonl``: the kept records (provenance sha256 refreshed after rewriting);
+- ``rejects.jsonl``: every dropped record or malformed row, with the step, reason and location;
+- ``changes.jsonl``: every record changed by normalisation or PII redaction, before and after;
+- ``datasheet.md``: a Hugging Face dataset card (see datasheet.py).
+
+``inputs`` may mix file paths / ``hf:`` ids and already-built record dicts (e.g. the built-in
+suite records); dicts are validated like imported rows. The invariant
+``input records = kept + rejected`` is checked after every step and for the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from tunelens.data.config import CurateConfig
+from tunelens.data.importers import ImportResult, load_records
+from tunelens.data.steps import (
+    Decontaminate, ExactDedup, InvariantError, LicensePolicy, NearDedup, Normalise, Quality, RedactPii,
+    Step, Toxicity, Validate, check_partition, resolve_scorer,
+)
+from tunelens.data.textkeys import TokenCache
+from tunelens.errors import TunelensError
+from tunelens.records import content_hash
+
+OUTPUT_FILES = ("curated.jsonl", "rejects.jsonl", "changes.jsonl", "datasheet.md")
+
+
+@dataclass
+class InputReport:
+    source: str
+    source_file: str
+    format: str
+    records: int
+    malformed: int
+
+
+@dataclass
+class StepReport:
+    name: str
+    records_in: int
+    kept: int
+    rejected: int
+    changed: int
+    seconds: float
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CurateReport:
+    outdir: str
+    inputs: list[InputReport]
+    steps: list[StepReport]
+    records_in: int
+    kept: int
+    rejected: int
+    changed: int
+    seconds: float
+    files: dict[str, str]
+
+    def step(self, name: str) -> StepReport | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_steps(config: CurateConfig, scorer: Callable[[list[str]], list[float]] | None = None) -> list[Step]:
+    """The enabled steps, in pipeline order (construction checks decontamination files and scorer up front)."""
+    steps: list[Step] = []
+    tokens = TokenCache()  # shared: each text is tokenised once across near-dup, quality and decontamination
+    if config.validate_.enabled:
+        steps.append(Validate(config.validate_))
+    policy = LicensePolicy(config.license_policy)
+    if policy.active:
+        steps.append(policy)
+    if config.normalise.enabled:
+        steps.append(Normalise(config.normalise))
+    if config.pii.enabled:
+        steps.append(RedactPii(config.pii))
+    if config.dedup.exact:
+        steps.append(ExactDedup())
+    if config.dedup.near:
+        steps.append(NearDedup(config.dedup, tokens))
+    if config.quality.enabled:
+        steps.append(Quality(config.quality, tokens))
+    if config.decontaminate.files:
+        steps.append(Decontaminate(config.decontaminate, tokens))
+    if config.toxicity.enabled or scorer is not None:
+        steps.append(Toxicity(config.toxicity, scorer or resolve_scorer(config.toxicity.scorer)))
+    return steps
+
+
+def import_inputs(inputs: Iterable[str | Path | dict], config: CurateConfig) -> tuple[list[dict], list[str], list[dict], list[InputReport]]:
+    """(records, their locations, import rejects, per-input reports)."""
+    records, locations, rejects, reports = [], [], [], []
+    memory: list[dict] = []
+    for item in inputs:
+        if isinstance(item, dict):
+            memory.append(item)
+            continue
+        if not isinstance(item, (str, Path)):
+            raise TunelensError(f"curate input {item!r}: expected a file path, an 'hf:' id or a record dict")
+        result: ImportResult = load_records(item, fmt=config.format, license=config.license, source=config.source,
+                                            column_map=config.column_map, on_error=config.on_error)
+        records.extend(result.records)
+        locations.extend(result.locations)
+        rejects.extend(m.as_reject() for m in result.malformed)
+        reports.append(InputReport(result.source, result.source_file, result.fmt, len(result.records), len(result.malformed)))
+    if memory:
+        records.extend(memory)
+        locations.extend(f"<memory>:item {i}" for i in range(len(memory)))
+        reports.append(InputReport("<memory>", "<memory>", "records", len(memory), 0))
+    return records, locations, rejects, reports
+
+
+def curate(
+    inputs: Iterable[str | Path | dict],
+    outdir: str | Path,
+    config: CurateConfig | None = None,
+    scorer: Callable[[list[str]], list[float]] | None = None,
+    progress: bool = False,
+) -> CurateReport:
+    """Run the curation pipeline and write the four output files to ``outdir``.
+
+    ``inputs``: file paths / ``hf:org/name[:split]`` ids, and/or record dicts (in memory).
+    ``scorer``: a toxicity scorer (texts -> probabilities); given, it enables the toxicity step.
+    """
+    from tunelens.data.datasheet import write_datasheet
+
+    config = config or CurateConfig()
+    started = time.perf_counter()
+    steps = build_steps(config, scorer)
+    records, locations, rejects, input_reports = import_inputs(inputs, config)
+    n_input = len(records) + len(rejects)
+    location_of = {id(r): loc for r, loc in zip(records, locations)}
+    changes: list[dict] = []
+    changed_ids: set[str] = set()
+    step_reports: list[StepReport] = []
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+                  TimeElapsedColumn(), console=console, disable=not progress, transient=False) as bar:
+        task = bar.add_task("curating", total=len(steps))
+        for step in steps:
+            bar.update(task, description=f"{step.name}: {len(records):,} records")
+            t0 = time.perf_counter()
+            result = step.run(records)
+            check_partition(step.name, records, result)
+            for rej in result.rejected:
+                loc = location_of.get(id(rej.record), "")
+                if step.name == "validate" and config.on_error == "fail":
+                    raise TunelensError(f"{loc}: {rej.reason}")
+                rejects.append({"step": step.name, "reason": rej.reason, "location": loc, "id": rej.record.get("id") if isinstance(rej.record, dict) else None,
+                                "detail": rej.detail, "record": rej.record})
+            for change in result.changes:
+                changes.append({"step": step.name, "id": change.record_id, "fields": change.fields, **change.detail})
+                changed_ids.add(change.record_id)
+            step_reports.append(StepReport(step.name, len(records), len(result.kept), len(result.rejected),
+                                           len(result.changes), round(time.perf_counter() - t0, 3), result.stats))
+            records = result.kept
+            bar.advance(task)
+        bar.update(task, description=f"done: {len(records):,} kept")
+    if n_input != len(records) + len(rejects):
+        raise InvariantError(f"{n_input} records in but {len(records)} kept + {len(rejects)} rejected")
+    for rec in records:
+        if rec["id"] in changed_ids or not rec["provenance"].get("sha256"):
+            rec["provenance"]["sha256"] = content_hash(rec)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    files = {name: str(outdir / name) for name in OUTPUT_FILES}
+    _write_jsonl(outdir / "curated.jsonl", records)
+    _write_jsonl(outdir / "rejects.jsonl", rejects)
+    _write_jsonl(outdir / "changes.jsonl", changes)
+    report = CurateReport(str(outdir), input_reports, step_reports, n_input, len(records), len(rejects), len(changed_ids),
+                          0.0, files)
+    write_datasheet(outdir / "datasheet.md", report, records, rejects, config)
+    report.seconds = round(time.perf_counter() - started, 3)
+    (outdir / "curate_report.json").write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    return report
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            line = json.dumps(row, ensure_ascii=False, default=str)
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:  # a rejected record with lone surrogates: escape them
+                line = json.dumps(row, ensure_ascii=True, default=str)
+            fh.write(line + "\n")

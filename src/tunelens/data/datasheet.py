@@ -1,0 +1,157 @@
+"""datasheet.md: a Hugging Face dataset card (YAML metadata + sections) for a curation run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import yaml
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from tunelens.data.licences import hub_license_id
+from tunelens.data.steps.base import prompt_and_responses
+from tunelens.records import UNKNOWN_LICENSE
+
+if TYPE_CHECKING:
+    from tunelens.data.config import CurateConfig
+    from tunelens.data.curate import CurateReport
+
+
+def size_category(n: int) -> str:
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
+    return next((label for bound, label in bounds if n < bound), "n>100M")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _licence_mix(records: list[dict]) -> Counter:
+    return Counter((r.get("provenance") or {}).get("license", UNKNOWN_LICENSE) if isinstance(r, dict) else UNKNOWN_LICENSE for r in records)
+
+
+def _length_rows(records: list[dict]) -> list[list[Any]]:
+    prompts, replies, turns = [], [], []
+    for rec in records:
+        prompt, reps = prompt_and_responses(rec)
+        prompts.append(len(prompt))
+        replies.append(sum(len(r) for r in reps))
+        turns.append(len(rec.get("messages") or rec.get("prompt") or []) + (2 if rec.get("kind") == "preference" else 0))
+    rows = []
+    for name, values in (("prompt characters", prompts), ("reply characters", replies), ("messages per record", turns)):
+        if values:
+            a = np.asarray(values)
+            rows.append([name, int(a.min()), int(np.median(a)), round(float(a.mean()), 1), int(np.percentile(a, 95)), int(a.max())])
+    return rows
+
+
+def build_datasheet(report: CurateReport, kept: list[dict], rejects: list[dict], config: CurateConfig) -> DatasetCard:
+    sources = sorted({i.source for i in report.inputs})
+    mix_out = _licence_mix(kept)
+    mix_in = _licence_mix(kept + [r["record"] for r in rejects if "record" in r])
+    kinds = Counter(r.get("kind", "conversation") for r in kept)
+    tasks = ["text-generation"] + (["reinforcement-learning"] if kinds.get("preference") else [])
+    data = DatasetCardData(
+        license=[hub_license_id(x) for x in sorted(mix_out)] or [UNKNOWN_LICENSE],
+        size_categories=[size_category(len(kept))],
+        task_categories=tasks,
+        source_datasets=sources,
+        pretty_name=f"tunelens curated data ({', '.join(sources)})",
+        tags=["tunelens", "instruction-tuning", "curated"],
+        tunelens={"records_in": report.records_in, "kept": report.kept, "rejected": report.rejected,
+                  "changed": report.changed, "record_kinds": dict(kinds)},
+    )
+    by_step = {s.name: s for s in report.steps}
+    parts = [
+        f"# {data.pretty_name}",
+        "Curated with `tunelens data curate`. Records are canonical tunelens JSONL (`curated.jsonl`); every dropped "
+        "record is in `rejects.jsonl` with its step and reason, every rewritten record in `changes.jsonl`.",
+        f"**{report.records_in:,} records in, {report.kept:,} kept, {report.rejected:,} rejected** "
+        f"({report.changed:,} changed by normalisation or redaction). Invariant checked: in = kept + rejected.",
+        "## Sources",
+        _table(["source", "file / hub id", "format", "records", "malformed rows"],
+               [[i.source, f"`{i.source_file}`", i.format, i.records, i.malformed] for i in report.inputs]),
+        "## Licences",
+        "Licences come from the `--license` flag, the config or the record itself; a record without one is "
+        "`unknown` (never guessed).",
+        _table(["licence", "records in", "records kept"], [[k, mix_in[k], mix_out.get(k, 0)] for k in sorted(mix_in)]),
+        "## Curation steps",
+        _table(["step", "in", "kept", "rejected", "changed", "seconds"],
+               [["import", report.records_in, report.records_in - sum(i.malformed for i in report.inputs),
+                 sum(i.malformed for i in report.inputs), 0, "-"]]
+               + [[s.name, s.records_in, s.kept, s.rejected, s.changed, s.seconds] for s in report.steps]),
+        "### Reject reasons",
+        _reason_table(rejects),
+        "## Length statistics (kept records)",
+        _table(["measure", "min", "median", "mean", "p95", "max"], _length_rows(kept)) if kept else "No records kept.",
+        "## PII redaction",
+        _pii_section(by_step.get("pii")),
+        "## Duplicates",
+        _dedup_section(by_step),
+        "## Contamination",
+        _contamination_section(by_step.get("decontaminate"), rejects),
+    ]
+    if "toxicity" in by_step:
+        s = by_step["toxicity"]
+        parts += ["## Toxicity", f"Threshold {s.stats.get('threshold')}: {s.rejected:,} of {s.records_in:,} records rejected."]
+    parts += ["## Configuration", "```yaml\n" + yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False) + "```"]
+    content = f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(parts) + "\n"
+    return DatasetCard(content)
+
+
+def _reason_table(rejects: list[dict]) -> str:
+    counts = Counter((r["step"], r["reason"].split(":")[0] if r["step"] in ("validate", "import", "quality") else r["reason"].split(" ")[0])
+                     for r in rejects)
+    if not counts:
+        return "None."
+    return _table(["step", "reason", "records"], [[s, r, n] for (s, r), n in counts.most_common(25)])
+
+
+def _pii_section(step) -> str:
+    if step is None:
+        return "PII redaction was disabled."
+    counts = step.stats.get("counts", {})
+    if not counts:
+        return f"No PII found ({step.records_in:,} records checked)."
+    return (f"{step.changed:,} records redacted. Placeholders by type:\n\n"
+            + _table(["type", "count"], [[f"`[{k}]`", v] for k, v in sorted(counts.items())]))
+
+
+def _dedup_section(by_step: dict) -> str:
+    lines = []
+    for name, label in (("dedup_exact", "Exact (normalised text)"), ("dedup_near", "Near (MinHash LSH)")):
+        s = by_step.get(name)
+        if s is None:
+            lines.append(f"- {label}: disabled.")
+            continue
+        extra = f" at Jaccard >= {s.stats['threshold']} ({s.stats['num_perm']} permutations, word {s.stats['ngram']}-grams)" if name == "dedup_near" else ""
+        largest = ", ".join(f"`{c['kept']}` x{c['size']}" for c in s.stats.get("largest", []))
+        lines.append(f"- {label}{extra}: {s.stats.get('clusters', 0):,} clusters, {s.rejected:,} records dropped"
+                     + (f"; largest: {largest}" if largest else "") + ". Each dropped record names its kept `duplicate_of`.")
+    return "\n".join(lines)
+
+
+def _contamination_section(step, rejects: list[dict]) -> str:
+    if step is None:
+        return "No evaluation sets were given."
+    st = step.stats
+    rows = [[f"`{f}`", n] for f, n in sorted(st.get("contaminated_by_file", {}).items())]
+    text = (f"Checked against {st['eval_texts']:,} evaluation texts ({st['eval_ngrams']:,} distinct word {st['n']}-grams; "
+            f"{st['eval_texts_shorter_than_n']:,} texts shorter than {st['n']} words could not be checked). "
+            f"{step.rejected:,} records removed.")
+    if rows:
+        text += "\n\n" + _table(["evaluation file", "records removed"], rows)
+        examples = [r for r in rejects if r["step"] == "decontaminate"][:5]
+        text += "\n\nExamples:\n\n" + "\n".join(f"- `{r['id']}` shares \"{r['detail']['ngram']}\" with item {r['detail']['eval_item']}" for r in examples)
+    return text
+
+
+def write_datasheet(path: str | Path, report: CurateReport, kept: list[dict], rejects: list[dict], config: CurateConfig) -> DatasetCard:
+    card = build_datasheet(report, kept, rejects, config)
+    card.save(str(path))
+    return card

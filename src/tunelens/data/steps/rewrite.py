@@ -1,0 +1,92 @@
+"""Steps that change text in place and log before/after: normalisation and PII redaction."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from tunelens.data.config import NormaliseConfig, PiiConfig
+from tunelens.data.pii import redact_many
+from tunelens.data.steps.base import Change, Record, StepResult, message_fields, set_field
+from tunelens.records import normalise_text
+
+_BLANK_RUNS = re.compile(r"\n{3,}")
+_INNER_SPACES = re.compile(r"(?<=\S)[ \t]{2,}")
+
+
+_TRAILING_SPACE = re.compile(r"[^\S\n]\n")
+
+
+def _already_normal(value: str) -> bool:
+    """Fast path: True when normalise_text (and blank-line collapsing) would not change value."""
+    return (
+        unicodedata.is_normalized("NFC", value)
+        and "\r" not in value
+        and "\n\n\n" not in value
+        and value == value.strip()
+        and _TRAILING_SPACE.search(value) is None
+    )
+
+
+class Normalise:
+    """Unicode NFC, unified newlines, trailing/outer whitespace (records.normalise_text)."""
+
+    name = "normalise"
+
+    def __init__(self, config: NormaliseConfig) -> None:
+        self.config = config
+
+    def text(self, value: str) -> str:
+        if _already_normal(value) and not (self.config.collapse_spaces and _INNER_SPACES.search(value)):
+            return value
+        value = normalise_text(value)
+        if self.config.collapse_blank_lines:
+            value = _BLANK_RUNS.sub("\n\n", value)
+        if self.config.collapse_spaces:
+            value = _INNER_SPACES.sub(" ", value)
+        return value
+
+    def run(self, records: list[Record]) -> StepResult:
+        result = StepResult(kept=list(records))
+        for rec in records:
+            fields = []
+            for path, before in message_fields(rec):
+                after = self.text(before)
+                if after != before:
+                    set_field(rec, path, after)
+                    fields.append({"field": path, "before": before, "after": after})
+            if fields:
+                result.changes.append(Change(rec["id"], fields))
+        result.stats["changed_records"] = len(result.changes)
+        return result
+
+
+class RedactPii:
+    """Typed placeholders for PII (see tunelens.data.pii), with counts by type."""
+
+    name = "pii"
+
+    def __init__(self, config: PiiConfig) -> None:
+        self.types = list(config.types)
+
+    def run(self, records: list[Record]) -> StepResult:
+        result = StepResult(kept=list(records))
+        totals: dict[str, int] = {}
+        located = [(rec, path, text) for rec in records for path, text in message_fields(rec)]
+        redacted = iter(redact_many([text for _, _, text in located], self.types))
+        for rec in records:
+            fields, rec_counts = [], {}
+            for path, before in message_fields(rec):
+                after, counts = next(redacted)
+                if counts:
+                    set_field(rec, path, after)
+                    fields.append({"field": path, "before": before, "after": after, "pii": counts})
+                    for kind, n in counts.items():
+                        rec_counts[kind] = rec_counts.get(kind, 0) + n
+            if fields:
+                result.changes.append(Change(rec["id"], fields, {"pii": rec_counts}))
+                for kind, n in rec_counts.items():
+                    totals[kind] = totals.get(kind, 0) + n
+        result.stats["counts"] = dict(sorted(totals.items()))
+        result.stats["changed_records"] = len(result.changes)
+        return result

@@ -1,0 +1,82 @@
+"""Validation: schema (records.parse_record) plus the content rules the schema cannot express."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from tunelens.data.config import ValidateConfig
+from tunelens.data.steps.base import Record, Rejection, StepResult
+from tunelens.records import ROLES, parse_record
+
+
+class Validate:
+    name = "validate"
+
+    def __init__(self, config: ValidateConfig) -> None:
+        self.config = config
+
+    def run(self, records: list[Record]) -> StepResult:
+        result = StepResult(kept=[])
+        reasons: dict[str, int] = {}
+        for rec in records:
+            problem = self.problem(rec)
+            if problem is None:
+                result.kept.append(rec)
+            else:
+                reason, detail = problem
+                reasons[reason.split(":")[0]] = reasons.get(reason.split(":")[0], 0) + 1
+                result.rejected.append(Rejection(rec, reason, detail))
+        result.stats["reasons"] = reasons
+        return result
+
+    def problem(self, rec: Record) -> tuple[str, dict] | None:
+        """The first thing wrong with a raw record dict, as (reason, detail), or None."""
+        if not isinstance(rec, dict):
+            return f"not an object: {type(rec).__name__}", {}
+        kind = rec.get("kind", "conversation")
+        turns_key = "prompt" if kind == "preference" else "messages"
+        turns = rec.get(turns_key)
+        # Content rules first: they give sharper reasons than the generic schema error.
+        if isinstance(turns, list):
+            if len(turns) > self.config.max_messages:
+                return f"too many messages: {len(turns)} > {self.config.max_messages}", {"field": turns_key}
+            for i, m in enumerate(turns):
+                where = f"{turns_key}[{i}]"
+                if not isinstance(m, dict):
+                    return f"non-object message: {where} is {type(m).__name__}", {"field": where}
+                role = m.get("role")
+                if role not in ROLES:
+                    return f"unknown role: {role!r} at {where}", {"field": f"{where}.role"}
+                found = self._text_problem(m.get("content"), f"{where}.content")
+                if found:
+                    return found
+        if kind == "preference":
+            for name in ("chosen", "rejected"):
+                found = self._text_problem(rec.get(name), name)
+                if found:
+                    return found
+        try:
+            parse_record(rec)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            return f"schema: {loc}: {err['msg']}", {"field": loc}
+        if kind == "preference":
+            if not turns or turns[-1]["role"] != "user":
+                return "prompt does not end with a user turn", {"field": "prompt"}
+        elif self.config.require_assistant and not any(m["role"] == "assistant" for m in turns):
+            return "no assistant turn", {"field": "messages"}
+        return None
+
+    def _text_problem(self, value, where: str) -> tuple[str, dict] | None:
+        if not isinstance(value, str):
+            return f"non-string field: {where} is {type(value).__name__}", {"field": where}
+        if not value.strip():
+            return f"empty turn: {where} is empty or whitespace", {"field": where}
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"invalid UTF-8: {where} has an unpaired surrogate at character {exc.start}", {"field": where}
+        if len(value) > self.config.max_field_chars:
+            return f"over-long field: {where} has {len(value)} characters > {self.config.max_field_chars}", {"field": where}
+        return None
