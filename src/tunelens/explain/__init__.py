@@ -1,5 +1,32 @@
-"""tunelens.explain: token attribution, faithfulness, what tuning changed, training-data attribution."""
+"""tunelens.explain: why did the model answer that, is the explanation faithful, what did tuning change.
+
+- ``attribute`` -> ``Attribution``: response-token x prompt-token attribution matrix
+  (input x gradient, integrated gradients, occlusion, attention rollout);
+- ``faithfulness``: comprehensiveness / sufficiency against random selections;
+- ``instruction_focus`` / ``compare_instruction_focus``: attribution share on the instruction span;
+- ``rationale_faithfulness``: does the final answer depend on the reasoning?
+- ``train_attribution``: which training examples shaped a response (TracIn-style / representation);
+- ``render_html`` / ``render_diff_html`` / ``save_heatmap_png``: views.
+"""
 
 from tunelens.explain.attribution import METHODS, Attribution, attribute
+from tunelens.explain.faithfulness import faithfulness
+from tunelens.explain.focus import alpaca_focus_items, compare_instruction_focus, instruction_focus
+from tunelens.explain.rationale import rationale_faithfulness
+from tunelens.explain.render import render_diff_html, render_html, save_heatmap_png
+from tunelens.explain.tda import train_attribution
 
-__all__ = ["METHODS", "Attribution", "attribute"]
+__all__ = [
+    "METHODS",
+    "Attribution",
+    "alpaca_focus_items",
+    "attribute",
+    "compare_instruction_focus",
+    "faithfulness",
+    "instruction_focus",
+    "rationale_faithfulness",
+    "render_diff_html",
+    "render_html",
+    "save_heatmap_png",
+    "train_attribution",
+]

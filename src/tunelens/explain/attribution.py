@@ -132,7 +132,7 @@ def attribute(
     ``response=None`` generates it greedily through ``tunelens.generate``. Method kwargs:
     integrated_gradients: ``steps`` (16), ``baseline`` ('zero' | 'pad'), ``approximation``,
     ``step_batch``; occlusion: ``granularity`` ('word' | 'token'), ``batch_size``;
-    input_x_gradient: ``target_chunk``.
+    input_x_gradient: ``reduce`` ('norm' | 'sum'), ``target_chunk``.
     """
     from tunelens.explain.gradients import input_x_gradient, integrated_gradients
     from tunelens.explain.occlusion import occlusion
@@ -143,7 +143,7 @@ def attribute(
         response = generate_response(model, tokenizer, messages, max_new_tokens)
     enc = encode(tokenizer, messages, response, model)
     allowed = {
-        "input_x_gradient": {"target_chunk"},
+        "input_x_gradient": {"reduce", "target_chunk"},
         "integrated_gradients": {"steps", "baseline", "approximation", "step_batch", "target_chunk", "progress"},
         "occlusion": {"granularity", "batch_size", "include_template"},
         "attention_rollout": set(),
@@ -152,6 +152,7 @@ def attribute(
     if unknown:
         raise TunelensError(f"{name} does not take {sorted(unknown)}; it accepts {sorted(allowed) or 'no options'}")
     if name == "input_x_gradient":
+        method_kwargs = {"reduce": "norm", **method_kwargs}
         matrix = input_x_gradient(model, enc.input_ids, enc.output_ids, **method_kwargs)
     elif name == "integrated_gradients":
         method_kwargs = {"steps": 16, "baseline": "zero", "approximation": "gausslegendre", **method_kwargs}

@@ -61,8 +61,17 @@ def _embed(model: Any, ids: list[int]):
     return emb_layer(torch.tensor([ids], device=device_of(model))).detach()
 
 
-def input_x_gradient(model: Any, input_ids: list[int], output_ids: list[int], *, target_chunk: int = 32) -> np.ndarray:
-    """(R, P) matrix: embedding · d log p(y_j) / d embedding, summed over the hidden dimension."""
+def input_x_gradient(
+    model: Any, input_ids: list[int], output_ids: list[int], *, reduce: str = "norm", target_chunk: int = 32
+) -> np.ndarray:
+    """(R, P) matrix from embedding * d log p(y_j) / d embedding, reduced over the hidden dimension.
+
+    ``reduce="norm"`` (default, as in Inseq) takes the L2 norm: a magnitude, robust to the
+    sign cancellations that make the plain dot product noisy; ``"sum"`` keeps the signed dot
+    product (first-order Taylor contribution).
+    """
+    if reduce not in ("norm", "sum"):
+        raise TunelensError(f"input_x_gradient reduce must be 'norm' or 'sum', got {reduce!r}")
     p = len(input_ids)
     with frozen(model):
         emb = _embed(model, input_ids + output_ids)
@@ -70,7 +79,8 @@ def input_x_gradient(model: Any, input_ids: list[int], output_ids: list[int], *,
         scores = _targets(model, embeds, p, output_ids)
         matrix = np.zeros((len(output_ids), p))
         for sl, grads in _per_target_grads(scores, embeds, target_chunk):
-            contrib = (grads[:, 0, :p] * emb[0, :p]).sum(-1)
+            prod = grads[:, 0, :p] * emb[0, :p]
+            contrib = prod.norm(dim=-1) if reduce == "norm" else prod.sum(-1)
             matrix[sl] = contrib.detach().double().cpu().numpy()
     return matrix
 

@@ -17,25 +17,30 @@ from tunelens.explain.scoring import frozen, response_logprobs
 
 
 def word_segments(enc: Encoding) -> list[list[int]]:
-    """Group prompt tokens into words: a token starting with whitespace, or crossing between
-    template and a message, starts a new segment; special tokens stand alone."""
+    """Group prompt tokens into words.
+
+    A token starts a new word when whitespace precedes it (inside the token, as in BPE's
+    leading space, or between tokens, as in word-level tokenizers), when it changes between
+    template and a message, or when the previous token is whitespace only.
+    """
     segments: list[list[int]] = []
-    prev_owner = None
+    prev_owner, prev_end, prev_text = None, 0, ""
     for i, ((s, e), owner) in enumerate(zip(enc.input_offsets, enc.token_message)):
         text = enc.prompt_text[s:e]
-        starts_word = (
+        gap = enc.prompt_text[prev_end:s] if segments else ""
+        new_word = (
             not segments
             or owner != prev_owner
             or e <= s
             or text[:1].isspace()
-            or not text.strip()
-            or not enc.prompt_text[enc.input_offsets[segments[-1][-1]][0]: enc.input_offsets[segments[-1][-1]][1]].strip()
+            or any(c.isspace() for c in gap)
+            or not prev_text.strip()
         )
-        if starts_word:
+        if new_word:
             segments.append([i])
         else:
             segments[-1].append(i)
-        prev_owner = owner
+        prev_owner, prev_end, prev_text = owner, max(e, prev_end), text
     return segments
 
 

@@ -1,0 +1,102 @@
+"""Toy word-level language models for tests and demos of the explain stage.
+
+A few dozen words, a ChatML template and a 2-layer Llama: trains in seconds on a CPU, so tests
+can plant a behaviour (a trigger word, a memorised example) and check that the explanations
+find it. Not used by the product paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from tunelens.models import CHATML_TEMPLATE
+
+SPECIALS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Models this small run fastest on one thread; on a loaded 2-core box, two threads spin-wait
+    and are 30x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def word_tokenizer(words: Iterable[str]) -> Any:
+    """A fast word-level tokenizer (whitespace split) with ChatML special tokens and template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab_words = list(dict.fromkeys(["system", "user", "assistant", *words]))
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + vocab_words)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<pad>", unk_token="<unk>"
+    )
+    tok.chat_template = CHATML_TEMPLATE
+    return tok
+
+
+def toy_model(tokenizer: Any, *, hidden_size: int = 32, num_layers: int = 2, seed: int = 0) -> Any:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def train_toy(
+    model: Any, tokenizer: Any, conversations: Sequence[list[dict]], *, steps: int = 60, batch_size: int = 16,
+    lr: float = 3e-3, seed: int = 0,
+) -> float:
+    """Plain AdamW on the assistant tokens of ``conversations`` (sampled with replacement); returns the last loss."""
+    import torch
+
+    from tunelens.train.masking import encode_for_sft
+
+    encs = [encode_for_sft(tokenizer, conv) for conv in conversations]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    loss = float("nan")
+    with one_thread():
+        for _ in range(steps):
+            loss = _step(model, tokenizer, encs, opt, gen, batch_size)
+    model.eval()
+    return loss
+
+
+def _step(model: Any, tokenizer: Any, encs: list[dict], opt: Any, gen: Any, batch_size: int) -> float:
+    import torch
+
+    pick = torch.randint(0, len(encs), (min(batch_size, len(encs)),), generator=gen).tolist()
+    width = max(len(encs[i]["input_ids"]) for i in pick)
+    ids = torch.full((len(pick), width), tokenizer.pad_token_id)
+    labels = torch.full((len(pick), width), -100)
+    mask = torch.zeros((len(pick), width), dtype=torch.long)
+    for r, i in enumerate(pick):
+        n = len(encs[i]["input_ids"])
+        ids[r, :n] = torch.tensor(encs[i]["input_ids"])
+        labels[r, :n] = torch.tensor(encs[i]["labels"])
+        mask[r, :n] = 1
+    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.item()
