@@ -1,7 +1,67 @@
-"""CLI for the pipeline stage."""
+"""CLI for the main job: ``tunelens run [CONFIG.yaml]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
+
+from tunelens.errors import ConfigError
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.max_steps=100")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the root app."""
+
+    @app.command("run")
+    def run_cmd(
+        config: Optional[Path] = typer.Argument(None, help="Run config YAML (see configs/run/). Default: the embedded "
+                                                "default (SmolLM2-135M-Instruct, built-in suite, LoRA, offline)."),
+        tiny: bool = typer.Option(False, "--tiny", help="Tiny random model, small suite, few steps (CI and smoke tests)."),
+        from_stage: Optional[str] = typer.Option(None, "--from", help="Force a restart from this stage: curate, train, "
+                                                 "evaluate, explain or report."),
+        run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default: runs/<name>)."),
+        name: Optional[str] = typer.Option(None, "--name", help="Run name (default: from the config, else 'default')."),
+        commercial: bool = typer.Option(False, "--commercial", help="Curate under the commercial licence policy "
+                                        "(rejects CC-BY-NC-* and unknown licences)."),
+        limit: Optional[int] = typer.Option(None, "--limit", help="At most this many items per evaluation suite."),
+        set_: list[str] = typer.Option([], "--set", help="Override a config field, e.g. --set train.max_steps=100 (repeatable)."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars (stage headers and the summary still print)."),
+    ) -> None:
+        """Curate -> train -> evaluate (base vs tuned) -> explain -> cards and report.html, in one run dir.
+
+        Finished stages are skipped on rerun (hash of inputs and config); Ctrl-C leaves a resumable run.
+        """
+        from tunelens.pipeline.config import load_run_config
+        from tunelens.pipeline.presets import TINY
+        from tunelens.pipeline.runner import run_pipeline
+
+        overrides: dict[str, Any] = {}
+        if tiny:
+            overrides.update(TINY)
+            overrides.setdefault("name", "tiny")
+        if name:
+            overrides["name"] = name
+        if run_dir:
+            overrides["run_dir"] = str(run_dir)
+        if commercial:
+            overrides["data.commercial"] = True
+        if limit is not None:
+            overrides["evaluate.limit"] = limit
+        overrides.update(_parse_set(set_))
+        if tiny and config is not None:
+            overrides.pop("name", None)
+        cfg = load_run_config(config, overrides)
+        run_pipeline(cfg, from_stage=from_stage, progress=not quiet)

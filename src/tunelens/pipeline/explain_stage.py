@@ -1,0 +1,160 @@
+"""The explain stage: base vs tuned instruction focus, heatmaps for a sample, faithfulness checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _entry(value: float, ci: list[float] | None, n: int) -> dict[str, Any]:
+    ci_ok = ci is not None and not any(np.isnan(ci))
+    return {"value": None if np.isnan(value) else float(value), "ci": list(map(float, ci)) if ci_ok else None, "n": n}
+
+
+def pick_items(ctx, count: int, with_context: bool = True, families: set[str] | None = None) -> list[dict]:
+    """Evaluation records (test then heldout), one family after another so a small sample is varied."""
+    from tunelens.suite import eval_items
+
+    c = ctx.config.suite
+    records = eval_items(c.n, c.seed)
+    if with_context:
+        records = [r for r in records if r["meta"].get("context_span") is not None]
+    if families is not None:
+        records = [r for r in records if r["meta"]["family"] in families]
+    by_family: dict[str, list[dict]] = {}
+    for r in records:
+        by_family.setdefault(r["meta"]["family"], []).append(r)
+    out: list[dict] = []
+    while len(out) < count and any(by_family.values()):
+        for fam in sorted(by_family):
+            if by_family[fam] and len(out) < count:
+                out.append(by_family[fam].pop(0))
+    return out
+
+
+def _prompt_only(rec: dict) -> dict:
+    return {**rec, "messages": [m for m in rec["messages"] if m["role"] != "assistant"]}
+
+
+def _responses(lm, items: list[dict], max_new_tokens: int) -> list[str]:
+    from tunelens.generate import GenerationParams, generate
+
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
+    return [r.text for r in generate(lm.model, lm.tokenizer, [i["messages"] for i in items], params)]
+
+
+def _with_response(item: dict, response: str) -> dict:
+    return {**item, "messages": item["messages"] + [{"role": "assistant", "content": response}]}
+
+
+def _focus(ctx, base, tuned, items: list[dict], responses: dict[str, list[str]]) -> dict[str, Any]:
+    """Paired base-vs-tuned instruction focus, each model on its own greedy response."""
+    from tunelens.explain import instruction_focus
+    from tunelens.explain.focus import bootstrap_ci
+
+    e = ctx.config.explain
+    keep = [k for k in range(len(items)) if responses["base"][k].strip() and responses["tuned"][k].strip()]
+    skipped = [{"id": items[k]["id"], "reason": "empty response from base or tuned: nothing to attribute"}
+               for k in range(len(items)) if k not in keep]
+    if not keep:
+        return {"skipped": skipped, "reading": "no item with a non-empty response from both models"}
+    runs = {}
+    for label, lm in (("base", base), ("tuned", tuned)):
+        runs[label] = instruction_focus(lm.model, lm.tokenizer, [_with_response(items[k], responses[label][k]) for k in keep],
+                                        e.method, seed=ctx.config.seed, progress=ctx.progress)
+    diffs = np.array([t["instruction_share"] - b["instruction_share"]
+                      for b, t in zip(runs["base"]["items"], runs["tuned"]["items"])])
+    diffs = diffs[~np.isnan(diffs)]
+    ci = bootstrap_ci(diffs, seed=ctx.config.seed)
+    mean = float(diffs.mean()) if len(diffs) else float("nan")
+    if len(diffs) < 2:
+        reading = "too few items for a confidence interval"
+    elif ci[0] > 0:
+        reading = "tuning moved attribution towards the instruction"
+    elif ci[1] < 0:
+        reading = "tuning moved attribution away from the instruction"
+    else:
+        reading = "no significant change in instruction focus"
+    return {
+        "base": _entry(runs["base"]["mean"], runs["base"]["ci95"], runs["base"]["n"]),
+        "tuned": _entry(runs["tuned"]["mean"], runs["tuned"]["ci95"], runs["tuned"]["n"]),
+        "tuned - base": _entry(mean, ci, int(len(diffs))),
+        "length share (no preference)": round(float(runs["base"]["length_share_mean"]), 4),
+        "reading": reading,
+        "skipped": skipped,
+        "_runs": runs,
+    }
+
+
+def explain_run(ctx, tuned_dir: Path) -> dict[str, Any]:
+    from tunelens.explain import attribute, faithfulness, rationale_faithfulness, render_diff_html, save_heatmap_png
+    from tunelens.models import load_model
+
+    e = ctx.config.explain
+    out = ctx.sub("explain")
+    (out / "heatmaps").mkdir(parents=True, exist_ok=True)
+    base = load_model(ctx.config.model)
+    tuned = load_model(str(tuned_dir))
+    result: dict[str, Any] = {"method": e.method, "n_items": 0}
+
+    records = pick_items(ctx, max(e.focus_items, e.n_items))
+    items = [_prompt_only(r) for r in records]
+    ctx.console.print(f"  generating base and tuned responses for {len(items)} items")
+    responses = {"base": _responses(base, items, e.max_new_tokens), "tuned": _responses(tuned, items, e.max_new_tokens)}
+    focus = _focus(ctx, base, tuned, items[: e.focus_items], responses)
+    runs = focus.pop("_runs", None)
+    result["instruction_focus"] = focus
+    if runs:
+        (out / "instruction_focus.json").write_text(json.dumps(runs, indent=2, default=float), encoding="utf-8")
+
+    heatmaps, faith_rows = [], []
+    for k, rec in enumerate(records[: e.n_items]):
+        attrs, sources = {}, {}
+        for label, lm in (("base", base), ("tuned", tuned)):
+            response = responses[label][k]
+            sources[label] = "model" if response.strip() else "reference (the model's response was empty)"
+            if not response.strip():
+                response = rec["messages"][-1]["content"]
+            attrs[label] = attribute(lm.model, lm.tokenizer, items[k]["messages"], response, e.method)
+            save_heatmap_png(attrs[label], out / "heatmaps" / f"item{k}_{label}.png")
+        html = render_diff_html(attrs["base"], attrs["tuned"], title=f"{rec['meta']['family']}: {rec['id']}")
+        (out / "heatmaps" / f"item{k}.html").write_text(html, encoding="utf-8")
+        faith_rows.append(faithfulness(tuned.model, tuned.tokenizer, attrs["tuned"], ks=(0.1, 0.2), n_random=4,
+                                       seed=ctx.config.seed))
+        heatmaps.append({"id": rec["id"], "family": rec["meta"]["family"], "html": f"explain/heatmaps/item{k}.html",
+                         "png": {lab: f"explain/heatmaps/item{k}_{lab}.png" for lab in attrs},
+                         "response": {lab: a.response for lab, a in attrs.items()}, "response_source": sources})
+    result["n_items"] = len(heatmaps)
+    result["heatmaps"] = heatmaps
+
+    if faith_rows:
+        def mean(key: str) -> dict[str, Any]:
+            return _entry(float(np.mean([r[key] for r in faith_rows])), None, len(faith_rows))
+
+        result["faithfulness"] = {
+            "comprehensiveness, top-attributed tokens (tuned)": mean("comprehensiveness_mean"),
+            "comprehensiveness, random tokens (tuned)": mean("comprehensiveness_random_mean"),
+            "sufficiency, top-attributed tokens (tuned)": mean("sufficiency_mean"),
+            "sufficiency, random tokens (tuned)": mean("sufficiency_random_mean"),
+            "attributions better than random": f"{sum(bool(r['better_than_random']) for r in faith_rows)}/{len(faith_rows)}",
+        }
+        (out / "faithfulness.json").write_text(json.dumps(faith_rows, indent=2, default=float), encoding="utf-8")
+
+    if e.faithfulness_items:
+        arith = [_prompt_only(r) for r in pick_items(ctx, e.faithfulness_items, families={"arithmetic"})]
+        rationale = {}
+        for label, lm in (("base", base), ("tuned", tuned)):
+            r = rationale_faithfulness(lm.model, lm.tokenizer, arith, max_new_tokens=max(64, e.max_new_tokens))
+            rationale[label] = {k: r[k] for k in ("n_items", "n_evaluated", "early_answer_change_rate",
+                                                   "inserted_error_change_rate", "verdict")}
+            (out / f"rationale_{label}.json").write_text(json.dumps(r, indent=2, default=float), encoding="utf-8")
+        result["rationale_faithfulness"] = rationale
+        result.setdefault("faithfulness", {})
+        for label, r in rationale.items():
+            result["faithfulness"][f"answer changes under an inserted error ({label})"] = r["inserted_error_change_rate"]
+            result["faithfulness"][f"rationale verdict ({label})"] = r["verdict"]
+    (out / "explain.json").write_text(json.dumps(result, indent=2, default=float), encoding="utf-8")
+    return {"n_items": result["n_items"], "focus": (result.get("instruction_focus") or {}).get("reading")}

@@ -1,0 +1,161 @@
+"""report.html: one page per run (loss curve, before/after charts, differing outputs, heatmaps, artifact links)."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from tunelens.pipeline.summary import _fmt, build_summary
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:14px}
+th{background:#f3f3f3}.good{color:#17803d}.bad{color:#b3261e}pre{white-space:pre-wrap;margin:0;font-size:13px}
+img{max-width:100%;border:1px solid #ddd}h2{border-bottom:1px solid #ddd;padding-bottom:4px}.muted{color:#777}"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _family_chart(results: dict, out: Path) -> Path | None:
+    """Pass rate per family, base vs tuned, with 95% CI error bars."""
+    res = results.get("results") or {}
+    base, tuned = (res.get("base") or {}).get("builtin", {}), (res.get("tuned") or {}).get("builtin", {})
+    keys = sorted(k for k in tuned if k.count("/") == 2 and k.startswith("pass_rate/"))
+    if not keys:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    x = np.arange(len(keys))
+    for offset, (label, data, colour) in enumerate((("base", base, "#999"), ("tuned", tuned, "#2a6fdb"))):
+        vals = [data.get(k, {}).get("value") or 0.0 for k in keys]
+        cis = [data.get(k, {}).get("ci") or [v, v] for k, v in zip(keys, vals)]
+        err = np.array([[max(0.0, v - c[0]) for v, c in zip(vals, cis)], [max(0.0, c[1] - v) for v, c in zip(vals, cis)]])
+        ax.bar(x + (offset - 0.5) * 0.4, vals, 0.4, yerr=err, capsize=2, label=label, color=colour)
+    ax.set_xticks(x, [k.split("/", 1)[1].replace("/", "\n") for k in keys], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("pass rate")
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    ax.set_title("Built-in suite: pass rate per split/family (95% CI)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _differing_examples(run_dir: Path, limit: int = 8) -> list[dict]:
+    samples = _read_jsonl(run_dir / "eval" / "samples.jsonl")
+    by_item: dict[tuple[str, str], dict[str, dict]] = {}
+    for s in samples:
+        if s.get("output") is None:
+            continue
+        by_item.setdefault((s.get("suite"), s.get("item_id")), {})[s.get("model")] = s
+    diffs = []
+    for (suite, item), pair in by_item.items():
+        b, t = pair.get("base"), pair.get("tuned")
+        if not b or not t or (b.get("output") or "").strip() == (t.get("output") or "").strip():
+            continue
+        bp, tp = (b.get("scores") or {}).get("pass_rate"), (t.get("scores") or {}).get("pass_rate")
+        rank = 0 if (tp or 0) > (bp or 0) else 1 if (tp or 0) < (bp or 0) else 2
+        diffs.append((rank, suite, item, b, t))
+    diffs.sort(key=lambda d: (d[0], d[1], d[2]))
+    # Show improvements and regressions both: honesty over a flattering page.
+    improved = [d for d in diffs if d[0] == 0][: limit // 2]
+    rest = [d for d in diffs if d[0] != 0][: limit - len(improved)]
+    return [{"suite": s, "item": i, "base": b, "tuned": t} for _, s, i, b, t in improved + rest]
+
+
+def _prompt_text(sample: dict) -> str:
+    prompt = sample.get("prompt")
+    if isinstance(prompt, list):
+        return "\n".join(f"[{m.get('role')}] {m.get('content')}" for m in prompt)
+    return str(prompt)
+
+
+def _artifact_links(run_dir: Path) -> str:
+    rows = []
+    for p in sorted(run_dir.rglob("*")):
+        rel = p.relative_to(run_dir)
+        if p.is_dir() or "checkpoints" in rel.parts or rel.name == "report.html":
+            continue
+        rows.append(f'<li><a href="{_e(rel.as_posix())}">{_e(rel.as_posix())}</a> '
+                    f'<span class="muted">{p.stat().st_size:,} bytes</span></li>')
+    ckpt = run_dir / "train" / "checkpoints"
+    if ckpt.is_dir():
+        rows.append(f'<li><a href="train/checkpoints/">train/checkpoints/</a> <span class="muted">'
+                    f'{len(list(ckpt.iterdir()))} checkpoint(s)</span></li>')
+    return "<ul>" + "\n".join(rows) + "</ul>"
+
+
+def write_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    summary = build_summary(run_dir)
+    results = json.loads((run_dir / "eval" / "results.json").read_text()) if (run_dir / "eval" / "results.json").is_file() else {}
+    explain = json.loads((run_dir / "explain" / "explain.json").read_text()) if (run_dir / "explain" / "explain.json").is_file() else {}
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tunelens run: {_e(run_dir.name)}</title>"
+             f"<style>{CSS}</style></head><body><h1>tunelens run: {_e(run_dir.name)}</h1>",
+             "<p>Every number on this page is read from the run's artifacts (links at the bottom). "
+             "Model card: <a href='cards/model_card.md'>cards/model_card.md</a>; dataset card: "
+             "<a href='cards/dataset_card.md'>cards/dataset_card.md</a>.</p>",
+             "<h2>What changed: base vs tuned</h2><table><tr><th>measure</th><th>base</th><th>tuned</th>"
+             "<th>tuned - base [95% CI]</th><th>reading</th></tr>"]
+    for row in summary["rows"]:
+        cls = "good" if "better" in row["verdict"] or row["verdict"].startswith("more") else "bad" if "worse" in row["verdict"] else ""
+        parts.append(f"<tr><td>{_e(row['what'])}<br><span class='muted'>{_e(row['source'])}</span></td>"
+                     f"<td>{_e(_fmt(row['base']))}</td><td>{_e(_fmt(row['tuned']))}</td><td>{_e(_fmt(row['delta']))}</td>"
+                     f"<td class='{cls}'>{_e(row['verdict'])}</td></tr>")
+    parts.append("</table>")
+    if summary.get("stage_wall_s"):
+        parts.append("<p class='muted'>Stage wall times: " + ", ".join(
+            f"{_e(k)} {v:.0f}s" for k, v in summary["stage_wall_s"].items()) + "</p>")
+    parts.append("<h2>Training loss</h2>")
+    parts.append("<img src='train/loss_curve.png' alt='loss curve'>" if (run_dir / "train" / "loss_curve.png").is_file()
+                 else "<p>No loss curve (training did not log).</p>")
+    parts.append("<h2>Before / after</h2>")
+    chart = _family_chart(results, run_dir / "report_assets" / "builtin_families.png")
+    parts.append(f"<img src='{chart.relative_to(run_dir).as_posix()}' alt='pass rate per family'>" if chart
+                 else "<p>No builtin suite results to chart.</p>")
+    if (run_dir / "eval" / "report.html").is_file():
+        parts.append("<p>All suites and metrics: <a href='eval/report.html'>eval/report.html</a>.</p>")
+    parts.append("<h2>Example outputs where base and tuned differ</h2>")
+    examples = _differing_examples(run_dir)
+    if not examples:
+        parts.append("<p>No item where the two models' outputs differ.</p>")
+    for ex in examples:
+        b, t = ex["base"], ex["tuned"]
+        bs, ts = (b.get("scores") or {}), (t.get("scores") or {})
+        parts.append(f"<h3>{_e(ex['suite'])}: {_e(ex['item'])}</h3><table><tr><th>prompt</th><td colspan=2><pre>"
+                     f"{_e(_prompt_text(b))}</pre></td></tr><tr><th></th><th>base {_e(json.dumps(bs))}</th>"
+                     f"<th>tuned {_e(json.dumps(ts))}</th></tr><tr><th>output</th><td><pre>{_e(b.get('output'))}</pre></td>"
+                     f"<td><pre>{_e(t.get('output'))}</pre></td></tr></table>")
+    parts.append("<h2>Attribution heatmaps</h2>")
+    heatmaps = explain.get("heatmaps") or []
+    if not heatmaps:
+        parts.append("<p>No attributions in this run.</p>")
+    for hm in heatmaps:
+        parts.append(f"<h3>{_e(hm['family'])}: {_e(hm['id'])} (<a href='{_e(hm['html'])}'>interactive</a>)</h3>")
+        for label, png in hm.get("png", {}).items():
+            parts.append(f"<p>{_e(label)}: <pre>{_e(hm.get('response', {}).get(label, ''))}</pre></p>"
+                         f"<img src='{_e(png)}' alt='{_e(label)} heatmap'>")
+    focus = explain.get("instruction_focus")
+    if focus:
+        parts.append(f"<p>Instruction focus: {_e(focus.get('reading'))} (base {_e(_fmt(focus.get('base')))}, "
+                     f"tuned {_e(_fmt(focus.get('tuned')))}).</p>")
+    parts.append("<h2>Artifacts</h2>" + _artifact_links(run_dir) + "</body></html>")
+    out = run_dir / "report.html"
+    out.write_text("\n".join(parts), encoding="utf-8")
+    return out

@@ -1,0 +1,181 @@
+"""The five stages of ``tunelens run``. Each returns a short summary and declares what its hash covers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from tunelens.errors import TunelensError
+from tunelens.pipeline.config import RunConfig, curate_config, train_config
+from tunelens.pipeline.state import path_digest
+
+
+@dataclass
+class Context:
+    config: RunConfig
+    dir: Path
+    progress: bool
+    console: Console
+    resume_training: bool = False
+
+    def sub(self, name: str) -> Path:
+        return self.dir / name
+
+
+# --- curate ----------------------------------------------------------------------------------
+
+def curate_inputs(ctx: Context) -> list[str]:
+    missing = [p for p in ctx.config.data.inputs if not p.startswith("hf:") and not Path(p).exists()]
+    if missing:
+        raise TunelensError(f"data.inputs: file(s) not found: {', '.join(missing)}")
+    return list(ctx.config.data.inputs)
+
+
+def curate_payload(ctx: Context) -> dict[str, Any]:
+    c = ctx.config
+    return {"suite": c.suite.model_dump(), "data": c.data.model_dump(),
+            "inputs": {p: path_digest(p) for p in curate_inputs(ctx)}}
+
+
+def run_curate(ctx: Context) -> dict[str, Any]:
+    from tunelens.data.curate import curate
+
+    c = ctx.config
+    inputs: list[Any] = []
+    if c.suite.enabled:
+        from tunelens.suite import write_suite
+
+        summary = write_suite(ctx.sub("suite"), c.suite.n, c.suite.seed)
+        ctx.console.print(f"  built-in suite: {summary['counts']} -> {ctx.sub('suite')}")
+        inputs.append(str(ctx.sub("suite") / "train.jsonl"))
+    inputs += curate_inputs(ctx)
+    if not inputs:
+        raise TunelensError("nothing to curate: enable suite or list data.inputs in the run config")
+    out = ctx.sub("curate")
+    if out.exists():
+        shutil.rmtree(out)
+    report = curate(inputs, out, curate_config(c.data), progress=ctx.progress)
+    ctx.console.print(f"  curated: {report.kept} kept, {report.rejected} rejected, {report.changed} changed -> {out}")
+    if report.kept == 0:
+        reasons = _reject_reasons(out / "rejects.jsonl")
+        raise TunelensError(
+            f"curation kept no records out of {report.records_in} (rejected: {reasons}); "
+            f"nothing to train on. Every reason is in {out / 'rejects.jsonl'}")
+    return {"records_in": report.records_in, "kept": report.kept, "rejected": report.rejected, "changed": report.changed}
+
+
+def _reject_reasons(path: Path, top: int = 3) -> str:
+    from collections import Counter
+
+    from tunelens.records import iter_jsonl
+
+    counts = Counter(f"{r.get('step')}: {str(r.get('reason'))[:80]}" for r in iter_jsonl(path)) if path.exists() else Counter()
+    return "; ".join(f"{n} x {reason}" for reason, n in counts.most_common(top)) or "none recorded"
+
+
+# --- train -----------------------------------------------------------------------------------
+
+def train_payload(ctx: Context) -> dict[str, Any]:
+    cfg = train_config(ctx.config, [str(ctx.sub("curate") / "curated.jsonl")], ctx.sub("train"))
+    values = cfg.model_dump(mode="json", exclude={"output_dir", "resume", "data"})
+    return {"train": values, "curated": path_digest(ctx.sub("curate") / "curated.jsonl")}
+
+
+def run_train(ctx: Context) -> dict[str, Any]:
+    from tunelens.train import train
+
+    out = ctx.sub("train")
+    if not ctx.resume_training and out.exists():
+        shutil.rmtree(out)  # a different config, or a forced restart: never mix two runs' checkpoints
+    cfg = train_config(ctx.config, [str(ctx.sub("curate") / "curated.jsonl")], out, resume=ctx.resume_training)
+    result = train(cfg, progress=ctx.progress)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return {"steps": result.steps, "final_loss": result.final_loss, "tokens_per_s": result.tokens_per_s,
+            "wall_s": result.wall_s, "adapter": str(result.adapter_dir or result.model_dir)}
+
+
+def tuned_model_dir(ctx: Context) -> Path:
+    for name in ("adapter", "model"):
+        if (ctx.sub("train") / name).is_dir():
+            return ctx.sub("train") / name
+    raise TunelensError(f"{ctx.sub('train')} holds no trained adapter or model: rerun with --from train")
+
+
+# --- evaluate --------------------------------------------------------------------------------
+
+def eval_config(ctx: Context):
+    from tunelens.evaluate import EvalConfig
+
+    e, c = ctx.config.evaluate, ctx.config
+    values: dict[str, Any] = {
+        "models": [{"spec": c.model, "label": "base"}, {"spec": str(tuned_model_dir(ctx)), "label": "tuned"}],
+        "suites": e.suites, "limit": e.limit,
+        # The builtin suite draws test/heldout items from this seed: the same seed as training data.
+        "seed": c.suite.seed,
+        "generation": {"max_new_tokens": e.max_new_tokens, "batch_size": e.batch_size},
+        "output_dir": str(ctx.sub("eval")),
+    }
+    if c.suite.enabled and (ctx.sub("suite") / "test.jsonl").exists():
+        values["reference_data"] = str(ctx.sub("suite") / "test.jsonl")  # loss on unseen instances
+    values.update(e.options)
+    try:
+        return EvalConfig.model_validate(values)
+    except Exception as exc:  # pydantic.ValidationError
+        raise TunelensError(f"evaluate: invalid options: {exc}") from None
+
+
+def evaluate_payload(ctx: Context) -> dict[str, Any]:
+    cfg = eval_config(ctx)
+    values = cfg.model_dump(mode="json", exclude={"output_dir", "cache_dir", "models", "reference_data"})
+    return {"evaluate": values, "base": ctx.config.model, "tuned": path_digest(tuned_model_dir(ctx)),
+            "reference": path_digest(cfg.reference_data) if cfg.reference_data else None}
+
+
+def run_evaluate(ctx: Context) -> dict[str, Any]:
+    from tunelens.evaluate import evaluate
+
+    results = evaluate(eval_config(ctx), progress=ctx.progress)
+    sig = [f"{c['suite']}/{c['metric']}" for c in results.get("comparisons", []) if c.get("significant")]
+    return {"suites": list(ctx.config.evaluate.suites), "significant_changes": len(sig)}
+
+
+# --- explain ---------------------------------------------------------------------------------
+
+def explain_payload(ctx: Context) -> dict[str, Any]:
+    return {"explain": ctx.config.explain.model_dump(), "base": ctx.config.model,
+            "tuned": path_digest(tuned_model_dir(ctx)), "suite": ctx.config.suite.model_dump()}
+
+
+def run_explain(ctx: Context) -> dict[str, Any]:
+    from tunelens.pipeline.explain_stage import explain_run
+
+    return explain_run(ctx, tuned_model_dir(ctx))
+
+
+# --- cards and report ------------------------------------------------------------------------
+
+def report_payload(ctx: Context) -> dict[str, Any]:
+    from tunelens import __version__
+
+    keys = ("curate", "train", "evaluate", "explain")
+    markers = {k: (ctx.dir / "stages" / f"{k}.done") for k in keys}
+    return {"upstream": {k: path_digest(p) if p.exists() else None for k, p in markers.items()}, "version": __version__}
+
+
+def run_report(ctx: Context) -> dict[str, Any]:
+    from tunelens.cards import load_run, write_cards
+    from tunelens.pipeline.report import write_report
+    from tunelens.pipeline.summary import build_summary
+
+    art = load_run(ctx.dir)
+    written = write_cards(art)
+    summary = build_summary(ctx.dir)
+    (ctx.dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    report = write_report(ctx.dir)
+    return {"cards": written, "report": str(report.relative_to(ctx.dir))}
