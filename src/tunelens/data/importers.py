@@ -27,6 +27,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,11 @@ class ImportResult:
 
 
 class _RowError(Exception):
-    """A row-level problem: the row becomes a Malformed entry."""
+    """A row-level problem: the row becomes a Malformed entry (``raw`` keeps the source text)."""
+
+    def __init__(self, reason: str, raw: Any = None) -> None:
+        super().__init__(reason)
+        self.raw = raw
 
 
 # --------------------------------------------------------------------------- reading rows
@@ -97,12 +102,13 @@ def _iter_jsonl(path: Path) -> Iterator[Row]:
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield loc, _RowError(f"invalid UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})")
+                yield loc, _RowError(f"invalid UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})",
+                                     line.decode("utf-8", "replace").rstrip("\r\n"))
                 continue
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield loc, _RowError(f"invalid JSON ({exc.msg} at column {exc.colno})")
+                yield loc, _RowError(f"invalid JSON ({exc.msg} at column {exc.colno})", text.rstrip("\r\n"))
                 continue
             yield loc, obj
 
@@ -136,10 +142,10 @@ def _iter_csv(path: Path) -> Iterator[Row]:
             for row in reader:
                 loc = f"{path}:{reader.line_num}"
                 if None in row:
-                    yield loc, _RowError(f"{len(row[None])} more field(s) than the header has")
+                    yield loc, _RowError(f"{len(row[None])} more field(s) than the header has", row)
                     continue
                 if any(v is None for v in row.values()):
-                    yield loc, _RowError("fewer fields than the header has")
+                    yield loc, _RowError("fewer fields than the header has", row)
                     continue
                 yield loc, row
     except UnicodeDecodeError as exc:
@@ -438,11 +444,11 @@ def load_records(
                 result.records.append(_convert(result.fmt, row, source, source_file, row_index, license))
                 result.locations.append(location)
             except _RowError as exc:
-                bad = Malformed(location, str(exc), row if not isinstance(row, _RowError) else None)
+                bad = Malformed(location, str(exc), row.raw if isinstance(row, _RowError) else row)
                 if on_error == "fail":
                     raise TunelensError(f"{location}: {bad.reason}") from None
                 result.malformed.append(bad)
-    except OSError as exc:  # e.g. a truncated gzip stream
+    except (OSError, EOFError, zlib.error) as exc:  # e.g. a truncated or corrupt gzip stream
         raise TunelensError(f"{source_file}: read error: {exc}") from None
     return result
 

@@ -2,8 +2,8 @@
 
 ``redact(text) -> (redacted_text, counts_by_type)``. Detected types and placeholders:
 ``[SECRET]`` (API keys, tokens, private keys), ``[EMAIL]``, ``[IBAN]`` (mod-97 checked),
-``[CREDIT_CARD]`` (Luhn checked), ``[SSN]`` (US, dashed), ``[IP]`` (IPv4 and IPv6, parsed with
-:mod:`ipaddress`), ``[PHONE]`` (international ``+`` numbers and North-American formats).
+``[CREDIT_CARD]`` (Luhn checked), ``[SSN]`` (US, dashed), ``[IP]`` (IPv4, and IPv6 checked with :mod:`ipaddress` and
+at least two hex digits, so '::1' and C++ 'a::b'-like tokens are not flagged), ``[PHONE]`` (international ``+`` numbers and North-American formats).
 Secrets run first so a key containing digits is not half-eaten by the phone pattern; cards and
 IBANs run before phones for the same reason. The serve stage's guardrails reuse this function.
 """
@@ -37,7 +37,7 @@ _CARD = re.compile(
 )
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
 _IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d)")
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:|(?:\d{1,3}\.){3}\d{1,3})(?![\w:])")
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:])")
 _PHONE = re.compile(
     r"(?<![\w+])\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}(?!\d)"
     r"|(?<![\w(])(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?!\d)"
@@ -89,7 +89,7 @@ _SECRET_PREFIXES = ("-----BEGIN", "sk-", "gho_", "ghp_", "ghu_", "ghs_", "ghr_",
 _SECRET_WORDS = ("key", "secret", "token", "passw", "bearer")
 _DIGITS3 = re.compile(r"\d{3}")
 _DOTTED = re.compile(r"\d\.\d")
-_HEXCOLON = re.compile(r"[0-9A-Fa-f]?::?[0-9A-Fa-f]")
+_HEXCOLON = re.compile(r"[0-9A-Fa-f]:|:[0-9A-Fa-f]")
 _IBAN_HEAD = re.compile(r"[A-Z]{2}\d{2}")
 
 
@@ -113,8 +113,8 @@ _RULES: list[_Rule] = [
     ("IBAN", _IBAN, lambda m: iban_ok(m.group(0)), "iban"),
     ("CREDIT_CARD", _CARD, _card_ok, "digits3"),
     ("SSN", _SSN, None, "digits3"),
+    ("IP", _IPV6, _ipv6_ok, "hexcolon"),  # before IPv4, so '::ffff:1.2.3.4' goes whole
     ("IP", _IPV4, None, "dotted"),
-    ("IP", _IPV6, _ipv6_ok, "hexcolon"),
     ("PHONE", _PHONE, _phone_ok, "digits3"),
 ]
 
