@@ -68,7 +68,7 @@ class Guardrails(_Strict):
     injection: InjectionGuard = InjectionGuard()
     pii: PiiGuard = PiiGuard()
     toxicity: ToxicityGuard = ToxicityGuard()
-    explain_max_tokens: int = Field(64, ge=1, description="Longest response that `explain: true` attributes.")
+    explain_max_tokens: int = Field(32, ge=1, description="Longest response that `explain: true` attributes.")
 
 
 class DriftConfig(_Strict):

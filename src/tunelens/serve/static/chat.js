@@ -40,8 +40,8 @@ function feedbackBox(completionId) {
     try { await api("/v1/feedback", Object.assign({ completion_id: completionId }, body)); status.textContent = label + " saved"; }
     catch (e) { status.textContent = ""; showError("Feedback failed: " + e.message); }
   };
-  const up = el("button", { class: "thumb-up", title: "good answer" }, "\u{1F44D}");
-  const down = el("button", { class: "thumb-down", title: "bad answer" }, "\u{1F44E}");
+  const up = el("button", { class: "thumb-up", title: "good answer" }, "\u25B2 Good");
+  const down = el("button", { class: "thumb-down", title: "bad answer" }, "\u25BC Bad");
   up.addEventListener("click", () => send({ rating: "up" }, "thumbs up"));
   down.addEventListener("click", () => send({ rating: "down" }, "thumbs down"));
   const correction = el("textarea", { class: "correction", placeholder: "Better answer (correction)" });
@@ -64,11 +64,13 @@ async function sendPrompt() {
   button.disabled = true;
   try {
     const data = await api("/v1/chat/completions", {
-      model: document.getElementById("model").value, messages: conversation, max_tokens: 64,
+      model: document.getElementById("model").value, messages: conversation, max_tokens: 48,
       explain: document.getElementById("explain").checked,
     });
     const answer = data.choices[0].message.content;
-    conversation.push({ role: "assistant", content: answer });
+    // A blocked turn is not kept: resending it would block every later turn too.
+    if (data.tunelens.guardrails.blocked) conversation.pop();
+    else conversation.push({ role: "assistant", content: answer });
     const card = el("div", { class: "msg assistant-msg", "data-completion-id": data.id });
     card.appendChild(el("div", { class: "answer" }, answer));
     card.appendChild(flagBadges(data.tunelens.guardrails));
