@@ -1,7 +1,204 @@
-"""CLI for the explain stage."""
+"""``tunelens explain``: attributions, faithfulness, base-vs-tuned diff and training-data attribution."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
+from rich.console import Console
+
+from tunelens.errors import TunelensError
+
+console = Console(stderr=True)
+SCHEMA = "tunelens.attributions/v1"
+
+
+def read_prompts(path: Path) -> list[dict[str, Any]]:
+    """Items {id, messages, response|None} from a .txt (one prompt per line) or .jsonl file.
+
+    JSONL lines are conversation records (a final assistant turn is the response to explain),
+    or objects with ``prompt`` (str) and an optional ``response``.
+    """
+    from tunelens.explain.encoding import validate_messages
+    from tunelens.records import iter_jsonl
+
+    if not path.is_file():
+        raise TunelensError(f"prompts file not found: {path}")
+    items: list[dict[str, Any]] = []
+    if path.suffix == ".txt":
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                items.append({"id": f"{path.name}:{n}", "messages": [{"role": "user", "content": line.strip()}], "response": None})
+    else:
+        try:
+            for n, obj in enumerate(iter_jsonl(path), 1):
+                where = f"{path}:{n}"
+                if isinstance(obj.get("messages"), list):
+                    messages = validate_messages(obj["messages"], where)
+                    response = obj.get("response")
+                    if messages[-1]["role"] == "assistant":
+                        messages, response = messages[:-1], messages[-1]["content"]
+                elif isinstance(obj.get("prompt"), str):
+                    messages, response = [{"role": "user", "content": obj["prompt"]}], obj.get("response")
+                else:
+                    raise TunelensError(f"{where}: expected 'messages' (a conversation record) or 'prompt' (a string)")
+                if response is not None and not isinstance(response, str):
+                    raise TunelensError(f"{where}: 'response' must be a string")
+                if not messages:
+                    raise TunelensError(f"{where}: no prompt messages before the response")
+                items.append({"id": str(obj.get("id", f"{path.name}:{n}")), "messages": messages, "response": response})
+        except ValueError as exc:
+            raise TunelensError(str(exc)) from None
+    if not items:
+        raise TunelensError(f"{path} holds no prompts")
+    return items
+
+
+def run_explain(
+    model_spec: str, items: list[dict], out: Path, *, method: str = "input_x_gradient", base_spec: str | None = None,
+    train_run: Path | None = None, tda_method: str = "gradient", top_k: int = 10, exclude_template: bool = False,
+    max_new_tokens: int = 64, steps: int = 16, check_faithfulness: bool = True, n_random: int = 8,
+) -> dict[str, Any]:
+    """Everything ``tunelens explain`` writes; returns a summary."""
+    from rich.progress import Progress
+
+    from tunelens.explain import attribute, faithfulness, render_diff_html, render_html, save_heatmap_png, train_attribution
+    from tunelens.explain.attribution import resolve_method
+    from tunelens.models import load_model
+
+    method = resolve_method(method)
+    kwargs = {"steps": steps} if method == "integrated_gradients" else {}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "heatmaps").mkdir(exist_ok=True)
+    models = [("tuned", load_model(model_spec))]
+    if base_spec:
+        models.append(("base", load_model(base_spec)))
+    results: list[dict[str, Any]] = [{"id": it["id"]} for it in items]
+    skipped: list[dict[str, str]] = []
+    faith_rows = []
+    with Progress(console=console, transient=True) as progress:
+        for role, loaded in models:
+            task = progress.add_task(f"{method} on {role} model", total=len(items))
+            for n, (row, item) in enumerate(zip(results, items)):
+                progress.advance(task)
+                if row.get("skipped"):
+                    continue
+                try:
+                    attr = attribute(loaded.model, loaded.tokenizer, item["messages"],
+                                     item["response"], method,
+                                     exclude_template=exclude_template, max_new_tokens=max_new_tokens, **kwargs)
+                except TunelensError as exc:
+                    # One bad prompt must not sink the batch; it is listed with its reason.
+                    row["skipped"] = True
+                    skipped.append({"id": item["id"], "model": role, "reason": str(exc)})
+                    continue
+                key = "attribution" if role == "tuned" else "base_attribution"
+                row[key] = attr
+                png = out / "heatmaps" / f"{'base_' if role == 'base' else ''}{n:03d}.png"
+                save_heatmap_png(attr, png)
+                row["heatmap" if role == "tuned" else "base_heatmap"] = str(png.relative_to(out))
+                if check_faithfulness and role == "tuned":
+                    faith_rows.append({"id": item["id"], **faithfulness(loaded.model, loaded.tokenizer, attr, n_random=n_random)})
+        results = [row for row in results if not row.get("skipped")]
+        for row in skipped:
+            console.print(f"[yellow]skipped {row['id']} ({row['model']} model): {row['reason']}[/]")
+        if not results:
+            raise TunelensError(f"no prompt could be explained; first reason: {skipped[0]['reason']}")
+        faith_rows = [r for r in faith_rows if any(r["id"] == row["id"] for row in results)]
+        tda = None
+        if train_run is not None:
+            tda = {"run": str(train_run), "method": tda_method, "items": [], "skipped": []}
+            task = progress.add_task("training-data attribution", total=len(results))
+            for row in results:
+                report: dict[str, Any] = {}
+                attr = row["attribution"]
+                top = train_attribution(train_run, attr.messages, attr.response, k=top_k, method=tda_method, report=report)
+                tda["items"].append({"id": row["id"], "response": attr.response, "top": top})
+                tda["skipped"] = report.get("skipped", [])
+                progress.advance(task)
+
+    tuned_model = models[0][1]
+    doc = {
+        "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {"spec": model_spec, "id": tuned_model.model_id},
+        "base_model": {"spec": base_spec, "id": models[1][1].model_id} if base_spec else None,
+        "method": method,
+        "exclude_template": exclude_template,
+        "skipped": skipped,
+        "items": [
+            {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in row.items()} for row in results
+        ],
+    }
+    (out / "attributions.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    attrs = [row["attribution"] for row in results]
+    (out / "attributions.html").write_text(render_html(attrs, title=f"tunelens explain: {model_spec}"), encoding="utf-8")
+    written = ["attributions.json", "attributions.html", "heatmaps/"]
+    if base_spec:
+        pairs = [(row["base_attribution"], row["attribution"]) for row in results]
+        (out / "diff.html").write_text(render_diff_html(pairs, base_label=base_spec, tuned_label=model_spec), encoding="utf-8")
+        written.append("diff.html")
+    summary: dict[str, Any] = {"items": len(results), "skipped": len(skipped), "written": written}
+    if check_faithfulness:
+        flagged = [r["id"] for r in faith_rows if not r["better_than_random"]]
+        faith_doc = {
+            "method": method,
+            "items": faith_rows,
+            "n_better_than_random": len(faith_rows) - len(flagged),
+            "not_better_than_random": flagged,
+        }
+        (out / "faithfulness.json").write_text(json.dumps(faith_doc, indent=1), encoding="utf-8")
+        written.append("faithfulness.json")
+        summary["flagged"] = flagged
+    if tda is not None:
+        (out / "tda.json").write_text(json.dumps(tda, indent=1), encoding="utf-8")
+        written.append("tda.json")
+    return summary
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to the root app."""
+    """Add ``tunelens explain`` to the root app."""
+
+    @app.command("explain")
+    def explain_cmd(
+        model: str = typer.Option(..., "--model", "-m", help="Model to explain: hub id, local dir, adapter dir, .gguf, smollm2-135m or tiny-random."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory (attributions.json/.html, heatmaps/, faithfulness.json, diff.html, tda.json)."),
+        prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="One user prompt to explain."),
+        prompts: Optional[Path] = typer.Option(None, "--prompts", help="A .txt (one prompt per line) or .jsonl file (records or {prompt, response})."),
+        response: Optional[str] = typer.Option(None, "--response", help="Explain this response to --prompt instead of generating one."),
+        base: Optional[str] = typer.Option(None, "--base", help="Base model: also explain it and write diff.html (base vs tuned side by side)."),
+        method: str = typer.Option("input_x_gradient", "--method", help="input_x_gradient (ixg), integrated_gradients (ig), occlusion, attention_rollout (rollout)."),
+        steps: int = typer.Option(16, "--steps", min=1, help="Integrated-gradients interpolation steps (Gauss-Legendre)."),
+        train_run: Optional[Path] = typer.Option(None, "--train-run", help="A `tunelens train` run directory: rank its training examples by influence (tda.json)."),
+        tda_method: str = typer.Option("gradient", "--tda-method", help="Training-data attribution: gradient (TracIn-style over LoRA) or representation."),
+        top_k: int = typer.Option(10, "--top-k", min=1, help="Training examples to list per response."),
+        exclude_template: bool = typer.Option(False, "--exclude-template", help="Leave chat-template tokens out of the aggregate (still shown)."),
+        max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Length limit of generated responses."),
+        no_faithfulness: bool = typer.Option(False, "--no-faithfulness", help="Skip the comprehensiveness/sufficiency check."),
+        n_random: int = typer.Option(8, "--n-random", min=1, help="Random selections per k for the faithfulness baseline."),
+    ) -> None:
+        """Which prompt tokens drove each response, is that explanation faithful, what did tuning change,
+        and which training examples shaped the response."""
+        if (prompt is None) == (prompts is None):
+            raise TunelensError("give exactly one of --prompt TEXT or --prompts FILE")
+        if response is not None and prompt is None:
+            raise TunelensError("--response goes with --prompt (put responses in the --prompts file instead)")
+        if tda_method not in ("gradient", "representation"):
+            raise TunelensError(f"--tda-method must be gradient or representation, got {tda_method!r}")
+        if train_run is not None and not train_run.is_dir():
+            raise TunelensError(f"--train-run {train_run} is not a directory")
+        items = read_prompts(prompts) if prompts else [
+            {"id": "prompt", "messages": [{"role": "user", "content": prompt}], "response": response}
+        ]
+        summary = run_explain(
+            model, items, out, method=method, base_spec=base, train_run=train_run, tda_method=tda_method, top_k=top_k,
+            exclude_template=exclude_template, max_new_tokens=max_new_tokens, steps=steps,
+            check_faithfulness=not no_faithfulness, n_random=n_random,
+        )
+        console.print(f"[green]explained {summary['items']} prompt(s)[/] ({summary['skipped']} skipped) -> {out}: "
+                      f"{', '.join(summary['written'])}")
+        if summary.get("flagged"):
+            console.print(f"[yellow]not better than random (do not trust): {', '.join(summary['flagged'])}[/]")

@@ -113,9 +113,19 @@ def _normalised(attr: Attribution) -> np.ndarray:
     return agg / total if total > 0 else agg
 
 
-def render_diff_html(base: Attribution, tuned: Attribution, title: str = "tunelens: base vs tuned attribution",
-                     base_label: str = "base", tuned_label: str = "tuned") -> str:
-    """Base and tuned side by side; with the same prompt tokens, a third view of tuned - base shares."""
+def render_diff_html(base: Attribution | list[tuple[Attribution, Attribution]], tuned: Attribution | None = None,
+                     title: str = "tunelens: base vs tuned attribution", base_label: str = "base",
+                     tuned_label: str = "tuned") -> str:
+    """Base and tuned side by side; with the same prompt tokens, a third view of tuned - base shares.
+
+    Pass ``(base, tuned)`` for one prompt, or a list of (base, tuned) pairs for several.
+    """
+    pairs = base if isinstance(base, list) else [(base, tuned)]
+    body = "".join(_diff_section(b, t, base_label, tuned_label) for b, t in pairs)
+    return _page(title, body)
+
+
+def _diff_section(base: Attribution, tuned: Attribution, base_label: str, tuned_label: str) -> str:
     body = (
         '<div class="tl-grid">'
         + render_fragment(base, title=f"{base_label}: {base.response[:80]}")
@@ -131,7 +141,7 @@ def render_diff_html(base: Attribution, tuned: Attribution, title: str = "tunele
         body += render_fragment(delta, title="difference in attribution share (red: more in tuned, blue: more in base)")
     else:
         body += "<p class='tl-note'>The two models tokenise the prompt differently: no token-level difference view.</p>"
-    return _page(title, body)
+    return body + "<hr>"
 
 
 def save_heatmap_png(attr: Attribution, path: str | Path, max_tokens: int = 80) -> Path:
