@@ -127,9 +127,10 @@ def feedback_export(
 
         lic = load_config(config).license
     summary = export_feedback(Store(_db_url(db, config)), output, sft_output, skipped_output, license=lic or "unknown")
-    console.print(f"{summary.feedback_rows} feedback rows -> [bold]{summary.preferences}[/] preference pairs "
-                  f"({summary.paths['preferences']}), [bold]{summary.sft}[/] SFT records ({summary.paths['sft']}), "
-                  f"{summary.skipped} skipped with reasons ({summary.paths['skipped']})")
+    console.print(f"{summary.feedback_rows} feedback rows: [bold]{summary.preferences} preference pairs[/], "
+                  f"[bold]{summary.sft} SFT records[/], {summary.skipped} skipped")
+    for kind, path in summary.paths.items():
+        console.print(f"  {kind}: {path}", soft_wrap=True)
 
 
 @monitor_app.command("report")
