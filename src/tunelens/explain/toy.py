@@ -100,3 +100,35 @@ def _step(model: Any, tokenizer: Any, encs: list[dict], opt: Any, gen: Any, batc
     loss.backward()
     opt.step()
     return loss.item()
+
+
+# The planted-trigger task: the answer is decided by one word among random filler words.
+FILLER = "the a river stone cloud table window paper green quiet slow music garden train chair".split()
+TRIGGERS = {"apple": "red", "banana": "yellow"}
+
+
+def trigger_example(rng: Any, n_filler: int = 6) -> tuple[list[dict], str, str]:
+    """(prompt messages, answer, trigger word) with the trigger at a random position."""
+    words = rng.sample(FILLER, n_filler)
+    trigger = rng.choice(sorted(TRIGGERS))
+    words.insert(rng.randrange(n_filler + 1), trigger)
+    return [{"role": "user", "content": " ".join(words)}], TRIGGERS[trigger], trigger
+
+
+def trigger_tokenizer() -> Any:
+    return word_tokenizer(FILLER + list(TRIGGERS) + list(TRIGGERS.values()))
+
+
+def trained_trigger_model(*, n_train: int = 200, steps: int = 80, seed: int = 0) -> tuple[Any, Any]:
+    """A toy model that answers 'red' for apple and 'yellow' for banana, ignoring the filler."""
+    import random
+
+    rng = random.Random(seed)
+    tok = trigger_tokenizer()
+    convs = []
+    for _ in range(n_train):
+        messages, answer, _ = trigger_example(rng)
+        convs.append(messages + [{"role": "assistant", "content": answer}])
+    model = toy_model(tok, seed=seed)
+    train_toy(model, tok, convs, steps=steps, seed=seed)
+    return model, tok
