@@ -469,7 +469,26 @@ def _convert(fmt: str, row: dict[str, Any], source: str, source_file: str, row_i
         return record
     kind, payload, meta = _CONVERTERS[fmt](row)
     common = dict(source=source, source_file=source_file, row=row_index, license=license, meta=meta or None)
+    try:
+        if kind == "preference":
+            prompt, chosen, rejected = payload
+            return make_preference(prompt, chosen, rejected, **common)
+        return make_conversation(payload, **common)
+    except UnicodeEncodeError:
+        # Lone surrogates (JSON "\ud800" escapes) cannot be hashed; build the record without a hash
+        # so that the validate step rejects it with an "invalid UTF-8" reason instead of crashing.
+        return _unhashable_record(kind, payload, common)
+
+
+def _unhashable_record(kind: str, payload: Any, common: dict[str, Any]) -> dict[str, Any]:
+    prov = {"source": common["source"], "source_file": common["source_file"], "row": common["row"],
+            "license": common["license"] or UNKNOWN_LICENSE, "sha256": "", "tags": []}
+    rec: dict[str, Any] = {"kind": kind, "id": f"{common['source']}:{common['row']}"}
     if kind == "preference":
-        prompt, chosen, rejected = payload
-        return make_preference(prompt, chosen, rejected, **common)
-    return make_conversation(payload, **common)
+        rec.update(prompt=payload[0], chosen=payload[1], rejected=payload[2])
+    else:
+        rec["messages"] = payload
+    rec["provenance"] = prov
+    if common.get("meta"):
+        rec["meta"] = common["meta"]
+    return rec
