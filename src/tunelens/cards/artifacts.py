@@ -76,7 +76,8 @@ class RunArtifacts:
     licence_mix: Counter = field(default_factory=Counter)
     source_mix: Counter = field(default_factory=Counter)
     n_curated: int = 0
-    reject_reasons: Counter = field(default_factory=Counter)
+    reject_reasons: Counter = field(default_factory=Counter)  # curation step -> records rejected there
+    reject_examples: dict[str, str] = field(default_factory=dict)  # step -> its first reason, as an example
 
     def path(self, key: str) -> Path:
         return self.run_dir / LAYOUT[key]
@@ -88,11 +89,6 @@ class RunArtifacts:
         return LAYOUT[key]
 
 
-def _reject_reason(row: dict) -> str:
-    reason = row.get("reason") or row.get("step") or "unspecified"
-    if isinstance(reason, dict):
-        reason = reason.get("step") or json.dumps(reason)
-    return str(reason).split(":", 1)[0]
 
 
 def load_run(run_dir: str | Path, require: tuple[str, ...] = ("results", "train_manifest")) -> RunArtifacts:
@@ -119,5 +115,8 @@ def load_run(run_dir: str | Path, require: tuple[str, ...] = ("results", "train_
             art.source_mix[prov.get("source", "unknown")] += 1
             art.n_curated += 1
     if art.exists("rejects"):
-        art.reject_reasons = Counter(_reject_reason(r) for r in _jsonl(art.path("rejects")))
+        for row in _jsonl(art.path("rejects")):
+            step = str(row.get("step") or "unspecified")
+            art.reject_reasons[step] += 1
+            art.reject_examples.setdefault(step, str(row.get("reason") or "")[:120])
     return art

@@ -124,7 +124,8 @@ def _data_section(art: RunArtifacts) -> str:
     lic = _table(["licence", "records", "share"],
                  [[k, str(v), f"{v / art.n_curated:.1%}"] for k, v in art.licence_mix.most_common()])
     src = _table(["source", "records"], [[k, str(v)] for k, v in art.source_mix.most_common()])
-    rej = (_table(["reason", "records"], [[k, str(v)] for k, v in art.reject_reasons.most_common()])
+    rej = (_table(["curation step", "records", "example reason"],
+                  [[k, str(v), art.reject_examples.get(k, "").replace("|", "/")] for k, v in art.reject_reasons.most_common()])
            if art.reject_reasons else "No records were rejected.")
     return (f"{art.n_curated} curated records (`{LAYOUT['curated']}`); licences from each record's provenance:\n\n{lic}\n\n"
             f"Sources:\n\n{src}\n\nRejected during curation (`{LAYOUT['rejects']}`):\n\n{rej}\n\n"

@@ -47,8 +47,9 @@ class DataSection(_Strict):
 
 class EvaluateSection(_Strict):
     suites: list[str] = Field(default_factory=lambda: ["builtin"], description="Evaluation suites (see `tunelens eval --help`).")
-    limit: int | None = Field(None, ge=1, description="At most this many items per suite.")
-    max_new_tokens: int = Field(96, ge=1, description="Generation budget per answer.")
+    limit: int | None = Field(1000, ge=1, description="Items per suite (None = all). For the builtin suite the "
+                              "test+heldout records of a suite of this size (30%) are scored.")
+    max_new_tokens: int = Field(64, ge=1, description="Generation budget per answer.")
     batch_size: int = Field(16, ge=1, description="Generation batch size.")
     options: dict[str, Any] = Field(default_factory=dict, description="More EvalConfig fields.")
 
@@ -62,6 +63,20 @@ class ExplainSection(_Strict):
     max_new_tokens: int = Field(48, ge=1)
 
 
+class LaunchSection(_Strict):
+    accelerate_config: str | None = Field(
+        None, description="An `accelerate` config (e.g. FSDP over several GPUs): training then runs as "
+        "`accelerate launch --config_file ... tunelens train -c <train request>`; other stages stay in this process.")
+    num_processes: int | None = Field(None, ge=1, description="Processes (GPUs) for `accelerate launch` (default: its config's).")
+
+    @field_validator("accelerate_config")
+    @classmethod
+    def _exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"accelerate config file not found: {value}")
+        return value
+
+
 class RunConfig(_Strict):
     name: str = Field("default", pattern=r"^[A-Za-z0-9._-]+$", description="Run name; the run dir is runs/<name> by default.")
     run_dir: str | None = Field(None, description="Where every stage writes (default: runs/<name>).")
@@ -71,6 +86,7 @@ class RunConfig(_Strict):
     data: DataSection = Field(default_factory=DataSection)
     train: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_TRAIN),
                                   description="TrainConfig fields (model/data/output_dir are set by the run).")
+    launch: LaunchSection = Field(default_factory=LaunchSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     explain: ExplainSection = Field(default_factory=ExplainSection)
 

@@ -21,7 +21,7 @@ TINY: dict[str, Any] = {
     "evaluate.max_new_tokens": 12,
     "evaluate.batch_size": 8,
     "explain.n_items": 1,
-    "explain.focus_items": 3,
+    "explain.focus_items": 2,
     "explain.faithfulness_items": 1,
     "explain.max_new_tokens": 6,
 }

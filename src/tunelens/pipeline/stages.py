@@ -83,7 +83,8 @@ def _reject_reasons(path: Path, top: int = 3) -> str:
 def train_payload(ctx: Context) -> dict[str, Any]:
     cfg = train_config(ctx.config, [str(ctx.sub("curate") / "curated.jsonl")], ctx.sub("train"))
     values = cfg.model_dump(mode="json", exclude={"output_dir", "resume", "data"})
-    return {"train": values, "curated": path_digest(ctx.sub("curate") / "curated.jsonl")}
+    return {"train": values, "launch": ctx.config.launch.model_dump(),
+            "curated": path_digest(ctx.sub("curate") / "curated.jsonl")}
 
 
 def run_train(ctx: Context) -> dict[str, Any]:
@@ -93,11 +94,41 @@ def run_train(ctx: Context) -> dict[str, Any]:
     if not ctx.resume_training and out.exists():
         shutil.rmtree(out)  # a different config, or a forced restart: never mix two runs' checkpoints
     cfg = train_config(ctx.config, [str(ctx.sub("curate") / "curated.jsonl")], out, resume=ctx.resume_training)
+    if ctx.config.launch.accelerate_config:
+        return _train_with_accelerate(ctx, cfg)
     result = train(cfg, progress=ctx.progress)
     if result.interrupted:
         raise KeyboardInterrupt
     return {"steps": result.steps, "final_loss": result.final_loss, "tokens_per_s": result.tokens_per_s,
             "wall_s": result.wall_s, "adapter": str(result.adapter_dir or result.model_dir)}
+
+
+def _train_with_accelerate(ctx: Context, cfg) -> dict[str, Any]:
+    """Multi-process training (FSDP, DDP) through `accelerate launch`; the other stages stay single-process."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    request = out / "train_request.yaml"
+    request.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    launch = ctx.config.launch
+    exe = shutil.which("tunelens") or str(Path(sys.executable).with_name("tunelens"))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch.accelerate_config)]
+    if launch.num_processes:
+        cmd += ["--num_processes", str(launch.num_processes)]
+    cmd += [exe, "train", "-c", str(request)]
+    ctx.console.print("  " + " ".join(cmd))
+    code = subprocess.call(cmd)
+    summary_path = out / "train_summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    if summary.get("interrupted") or code in (130, -2, -15):
+        raise KeyboardInterrupt
+    if code != 0:
+        raise TunelensError(f"`accelerate launch` training exited with code {code} (command: {' '.join(cmd)})")
+    return {k: summary.get(k) for k in ("steps", "final_loss", "tokens_per_s", "wall_s")}
 
 
 def tuned_model_dir(ctx: Context) -> Path:
