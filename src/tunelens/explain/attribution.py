@@ -130,7 +130,7 @@ def attribute(
     """Attribute each response token's log-probability to the prompt tokens.
 
     ``response=None`` generates it greedily through ``tunelens.generate``. Method kwargs:
-    integrated_gradients: ``steps`` (16), ``baseline`` ('zero' | 'pad'), ``approximation``,
+    integrated_gradients: ``steps`` (16), ``baseline`` ('mean' | 'pad' | 'zero'), ``approximation``,
     ``step_batch``; occlusion: ``granularity`` ('word' | 'token'), ``batch_size``;
     input_x_gradient: ``reduce`` ('norm' | 'sum'), ``target_chunk``.
     """
@@ -155,7 +155,7 @@ def attribute(
         method_kwargs = {"reduce": "norm", **method_kwargs}
         matrix = input_x_gradient(model, enc.input_ids, enc.output_ids, **method_kwargs)
     elif name == "integrated_gradients":
-        method_kwargs = {"steps": 16, "baseline": "zero", "approximation": "gausslegendre", **method_kwargs}
+        method_kwargs = {"steps": 16, "baseline": "mean", "approximation": "gausslegendre", **method_kwargs}
         matrix = integrated_gradients(model, enc.input_ids, enc.output_ids, tokenizer=tokenizer, **method_kwargs)
     elif name == "occlusion":
         method_kwargs = {"granularity": "word", **method_kwargs}

@@ -90,6 +90,9 @@ def _baseline(model: Any, emb, kind: str, tokenizer: Any = None):
 
     if kind == "zero":
         return torch.zeros_like(emb)
+    if kind == "mean":
+        table = model.get_input_embeddings().weight.detach()
+        return table.mean(0).view(1, 1, -1).expand_as(emb).clone()
     if kind == "pad":
         pad_id = getattr(tokenizer, "pad_token_id", None) if tokenizer is not None else None
         if pad_id is None:
@@ -104,7 +107,7 @@ def integrated_gradients(
     output_ids: list[int],
     *,
     steps: int = 16,
-    baseline: str = "zero",
+    baseline: str = "mean",
     approximation: str = "gausslegendre",
     step_batch: int = 16,
     target_chunk: int = 32,
@@ -113,10 +116,14 @@ def integrated_gradients(
 ) -> np.ndarray:
     """(R, P) matrix of integrated gradients on the prompt embeddings.
 
-    The prompt embeddings move along a straight line from ``baseline`` (all-zero embeddings by
-    default, or the pad token's) to the real ones; the response tokens keep their real
-    embeddings. Step positions and weights come from captum (Gauss-Legendre by default), and
-    each row sums to about log p(y_j | prompt) - log p(y_j | baseline) (completeness).
+    The prompt embeddings move along a straight line from ``baseline`` to the real ones; the
+    response tokens keep their real embeddings. Baselines: ``mean`` (default: every prompt token
+    replaced by the mean embedding of the vocabulary, an "average token"), ``pad`` (the pad
+    token's embedding) or ``zero``. Avoid ``zero`` with RMSNorm/LayerNorm models: the first
+    norm divides by the embedding's scale, so log p jumps erratically for interpolation steps
+    near 0 and no practical step count integrates it. Step positions and weights come from
+    captum (Gauss-Legendre by default); each row sums to about
+    log p(y_j | prompt) - log p(y_j | baseline) (completeness).
     """
     import torch
     from captum.attr._utils.approximation_methods import approximation_parameters
