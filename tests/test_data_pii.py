@@ -44,6 +44,8 @@ def test_invalid_numbers_and_lookalikes_are_left_alone():
         "in 1999 the population was 12,345,678",
         "ssn 000-12-3456 is not valid",
         "the ratio 3:4 and the year 2023",
+        "the area is 50.26548245743669 cm and 651 / 13 is 50.07692307692308",  # Luhn-valid decimals
+        "binary 11000000011111 and figure AS:614401945489408@1527320926943",
     ]:
         out, counts = redact(text)
         assert counts == {} and out == text, (text, out, counts)
