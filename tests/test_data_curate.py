@@ -63,6 +63,8 @@ def test_curate_writes_four_files_and_keeps_the_invariant(tmp_path, shared_data)
     assert by_step["validate"]["location"] == f"{src}:6" and by_step["validate"]["record"]["id"] == "mini:5"
     assert by_step["dedup_exact"]["detail"]["duplicate_of"] == "mini:1"
     assert by_step["decontaminate"]["detail"]["eval_file"].endswith("gsm8k_test.jsonl")
+    from tunelens.records import load_dataset
+    assert load_dataset(out / "curated.jsonl").num_rows == 3  # curated output loads as a datasets.Dataset
     for rec in kept:
         parse_record(rec)
         assert rec["provenance"]["license"] == "CC-BY-4.0"
@@ -117,6 +119,16 @@ def test_scorer_enables_toxicity_and_commercial_preset(tmp_path):
     reasons = {r["reason"] for r in _lines(tmp_path / "unk" / "rejects.jsonl")}
     assert reasons == {"licence unknown: the policy (commercial preset) needs a known licence; pass --license if you know it"}
     assert unknown.kept == 0
+
+
+def test_builtin_toxicity_scorer_from_the_config(tmp_path):
+    rows = [{"instruction": "Reply to the tweet.", "input": "", "output": "Shut up you stupid idiot, I hate you"},
+            {"instruction": "Greet me.", "input": "", "output": "Good morning, I hope you have a lovely day."}]
+    src = _write_rows(tmp_path / "t.jsonl", rows)
+    report = curate([src], tmp_path / "o", CurateConfig.from_dict({"license": "MIT", "toxicity": {"enabled": True, "scorer": "builtin"}}))
+    (reject,) = _lines(tmp_path / "o" / "rejects.jsonl")
+    assert reject["step"] == "toxicity" and reject["detail"]["score"] >= 0.5 and "idiot" in reject["record"]["messages"][1]["content"]
+    assert report.kept == 1
 
 
 def test_config_yaml_errors_name_the_field(tmp_path):

@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 from datasketch import MinHash
 
 from tunelens.data.config import (
-    DecontaminateConfig, DedupConfig, LicensePolicyConfig, NormaliseConfig, PiiConfig, QualityConfig,
-    ToxicityConfig, ValidateConfig,
-)
-from tunelens.data.steps import (
-    Decontaminate, ExactDedup, InvariantError, LicensePolicy, NearDedup, Normalise, Quality, RedactPii,
-    StepResult, Toxicity, Validate, check_partition, resolve_scorer,
+    DecontaminateConfig,
+    DedupConfig,
+    LicensePolicyConfig,
+    NormaliseConfig,
+    PiiConfig,
+    QualityConfig,
+    ToxicityConfig,
+    ValidateConfig,
 )
 from tunelens.data.importers import _unhashable_record
+from tunelens.data.steps import (
+    Decontaminate,
+    ExactDedup,
+    InvariantError,
+    LicensePolicy,
+    NearDedup,
+    Normalise,
+    Quality,
+    RedactPii,
+    StepResult,
+    Toxicity,
+    Validate,
+    check_partition,
+    resolve_scorer,
+)
 from tunelens.data.steps.dedup import minhash_signatures
 from tunelens.data.textkeys import TokenCache, WordHasher, ngram_hashes, words
 from tunelens.errors import ConfigError, TunelensError
@@ -55,6 +73,7 @@ def test_validate_rules():
     res = run(Validate(ValidateConfig(max_field_chars=100)), records)
     assert res.kept == [good, pref_ok]
     got = [r.reason for r in res.rejected]
+    assert len(got) == 1 + len(bad)
     assert got[0] == "empty turn: rejected is empty or whitespace"
     for expected, reason in zip(bad, got[1:]):
         assert reason.startswith(expected), (expected, reason)
@@ -210,11 +229,12 @@ def test_scorer_resolution():
         resolve_scorer("nope")
     with pytest.raises(ConfigError, match="cannot load"):
         resolve_scorer("tunelens.nothing_here:fn")
-    try:
-        import tunelens.safety.toxicity  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(ConfigError, match="tunelens.safety.toxicity, which is not available"):
-            resolve_scorer("builtin")
+
+
+def test_builtin_scorer_missing_module_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tunelens.safety.toxicity", None)  # import now fails as if absent
+    with pytest.raises(ConfigError, match="tunelens.safety.toxicity, which is not available"):
+        resolve_scorer("builtin")
 
 
 def test_partition_guard_catches_lost_and_invented_records():

@@ -26,8 +26,19 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from tunelens.data.config import CurateConfig
 from tunelens.data.importers import ImportResult, load_records
 from tunelens.data.steps import (
-    Decontaminate, ExactDedup, InvariantError, LicensePolicy, NearDedup, Normalise, Quality, RedactPii,
-    Step, Toxicity, Validate, check_partition, resolve_scorer,
+    Decontaminate,
+    ExactDedup,
+    InvariantError,
+    LicensePolicy,
+    NearDedup,
+    Normalise,
+    Quality,
+    RedactPii,
+    Step,
+    Toxicity,
+    Validate,
+    check_partition,
+    resolve_scorer,
 )
 from tunelens.data.textkeys import TokenCache
 from tunelens.errors import TunelensError

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tunelens.data.config import DecontaminateConfig, DecontamFile
+from tunelens.data.config import DecontamFile, DecontaminateConfig
 from tunelens.data.steps.base import Record, Rejection, StepResult, message_fields
 from tunelens.data.textkeys import TokenCache, ngram_hashes, words
 from tunelens.errors import TunelensError
