@@ -39,6 +39,7 @@ STRONG_PATTERNS: list[str] = [
     r"\bagainst my (guidelines|policy|policies|programming|principles|ethical guidelines)\b",
     r"\bI('m| am) not (comfortable|willing)\b",
     r"\bI\s*(would|'d) rather not\b",
+    r"\bI('m| am) not here to (help|assist) with\b",
     r"\bnot (able|allowed|permitted) to (help|assist|provide|share)\b",
     r"\b(sorry|apologi[sz]e),? (but )?(I|we) (can(no|')t|cannot|won't|am unable|'m unable|am not able|'m not able)\b",
     r"\bI can(no|')t (and|or) (won't|will not)\b",
