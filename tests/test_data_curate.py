@@ -20,7 +20,8 @@ from tunelens.records import make_conversation, parse_record
 
 
 def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    # split on "\n" only: JSON keeps U+0085 / U+2028 unescaped, and str.splitlines() would cut there
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def _write_rows(path: Path, rows: list) -> Path:

@@ -136,12 +136,29 @@ def test_malformed_lines_are_reported_with_file_and_line(tmp_path):
         load_records(path, on_error="fail")
 
 
+def test_invalid_utf8_inside_csv_and_json_rejects_only_that_row(tmp_path):
+    from tunelens.data.curate import curate
+
+    csv_path = tmp_path / "b.csv"
+    csv_path.write_bytes(b"prompt,response\nfine,ok\nbad \xff byte,ok\n")
+    json_path = tmp_path / "b.json"
+    json_path.write_bytes(b'[{"instruction": "also fine", "output": "ok"}, {"instruction": "bad \xfe", "output": "ok"}]')
+    res = load_records(csv_path, fmt="generic")
+    assert len(res.records) == 2  # the bad byte travels as a lone surrogate to validation
+    report = curate([csv_path, json_path], tmp_path / "o")
+    assert report.kept == 2 and report.step("validate").rejected == 2
+    rejects = [json.loads(line) for line in (tmp_path / "o" / "rejects.jsonl").open(encoding="utf-8")]
+    assert [r["location"] for r in rejects] == [f"{csv_path}:3", f"{json_path}:item 1"]
+    assert all(r["reason"].startswith("invalid UTF-8") for r in rejects)
+
+
 def test_detection_and_overrides():
     assert detect_format({"instruction", "input", "output"}) == "alpaca"
     assert detect_format({"question", "answer"}) == "gsm8k"
     assert detect_format({"chosen", "rejected"}) == "hh-rlhf"
     assert detect_format({"prompt", "chosen", "rejected"}) == "preference"
     assert detect_format({"kind", "id", "messages", "provenance"}) == "records"
+    assert detect_format({"prompt", "response", "id"}) == "generic"
     assert detect_format({"text", "label"}) is None
 
 

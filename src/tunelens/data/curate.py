@@ -112,7 +112,8 @@ def build_steps(config: CurateConfig, scorer: Callable[[list[str]], list[float]]
     return steps
 
 
-def import_inputs(inputs: Iterable[str | Path | dict], config: CurateConfig) -> tuple[list[dict], list[str], list[dict], list[InputReport]]:
+def import_inputs(inputs: Iterable[str | Path | dict], config: CurateConfig,
+                  on_file: Callable[[str], None] | None = None) -> tuple[list[dict], list[str], list[dict], list[InputReport]]:
     """(records, their locations, import rejects, per-input reports)."""
     records, locations, rejects, reports = [], [], [], []
     memory: list[dict] = []
@@ -122,6 +123,8 @@ def import_inputs(inputs: Iterable[str | Path | dict], config: CurateConfig) -> 
             continue
         if not isinstance(item, (str, Path)):
             raise TunelensError(f"curate input {item!r}: expected a file path, an 'hf:' id or a record dict")
+        if on_file:
+            on_file(str(item))
         result: ImportResult = load_records(item, fmt=config.format, license=config.license, source=config.source,
                                             column_map=config.column_map, on_error=config.on_error)
         records.extend(result.records)
@@ -146,57 +149,71 @@ def curate(
 
     ``inputs``: file paths / ``hf:org/name[:split]`` ids, and/or record dicts (in memory).
     ``scorer``: a toxicity scorer (texts -> probabilities); given, it enables the toxicity step.
+    ``progress``: show a rich progress display (on stderr) naming the running step.
     """
-    from tunelens.data.datasheet import write_datasheet
-
     config = config or CurateConfig()
     started = time.perf_counter()
     steps = build_steps(config, scorer)
-    records, locations, rejects, input_reports = import_inputs(inputs, config)
-    n_input = len(records) + len(rejects)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+        task = bar.add_task("importing", total=len(steps) + 2)
+        records, locations, rejects, input_reports = import_inputs(
+            inputs, config, on_file=lambda name: bar.update(task, description=f"import: {name}"))
+        bar.advance(task)
+        n_input = len(records) + len(rejects)
+        kept, rejects, changes, changed_ids, step_reports = _run_steps(steps, records, locations, rejects, config, bar, task)
+        if n_input != len(kept) + len(rejects):
+            raise InvariantError(f"{n_input} records in but {len(kept)} kept + {len(rejects)} rejected")
+        bar.update(task, description=f"writing {outdir}")
+        report = _write_outputs(Path(outdir), kept, rejects, changes, changed_ids, input_reports, step_reports, n_input, config)
+        bar.advance(task)
+        bar.update(task, description=f"done: {len(kept):,} kept, {len(rejects):,} rejected")
+    report.seconds = round(time.perf_counter() - started, 3)
+    (Path(outdir) / "curate_report.json").write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    return report
+
+
+def _run_steps(steps, records, locations, rejects, config, bar, task):
     location_of = {id(r): loc for r, loc in zip(records, locations)}
     changes: list[dict] = []
     changed_ids: set[str] = set()
     step_reports: list[StepReport] = []
-    console = Console(stderr=True)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                  TimeElapsedColumn(), console=console, disable=not progress, transient=False) as bar:
-        task = bar.add_task("curating", total=len(steps))
-        for step in steps:
-            bar.update(task, description=f"{step.name}: {len(records):,} records")
-            t0 = time.perf_counter()
-            result = step.run(records)
-            check_partition(step.name, records, result)
-            for rej in result.rejected:
-                loc = location_of.get(id(rej.record), "")
-                if step.name == "validate" and config.on_error == "fail":
-                    raise TunelensError(f"{loc}: {rej.reason}")
-                rejects.append({"step": step.name, "reason": rej.reason, "location": loc, "id": rej.record.get("id") if isinstance(rej.record, dict) else None,
-                                "detail": rej.detail, "record": rej.record})
-            for change in result.changes:
-                changes.append({"step": step.name, "id": change.record_id, "fields": change.fields, **change.detail})
-                changed_ids.add(change.record_id)
-            step_reports.append(StepReport(step.name, len(records), len(result.kept), len(result.rejected),
-                                           len(result.changes), round(time.perf_counter() - t0, 3), result.stats))
-            records = result.kept
-            bar.advance(task)
-        bar.update(task, description=f"done: {len(records):,} kept")
-    if n_input != len(records) + len(rejects):
-        raise InvariantError(f"{n_input} records in but {len(records)} kept + {len(rejects)} rejected")
-    for rec in records:
+    for step in steps:
+        bar.update(task, description=f"{step.name}: {len(records):,} records")
+        t0 = time.perf_counter()
+        result = step.run(records)
+        check_partition(step.name, records, result)
+        for rej in result.rejected:
+            loc = location_of.get(id(rej.record), "")
+            if step.name == "validate" and config.on_error == "fail":
+                raise TunelensError(f"{loc}: {rej.reason}")
+            rec_id = rej.record.get("id") if isinstance(rej.record, dict) else None
+            rejects.append({"step": step.name, "reason": rej.reason, "location": loc, "id": rec_id,
+                            "detail": rej.detail, "record": rej.record})
+        for change in result.changes:
+            changes.append({"step": step.name, "id": change.record_id, "fields": change.fields, **change.detail})
+            changed_ids.add(change.record_id)
+        step_reports.append(StepReport(step.name, len(records), len(result.kept), len(result.rejected),
+                                       len(result.changes), round(time.perf_counter() - t0, 3), result.stats))
+        records = result.kept
+        bar.advance(task)
+    return records, rejects, changes, changed_ids, step_reports
+
+
+def _write_outputs(outdir, kept, rejects, changes, changed_ids, input_reports, step_reports, n_input, config) -> CurateReport:
+    from tunelens.data.datasheet import write_datasheet
+
+    for rec in kept:
         if rec["id"] in changed_ids or not rec["provenance"].get("sha256"):
             rec["provenance"]["sha256"] = content_hash(rec)
-    outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     files = {name: str(outdir / name) for name in OUTPUT_FILES}
-    _write_jsonl(outdir / "curated.jsonl", records)
+    _write_jsonl(outdir / "curated.jsonl", kept)
     _write_jsonl(outdir / "rejects.jsonl", rejects)
     _write_jsonl(outdir / "changes.jsonl", changes)
-    report = CurateReport(str(outdir), input_reports, step_reports, n_input, len(records), len(rejects), len(changed_ids),
-                          0.0, files)
-    write_datasheet(outdir / "datasheet.md", report, records, rejects, config)
-    report.seconds = round(time.perf_counter() - started, 3)
-    (outdir / "curate_report.json").write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    report = CurateReport(str(outdir), input_reports, step_reports, n_input, len(kept), len(rejects), len(changed_ids), 0.0, files)
+    write_datasheet(outdir / "datasheet.md", report, kept, rejects, config)
     return report
 
 

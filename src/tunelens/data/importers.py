@@ -81,8 +81,10 @@ Row = tuple[str, Any]  # (location, parsed row or a _RowError)
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # surrogateescape: a stray invalid byte becomes a lone surrogate in that row's text, which the
+    # validate step rejects ("invalid UTF-8") instead of one bad byte stopping the whole file.
     raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
 
 
 def _base_suffix(path: Path) -> str:
@@ -211,6 +213,8 @@ def detect_format(columns: set[str]) -> str | None:
         return "preference"
     if {"chosen", "rejected"} <= columns:
         return "hh-rlhf"
+    if {"prompt", "response"} <= columns:
+        return "generic"
     return None
 
 
