@@ -335,6 +335,11 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
     suites = [SUITE_CLASSES[name]() for name in config.suites]
     # Build every suite before loading a model: a missing data file fails in seconds, not after generation.
     items = {s.name: s.build(ctx) for s in suites}
+    # Likewise a model that cannot be found fails before the first model spends minutes generating.
+    from tunelens.models import resolve_model
+
+    for entry in config.models:
+        resolve_model(entry.spec, progress=progress)
     runs = []
     for entry in config.models:
         runs.append(_run_model(entry, suites, items, ctx, progress))
