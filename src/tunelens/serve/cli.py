@@ -140,6 +140,8 @@ def monitor_report(
     db: str = typer.Option(None, "--db", help=_DB_HELP),
     config: Path = typer.Option(None, "--config", "-c", help="ServeConfig YAML (db_url and drift thresholds)."),
     window: int = typer.Option(None, "--window", help="Most recent live prompts compared (default: config's, 500)."),
+    min_samples: int = typer.Option(None, "--min-samples", min=5,
+                                    help="Fewest live prompts for a verdict (default: config's, 30)."),
 ) -> None:
     """Compare live prompts with the training data (PSI per feature, embedding MMD) and write an HTML report."""
     import json
@@ -149,13 +151,12 @@ def monitor_report(
     from tunelens.serve.drift import DriftMonitor, live_prompts
 
     cfg = load_config(config).drift if config is not None else DriftConfig()
-    if window is not None:
-        cfg = cfg.model_copy(update={"window": window})
+    updates = {k: v for k, v in (("window", window), ("min_samples", min_samples)) if v is not None}
+    cfg = cfg.model_copy(update=updates)
     with console.status("fitting the reference and scoring live prompts"):
         monitor = DriftMonitor.from_records(list(train))
         prompts = live_prompts(Store(_db_url(db, config)), cfg.window)
-        html = monitor.html_report(prompts, cfg)
-        rep = monitor.report(prompts, cfg)
+        html, rep = monitor.html_report(prompts, cfg)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(html, encoding="utf-8")
     verdict = {True: "[red]DRIFT[/]", False: "[green]no drift[/]", None: "[yellow]not enough data[/]"}[rep["drifted"]]
