@@ -148,6 +148,23 @@ def test_config_yaml_errors_name_the_field(tmp_path):
         CurateConfig.from_yaml(tmp_path / "none.yaml")
 
 
+def test_shipped_example_config_loads_and_runs_from_the_cli(tmp_path, shared_data):
+    from importlib.resources import files
+
+    example = Path(str(files("tunelens.data") / "curate.example.yaml"))
+    cfg = CurateConfig.from_yaml(example)
+    assert cfg.license == "CC-BY-NC-4.0" and cfg.decontaminate.files[1].fields == ["question", "answer"]
+    assert cfg.model_dump(exclude={"license", "source", "decontaminate"}) == CurateConfig().model_dump(exclude={"license", "source", "decontaminate"})
+    text = example.read_text().replace("../shared/data/", f"{shared_data}/")
+    (tmp_path / "c.yaml").write_text(text)
+    src = _write_rows(tmp_path / "mini.jsonl", ROWS)
+    res = CliRunner().invoke(app, ["data", "curate", str(src), "-o", str(tmp_path / "out"), "--config", str(tmp_path / "c.yaml"), "-q",
+                                   "--license", "MIT"])
+    assert res.exit_code == 0, res.output
+    kept = _lines(tmp_path / "out" / "curated.jsonl")
+    assert {r["provenance"]["license"] for r in kept} == {"MIT"} and {r["provenance"]["source"] for r in kept} == {"alpaca"}
+
+
 def test_cli_curate_and_import(tmp_path, shared_data):
     src = _write_rows(tmp_path / "mini.jsonl", ROWS)
     runner = CliRunner()
