@@ -65,20 +65,26 @@ def register(app: typer.Typer) -> None:
         report = evaluate(config, progress=True)
         console = Console()
         labels = list(report["results"])
-        table = Table(title="results (95% bootstrap CI)")
-        table.add_column("suite")
-        table.add_column("metric")
+        deltas = {(c["suite"], c["metric"], c["b"]): c for c in report["comparisons"]}
+        table = Table(title="results (CIs, p-values and examples: report.html)")
+        table.add_column("suite/metric", overflow="fold")
         for label in labels:
-            table.add_column(label)
+            table.add_column(label, justify="right")
+        for label in labels[1:]:
+            table.add_column(f"Δ {label}", justify="right")
         for suite_name, metrics in report["results"][labels[0]].items():
-            for metric, entry in metrics.items():
+            for metric in metrics:
                 cells = []
                 for label in labels:
                     e = report["results"][label].get(suite_name, {}).get(metric)
-                    cells.append(f"{e['value']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]" if e and e["ci"] else
-                                 (f"{e['value']:.3f}" if e else "-"))
-                table.add_row(suite_name, metric, *cells)
+                    cells.append(f"{e['value']:.3f}" if e else "-")
+                for label in labels[1:]:
+                    c = deltas.get((suite_name, metric, label))
+                    cells.append(f"{c['delta']:+.3f}{'*' if c['significant'] else ''}" if c else "-")
+                table.add_row(f"{suite_name}/{metric}", *cells)
         console.print(table)
+        if len(labels) > 1:
+            console.print("* = the paired bootstrap 95% CI of the delta excludes 0")
         sig = [c for c in report["comparisons"] if c["significant"]]
         if report["comparisons"]:
             console.print(f"{len(sig)} of {len(report['comparisons'])} deltas significant at 95%")

@@ -63,10 +63,41 @@ def _chart(results: dict) -> str:
     ax.set_xlabel("value (95% bootstrap CI)")
     ax.legend(loc="lower right")
     fig.tight_layout()
+    return f'<img alt="metrics chart" src="data:image/png;base64,{_png(fig)}">'
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    return f'<img alt="metrics chart" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _delta_chart(comparisons: list[dict]) -> str:
+    """Forest plot: each delta with its paired 95% CI; green/red when significant and better/worse."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [c for c in comparisons if c["ci"] is not None][:40]
+    if not rows:
+        return ""
+    fig, ax = plt.subplots(figsize=(9, 0.3 * len(rows) + 1.5))
+    for i, c in enumerate(rows):
+        better = (c["delta"] > 0) == c["higher_is_better"]
+        color = ("tab:green" if better else "tab:red") if c["significant"] else "tab:gray"
+        ax.errorbar(c["delta"], i, xerr=[[c["delta"] - c["ci"][0]], [c["ci"][1] - c["delta"]]], fmt="o",
+                    color=color, capsize=3)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{c['suite']}: {c['metric']} ({c['b']} - {c['a']})" for c in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("delta with paired bootstrap 95% CI (green: significantly better, red: worse)")
+    fig.tight_layout()
+    return f'<img alt="delta chart" src="data:image/png;base64,{_png(fig)}">'
 
 
 def _differing_examples(samples: list[dict], labels: list[str]) -> list[tuple[str, str, str, dict]]:
@@ -122,6 +153,7 @@ def write_report(report: dict, samples: list[dict], path: Path) -> None:
                          f"<td class='{cls}'>{c['delta']:+.3f}</td><td>{_ci(c['ci'])}</td><td>{_fmt(c['p_value'])}</td>"
                          f"<td>{'yes' if c['significant'] else 'no'}</td><td>{c['wins']}/{c['losses']}/{c['ties']}</td></tr>")
         parts.append("</table>")
+        parts.append(_delta_chart(report["comparisons"]))
     parts.append("<h2>Cost</h2><table><tr><th>model</th><th>prompt tokens</th><th>generated tokens</th><th>generations (cached)</th>"
                  "<th>tokens/s</th><th>p50 latency s</th><th>p95 latency s</th><th>peak RSS MB</th></tr>")
     for m in labels:
