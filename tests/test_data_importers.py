@@ -152,6 +152,15 @@ def test_invalid_utf8_inside_csv_and_json_rejects_only_that_row(tmp_path):
     assert all(r["reason"].startswith("invalid UTF-8") for r in rejects)
 
 
+def test_an_odd_first_row_does_not_decide_the_format(tmp_path):
+    path = _jsonl(tmp_path / "odd.jsonl", [{"instruction": "no output here"}, {"note": "x"},
+                                            {"instruction": "a", "output": "b"}, {"instruction": "c", "output": "d"}])
+    res = load_records(path)
+    assert res.fmt == "alpaca" and len(res.records) == 2
+    assert [m.location for m in res.malformed] == [f"{path}:1", f"{path}:2"]
+    assert res.records[0]["provenance"]["row"] == 2
+
+
 def test_detection_and_overrides():
     assert detect_format({"instruction", "input", "output"}) == "alpaca"
     assert detect_format({"question", "answer"}) == "gsm8k"

@@ -25,9 +25,11 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import re
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -427,24 +429,20 @@ def load_records(
     source = source or default_source
     result = ImportResult(records=[], source=source, source_file=source_file, fmt=fmt or "")
     reverse_map = {v: k for k, v in (column_map or {}).items()}
-    row_index = -1
     try:
-        for location, row in rows:
-            row_index += 1
+        head = list(itertools.islice(rows, _PEEK_ROWS))
+        if column_map:
+            _check_column_map(column_map, head, source_file)
+        if not result.fmt:
+            result.fmt = _detect_from_rows(head, reverse_map, source_file, column_map)
+        for row_index, (location, row) in enumerate(itertools.chain(head, rows)):
             try:
                 if isinstance(row, _RowError):
                     raise row
                 if not isinstance(row, dict):
                     raise _RowError(f"expected an object, got {type(row).__name__}")
-                if column_map:
-                    if not result.records and not result.malformed:
-                        _check_column_map(column_map, row, source_file)
+                if reverse_map:
                     row = {reverse_map.get(k, k): v for k, v in row.items()}
-                if not result.fmt:
-                    result.fmt = detect_format(set(row)) or ""
-                    if not result.fmt:
-                        hint = "pass --format and --column-map" if not column_map else "pass --format"
-                        raise TunelensError(f"{source_file}: cannot detect the format from the columns {sorted(row)}; {hint}")
                 result.records.append(_convert(result.fmt, row, source, source_file, row_index, license))
                 result.locations.append(location)
             except _RowError as exc:
@@ -457,11 +455,40 @@ def load_records(
     return result
 
 
-def _check_column_map(column_map: dict[str, str], row: dict[str, Any], source_file: str) -> None:
-    missing = {field: col for field, col in column_map.items() if col not in row}
+_PEEK_ROWS = 100  # rows read ahead to detect the format and check a column map
+
+
+def _detect_from_rows(head: list[Row], reverse_map: dict[str, str], source_file: str, column_map) -> str:
+    """The most common format among the first rows (so one odd first row cannot decide it)."""
+    votes: Counter[str] = Counter()
+    first_columns = None
+    for _, row in head:
+        if isinstance(row, dict):
+            columns = {reverse_map.get(k, k) for k in row}
+            first_columns = first_columns if first_columns is not None else sorted(columns)
+            found = detect_format(columns)
+            if found:
+                votes[found] += 1
+    if votes:
+        return votes.most_common(1)[0][0]
+    if first_columns is None:
+        raise TunelensError(f"{source_file}: no JSON object / table row in the first {len(head)} rows; nothing to import")
+    hint = "pass --format and --column-map" if not column_map else "pass --format"
+    raise TunelensError(f"{source_file}: cannot detect the format from the columns {first_columns}; {hint}")
+
+
+def _check_column_map(column_map: dict[str, str], head: list[Row], source_file: str) -> None:
+    """A mapped column found in none of the first rows is a wrong mapping, not a bad row."""
+    seen: set[str] = set()
+    for _, row in head:
+        if isinstance(row, dict):
+            seen.update(row)
+    if not seen:
+        return
+    missing = {field: col for field, col in column_map.items() if col not in seen}
     if missing:
         pairs = ", ".join(f"{f}={c!r}" for f, c in missing.items())
-        raise TunelensError(f"{source_file}: column map {pairs}: no such column; the columns are {sorted(row)}")
+        raise TunelensError(f"{source_file}: column map {pairs}: no such column; the columns are {sorted(seen)}")
 
 
 def _convert(fmt: str, row: dict[str, Any], source: str, source_file: str, row_index: int, license: str | None):
