@@ -80,6 +80,14 @@ def test_validate_rules():
     assert res.stats["reasons"]["empty turn"] == 2
 
 
+def test_validate_disabled_still_checks_the_schema():
+    loose = Validate(ValidateConfig(enabled=False))
+    empty, broken = conv("  ", "x"), {**conv("q", "a"), "messages": "not a list"}
+    res = run(loose, [empty, broken])
+    assert res.kept == [empty]
+    assert res.rejected[0].reason.startswith("schema: messages")
+
+
 def test_normalise_records_before_and_after():
     rec = conv("Cafe\u0301  \r\nline  \n\n\n\nend ", "ok")
     res = run(Normalise(NormaliseConfig()), [rec, conv("clean", "text")])

@@ -22,7 +22,7 @@ class _Strict(BaseModel):
 
 
 class ValidateConfig(_Strict):
-    enabled: bool = True
+    enabled: bool = Field(True, description="Content rules; when off, the record schema is still checked.")
     max_field_chars: int = Field(32_000, gt=0, description="Longest allowed text field, in characters.")
     max_messages: int = Field(200, gt=0, description="Most messages allowed in one conversation.")
     require_assistant: bool = Field(True, description="Reject conversations without an assistant turn.")

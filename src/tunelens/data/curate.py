@@ -90,8 +90,7 @@ def build_steps(config: CurateConfig, scorer: Callable[[list[str]], list[float]]
     """The enabled steps, in pipeline order (construction checks decontamination files and scorer up front)."""
     steps: list[Step] = []
     tokens = TokenCache()  # shared: each text is tokenised once across near-dup, quality and decontamination
-    if config.validate_.enabled:
-        steps.append(Validate(config.validate_))
+    steps.append(Validate(config.validate_))  # disabled: schema only, so later steps get well-formed records
     policy = LicensePolicy(config.license_policy)
     if policy.active:
         steps.append(policy)

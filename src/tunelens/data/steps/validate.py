@@ -10,6 +10,9 @@ from tunelens.records import ROLES, parse_record
 
 
 class Validate:
+    """With ``enabled: false`` only the schema is checked (later steps need well-formed records);
+    the content rules (empty turns, roles, UTF-8, lengths, assistant turn) are skipped."""
+
     name = "validate"
 
     def __init__(self, config: ValidateConfig) -> None:
@@ -33,6 +36,8 @@ class Validate:
         """The first thing wrong with a raw record dict, as (reason, detail), or None."""
         if not isinstance(rec, dict):
             return f"not an object: {type(rec).__name__}", {}
+        if not self.config.enabled:
+            return self._schema_problem(rec)
         kind = rec.get("kind", "conversation")
         turns_key = "prompt" if kind == "preference" else "messages"
         turns = rec.get(turns_key)
@@ -55,17 +60,24 @@ class Validate:
                 found = self._text_problem(rec.get(name), name)
                 if found:
                     return found
+        found = self._schema_problem(rec)
+        if found:
+            return found
+        if kind == "preference":
+            if not turns or turns[-1]["role"] != "user":
+                return "prompt does not end with a user turn", {"field": "prompt"}
+        elif self.config.require_assistant and not any(m["role"] == "assistant" for m in turns):
+            return "no assistant turn", {"field": "messages"}
+        return None
+
+    @staticmethod
+    def _schema_problem(rec: Record) -> tuple[str, dict] | None:
         try:
             parse_record(rec)
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = ".".join(str(p) for p in err["loc"])
             return f"schema: {loc}: {err['msg']}", {"field": loc}
-        if kind == "preference":
-            if not turns or turns[-1]["role"] != "user":
-                return "prompt does not end with a user turn", {"field": "prompt"}
-        elif self.config.require_assistant and not any(m["role"] == "assistant" for m in turns):
-            return "no assistant turn", {"field": "messages"}
         return None
 
     def _text_problem(self, value, where: str) -> tuple[str, dict] | None:
