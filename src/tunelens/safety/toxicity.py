@@ -51,8 +51,24 @@ class ToxicityScorer:
         return [s >= self.threshold for s in self.score(texts)]
 
 
+_LOADED: dict[tuple[str, str], ToxicityScorer] = {}
+
+
 def load_scorer(backend: str = "builtin", path: str | Path | None = None) -> ToxicityScorer:
-    """Load a toxicity scorer: the shipped artifact (offline) by default, or ``"detoxify"``."""
+    """Load a toxicity scorer: the shipped artifact (offline) by default, or ``"detoxify"``.
+
+    Loaded scorers are kept per (backend, path, file mtime): the data filter, the serving filter
+    and eval may all ask for one in the same process.
+    """
+    key_path = Path(path) if path else (DEFAULT_ARTIFACT if backend == "builtin" else Path("original"))
+    mtime = key_path.stat().st_mtime if key_path.is_file() else 0.0
+    key = (backend, f"{key_path}:{mtime}")
+    if key not in _LOADED:
+        _LOADED[key] = _load(backend, path)
+    return _LOADED[key]
+
+
+def _load(backend: str, path: str | Path | None) -> ToxicityScorer:
     if backend == "builtin":
         artifact = Path(path) if path else DEFAULT_ARTIFACT
         if not artifact.is_file():
