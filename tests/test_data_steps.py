@@ -142,6 +142,10 @@ def test_near_dedup_finds_edited_copies_and_keeps_distinct_texts():
     assert res.stats["clusters"] == 1
     strict = run(NearDedup(DedupConfig(threshold=0.98)), recs[:2])
     assert len(strict.kept) == 2
+    # Same prompt, different replies: duplicates only when comparing the prompt side.
+    same_prompt = [conv("Explain photosynthesis to a child in two sentences please.", base), conv("Explain photosynthesis to a child in two sentences please.", other, row=1)]
+    assert len(run(NearDedup(DedupConfig(threshold=0.8)), same_prompt).kept) == 2
+    assert len(run(NearDedup(DedupConfig(threshold=0.8, near_fields="prompt")), same_prompt).kept) == 1
 
 
 def test_quality_checks():

@@ -53,6 +53,8 @@ class DedupConfig(_Strict):
     threshold: float = Field(0.8, gt=0.0, le=1.0, description="Jaccard similarity above which records are near-duplicates.")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations.")
     ngram: int = Field(5, ge=1, le=32, description="Word n-gram (shingle) size.")
+    near_fields: Literal["all", "prompt", "response"] = Field(
+        "all", description="Text compared for near-duplicates: the whole record, only the prompt side, or only the replies.")
 
 
 class QualityConfig(_Strict):

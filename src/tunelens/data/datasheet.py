@@ -67,6 +67,10 @@ def build_datasheet(report: CurateReport, kept: list[dict], rejects: list[dict],
                   "changed": report.changed, "record_kinds": dict(kinds)},
     )
     by_step = {s.name: s for s in report.steps}
+    kept_by_source: Counter = Counter(r["provenance"]["source"] for r in kept)
+    licences_by_source: dict[str, set[str]] = {}
+    for r in kept:
+        licences_by_source.setdefault(r["provenance"]["source"], set()).add(r["provenance"]["license"])
     parts = [
         f"# {data.pretty_name}",
         "Curated with `tunelens data curate`. Records are canonical tunelens JSONL (`curated.jsonl`); every dropped "
@@ -74,8 +78,9 @@ def build_datasheet(report: CurateReport, kept: list[dict], rejects: list[dict],
         f"**{report.records_in:,} records in, {report.kept:,} kept, {report.rejected:,} rejected** "
         f"({report.changed:,} changed by normalisation or redaction). Invariant checked: in = kept + rejected.",
         "## Sources",
-        _table(["source", "file / hub id", "format", "records", "malformed rows"],
-               [[i.source, f"`{i.source_file}`", i.format, i.records, i.malformed] for i in report.inputs]),
+        _table(["source", "file / hub id", "format", "records", "malformed rows", "kept", "licences kept"],
+               [[i.source, f"`{i.source_file}`", i.format, i.records, i.malformed, kept_by_source.get(i.source, 0),
+                 ", ".join(sorted(licences_by_source.get(i.source, []))) or "-"] for i in report.inputs]),
         "## Licences",
         "Licences come from the `--license` flag, the config or the record itself; a record without one is "
         "`unknown` (never guessed).",
@@ -129,7 +134,8 @@ def _dedup_section(by_step: dict) -> str:
         if s is None:
             lines.append(f"- {label}: disabled.")
             continue
-        extra = f" at Jaccard >= {s.stats['threshold']} ({s.stats['num_perm']} permutations, word {s.stats['ngram']}-grams)" if name == "dedup_near" else ""
+        extra = (f" at Jaccard >= {s.stats['threshold']} on {s.stats['fields']} text ({s.stats['num_perm']} permutations, "
+                 f"word {s.stats['ngram']}-grams)") if name == "dedup_near" else ""
         largest = ", ".join(f"`{c['kept']}` x{c['size']}" for c in s.stats.get("largest", []))
         lines.append(f"- {label}{extra}: {s.stats.get('clusters', 0):,} clusters, {s.rejected:,} records dropped"
                      + (f"; largest: {largest}" if largest else "") + ". Each dropped record names its kept `duplicate_of`.")

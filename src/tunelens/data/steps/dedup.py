@@ -15,7 +15,7 @@ import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from tunelens.data.config import DedupConfig
-from tunelens.data.steps.base import Record, Rejection, StepResult, message_fields
+from tunelens.data.steps.base import Record, Rejection, StepResult, message_fields, prompt_and_responses, prompt_texts
 from tunelens.data.textkeys import TokenCache, ngram_hashes
 
 MINHASH_SEED = 1
@@ -113,10 +113,17 @@ class NearDedup:
         self.config = config
         self.tokens = tokens or TokenCache()
 
+    def _texts(self, record: Record) -> list[str]:
+        if self.config.near_fields == "prompt":
+            return prompt_texts(record)
+        if self.config.near_fields == "response":
+            return prompt_and_responses(record)[1]
+        return [text for _, text in message_fields(record)]
+
     def run(self, records: list[Record]) -> StepResult:
         cfg = self.config
         result = StepResult(kept=[])
-        seqs = [[h for _, text in message_fields(r) for h in self.tokens.hashes(text)] for r in records]
+        seqs = [[h for text in self._texts(r) for h in self.tokens.hashes(text)] for r in records]
         sig, has_tokens = minhash_signatures(seqs, cfg.num_perm, cfg.ngram)
         lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
         maybe_dup = colliding(sig, lsh.b, lsh.r) & has_tokens
@@ -140,6 +147,6 @@ class NearDedup:
                 lsh.insert(i, minhash, check_duplication=False)
                 result.kept.append(rec)
         result.stats = _cluster_stats(kept_of, records)
-        result.stats.update(threshold=cfg.threshold, num_perm=cfg.num_perm, ngram=cfg.ngram,
+        result.stats.update(threshold=cfg.threshold, num_perm=cfg.num_perm, ngram=cfg.ngram, fields=cfg.near_fields,
                             lsh_bands=lsh.b, lsh_rows=lsh.r, band_collisions=int(maybe_dup.sum()))
         return result
