@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,9 +110,22 @@ def build_datasheet(report: CurateReport, kept: list[dict], rejects: list[dict],
     return DatasetCard(content)
 
 
+def reason_key(reject: dict) -> str:
+    """A reject's reason without its specifics, for counting (e.g. 'invalid JSON', 'duplicate')."""
+    step, reason = reject["step"], reject["reason"]
+    if step.startswith("dedup"):
+        return "duplicate"
+    if step == "decontaminate":
+        return f"shares an n-gram with {Path(reject['detail']['eval_file']).name}"
+    if step == "toxicity":
+        return "toxic"
+    if step == "license":
+        return reason
+    return re.split(r"[:(]", reason, maxsplit=1)[0].strip()
+
+
 def _reason_table(rejects: list[dict]) -> str:
-    counts = Counter((r["step"], r["reason"].split(":")[0] if r["step"] in ("validate", "import", "quality") else r["reason"].split(" ")[0])
-                     for r in rejects)
+    counts = Counter((r["step"], reason_key(r)) for r in rejects)
     if not counts:
         return "None."
     return _table(["step", "reason", "records"], [[s, r, n] for (s, r), n in counts.most_common(25)])
