@@ -180,6 +180,23 @@ def test_cli_curate_and_import(tmp_path, shared_data):
     assert isinstance(res.exception, ConfigError) and "dedup.threshold" in str(res.exception)
 
 
+def test_one_bad_line_in_a_50000_line_file_is_rejected_not_fatal(tmp_path):
+    lines = [json.dumps({"instruction": f"Question number {i}?", "output": f"Answer {i}."}) for i in range(50_000)]
+    lines[24_999] = '{"instruction": "cut off'
+    src = tmp_path / "big.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["data", "curate", str(src), "-o", str(tmp_path / "out"), "-q", "--no-pii",
+                                   "--no-near-dup", "--no-exact-dup", "--no-quality", "--no-normalise"])
+    assert res.exit_code == 0, res.output
+    (reject,) = _lines(tmp_path / "out" / "rejects.jsonl")
+    assert reject["location"] == f"{src}:25000" and reject["reason"].startswith("invalid JSON")
+    assert reject["raw"] == '{"instruction": "cut off'
+    report = json.loads((tmp_path / "out" / "curate_report.json").read_text())
+    assert report["kept"] == 49_999 and [s["name"] for s in report["steps"]] == ["validate"]
+    res = CliRunner().invoke(app, ["data", "curate", str(src), "-o", str(tmp_path / "out2"), "-q", "--on-error", "fail"])
+    assert isinstance(res.exception, TunelensError) and f"{src}:25000: invalid JSON" in str(res.exception)
+
+
 # ---------------------------------------------------------------- property: kept + rejected = input
 
 _text = st.one_of(st.text(max_size=40), st.just(""), st.just("   "), st.integers(), st.none(), st.just("dup text here"))
