@@ -60,3 +60,9 @@ def test_bad_jsonl_line_named(tmp_path):
     p.write_text(json.dumps({"a": 1}) + "\n")
     with pytest.raises(ValueError, match=r"record 1"):
         read_records(p)
+
+
+def test_lone_surrogate_does_not_crash_builder():
+    rec = make_conversation([{"role": "user", "content": "bad \ud800"}, {"role": "assistant", "content": "x"}],
+                            source="s", source_file=None, row=1, license=None)
+    assert rec["provenance"]["sha256"] == ""  # left for validation to reject as invalid UTF-8

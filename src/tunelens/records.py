@@ -163,7 +163,7 @@ def make_preference(
 def _fill_hash(rec: dict[str, Any]) -> None:
     try:
         rec["provenance"]["sha256"] = content_hash(rec)
-    except (KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError, UnicodeEncodeError):
         # Malformed content: leave the hash empty; validation rejects the record with a reason.
         rec["provenance"]["sha256"] = ""
 
