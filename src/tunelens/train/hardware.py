@@ -74,23 +74,22 @@ def available_memory_bytes() -> tuple[int, str]:
 
 def estimate_training_bytes(config: Any, model_config: Any, total_params: int, trainable_params: int,
                             precision: str, world_size: int = 1) -> int:
-    """A rough lower bound: weights + grads + Adam state + activations of one micro-batch.
+    """A rough worst-case estimate (every sequence at max_length): weights + grads + Adam state
+    + activations of one micro-batch.
 
-    Activations per token and layer are ~34 * hidden + 5 * heads * seq (attention scores)
-    values (Korthikanti et al. 2022, no recomputation); logits add tokens * vocab (x3 for the
-    softmax and its gradient) unless only supervised positions are projected.
+    Activations follow Korthikanti et al. 2022 (34 * hidden bytes per token and layer in 16-bit,
+    no recomputation; the attention-score term is left out because SDPA does not materialise it);
+    logits add tokens * vocab fp32 values, x3 for the softmax and its gradient.
     """
-    act_bytes = 2 if precision in {"bf16", "fp16"} else 4
-    weight_bytes = 0.5 if config.peft == "qlora" else act_bytes
+    act_scale = 1 if precision in {"bf16", "fp16"} else 2  # the formula counts 16-bit values
+    weight_bytes = 0.5 if config.peft == "qlora" else (2 if precision in {"bf16", "fp16"} and config.peft == "none" else 4)
     hidden = getattr(model_config, "hidden_size", 0) or 0
     layers = getattr(model_config, "num_hidden_layers", 0) or 0
-    heads = getattr(model_config, "num_attention_heads", 1) or 1
     vocab = getattr(model_config, "vocab_size", 0) or 0
     tokens = config.batch_size * config.max_length
     pairs = 2 if config.method == "dpo" else 1  # chosen + rejected in one batch
-    activations = pairs * tokens * layers * (34 * hidden + 5 * heads * config.max_length) * act_bytes
-    if config.gradient_checkpointing:
-        activations = pairs * tokens * layers * hidden * act_bytes * 2
+    per_layer = 34 * hidden if not config.gradient_checkpointing else 2 * hidden
+    activations = pairs * tokens * layers * per_layer * act_scale
     logits = pairs * tokens * vocab * 4 * 3
     states = trainable_params * (4 + 4 + 8)  # fp32 master grads + Adam m, v
     return int(total_params * weight_bytes + states + activations + logits)

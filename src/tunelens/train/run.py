@@ -105,7 +105,7 @@ def _training_args(config: TrainConfig, precision, checkpoints: Path, dpo: bool)
         warmup_steps=config.warmup_ratio, weight_decay=config.weight_decay,
         save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
         logging_strategy="steps", logging_steps=config.logging_steps, seed=config.seed, data_seed=config.seed,
-        gradient_checkpointing=config.gradient_checkpointing, use_cpu=not torch.cuda.is_available(),
+        activation_checkpointing=config.gradient_checkpointing, use_cpu=not torch.cuda.is_available(),
         report_to=[], disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
         ddp_find_unused_parameters=False, **precision.trainer_flags,
         train_sampling_strategy="group_by_length" if (config.group_by_length and not dpo) else "random",
@@ -189,6 +189,9 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         _write_dropped(config.out, data)
         _report_data(data, config)
 
+    from transformers import set_seed
+
+    set_seed(config.seed)  # before PEFT wraps the model: the LoRA init is random
     model = _load_base(config, path, precision.name)
     total_params = sum(p.numel() for p in model.parameters())
     use_head = config.supervised_head and not dpo and install_supervised_head(model)
