@@ -112,13 +112,13 @@ def test_card_command_regenerates(run_dir):
 
 
 def test_from_stage_reruns_that_stage_and_later_only(run_dir):
-    train_marker = (run_dir / "stages" / "train.done").read_text()
-    eval_marker = (run_dir / "stages" / "evaluate.done").read_text()
-    result = _run("--run-dir", str(run_dir), "--from", "evaluate")
+    markers = {s: (run_dir / "stages" / f"{s}.done").read_text() for s in ("train", "explain", "report")}
+    result = _run("--run-dir", str(run_dir), "--from", "report")
     assert result.exit_code == 0, result.output
-    assert (run_dir / "stages" / "train.done").read_text() == train_marker
-    assert (run_dir / "stages" / "evaluate.done").read_text() != eval_marker
-    assert result.output.count("skipped") == 2  # curate and train
+    assert (run_dir / "stages" / "train.done").read_text() == markers["train"]
+    assert (run_dir / "stages" / "explain.done").read_text() == markers["explain"]
+    assert (run_dir / "stages" / "report.done").read_text() != markers["report"]
+    assert result.output.count("skipped") == 4
 
 
 def test_interrupted_run_resumes(run_dir, monkeypatch):
@@ -136,7 +136,10 @@ def test_interrupted_run_resumes(run_dir, monkeypatch):
     assert result.exit_code != 0
     state = json.loads((run_dir / "run.json").read_text())
     assert state["status"] == "interrupted during evaluate"
-    monkeypatch.setitem(runner.STAGE_FUNCS, "evaluate", real)
+    # (evaluate and explain themselves are covered by the fixture's full run: stub them from here on)
+    for stage in ("evaluate", "explain"):
+        monkeypatch.setitem(runner.STAGE_FUNCS, stage, (runner.STAGE_FUNCS[stage][0], lambda ctx: {"stub": True}))
+    monkeypatch.setitem(runner.STAGE_FUNCS, "evaluate", (real[0], lambda ctx: {"stub": True}))
 
     # 2. Training cut off after its checkpoint: adapter and marker gone, run.json says interrupted.
     (run_dir / "stages" / "train.done").unlink()

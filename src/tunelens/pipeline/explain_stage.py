@@ -147,7 +147,7 @@ def explain_run(ctx, tuned_dir: Path) -> dict[str, Any]:
         arith = [_prompt_only(r) for r in pick_items(ctx, e.faithfulness_items, families={"arithmetic"})]
         rationale = {}
         for label, lm in (("base", base), ("tuned", tuned)):
-            r = rationale_faithfulness(lm.model, lm.tokenizer, arith, max_new_tokens=max(64, e.max_new_tokens))
+            r = rationale_faithfulness(lm.model, lm.tokenizer, arith, max_new_tokens=e.max_new_tokens)
             rationale[label] = {k: r[k] for k in ("n_items", "n_evaluated", "early_answer_change_rate",
                                                    "inserted_error_change_rate", "verdict")}
             (out / f"rationale_{label}.json").write_text(json.dumps(r, indent=2, default=float), encoding="utf-8")
