@@ -73,9 +73,10 @@ def test_every_id_in_the_real_data_is_known(shared_data):
     assert len(rows) == 541
     used = {i for r in rows for i in r["instruction_id_list"]}
     assert used == set(ifeval.CHECKERS)
-    # every row's kwargs are accepted by its checker (no TypeError on a dummy response)
+    # every row's kwargs are accepted by its checker (a bad kwarg raises TunelensError)
     for r in rows:
-        ifeval.score_item(r, "a response")
+        for instruction_id, kwargs in zip(r["instruction_id_list"], r["kwargs"]):
+            ifeval.check(instruction_id, "a response", kwargs)
 
 
 def test_empty_response_never_passes():
