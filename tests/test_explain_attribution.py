@@ -15,18 +15,27 @@ from tunelens.explain.encoding import encode
 from tunelens.explain.occlusion import word_segments
 from tunelens.explain.toy import one_thread, trained_trigger_model, trigger_example
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models: one thread is faster, and avoids spin-waiting on a busy 2-core machine.
+    from tunelens.explain.toy import one_thread
+
+    with one_thread():
+        yield
+
+
 
 @pytest.fixture(scope="module")
 def trigger_model():
     with one_thread():
-        yield trained_trigger_model(steps=60)
+        yield trained_trigger_model()
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_path):
-    from tunelens.models import load_model
+    from tunelens.explain.toy import shared_model
 
-    return load_model(str(tiny_model_path))
+    return shared_model(str(tiny_model_path))
 
 
 def test_shapes_template_mask_and_round_trip(tiny):

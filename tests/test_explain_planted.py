@@ -20,6 +20,15 @@ from tunelens.explain.toy import (
 )
 from tunelens.records import make_conversation
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models: one thread is faster, and avoids spin-waiting on a busy 2-core machine.
+    from tunelens.explain.toy import one_thread
+
+    with one_thread():
+        yield
+
+
 
 @pytest.fixture(scope="module")
 def trigger_model():

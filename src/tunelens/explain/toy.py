@@ -8,6 +8,7 @@ find it. Not used by the product paths.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -119,8 +120,12 @@ def trigger_tokenizer() -> Any:
     return word_tokenizer(FILLER + list(TRIGGERS) + list(TRIGGERS.values()))
 
 
-def trained_trigger_model(*, n_train: int = 200, steps: int = 80, seed: int = 0) -> tuple[Any, Any]:
-    """A toy model that answers 'red' for apple and 'yellow' for banana, ignoring the filler."""
+@functools.lru_cache(maxsize=2)
+def trained_trigger_model(*, n_train: int = 200, steps: int = 60, seed: int = 0) -> tuple[Any, Any]:
+    """A toy model that answers 'red' for apple and 'yellow' for banana, ignoring the filler.
+
+    Cached: test modules share one trained model (callers must not train it further).
+    """
     import random
 
     rng = random.Random(seed)
@@ -132,3 +137,11 @@ def trained_trigger_model(*, n_train: int = 200, steps: int = 80, seed: int = 0)
     model = toy_model(tok, seed=seed)
     train_toy(model, tok, convs, steps=steps, seed=seed)
     return model, tok
+
+
+@functools.lru_cache(maxsize=2)
+def shared_model(spec: str) -> Any:
+    """``tunelens.models.load_model(spec)``, loaded once per process (tests share it; do not mutate)."""
+    from tunelens.models import load_model
+
+    return load_model(spec)
