@@ -87,7 +87,7 @@ def test_dataset_card_is_the_datasheet(run_dir):
 def test_report_links_every_artifact_and_shows_charts(run_dir):
     html = (run_dir / "report.html").read_text()
     for rel in ("train/loss_curve.png", "eval/results.json", "cards/model_card.md", "explain/heatmaps/item0.html",
-                "report_assets/builtin_families.png"):
+                "report_assets/builtin_families.png", "report_assets/headline.png"):
         assert rel in html, rel
     summary = json.loads((run_dir / "summary.json").read_text())
     what = [r["what"] for r in summary["rows"]]

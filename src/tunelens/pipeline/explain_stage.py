@@ -112,6 +112,7 @@ def explain_run(ctx, tuned_dir: Path) -> dict[str, Any]:
 
     heatmaps, faith_rows = [], []
     for k, rec in enumerate(records[: e.n_items]):
+        ctx.console.print(f"  attribution heatmaps {k + 1}/{min(e.n_items, len(records))}: {rec['id']}")
         attrs, sources = {}, {}
         for label, lm in (("base", base), ("tuned", tuned)):
             response = responses[label][k]
@@ -147,6 +148,7 @@ def explain_run(ctx, tuned_dir: Path) -> dict[str, Any]:
         arith = [_prompt_only(r) for r in pick_items(ctx, e.faithfulness_items, families={"arithmetic"})]
         rationale = {}
         for label, lm in (("base", base), ("tuned", tuned)):
+            ctx.console.print(f"  rationale faithfulness ({label}) on {len(arith)} arithmetic items")
             r = rationale_faithfulness(lm.model, lm.tokenizer, arith, max_new_tokens=e.max_new_tokens)
             rationale[label] = {k: r[k] for k in ("n_items", "n_evaluated", "early_answer_change_rate",
                                                    "inserted_error_change_rate", "verdict")}

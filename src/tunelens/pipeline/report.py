@@ -57,6 +57,38 @@ def _family_chart(results: dict, out: Path) -> Path | None:
     return out
 
 
+def _headline_chart(summary: dict, out: Path) -> Path | None:
+    """Base vs tuned on the headline rates (pass rates, refusal, over-refusal), with 95% CIs."""
+    rows = [r for r in summary["rows"] if r["source"].startswith("eval/results.json:") and "rate" in r["source"]
+            and r.get("base") and r.get("tuned")]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    y = np.arange(len(rows))
+    for offset, (label, colour) in enumerate((("base", "#999"), ("tuned", "#2a6fdb"))):
+        vals = [r[label]["value"] or 0.0 for r in rows]
+        cis = [r[label].get("ci") or [v, v] for r, v in zip(rows, vals)]
+        err = np.array([[max(0.0, v - c[0]) for v, c in zip(vals, cis)], [max(0.0, c[1] - v) for v, c in zip(vals, cis)]])
+        ax.barh(y + (offset - 0.5) * 0.4, vals, 0.4, xerr=err, capsize=2, label=label, color=colour)
+    ax.set_yticks(y, [r["what"] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("rate (95% CI)")
+    ax.legend(loc="lower right")
+    ax.set_title("Before / after: headline rates")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def _differing_examples(run_dir: Path, limit: int = 8) -> list[dict]:
     samples = _read_jsonl(run_dir / "eval" / "samples.jsonl")
     by_item: dict[tuple[str, str], dict[str, dict]] = {}
@@ -126,6 +158,9 @@ def write_report(run_dir: str | Path) -> Path:
     parts.append("<img src='train/loss_curve.png' alt='loss curve'>" if (run_dir / "train" / "loss_curve.png").is_file()
                  else "<p>No loss curve (training did not log).</p>")
     parts.append("<h2>Before / after</h2>")
+    headline = _headline_chart(summary, run_dir / "report_assets" / "headline.png")
+    if headline:
+        parts.append(f"<img src='{headline.relative_to(run_dir).as_posix()}' alt='headline rates'>")
     chart = _family_chart(results, run_dir / "report_assets" / "builtin_families.png")
     parts.append(f"<img src='{chart.relative_to(run_dir).as_posix()}' alt='pass rate per family'>" if chart
                  else "<p>No builtin suite results to chart.</p>")
