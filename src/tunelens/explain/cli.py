@@ -110,12 +110,17 @@ def run_explain(
         faith_rows = [r for r in faith_rows if any(r["id"] == row["id"] for row in results)]
         tda = None
         if train_run is not None:
+            from tunelens.explain.tda import load_run
+
             tda = {"run": str(train_run), "method": tda_method, "items": [], "skipped": []}
+            run_model, run_tok, run_records, run_info = load_run(train_run)  # once for all prompts
             task = progress.add_task("training-data attribution", total=len(results))
             for row in results:
                 report: dict[str, Any] = {}
                 attr = row["attribution"]
-                top = train_attribution(train_run, attr.messages, attr.response, k=top_k, method=tda_method, report=report)
+                top = train_attribution((run_model, run_tok, run_records), attr.messages, attr.response, k=top_k,
+                                        method=tda_method, report=report, max_length=run_info.get("max_length"),
+                                        cache_dir=train_run / "explain_cache", progress=True)
                 tda["items"].append({"id": row["id"], "response": attr.response, "top": top})
                 tda["skipped"] = report.get("skipped", [])
                 progress.advance(task)

@@ -195,12 +195,14 @@ def train_attribution(
     seed: int = 0,
     progress: bool = False,
     report: dict | None = None,
+    cache_dir: str | Path | None = None,
 ) -> list[dict]:
     """Rank training examples by influence on ``response`` to ``messages``; top ``k`` with provenance.
 
     ``source`` is a ``tunelens train`` run directory or ``(model, tokenizer, train_records)``.
     Examples that cannot be scored (no assistant turn, nothing supervised after truncation) are
-    listed in ``report["skipped"]`` with the reason when ``report`` is given.
+    listed in ``report["skipped"]`` with the reason when ``report`` is given. Projected training
+    gradients are cached under ``cache_dir`` (default for a run directory: RUN/explain_cache).
     """
     from tunelens.explain.encoding import validate_messages
 
@@ -211,11 +213,10 @@ def train_attribution(
     validate_messages(messages)
     if not response or not response.strip():
         raise TunelensError("train_attribution needs a non-empty response")
-    cache_dir = None
     if isinstance(source, (str, Path)):
         model, tokenizer, records, info = load_run(source)
         max_length = max_length or info.get("max_length")
-        cache_dir = Path(source) / "explain_cache"
+        cache_dir = cache_dir or Path(source) / "explain_cache"
     else:
         try:
             model, tokenizer, records = source
@@ -253,9 +254,12 @@ def train_attribution(
         raise TunelensError("the response has no tokens left to score after truncation to max_length")
 
     if method == "gradient":
-        key = _cache_key(records, {**info, "dim": proj_dim, "seed": seed, "max_length": max_length,
-                                   "n_params": sum(p.numel() for p in select_parameters(model)[1])})
-        cached = cache_dir / f"tda_{key}.npy" if cache_dir is not None else None
+        names, params = select_parameters(model)
+        # The weights' own checksum keys the cache, so a retrained adapter never reuses stale gradients.
+        weights = [round(float(p.detach().double().sum()), 6) for p in params] + [round(float(p.detach().double().abs().sum()), 6) for p in params]
+        key = _cache_key(records, {"model_id": info.get("model_id"), "dim": proj_dim, "seed": seed,
+                                   "max_length": max_length, "params": names, "weights": weights})
+        cached = Path(cache_dir) / f"tda_{key}.npy" if cache_dir is not None else None
         if cached is not None and cached.is_file():
             train_feats = np.load(cached)
         else:
