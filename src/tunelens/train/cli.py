@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -60,6 +61,8 @@ def train_command(
     if output_dir is None and config is None:
         raise ConfigError("give an output directory with -o/--output (or output_dir in --config)")
     result = train(cfg, progress=not quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under a distributed launcher only the main process reports
     console = Console(stderr=True)
     if result.interrupted:
         console.print(f"[yellow]stopped by signal at step {result.steps}; checkpoint saved. "

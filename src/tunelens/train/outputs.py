@@ -24,7 +24,8 @@ def library_versions() -> dict[str, str]:
 
 
 def write_manifest(config: Any, precision: Precision, model_id: str, revision: str | None, model_path: Path,
-                   memory: dict[str, Any], supervised_head: bool, world_size: int) -> None:
+                   memory: dict[str, Any], supervised_head: bool, world_size: int,
+                   distributed_backend: str | None = None) -> None:
     import yaml
 
     from tunelens.models import model_fingerprint
@@ -42,6 +43,7 @@ def write_manifest(config: Any, precision: Precision, model_id: str, revision: s
         "precision": {"name": precision.name, "reason": precision.reason},
         "supervised_head": supervised_head,
         "world_size": world_size,
+        "distributed_backend": distributed_backend,
         "hardware": hardware_summary(),
         "memory": memory,
         "libraries": library_versions(),

@@ -193,6 +193,9 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
 
     set_seed(config.seed)  # before PEFT wraps the model: the LoRA init is random
     model = _load_base(config, path, precision.name)
+    context = getattr(model.config, "max_position_embeddings", None)
+    if context and config.max_length > context:
+        raise ConfigError(f"max_length: {config.max_length} exceeds the model's context of {context} tokens")
     total_params = sum(p.numel() for p in model.parameters())
     use_head = config.supervised_head and not dpo and install_supervised_head(model)
     model = _wrap_peft(config, model)
@@ -232,8 +235,11 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     trainer.remove_callback(ProgressCallback)
     stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GracefulStopCallback))
 
+    import torch.distributed as dist
+
+    backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else None
     if main:
-        write_manifest(config, precision, model_id, revision, path, memory, use_head, world_size)
+        write_manifest(config, precision, model_id, revision, path, memory, use_head, world_size, backend)
     if resume_from is not None and main:
         console.print(f"[cyan]resuming from {resume_from}[/]")
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
