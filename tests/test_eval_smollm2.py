@@ -1,6 +1,6 @@
 """Slow: the real SmolLM2-135M through `tunelens eval` end to end, --limit 20.
 
-Suites ifeval (generation + checkers) and loss (teacher forcing), with max_new_tokens=32, so
+Suites ifeval (generation + checkers) and loss (teacher forcing), with max_new_tokens=24, so
 the run stays under ~150 s on 2 shared CPU cores; the other suites are covered on the tiny model.
 """
 
@@ -16,7 +16,7 @@ import pytest
 def test_smollm2_eval_limit_20(tmp_path, smollm2_path, shared_data):
     out = tmp_path / "out"
     cmd = [sys.executable, "-c", "from tunelens.cli import main; main()", "eval", "-m", "smollm2-135m",
-           "--suite", "ifeval,loss", "--limit", "20", "--max-new-tokens", "32", "--batch-size", "20",
+           "--suite", "ifeval,loss", "--limit", "20", "--max-new-tokens", "24", "--batch-size", "20",
            "--data-dir", str(shared_data), "--cache-dir", str(tmp_path / "cache"), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
