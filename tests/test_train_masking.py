@@ -124,3 +124,18 @@ def test_template_that_is_not_prefix_stable_fails_loudly(tiny_model_path):
     tok.chat_template = "{{ messages[-1]['content'] }}{% if add_generation_prompt %}>>{% endif %}"
     with pytest.raises(TunelensError, match="concatenation of its turns"):
         encode_for_sft(tok, CONVERSATION)
+
+
+def test_training_prompt_must_equal_inference_prompt(chatml_tokenizer, monkeypatch, tmp_path):
+    import tunelens.generate
+    from tunelens.records import make_conversation, write_jsonl
+    from tunelens.train.data import prepare_sft
+
+    data = tmp_path / "d.jsonl"
+    write_jsonl(data, [make_conversation(CONVERSATION, source="t", source_file=None, row=0, license="MIT")])
+    assert prepare_sft(chatml_tokenizer, [str(data)], 256, "truncate").rows  # consistent: fine
+    # An inference renderer that differs from training (here: a trailing space) must stop training.
+    real = tunelens.generate.render_prompt
+    monkeypatch.setattr(tunelens.generate, "render_prompt", lambda tok, msgs: real(tok, msgs) + " ")
+    with pytest.raises(TunelensError, match="differently in training and in inference"):
+        prepare_sft(chatml_tokenizer, [str(data)], 256, "truncate")

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from tunelens.records import make_conversation, write_jsonl
 from tunelens.train import TrainConfig, train
 
-STEPS, SAVE = 16, 3
+STEPS, SAVE = 10, 3
 
 
 @pytest.fixture(scope="module")

@@ -80,16 +80,17 @@ def prepare_sft(tokenizer: Any, paths: list[str], max_length: int, policy: str) 
     data = PreparedData(rows=[], total=len(records))
     no_assistant = 0
     min_prompt = None
-    checked = False
+    checked: set[tuple[str, ...]] = set()  # one rendering check per role sequence (e.g. with/without system)
     for source, rec in records:
         messages = rec["messages"]
         if not any(m["role"] == "assistant" for m in messages):
             no_assistant += 1
             data.dropped.append({"id": rec["id"], "source_file": source, "reason": "no assistant turn"})
             continue
-        if not checked:
+        roles = tuple(m["role"] for m in messages)
+        if roles not in checked:
             check_prompt_rendering(tokenizer, messages)
-            checked = True
+            checked.add(roles)
         enc = encode_for_sft(tokenizer, messages, max_length=max_length if policy == "truncate" else None)
         min_prompt = enc["prompt_length"] if min_prompt is None else min(min_prompt, enc["prompt_length"])
         if enc["length"] > max_length and policy == "drop":
@@ -121,7 +122,7 @@ def prepare_dpo(tokenizer: Any, paths: list[str], max_length: int, policy: str) 
     records = read_training_records(paths, "preference")
     data = PreparedData(rows=[], total=len(records))
     min_prompt = None
-    checked = False
+    checked: set[tuple[str, ...]] = set()
     for source, rec in records:
         prompt = rec["prompt"]
         if not prompt or prompt[-1]["role"] == "assistant":
@@ -132,9 +133,10 @@ def prepare_dpo(tokenizer: Any, paths: list[str], max_length: int, policy: str) 
         prompt_len = None
         for reply in (rec["chosen"], rec["rejected"]):
             messages = prompt + [{"role": "assistant", "content": reply}]
-            if not checked:
+            roles = tuple(m["role"] for m in messages)
+            if roles not in checked:
                 check_prompt_rendering(tokenizer, messages)
-                checked = True
+                checked.add(roles)
             enc = encode_for_sft(tokenizer, messages)
             lengths.append(enc["length"])
             prompt_len = enc["prompt_length"]
