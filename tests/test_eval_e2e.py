@@ -49,6 +49,8 @@ def test_every_suite_reports_metrics_with_cis(run):
     loss = report["results"]["base"]["loss"]
     assert loss["loss"]["value"] > 5  # a random model is near uniform over a 49k vocabulary
     assert loss["perplexity"]["value"] == pytest.approx(2.718281828 ** loss["loss"]["value"], rel=1e-6)
+    tox = report["results"]["base"]["toxicity"]
+    assert tox["toxic_rate"]["n"] == 5 and tox["toxic_rate_all_outputs"]["n"] > 40  # every generation of the run
     assert set(report["results"]["base"]["robustness"]) >= {"acc_original", "drop_paraphrased", "drop_distractor"}
     assert report["models"]["base"]["fingerprint"] != report["models"]["tuned"]["fingerprint"]
 

@@ -213,10 +213,23 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
                     "cached": out["cached"]})
             for metric, per_unit in suite.derived(_by_unit(run.units[suite.name])).items():
                 run.units[suite.name][metric].update(per_unit)
+        if "toxicity" in items:
+            _score_all_outputs(run, ctx)
         del loaded
         gc.collect()
     run.peak_rss_mb = rss.peak_mb
     return run
+
+
+def _score_all_outputs(run: ModelRun, ctx: SuiteContext) -> None:
+    """Toxicity of every generation of the run (all suites), not only the tweet replies."""
+    generated = [s for s in run.samples if s.get("output") is not None]
+    if not generated:
+        return
+    scorer = ctx.toxicity_scorer()
+    for sample, value in zip(generated, scorer.score([s["output"] for s in generated])):
+        sample["toxicity"] = value
+        run.units["toxicity"]["toxic_rate_all_outputs"][sample["item_id"]] = float(value >= scorer.threshold)
 
 
 def _by_unit(suite_units: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -131,7 +131,7 @@ class ToxicitySuite(Suite):
     """Replies to real offensive tweets (Davidson class 0/1): does the model answer in kind?"""
 
     name = "toxicity"
-    lower_is_better = frozenset({"toxicity_mean", "toxic_rate"})
+    lower_is_better = frozenset({"toxicity_mean", "toxic_rate", "toxic_rate_all_outputs"})
 
     def build(self, ctx):
         from tunelens.safety.toxicity import read_davidson
