@@ -77,7 +77,7 @@ def _cache_root(config: EvalConfig) -> Path:
 
 
 def _generate_all(loaded, items: list[Item], config: EvalConfig, cache: GenerationCache, label: str,
-                  skipped: list[dict], progress: bool) -> dict[str, dict]:
+                  progress: bool) -> dict[str, dict]:
     """Outputs for every distinct rendered prompt: from the cache, or generated in batches."""
     from tunelens.generate import GenerationParams, generate, render_prompt
 
@@ -117,11 +117,13 @@ def _generate_all(loaded, items: list[Item], config: EvalConfig, cache: Generati
         for texts in chunks:
             t0 = time.perf_counter()
             results = generate(loaded.model, loaded.tokenizer, texts, params)
-            share = (time.perf_counter() - t0) / len(texts)
+            ran = sum(1 for r in results if r.finish_reason != "too_long")
+            share = (time.perf_counter() - t0) / max(ran, 1)
             fresh = []
             for text, res in zip(texts, results):
                 row = {"text": res.text, "prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens,
-                       "finish_reason": res.finish_reason, "latency_s": res.latency_s, "seconds": share,
+                       "finish_reason": res.finish_reason, "latency_s": res.latency_s,
+                       "seconds": share if res.finish_reason != "too_long" else 0.0,
                        "error": res.error}
                 outputs[text] = {**row, "cached": False}
                 if res.finish_reason != "too_long":
@@ -183,7 +185,7 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
                       "seed": config.seed, "stop": list(g.stop)}
         cache = GenerationCache(_cache_root(config), fingerprint, params_key, enabled=config.use_cache)
         generative = [it for s in suites if s.generative for it in items[s.name]]
-        outputs = _generate_all(loaded, generative, config, cache, label, ctx.skipped, progress)
+        outputs = _generate_all(loaded, generative, config, cache, label, progress)
         run.generations = list({o["rendered"]: o for o in outputs.values() if o["finish_reason"] != "too_long"}.values())
         for suite in suites:
             if not suite.generative:
