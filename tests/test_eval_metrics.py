@@ -65,3 +65,33 @@ def test_config_validation(tmp_path):
 def test_missing_data_file_names_the_path(tmp_path):
     with pytest.raises(TunelensError, match=str(tmp_path / "gsm8k_test.jsonl")):
         data_file("gsm8k_test.jsonl", tmp_path)
+
+
+def test_report_shows_examples_where_models_differ(tmp_path):
+    from tunelens.evaluate.report import _differing_examples, write_report
+
+    def sample(model, item, out, score):
+        return {"model": model, "suite": "ifeval", "item_id": item, "prompt": [{"role": "user", "content": f"Q {item}"}],
+                "output": out, "scores": {"prompt_level_strict_acc": score}}
+
+    samples = [sample("base", "1", "same", 1.0), sample("tuned", "1", "same", 1.0),
+               sample("base", "2", "bad <b>answer</b>", 0.0), sample("tuned", "2", "good answer", 1.0)]
+    diff = _differing_examples(samples, ["base", "tuned"])
+    assert [d[1] for d in diff] == ["2"]
+    metric = {"value": 0.5, "ci": [0.0, 1.0], "n": 2}
+    report = {"created": "now", "schema": "tunelens.eval/v1", "config": {"suites": ["ifeval"], "limit": 2},
+              "models": {m: {"spec": m, "model_id": m, "fingerprint": "f"} for m in ("base", "tuned")},
+              "results": {"base": {"ifeval": {"prompt_level_strict_acc": metric}},
+                          "tuned": {"ifeval": {"prompt_level_strict_acc": {**metric, "value": 1.0}}}},
+              "comparisons": [{"suite": "ifeval", "metric": "prompt_level_strict_acc", "a": "base", "b": "tuned",
+                               "delta": 0.5, "ci": [0.0, 1.0], "p_value": 0.5, "significant": False, "wins": 1,
+                               "losses": 0, "ties": 1, "higher_is_better": True}],
+              "cost": {m: {"prompt_tokens": 1, "completion_tokens": 1, "generations": 2, "cached_generations": 0,
+                           "tokens_per_s": 1.0, "latency_p50_s": 0.1, "latency_p95_s": 0.2, "peak_rss_mb": 10.0}
+                       for m in ("base", "tuned")},
+              "skipped": []}
+    out = tmp_path / "report.html"
+    write_report(report, samples, out)
+    html = out.read_text()
+    assert "Examples where the models differ (1 shown)" in html and "bad &lt;b&gt;answer&lt;/b&gt;" in html
+    assert html.count("<img") == 2  # metric bars and the delta forest plot
