@@ -115,9 +115,14 @@ def _differing_examples(samples: list[dict], labels: list[str]) -> list[tuple[st
             prompt = per_model[labels[0]]["prompt"]
             text = prompt[-1]["content"] if isinstance(prompt, list) else str(prompt)
             out.append((suite, item_id, text, per_model))
-    # One suite should not crowd out the others.
-    out.sort(key=lambda x: (sum(1 for y in out[: out.index(x)] if y[0] == x[0]), x[0]))
-    return out[:MAX_EXAMPLES]
+    # Round-robin over suites, so one suite does not crowd out the others.
+    seen: dict[str, int] = defaultdict(int)
+    ranked = []
+    for example in out:
+        ranked.append((seen[example[0]], example[0], example))
+        seen[example[0]] += 1
+    ranked.sort(key=lambda r: (r[0], r[1]))
+    return [r[2] for r in ranked[:MAX_EXAMPLES]]
 
 
 def write_report(report: dict, samples: list[dict], path: Path) -> None:
