@@ -59,10 +59,15 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=32, help="Concurrent requests per run.")
     ap.add_argument("--max-tokens", type=int, default=32, help="max_tokens per request.")
     ap.add_argument("--batch", type=int, default=8, help="max_batch_size of the batched run.")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice).")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     loaded = load_model(args.model)
     print(f"model {args.model}; {args.requests} concurrent requests x {args.max_tokens} tokens; "
-          f"load average before: {os.getloadavg()[0]:.2f}")
+          f"torch threads {__import__('torch').get_num_threads()}; load average before: {os.getloadavg()[0]:.2f}")
     results = [asyncio.run(run(loaded, args.requests, args.max_tokens, b)) for b in (1, args.batch)]
     for r in results:
         label = "serialised (baseline)" if r["batch"] == 1 else f"batched (max {r['batch']})"

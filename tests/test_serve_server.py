@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _config(db: Path, **extra) -> dict:
     return {"models": [{"name": "tiny", "path": "tiny-random"}], "db_url": f"sqlite:///{db}",
-            "rate_limit": {"enabled": False}, "batching": {"max_batch_size": 8, "max_wait_ms": 10}, **extra}
+            "rate_limit": {"enabled": False}, "batching": {"max_batch_size": 8, "max_wait_ms": 10},
+            "torch_threads": 1, **extra}  # the test's clients share the two cores with the server
 
 
 def _key(db: Path) -> str:

@@ -105,6 +105,11 @@ class Runtime:
     async def start(self) -> None:
         from tunelens.models import load_model
 
+        if self.config.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.config.torch_threads)
+
         for entry in self.config.models:
             loaded = self.preloaded.get(entry.name)
             if loaded is None:
@@ -327,15 +332,18 @@ def _true_stream(rt, served, req, params, key_id, messages, check, model_message
             yield f"data: {json.dumps(err)}\n\n"
             return
         text = "".join(parts)
+        from tunelens.generate import render_prompt
+
         tok = served.loaded.tokenizer
+        n_in = len(tok(render_prompt(tok, model_messages), add_special_tokens=False)["input_ids"])
         n_out = len(tok(text, add_special_tokens=False)["input_ids"])
         finish = "length" if n_out >= params.max_new_tokens else "stop"
         latency = time.perf_counter() - started
         guardrails.update({"toxicity": {"enabled": False}, "pii_output": {"enabled": False}})
         meta = {"exchange_id": cid, "guardrails": guardrails, "model_id": served.model_id, "latency_s": round(latency, 4)}
         await asyncio.to_thread(_log_exchange, rt, _exchange_row(rt, key_id, served, req, messages, check.documents,
-                                                                 text, guardrails, finish, (0, n_out), latency, cid))
-        yield _chunk(cid, created, served.name, {}, finish, tunelens=meta, **_usage_extra(req, (0, n_out)))
+                                                                 text, guardrails, finish, (n_in, n_out), latency, cid))
+        yield _chunk(cid, created, served.name, {}, finish, tunelens=meta, **_usage_extra(req, (n_in, n_out)))
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")

@@ -42,7 +42,7 @@ class ServerProcess:
         env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from tunelens.cli import main; main()", "serve", "--config", str(self.config_path)],
+            [sys.executable, "-m", "tunelens.serve", "--config", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:

@@ -90,6 +90,8 @@ class ServeConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     license: str = Field("unknown", description="Licence of the deployment's traffic, written into exported records.")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's choice). "
+                                      "1 avoids thread oversubscription when the CPU is shared with other work.")
     limits: Limits = Limits()
     rate_limit: RateLimit = RateLimit()
     batching: Batching = Batching()
