@@ -77,3 +77,17 @@ def test_bad_label_row_is_named(tmp_path):
     bad.write_text(",count,hate_speech,offensive_language,neither,class,tweet\n0,3,0,0,3,7,hello\n")
     with pytest.raises(TunelensError, match="row 2 has class '7'"):
         read_davidson(bad)
+
+
+def test_score_command_json():
+    import json
+
+    from typer.testing import CliRunner
+
+    from tunelens.cli import app
+
+    result = CliRunner().invoke(app, ["safety", "score", "--json", "you stupid bitch", "I'm sorry, but I can't help with that."])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert rows[0]["toxic"] is True and rows[0]["refusal_score"] == 0.0
+    assert rows[1]["toxic"] is False and rows[1]["refusal_score"] >= 0.5
