@@ -45,7 +45,7 @@ class Item:
 class SuiteContext:
     config: EvalConfig
     skipped: list[dict] = field(default_factory=list)
-    _toxicity = None
+    _toxicity: Any = field(default=None, repr=False)
 
     @property
     def data_dir(self) -> Path | None:
