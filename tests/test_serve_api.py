@@ -124,6 +124,9 @@ def test_limits_return_json_errors(server):
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     r = client.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "error" in r.json()
+    for method, path, code in (("GET", "/v1/nope", 404), ("GET", "/v1/chat/completions", 405)):
+        r = client.request(method, path)
+        assert r.status_code == code and r.json()["error"]["message"]
 
 
 def test_rate_limit_per_key(tmp_path, tiny_loaded):

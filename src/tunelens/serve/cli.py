@@ -60,11 +60,18 @@ def serve(
 def run_server(cfg) -> None:
     import uvicorn
 
+    from tunelens.models import load_model
     from tunelens.serve.app import create_app
 
+    # Load before uvicorn starts, so a bad model path is a one-line CLI error, not a lifespan traceback.
+    preloaded = {}
+    for entry in cfg.models:
+        with console.status(f"loading {entry.name} ({entry.path})"):
+            preloaded[entry.name] = load_model(entry.path)
+    app = create_app(cfg, preloaded=preloaded)
     console.print(f"serving {', '.join(m.name for m in cfg.models)} on http://{cfg.host}:{cfg.port} "
                   f"(db {cfg.db_url}); UI at /, A/B at /ab")
-    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="info")
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")
 
 
 @keys_app.command("create")
