@@ -76,7 +76,7 @@ def render_fragment(attr: Attribution, title: str | None = None) -> str:
         f'<div class="tl-attr" id="{div_id}">'
         + (f"<h3>{html.escape(title)}</h3>" if title else "")
         + f'<div class="tl-note">{note}</div>'
-        + f'<div class="tl-note">prompt (<span class="tl-row">showing the aggregate over all output tokens</span>)</div>'
+        + '<div class="tl-note">prompt (<span class="tl-row">showing the aggregate over all output tokens</span>)</div>'
         + f'<div class="tl-box">{ins}</div>'
         + '<div class="tl-note">response: hover a token to see its own attribution row</div>'
         + f'<div class="tl-box">{outs}</div>'
