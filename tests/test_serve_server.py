@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tunelens.serve.background import ServerProcess
 from tunelens.serve.db import Store

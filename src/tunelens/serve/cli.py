@@ -35,6 +35,20 @@ def _db_url(db: str | None, config: Path | None) -> str:
     return "sqlite:///tunelens-serve.db"
 
 
+def _existing_store(url: str):
+    """A Store for commands that read: a missing SQLite file is a typo, not a new empty database."""
+    from pathlib import Path as _Path
+
+    from tunelens.errors import TunelensError
+    from tunelens.serve.db import Store
+
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = _Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise TunelensError(f"database not found: {path} (from {url}); pass --db with the server's URL")
+    return Store(url)
+
+
 @app.callback()
 def serve(
     ctx: typer.Context,
@@ -91,11 +105,10 @@ def keys_create(name: str = typer.Option("default", "--name", help="A label for 
 def keys_list(db: str = typer.Option(None, "--db", help=_DB_HELP),
               config: Path = typer.Option(None, "--config", "-c", help="ServeConfig YAML to read db_url from.")) -> None:
     """List keys (ids, names, status; never the secrets)."""
-    from tunelens.serve.db import Store
     from tunelens.serve.keys import list_keys
 
     table = Table("id", "name", "created", "status")
-    for k in list_keys(Store(_db_url(db, config))):
+    for k in list_keys(_existing_store(_db_url(db, config))):
         table.add_row(k.id, k.name, k.created_at.isoformat(timespec="seconds"),
                       f"revoked {k.revoked_at.isoformat(timespec='seconds')}" if k.revoked_at else "active")
     console.print(table)
@@ -106,10 +119,9 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id shown by `key
                 db: str = typer.Option(None, "--db", help=_DB_HELP),
                 config: Path = typer.Option(None, "--config", "-c", help="ServeConfig YAML to read db_url from.")) -> None:
     """Revoke a key: it gets 401 from then on."""
-    from tunelens.serve.db import Store
     from tunelens.serve.keys import revoke_key
 
-    row = revoke_key(Store(_db_url(db, config)), key_id)
+    row = revoke_key(_existing_store(_db_url(db, config)), key_id)
     console.print(f"revoked {row.id} ({row.name})")
 
 
@@ -125,7 +137,6 @@ def feedback_export(
                                 help="SPDX licence written into provenance (default: the config's, else 'unknown')."),
 ) -> None:
     """Turn feedback into preference pairs (DPO) and SFT records, provenance source=feedback."""
-    from tunelens.serve.db import Store
     from tunelens.serve.export import export_feedback
 
     lic = license
@@ -133,7 +144,7 @@ def feedback_export(
         from tunelens.serve.config import load_config
 
         lic = load_config(config).license
-    summary = export_feedback(Store(_db_url(db, config)), output, sft_output, skipped_output, license=lic or "unknown")
+    summary = export_feedback(_existing_store(_db_url(db, config)), output, sft_output, skipped_output, license=lic or "unknown")
     console.print(f"{summary.feedback_rows} feedback rows: [bold]{summary.preferences} preference pairs[/], "
                   f"[bold]{summary.sft} SFT records[/], {summary.skipped} skipped")
     for kind, path in summary.paths.items():
@@ -154,7 +165,6 @@ def monitor_report(
     import json
 
     from tunelens.serve.config import DriftConfig, load_config
-    from tunelens.serve.db import Store
     from tunelens.serve.drift import DriftMonitor, live_prompts
 
     cfg = load_config(config).drift if config is not None else DriftConfig()
@@ -162,7 +172,7 @@ def monitor_report(
     cfg = cfg.model_copy(update=updates)
     with console.status("fitting the reference and scoring live prompts"):
         monitor = DriftMonitor.from_records(list(train))
-        prompts = live_prompts(Store(_db_url(db, config)), cfg.window)
+        prompts = live_prompts(_existing_store(_db_url(db, config)), cfg.window)
         html, rep = monitor.html_report(prompts, cfg)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(html, encoding="utf-8")
