@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
                                         "Hub id, local dir, adapter dir, .gguf, smollm2-135m or tiny-random. 'LABEL=SPEC' names it."),
         suite: list[str] = typer.Option(["all"], "--suite", "-s", help=f"Suites (repeat or comma-separate): {', '.join(SUITES)}, or all."),
         output: Path = typer.Option(..., "--output", "-o", help="Output folder for results.json, samples.jsonl and report.html."),
-        limit: int = typer.Option(None, "--limit", min=1, help="Items per suite, for quick runs (default: all; ROUGE/loss/toxicity default 200)."),
+        limit: int = typer.Option(None, "--limit", min=1, help="Items per suite, for quick runs (default: all; ROUGE/loss/toxicity/builtin 200). "
+                            "For builtin it is the suite size given to tunelens.suite.eval_items (its test+heldout part is scored)."),
         seed: int = typer.Option(0, "--seed", help="Seed for item subsets, sampling and the bootstrap."),
         max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="Tokens generated per prompt at most."),
         temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="Sampling temperature (0 = greedy)."),

@@ -36,7 +36,8 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     models: list[ModelEntry] = Field(min_length=1)
     suites: list[str] = Field(default_factory=lambda: list(DEFAULT_SUITES))
-    limit: int | None = Field(default=None, ge=1, description="Items per suite (None = all).")
+    limit: int | None = Field(default=None, ge=1, description="Items per suite (None = all). For builtin: the suite "
+                              "size passed to tunelens.suite.eval_items, whose test+heldout part is scored.")
     seed: int = 0
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
