@@ -17,7 +17,7 @@ from tunelens.errors import ConfigError
 PII_TYPES = ("SECRET", "EMAIL", "IBAN", "CREDIT_CARD", "SSN", "IP", "PHONE")  # tunelens.data.pii.PII_TYPES
 # The default run's training settings (measured: see docs/default-run.md).
 DEFAULT_TRAIN: dict[str, Any] = {
-    "max_steps": 48, "batch_size": 4, "learning_rate": 5e-4, "max_length": 384, "save_steps": 16,
+    "max_steps": 40, "batch_size": 4, "learning_rate": 8e-4, "max_length": 384, "save_steps": 10,
     "warmup_ratio": 0.05, "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
 }
 STAGES = ("curate", "train", "evaluate", "explain", "report")
@@ -47,7 +47,7 @@ class DataSection(_Strict):
 
 class EvaluateSection(_Strict):
     suites: list[str] = Field(default_factory=lambda: ["builtin"], description="Evaluation suites (see `tunelens eval --help`).")
-    limit: int | None = Field(500, ge=1, description="Items per suite (None = all). For the builtin suite the "
+    limit: int | None = Field(300, ge=1, description="Items per suite (None = all). For the builtin suite the "
                               "test+heldout records of a suite of this size (30%) are scored.")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per answer (suite targets are <= 42 tokens).")
     batch_size: int = Field(16, ge=1, description="Generation batch size.")
@@ -57,7 +57,7 @@ class EvaluateSection(_Strict):
 class ExplainSection(_Strict):
     enabled: bool = True
     n_items: int = Field(4, ge=1, description="Evaluation items to attribute (heatmaps and instruction focus).")
-    focus_items: int = Field(12, ge=1, description="Items for the base-vs-tuned instruction-focus comparison.")
+    focus_items: int = Field(8, ge=1, description="Items for the base-vs-tuned instruction-focus comparison.")
     faithfulness_items: int = Field(4, ge=0, description="Arithmetic items for the faithfulness check (0 = skip).")
     method: str = Field("input_x_gradient", description="Attribution method (see `tunelens explain --help`).")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget for explained responses and rationales.")
