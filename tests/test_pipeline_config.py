@@ -61,6 +61,13 @@ def test_yaml_errors_are_clear(tmp_path):
         load_run_config(tmp_path / "missing.yaml")
 
 
+def test_overrides_merge_into_the_embedded_default():
+    default = load_run_config(None)
+    cfg = load_run_config(None, {"train.max_steps": 5, "data.curate.dedup.near": False})
+    assert cfg.train == {**default.train, "max_steps": 5}
+    assert cfg.data.curate["pii"] == default.data.curate["pii"] and cfg.data.curate["dedup"] == {"near": False}
+
+
 def test_commercial_sets_the_licence_policy():
     from tunelens.pipeline.config import curate_config
 

@@ -149,7 +149,9 @@ def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = 
     """The YAML config at ``path`` (or the embedded default) with dotted-key overrides on top."""
     import yaml
 
-    values: dict[str, Any] = {}
+    # Without a file, overrides apply on top of the embedded default (so `--set train.max_steps=5`
+    # keeps the default's other training settings instead of replacing the whole section).
+    values: dict[str, Any] = RunConfig().model_dump(mode="json") if path is None else {}
     where = "the embedded default"
     if path is not None:
         path = Path(path)
