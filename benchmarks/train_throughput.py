@@ -145,6 +145,52 @@ def run_trl(steps: int, defaults: bool) -> dict:
     return result
 
 
+def micro(rounds: int) -> None:
+    """Interleaved A/B in one process: one LoRA forward+backward on the same batch of 8 Alpaca
+    examples, with the supervised-positions head and with full-vocabulary logits, alternating, so
+    that a changing machine load hits both alike."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tunelens.models import load_tokenizer, resolve_model
+    from tunelens.train.masking import encode_for_sft
+    from tunelens.train.trainer import SFTCollator, install_supervised_head
+
+    path, _, _ = resolve_model("smollm2-135m", progress=False)
+    tok = load_tokenizer(str(path))
+    convs, _ = alpaca_split(BATCH)
+    batch = SFTCollator(tok.pad_token_id)([encode_for_sft(tok, c, max_length=MAX_LEN) for c in convs])
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    install_supervised_head(model)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear"))
+    n_sup = int((batch["labels"][:, 1:] != -100).sum())
+
+    def step(head: bool) -> float:
+        t = time.perf_counter()
+        if head:
+            loss = model(**batch, supervised_loss=True).loss
+        else:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)),
+                                                     batch["labels"][:, 1:].reshape(-1), reduction="sum")
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        return time.perf_counter() - t
+
+    step(True), step(False)  # warm-up
+    times = {True: [], False: []}
+    for _ in range(rounds):
+        for head in (True, False):
+            times[head].append(step(head))
+    print(f"batch: {tuple(batch['input_ids'].shape)}, supervised tokens {n_sup}, load {os.getloadavg()}")
+    for head in (True, False):
+        med = sorted(times[head])[len(times[head]) // 2]
+        print(f"{'supervised head' if head else 'full logits   '}: median {med:.2f}s/step, {n_sup / med:.1f} supervised tok/s")
+    med_h, med_f = (sorted(times[h])[rounds // 2] for h in (True, False))
+    print(f"speed-up of the supervised head: {med_f / med_h:.2f}x")
+
+
 def child(variant: str, steps: int) -> dict:
     import torch
 
@@ -185,9 +231,13 @@ def main() -> None:
     ap.add_argument("--default-steps", type=int, default=3, help="Steps for TRL defaults (minutes each on CPU).")
     ap.add_argument("--ablation-steps", type=int, default=15, help="Steps for the tunelens ablations (0 = skip).")
     ap.add_argument("--variants", default="", help="Comma list to run only some variants.")
+    ap.add_argument("--micro", type=int, default=0, help="Only the interleaved head / full-logits A/B, N rounds.")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--json", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.micro:
+        micro(args.micro)
+        return
     if args.child:
         Path(args.json).write_text(json.dumps(child(args.child, args.steps)))
         return

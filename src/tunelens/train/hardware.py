@@ -38,7 +38,8 @@ def choose_precision(requested: str = "auto") -> Precision:
             return Precision("bf16", "CUDA device with bf16 support")
         if cuda:
             return Precision("fp16", "CUDA device without bf16")
-        return Precision("fp32", "CPU: fp32 (bf16 autocast is emulated and many times slower without native bf16)")
+        return Precision("fp32", "CPU: fp32 (bf16 autocast on CPU is slow without native bf16 and was measured slower "
+                                 "with gradient checkpointing; request precision: bf16 to override on AVX512-BF16/AMX)")
     if requested == "bf16" and not cuda and not cpu_has_native_bf16():
         raise TunelensError("precision bf16 requested on a CPU without native bf16; use fp32 (or auto)")
     if requested == "fp16" and not cuda:
