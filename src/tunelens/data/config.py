@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunelens.data.licences import check_license_id
 from tunelens.data.pii import PII_TYPES
+from tunelens.config_files import load_yaml_mapping
 from tunelens.errors import ConfigError
 
 
@@ -136,16 +136,7 @@ class CurateConfig(_Strict):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> CurateConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-        return cls.from_dict(data, where=str(path))
+        return cls.from_dict(load_yaml_mapping(path, "curate config"), where=str(path))
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> CurateConfig:

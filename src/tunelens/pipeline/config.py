@@ -12,12 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tunelens.config_files import load_yaml_mapping
 from tunelens.errors import ConfigError
 
 PII_TYPES = ("SECRET", "EMAIL", "IBAN", "CREDIT_CARD", "SSN", "IP", "PHONE")  # tunelens.data.pii.PII_TYPES
 # The default run's training settings (measured: see docs/default-run.md).
 DEFAULT_TRAIN: dict[str, Any] = {
-    "max_steps": 40, "batch_size": 4, "learning_rate": 8e-4, "max_length": 384, "save_steps": 10,
+    "max_steps": 100, "batch_size": 4, "learning_rate": 8e-4, "max_length": 384, "save_steps": 25,
     "warmup_ratio": 0.05, "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
 }
 STAGES = ("curate", "train", "evaluate", "explain", "report")
@@ -46,7 +47,7 @@ class DataSection(_Strict):
 
 
 class EvaluateSection(_Strict):
-    suites: list[str] = Field(default_factory=lambda: ["builtin"], description="Evaluation suites (see `tunelens eval --help`).")
+    suites: list[str] = Field(default_factory=lambda: ["builtin", "loss"], description="Evaluation suites (see `tunelens eval --help`).")
     limit: int | None = Field(300, ge=1, description="Items per suite (None = all). For the builtin suite the "
                               "test+heldout records of a suite of this size (30%) are scored.")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per answer (suite targets are <= 42 tokens).")
@@ -147,22 +148,12 @@ def build_run_config(values: dict[str, Any], where: str = "options") -> RunConfi
 
 def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """The YAML config at ``path`` (or the embedded default) with dotted-key overrides on top."""
-    import yaml
-
     # Without a file, overrides apply on top of the embedded default (so `--set train.max_steps=5`
     # keeps the default's other training settings instead of replacing the whole section).
     values: dict[str, Any] = RunConfig().model_dump(mode="json") if path is None else {}
     where = "the embedded default"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"run config not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping of config fields, got {type(values).__name__}")
+        values = load_yaml_mapping(path, "run config")
         where = str(path)
     for key, value in (overrides or {}).items():
         node = values

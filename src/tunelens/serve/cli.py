@@ -22,15 +22,10 @@ def _db_url(db: str | None, config: Path | None) -> str:
     if db:
         return db
     if config is not None:
-        import yaml
+        from tunelens.config_files import load_yaml_mapping
 
-        from tunelens.errors import ConfigError
-
-        try:
-            data = yaml.safe_load(Path(config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read serve config {config}: {exc}") from None
-        if isinstance(data, dict) and data.get("db_url"):
+        data = load_yaml_mapping(config, "serve config")
+        if data.get("db_url"):
             return data["db_url"]
     return "sqlite:///tunelens-serve.db"
 

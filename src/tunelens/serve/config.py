@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tunelens.config_files import load_yaml_mapping
 from tunelens.errors import ConfigError
 
 
@@ -137,21 +138,12 @@ def _format_errors(exc: ValidationError, where: str) -> str:
 
 def load_config(path: str | Path | None = None, **overrides) -> ServeConfig:
     """Read a YAML config (optional), apply CLI overrides, validate. Errors name the bad field."""
-    import yaml
 
     data: dict = {}
     where = "command line"
     if path is not None:
-        path = Path(path)
         where = str(path)
-        if not path.is_file():
-            raise ConfigError(f"serve config not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        data = load_yaml_mapping(path, "serve config")
     for key, value in overrides.items():
         if value is not None:
             data[key] = value

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tunelens.config_files import load_yaml_mapping
 from tunelens.errors import ConfigError
 
 
@@ -92,21 +93,11 @@ def build_config(values: dict[str, Any], where: str = "options") -> TrainConfig:
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """A YAML config (optional) with CLI overrides on top; nested keys as 'lora.r'."""
-    import yaml
 
     values: dict[str, Any] = {}
     where = "CLI options"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of config fields, got {type(loaded).__name__}")
-        values = loaded
+        values = load_yaml_mapping(path, "train config")
         where = str(path)
     for key, value in (overrides or {}).items():
         if value is None:
