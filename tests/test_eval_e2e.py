@@ -95,6 +95,8 @@ def test_outputs_cost_and_cache(run):
     again = evaluate(config.model_copy(update={"output_dir": out.parent / "rerun"}), progress=False)
     for label in ("base", "tuned"):
         assert again["cost"][label]["cached_generations"] == again["cost"][label]["generations"] > 0
+        assert again["cost"][label]["speed_source"].startswith("cache")
+        assert report["cost"][label]["speed_source"] == "this run"
     assert again["results"]["base"]["ifeval"] == report["results"]["base"]["ifeval"]
 
 

@@ -264,11 +264,17 @@ def _cost(run: ModelRun) -> dict:
     gens = run.generations
     prompt = sum(g["prompt_tokens"] for g in gens)
     completion = sum(g["completion_tokens"] for g in gens)
-    seconds = sum(g["seconds"] for g in gens)
-    latencies = np.array([g["latency_s"] for g in gens]) if gens else np.array([0.0])
+    # Cached generations keep the timings of the run that produced them (maybe another machine or
+    # load), so speed and latency come from this run's fresh generations whenever there are any.
+    fresh = [g for g in gens if not g["cached"]]
+    timed = fresh or gens
+    seconds = sum(g["seconds"] for g in timed)
+    timed_tokens = sum(g["completion_tokens"] for g in timed)
+    latencies = np.array([g["latency_s"] for g in timed]) if timed else np.array([0.0])
     return {"prompt_tokens": prompt, "completion_tokens": completion, "generations": len(gens),
-            "cached_generations": sum(1 for g in gens if g["cached"]), "generation_seconds": round(seconds, 3),
-            "tokens_per_s": round(completion / seconds, 2) if seconds > 0 else None,
+            "cached_generations": len(gens) - len(fresh), "generation_seconds": round(seconds, 3),
+            "speed_source": "this run" if fresh else "cache (timings of the run that generated them)",
+            "tokens_per_s": round(timed_tokens / seconds, 2) if seconds > 0 else None,
             "latency_p50_s": round(float(np.percentile(latencies, 50)), 4),
             "latency_p95_s": round(float(np.percentile(latencies, 95)), 4),
             "peak_rss_mb": round(run.peak_rss_mb, 1)}
