@@ -104,17 +104,9 @@ def instruction_focus(
     }
 
 
-def compare_instruction_focus(
-    base: Any, tuned: Any, items: list[dict], method: str = "input_x_gradient", *,
-    n_boot: int = 2000, seed: int = 0, progress: bool = False, **kwargs: Any,
-) -> dict[str, Any]:
-    """Base vs tuned instruction focus on the same items, with a paired bootstrap CI of tuned - base.
-
-    ``base`` and ``tuned`` are LoadedModels or (model, tokenizer) pairs; each explains its own response.
-    """
-    b = instruction_focus(*_unpack(base), items, method, n_boot=n_boot, seed=seed, progress=progress, **kwargs)
-    t = instruction_focus(*_unpack(tuned), items, method, n_boot=n_boot, seed=seed, progress=progress, **kwargs)
-    diffs = np.array([tr["instruction_share"] - br["instruction_share"] for br, tr in zip(b["items"], t["items"])])
+def paired_focus_difference(base: dict, tuned: dict, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """tuned - base instruction share over paired items (two ``instruction_focus`` results), with a bootstrap CI."""
+    diffs = np.array([tr["instruction_share"] - br["instruction_share"] for br, tr in zip(base["items"], tuned["items"])])
     diffs = diffs[~np.isnan(diffs)]
     ci = bootstrap_ci(diffs, n_boot, seed)
     if np.isnan(ci[0]):
@@ -125,8 +117,21 @@ def compare_instruction_focus(
         reading = "tuning moved attribution away from the instruction"
     else:
         reading = "no significant change in instruction focus"
-    return {"method": method, "base": b, "tuned": t, "difference_mean": float(diffs.mean()) if len(diffs) else float("nan"),
+    return {"difference_mean": float(diffs.mean()) if len(diffs) else float("nan"),
             "difference_ci95": ci, "n": int(len(diffs)), "reading": reading}
+
+
+def compare_instruction_focus(
+    base: Any, tuned: Any, items: list[dict], method: str = "input_x_gradient", *,
+    n_boot: int = 2000, seed: int = 0, progress: bool = False, **kwargs: Any,
+) -> dict[str, Any]:
+    """Base vs tuned instruction focus on the same items, with a paired bootstrap CI of tuned - base.
+
+    ``base`` and ``tuned`` are LoadedModels or (model, tokenizer) pairs; each explains its own response.
+    """
+    b = instruction_focus(*_unpack(base), items, method, n_boot=n_boot, seed=seed, progress=progress, **kwargs)
+    t = instruction_focus(*_unpack(tuned), items, method, n_boot=n_boot, seed=seed, progress=progress, **kwargs)
+    return {"method": method, "base": b, "tuned": t, **paired_focus_difference(b, t, n_boot, seed)}
 
 
 def alpaca_focus_items(path: str | Path, n: int = 20, seed: int = 0) -> list[dict]:

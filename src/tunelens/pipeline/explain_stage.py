@@ -53,7 +53,7 @@ def _with_response(item: dict, response: str) -> dict:
 def _focus(ctx, base, tuned, items: list[dict], responses: dict[str, list[str]]) -> dict[str, Any]:
     """Paired base-vs-tuned instruction focus, each model on its own greedy response."""
     from tunelens.explain import instruction_focus
-    from tunelens.explain.focus import bootstrap_ci
+    from tunelens.explain.focus import paired_focus_difference
 
     e = ctx.config.explain
     keep = [k for k in range(len(items)) if responses["base"][k].strip() and responses["tuned"][k].strip()]
@@ -65,25 +65,13 @@ def _focus(ctx, base, tuned, items: list[dict], responses: dict[str, list[str]])
     for label, lm in (("base", base), ("tuned", tuned)):
         runs[label] = instruction_focus(lm.model, lm.tokenizer, [_with_response(items[k], responses[label][k]) for k in keep],
                                         e.method, seed=ctx.config.seed, progress=ctx.progress)
-    diffs = np.array([t["instruction_share"] - b["instruction_share"]
-                      for b, t in zip(runs["base"]["items"], runs["tuned"]["items"])])
-    diffs = diffs[~np.isnan(diffs)]
-    ci = bootstrap_ci(diffs, seed=ctx.config.seed)
-    mean = float(diffs.mean()) if len(diffs) else float("nan")
-    if len(diffs) < 2:
-        reading = "too few items for a confidence interval"
-    elif ci[0] > 0:
-        reading = "tuning moved attribution towards the instruction"
-    elif ci[1] < 0:
-        reading = "tuning moved attribution away from the instruction"
-    else:
-        reading = "no significant change in instruction focus"
+    diff = paired_focus_difference(runs["base"], runs["tuned"], seed=ctx.config.seed)
     return {
         "base": _entry(runs["base"]["mean"], runs["base"]["ci95"], runs["base"]["n"]),
         "tuned": _entry(runs["tuned"]["mean"], runs["tuned"]["ci95"], runs["tuned"]["n"]),
-        "tuned - base": _entry(mean, ci, int(len(diffs))),
+        "tuned - base": _entry(diff["difference_mean"], diff["difference_ci95"], diff["n"]),
         "length share (no preference)": round(float(runs["base"]["length_share_mean"]), 4),
-        "reading": reading,
+        "reading": diff["reading"],
         "skipped": skipped,
         "_runs": runs,
     }
