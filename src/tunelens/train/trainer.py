@@ -73,6 +73,44 @@ class SFTCollator:
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
+class LengthGroupedBatchSampler(torch.utils.data.Sampler):
+    """transformers' length grouping with the batches of each mega-batch visited in random order.
+
+    transformers sorts each mega-batch (up to 50 batches) longest first and walks it in that order,
+    so every mega-batch runs long-to-short. On data whose lengths follow its task families (the
+    builtin suite) that gives runs of one family at a time and a saw-tooth loss curve. The batches
+    keep their low padding here; only their order is shuffled. The batch holding the longest
+    example still comes first (an out-of-memory shows on step 1), and a short last batch stays last
+    so that batch boundaries never move.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, generator: torch.Generator | None = None):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        n, bs = len(self.lengths), self.batch_size
+        indices = get_length_grouped_indices(self.lengths, bs, generator=self.generator)
+        mega = max(min(n // (bs * 4), 50), 1) * bs  # transformers' mega-batch size
+        batches: list[list[int]] = []
+        for start in range(0, n, mega):
+            chunk = indices[start : start + mega]
+            group = [chunk[i : i + bs] for i in range(0, len(chunk), bs)]
+            tail = [group.pop()] if len(group[-1]) < bs else []
+            order = torch.randperm(len(group), generator=self.generator).tolist()
+            batches += [group[i] for i in order] + tail
+        longest = max(range(len(batches)), key=lambda b: max(self.lengths[i] for i in batches[b]))
+        if len(batches[longest]) == bs or len(batches) == 1:
+            batches.insert(0, batches.pop(longest))
+        return iter([i for batch in batches for i in batch])
+
+
 class ThroughputMixin:
     """Adds ``supervised_tokens`` and ``tokens_per_s`` (summed over processes) to each training log."""
 
@@ -105,6 +143,14 @@ class SupervisedTrainer(ThroughputMixin, Trainer):
         self.use_supervised_head = use_supervised_head
         # compute_loss below normalises by num_items_in_batch itself.
         self.loss_is_scaled_for_ga = True
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or "length" not in getattr(dataset, "column_names", []):
+            return super()._get_train_sampler(train_dataset)
+        return LengthGroupedBatchSampler(
+            dataset["length"], self.args.train_batch_size * self.args.gradient_accumulation_steps
+        )
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         if self._tl_last_time is None:
