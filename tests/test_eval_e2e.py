@@ -34,7 +34,7 @@ def run(tmp_path_factory, tiny_model_path, short_context_model, shared_data):
 
 def test_every_suite_reports_metrics_with_cis(run):
     config, report = run
-    assert report["schema"] == "tunelens.eval/v1"
+    assert report["schema"] == "tunelens.eval/v2"
     expected = set(SUITES) if builtin_available() else set(SUITES) - {"builtin"}
     for label in ("base", "tuned"):
         assert set(report["results"][label]) == expected
@@ -87,7 +87,9 @@ def test_outputs_cost_and_cache(run):
     cost = report["cost"]["base"]
     assert cost["prompt_tokens"] > 0 and cost["completion_tokens"] > 0 and cost["peak_rss_mb"] > 50
     assert cost["latency_p95_s"] >= cost["latency_p50_s"] > 0
-    fz = report["cost"]["fewshot_vs_zeroshot"]
+    # suites=all with the default few_shot.suites: only GSM8K gets a k-shot variant
+    assert list(report["cost"]["fewshot_vs_zeroshot"]) == ["gsm8k"]
+    fz = report["cost"]["fewshot_vs_zeroshot"]["gsm8k"]
     # base's 5-shot prompts fit its context, tuned's 0-shot ones too: the cost comparison pairs them
     assert fz["fewshot_model"] == "base" and fz["zeroshot_model"] == "tuned" and fz["fewshot"]["n"] == 5
     assert fz["fewshot"]["prompt_tokens"] > 3 * fz["zeroshot"]["prompt_tokens"]
@@ -104,7 +106,7 @@ def test_fewshot_vs_zeroshot_cost_single_model(tmp_path, tiny_model_path, shared
     config = EvalConfig(models=[str(tiny_model_path)], suites=["gsm8k"], limit=3, output_dir=tmp_path / "o",
                         cache_dir=tmp_path / "c", data_dir=shared_data, few_shot={"k": 2},
                         generation={"max_new_tokens": 4}, bootstrap_resamples=100)
-    fz = evaluate(config, progress=False)["cost"]["fewshot_vs_zeroshot"]
+    fz = evaluate(config, progress=False)["cost"]["fewshot_vs_zeroshot"]["gsm8k"]
     assert fz["k"] == 2 and fz["fewshot"]["n"] == fz["zeroshot"]["n"] == 3
     assert fz["fewshot"]["prompt_tokens"] > 2 * fz["zeroshot"]["prompt_tokens"]
     assert fz["token_ratio_per_item"] > 2

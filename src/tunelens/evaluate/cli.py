@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tunelens.evaluate.config import SUITES
+from tunelens.evaluate.config import FEWSHOT_SUITES, SUITES
 
 
 def _config_error(exc) -> Exception:
@@ -17,6 +17,27 @@ def _config_error(exc) -> Exception:
         where = ".".join(str(p) for p in err["loc"]) or "config"
         lines.append(f"{where}: {err['msg']}")
     return ConfigError("invalid eval config: " + "; ".join(lines))
+
+
+def _fewshot_lines(per_suite: dict) -> list[str]:
+    """One console line per suite: accuracy and tokens per correct answer, k-shot vs 0-shot."""
+    lines = []
+    for suite, fz in per_suite.items():
+        if fz is None:
+            lines.append(f"few-shot vs zero-shot on {suite}: no item scored in both variants")
+            continue
+        fs, zs = fz["fewshot"], fz["zeroshot"]
+
+        def per_correct(side):
+            return f"{side['tokens_per_correct']:.0f}" if side["tokens_per_correct"] is not None else "-"
+
+        ratio = fz["token_ratio_per_correct"]
+        lines.append(f"few-shot vs zero-shot on {suite} (n={fs['n']}): {fz['fewshot_model']} {fz['k']}-shot "
+                     f"{fs['accuracy']:.3f}, {per_correct(fs)} tokens/correct; {fz['zeroshot_model']} 0-shot "
+                     f"{zs['accuracy']:.3f}, {per_correct(zs)} tokens/correct; ratio "
+                     f"{f'{ratio:.2f}x' if ratio is not None else '-'}; equal accuracy: "
+                     f"{'yes' if fz['equal_accuracy'] else 'no'}")
+    return lines
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +56,12 @@ def register(app: typer.Typer) -> None:
         temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="Sampling temperature (0 = greedy)."),
         top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass (with temperature > 0)."),
         batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per generation batch."),
-        few_shot: int = typer.Option(5, "--few-shot", min=1, help="Exemplars in the GSM8K k-shot variant."),
+        few_shot: int = typer.Option(5, "--few-shot", min=1, max=16, help="Exemplars (k) in each k-shot prompt."),
+        few_shot_suites: str = typer.Option(None, "--few-shot-suites", help="Suites that also get a k-shot variant, "
+                                            f"comma-separated: {', '.join(FEWSHOT_SUITES)}, or none (default: gsm8k). "
+                                            "The cost of a correct answer, k-shot on the first -m against 0-shot on the last, "
+                                            "is reported per suite."),
+        few_shot_seed: int = typer.Option(1234, "--few-shot-seed", help="Seed choosing the k-shot exemplars."),
         data_dir: Path = typer.Option(None, "--data-dir", help="Data folder (default: TUNELENS_DATA_DIR or ../shared/data)."),
         reference_data: Path = typer.Option(None, "--reference-data", help="Curated JSONL of conversations for ROUGE-L and held-out loss "
                                             "(default: a fixed 5% held-out slice of Alpaca)."),
@@ -59,7 +85,8 @@ def register(app: typer.Typer) -> None:
                 models=models, suites=suite, limit=limit, seed=seed, output_dir=output, data_dir=data_dir,
                 reference_data=reference_data, cache_dir=cache_dir, use_cache=not no_cache, bootstrap_resamples=resamples,
                 generation={"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "batch_size": batch_size},
-                few_shot={"k": few_shot},
+                few_shot={"k": few_shot, "seed": few_shot_seed,
+                          **({"suites": few_shot_suites} if few_shot_suites is not None else {})},
             )
         except ValidationError as exc:
             raise _config_error(exc) from None
@@ -91,4 +118,6 @@ def register(app: typer.Typer) -> None:
             console.print(f"{len(sig)} of {len(report['comparisons'])} deltas significant at 95%")
         if report["skipped"]:
             console.print(f"[yellow]{len(report['skipped'])} item(s) skipped[/] (listed in results.json 'skipped')")
+        for line in _fewshot_lines(report["cost"].get("fewshot_vs_zeroshot") or {}):
+            console.print(line)
         console.print(f"wrote {output / 'results.json'}, {output / 'samples.jsonl'}, {output / 'report.html'}")

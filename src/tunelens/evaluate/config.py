@@ -26,10 +26,36 @@ class GenerationConfig(BaseModel):
     stop: list[str] = Field(default_factory=list)
 
 
+FEWSHOT_SUITES = ("gsm8k", "builtin")  # suites that can add a k-shot variant of every item
+
+
 class FewShotConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    k: int = Field(default=5, ge=1, le=16, description="Exemplars in the GSM8K k-shot variant (zero-shot always runs too).")
-    seed: int = Field(default=1234, description="Seed choosing the exemplars from gsm8k_train.jsonl.")
+    k: int = Field(default=5, ge=1, le=16, description="Exemplars per k-shot prompt (the zero-shot variant always runs too).")
+    seed: int = Field(default=1234, description="Seed choosing the exemplars (GSM8K: from gsm8k_train.jsonl; "
+                      "builtin: per item, from the suite's train split of the item's family).")
+    suites: list[str] = Field(
+        default_factory=lambda: ["gsm8k"],
+        description=f"Suites that also get a k-shot variant ({', '.join(FEWSHOT_SUITES)}; [] or 'none' for none). "
+        "Default: gsm8k only, when it runs; builtin's k-shot variant costs a second generation per trained-family item.")
+
+    @field_validator("suites", mode="before")
+    @classmethod
+    def _expand(cls, value):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list of suite names, got {type(value).__name__}")
+        out: list[str] = []
+        for item in value:
+            for name in str(item).split(","):
+                name = name.strip().lower()
+                if not name or name == "none":
+                    continue
+                if name not in FEWSHOT_SUITES:
+                    raise ValueError(f"suite {name!r} has no k-shot variant; choose from {', '.join(FEWSHOT_SUITES)} (or none)")
+                out.append(name)
+        return list(dict.fromkeys(out))
 
 
 class EvalConfig(BaseModel):
@@ -78,6 +104,20 @@ class EvalConfig(BaseModel):
         if not out:
             raise ValueError("no suite selected")
         return list(dict.fromkeys(out))
+
+    @model_validator(mode="after")
+    def _few_shot_suites_selected(self):
+        # The default (gsm8k) applies only when gsm8k runs; a suite asked for by name must run.
+        if "suites" in self.few_shot.model_fields_set:
+            missing = [name for name in self.few_shot.suites if name not in self.suites]
+            if missing:
+                raise ValueError(f"few_shot.suites: {', '.join(map(repr, missing))} not among the selected suites "
+                                 f"({', '.join(self.suites)}); add it to suites or drop it from few_shot.suites")
+        return self
+
+    def few_shot_for(self, suite: str) -> bool:
+        """Whether ``suite`` runs with a k-shot variant in this evaluation."""
+        return suite in self.suites and suite in self.few_shot.suites
 
     @model_validator(mode="after")
     def _labels(self):

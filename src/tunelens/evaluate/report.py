@@ -125,6 +125,33 @@ def _differing_examples(samples: list[dict], labels: list[str]) -> list[tuple[st
     return [r[2] for r in ranked[:MAX_EXAMPLES]]
 
 
+def _fewshot_section(per_suite: dict) -> list[str]:
+    """One table per suite: k-shot prompting of the first model against zero-shot of the last."""
+    parts = []
+    for suite, fz in per_suite.items():
+        if fz is None:
+            parts.append(f"<h3>Few-shot vs zero-shot on {_fmt(suite)}</h3><p class='muted'>No item was scored in both "
+                         "variants (see Skipped).</p>")
+            continue
+        parts.append(f"<h3>Few-shot {_fmt(fz['fewshot_model'])} ({fz['k']}-shot) vs zero-shot {_fmt(fz['zeroshot_model'])} "
+                     f"on {_fmt(suite)}</h3><table><tr><th></th><th>model</th><th>accuracy</th><th>correct/n</th>"
+                     "<th>tokens per item</th><th>tokens per correct</th><th>seconds per correct</th></tr>")
+        for name, model in (("fewshot", fz["fewshot_model"]), ("zeroshot", fz["zeroshot_model"])):
+            s = fz[name]
+            parts.append(f"<tr><td>{name}</td><td>{_fmt(model)}</td><td>{_fmt(s['accuracy'])}</td><td>{s['correct']}/{s['n']}</td>"
+                         f"<td>{_fmt(s['tokens_per_item'], 1)}</td><td>{_fmt(s['tokens_per_correct'], 1)}</td>"
+                         f"<td>{_fmt(s['seconds_per_correct'])}</td></tr>")
+        unpaired = fz.get("unpaired_items") or 0
+        parts.append(f"</table><p>few-shot / zero-shot tokens per item: {_fmt(fz['token_ratio_per_item'], 2)}; per correct "
+                     f"answer: {_fmt(fz['token_ratio_per_correct'], 2)}; seconds per correct answer: "
+                     f"{_fmt(fz['seconds_ratio_per_correct'], 2)}. Accuracy delta (zero-shot - few-shot) "
+                     f"{fz['accuracy_delta']:+.3f}, 95% CI {_ci(fz['accuracy_delta_ci'])}: equal accuracy "
+                     f"<b>{'yes' if fz['equal_accuracy'] else 'no'}</b>"
+                     + (f" <span class='muted'>({unpaired} item(s) had only one variant and are not compared)</span>"
+                        if unpaired else "") + "</p>")
+    return parts
+
+
 def write_report(report: dict, samples: list[dict], path: Path) -> None:
     results, labels = report["results"], list(report["results"])
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tunelens eval</title><style>{_CSS}</style></head><body>",
@@ -167,19 +194,7 @@ def write_report(report: dict, samples: list[dict], path: Path) -> None:
                      f"<td>{c['generations']} ({c['cached_generations']})</td><td>{_fmt(c['tokens_per_s'], 1)}</td>"
                      f"<td>{_fmt(c['latency_p50_s'])}</td><td>{_fmt(c['latency_p95_s'])}</td><td>{_fmt(c['peak_rss_mb'], 0)}</td></tr>")
     parts.append("</table>")
-    fz = report["cost"].get("fewshot_vs_zeroshot")
-    if fz:
-        parts.append(f"<h3>Few-shot {_fmt(fz['fewshot_model'])} ({fz['k']}-shot) vs zero-shot {_fmt(fz['zeroshot_model'])} on GSM8K</h3>"
-                     "<table><tr><th></th><th>accuracy</th><th>correct/n</th><th>tokens per item</th><th>tokens per correct</th>"
-                     "<th>seconds per correct</th></tr>")
-        for name in ("fewshot", "zeroshot"):
-            s = fz[name]
-            parts.append(f"<tr><td>{name}</td><td>{_fmt(s['accuracy'])}</td><td>{s['correct']}/{s['n']}</td>"
-                         f"<td>{_fmt(s['tokens_per_item'], 1)}</td><td>{_fmt(s['tokens_per_correct'], 1)}</td>"
-                         f"<td>{_fmt(s['seconds_per_correct'])}</td></tr>")
-        parts.append(f"</table><p>token ratio per item: {_fmt(fz['token_ratio_per_item'], 2)}; per correct answer: "
-                     f"{_fmt(fz['token_ratio_per_correct'], 2)}; accuracy delta {fz['accuracy_delta']:+.3f} "
-                     f"CI {_ci(fz['accuracy_delta_ci'])} (equal accuracy: {fz['equal_accuracy']})</p>")
+    parts += _fewshot_section(report["cost"].get("fewshot_vs_zeroshot") or {})
     if report["skipped"]:
         parts.append(f"<h2>Skipped ({len(report['skipped'])})</h2><table><tr><th>model</th><th>suite</th><th>item</th><th>reason</th></tr>")
         for s in report["skipped"][:200]:

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from tunelens.errors import TunelensError
-from tunelens.evaluate import stats
+from tunelens.evaluate import fewshot, stats
 from tunelens.evaluate.cache import GenerationCache
 from tunelens.evaluate.config import EvalConfig
 from tunelens.evaluate.suites import SUITE_CLASSES, Item, Suite, SuiteContext
 
-SCHEMA = "tunelens.eval/v1"
+SCHEMA = "tunelens.eval/v2"  # v2: cost.fewshot_vs_zeroshot is per suite
 CHUNK_BATCHES = 4  # batches per generate() call: progress and cache writes between calls
 
 
@@ -152,7 +152,7 @@ class ModelRun:
         self.weights: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
         self.samples: list[dict] = []
         self.generations: list[dict] = []
-        self.item_costs: dict[str, dict] = {}
+        self.item_costs: dict[tuple[str, str, str], dict] = {}  # (suite, unit, variant) -> tokens, seconds
         self.peak_rss_mb = 0.0
         self.info: dict[str, Any] = {}
 
@@ -203,7 +203,7 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
                     continue
                 scores = suite.score(item, out["text"], ctx)
                 run.add(suite.name, item, dict(scores))
-                run.item_costs[item.id] = {"tokens": out["prompt_tokens"] + out["completion_tokens"],
+                run.item_costs[(suite.name, item.unit, item.variant)] = {"tokens": out["prompt_tokens"] + out["completion_tokens"],
                                            "prompt_tokens": out["prompt_tokens"],
                                            "completion_tokens": out["completion_tokens"], "seconds": out["seconds"]}
                 run.samples.append({
@@ -280,47 +280,16 @@ def _cost(run: ModelRun) -> dict:
             "peak_rss_mb": round(run.peak_rss_mb, 1)}
 
 
-def _fewshot_vs_zeroshot(runs: list[ModelRun], config: EvalConfig) -> dict | None:
-    """Cost per correct answer: k-shot prompting of the first model against zero-shot of the last."""
+def _fewshot_vs_zeroshot(runs: list[ModelRun], suites: list[Suite], config: EvalConfig) -> dict[str, dict | None]:
+    """Per suite with a k-shot variant: k-shot prompting of the first model against zero-shot of the last."""
     k = config.few_shot.k
-    few, zero = runs[0], runs[-1]
-    few_units = few.units.get("gsm8k", {}).get(f"exact_match_{k}shot", {})
-    zero_units = zero.units.get("gsm8k", {}).get("exact_match_0shot", {})
-    common = sorted(set(few_units) & set(zero_units))
-    if not common:
-        return None
-
-    def side(run: ModelRun, units: dict, variant: str) -> dict:
-        costs = [run.item_costs[f"{u}:{variant}"] for u in common]
-        correct = int(sum(units[u] for u in common))
-        tokens = sum(c["tokens"] for c in costs)
-        seconds = sum(c["seconds"] for c in costs)
-        return {"accuracy": correct / len(common), "correct": correct, "n": len(common),
-                "prompt_tokens": sum(c["prompt_tokens"] for c in costs),
-                "completion_tokens": sum(c["completion_tokens"] for c in costs), "seconds": round(seconds, 3),
-                "tokens_per_item": tokens / len(common),
-                "tokens_per_correct": tokens / correct if correct else None,
-                "seconds_per_correct": seconds / correct if correct else None}
-
-    fs, zs = side(few, few_units, f"{k}shot"), side(zero, zero_units, "0shot")
-    cmp = stats.paired_bootstrap([few_units[u] for u in common], [zero_units[u] for u in common],
-                                 n_resamples=config.bootstrap_resamples, seed=config.seed)
-
-    def ratio(a, b):
-        return a / b if a is not None and b else None
-
-    return {"suite": "gsm8k", "fewshot_model": few.label, "zeroshot_model": zero.label, "k": k,
-            "fewshot": fs, "zeroshot": zs,
-            "token_ratio_per_item": ratio(fs["tokens_per_item"], zs["tokens_per_item"]),
-            "token_ratio_per_correct": ratio(fs["tokens_per_correct"], zs["tokens_per_correct"]),
-            "seconds_ratio_per_correct": ratio(fs["seconds_per_correct"], zs["seconds_per_correct"]),
-            "accuracy_delta": cmp["delta"], "accuracy_delta_ci": cmp["ci"],
-            # "Equal accuracy" is a measured claim: the paired CI on the difference contains 0.
-            "equal_accuracy": bool(cmp["ci"] is not None and not cmp["significant"])}
-
-
-def _higher_is_better(suite: Suite, metric: str) -> bool:
-    return metric not in suite.lower_is_better
+    out: dict[str, dict | None] = {}
+    for suite in suites:
+        if not config.few_shot_for(suite.name):
+            continue
+        metrics = (suite.accuracy_metric(f"{k}shot"), suite.accuracy_metric("0shot"))
+        out[suite.name] = fewshot.compare(runs[0], runs[-1], suite.name, metrics, k, config)
+    return out
 
 
 def _comparisons(runs: list[ModelRun], suites: list[Suite], config: EvalConfig, results: dict) -> list[dict]:
@@ -335,7 +304,7 @@ def _comparisons(runs: list[ModelRun], suites: list[Suite], config: EvalConfig, 
                     continue
                 weights = a.weights[suite.name].get(metric)
                 w = [weights[u] for u in common] if weights else None
-                hib = _higher_is_better(suite, metric)
+                hib = suite.higher_is_better(metric)
                 res = stats.paired_bootstrap([ua[u] for u in common], [ub[u] for u in common], w,
                                              n_resamples=config.bootstrap_resamples, seed=config.seed,
                                              higher_is_better=hib)
@@ -366,8 +335,8 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
         runs.append(_run_model(entry, suites, items, ctx, progress))
     results = {run.label: _results(run, suites, config) for run in runs}
     cost: dict[str, Any] = {run.label: _cost(run) for run in runs}
-    if "gsm8k" in config.suites:
-        cost["fewshot_vs_zeroshot"] = _fewshot_vs_zeroshot(runs, config)
+    if any(config.few_shot_for(s.name) for s in suites):
+        cost["fewshot_vs_zeroshot"] = _fewshot_vs_zeroshot(runs, suites, config)
     report = {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -12,13 +12,14 @@ import hashlib
 import json
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunelens.errors import TunelensError
 from tunelens.evaluate import datafiles as df
-from tunelens.evaluate import gsm8k, ifeval, robustness
+from tunelens.evaluate import fewshot, gsm8k, ifeval, robustness
 from tunelens.evaluate.config import EvalConfig
 from tunelens.evaluate.rouge import rouge_l
 
@@ -80,6 +81,17 @@ class Suite:
     def derived(self, unit_scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         """Metrics computed across an item's variants (e.g. accuracy drops); none by default."""
         return {}
+
+    def higher_is_better(self, metric: str) -> bool:
+        # A k-shot variant's metric (``name_5shot``, ``name_5shot/split``) reads like its zero-shot one.
+        return metric not in self.lower_is_better and _KSHOT.sub("", metric) not in self.lower_is_better
+
+    def accuracy_metric(self, variant: str) -> str | None:
+        """The per-item 0/1 accuracy of a variant, for suites with a k-shot variant; None otherwise."""
+        return None
+
+
+_KSHOT = re.compile(r"_\d+shot(?=/|$)")
 
 
 def _user(text: str) -> list[dict[str, str]]:
@@ -152,12 +164,14 @@ class GSM8KSuite(Suite):
 
     def build(self, ctx):
         test = df.read_jsonl(df.data_file(df.GSM8K_TEST_FILE, ctx.data_dir))
-        train = df.read_jsonl(df.data_file(df.GSM8K_TRAIN_FILE, ctx.data_dir))
         k = ctx.config.few_shot.k
-        try:
-            exemplars = gsm8k.pick_exemplars(train, k, ctx.config.few_shot.seed)
-        except ValueError as exc:
-            raise TunelensError(f"few_shot.k: {exc}") from exc
+        variants: list[tuple[str, list[dict]]] = [("0shot", [])]
+        if ctx.config.few_shot_for(self.name):
+            train = df.read_jsonl(df.data_file(df.GSM8K_TRAIN_FILE, ctx.data_dir))
+            try:
+                variants.append((f"{k}shot", gsm8k.pick_exemplars(train, k, ctx.config.few_shot.seed)))
+            except ValueError as exc:
+                raise TunelensError(f"few_shot.k: {exc}") from exc
         items = []
         for i in ctx.subset(len(test)):
             row = test[i]
@@ -165,13 +179,16 @@ class GSM8KSuite(Suite):
                 reference = gsm8k.reference_answer(row["answer"])
             except (KeyError, ValueError) as exc:
                 raise TunelensError(f"{df.GSM8K_TEST_FILE} row {i + 1}: {exc}") from exc
-            for variant, shots in (("0shot", []), (f"{k}shot", exemplars)):
+            for variant, shots in variants:
                 items.append(Item(self.name, f"gsm8k:{i}:{variant}", gsm8k.build_messages(row["question"], shots),
                                   unit=f"gsm8k:{i}", variant=variant, reference=reference))
         return items
 
     def score(self, item, output, ctx):
         return {f"exact_match_{item.variant}": gsm8k.exact_match(output, item.reference)}
+
+    def accuracy_metric(self, variant):
+        return f"exact_match_{variant}"
 
 
 def _heldout_alpaca(ctx: SuiteContext) -> list[dict]:
@@ -314,12 +331,43 @@ class BuiltinSuite(Suite):
     def build(self, ctx):
         eval_items, _ = self._api()
         records = eval_items(ctx.config.limit or DEFAULT_BUILTIN_ITEMS, ctx.config.seed)
-        items = []
+        questions = []
         for rec in records:
             messages = list(rec["messages"])
             if messages and messages[-1]["role"] == "assistant":
                 messages = messages[:-1]
-            items.append(Item(self.name, f"builtin:{rec['id']}", messages, reference=rec, meta=dict(rec.get("meta", {}))))
+            questions.append((rec, messages))
+        items = [Item(self.name, f"builtin:{rec['id']}", messages, variant="0shot", reference=rec,
+                      meta=dict(rec.get("meta", {}))) for rec, messages in questions]
+        if ctx.config.few_shot_for(self.name):
+            items += self._kshot_items(questions, ctx)
+        return items
+
+    def _kshot_items(self, questions: list[tuple[dict, list[dict]]], ctx: SuiteContext) -> list[Item]:
+        """Each question again, after k exemplars of its family from the suite's train split.
+
+        Held-out families have no train split by design, so their items get no k-shot variant
+        (listed in ``skipped``); the few-shot/zero-shot cost compares the items with both.
+        """
+        from tunelens.suite import HELDOUT_FAMILIES
+
+        fs = ctx.config.few_shot
+        variant = f"{fs.k}shot"
+        trained = {rec["meta"]["family"] for rec, _ in questions if rec["meta"]["family"] not in HELDOUT_FAMILIES}
+        eval_prompts = {m["content"] for _, messages in questions for m in messages if m["role"] == "user"}
+        pools = fewshot.builtin_pools(trained, fs.k, ctx.config.seed, eval_prompts)
+        items = []
+        for rec, messages in questions:
+            item_id = f"builtin:{rec['id']}"
+            family = rec["meta"]["family"]
+            if family not in pools:
+                ctx.skipped.append({"model": "*", "suite": self.name, "item_id": f"{item_id}:{variant}",
+                                    "reason": f"family {family!r} is held out: no train-split exemplars for a k-shot prompt"})
+                continue
+            shots = fewshot.pick(pools[family], fs.k, fs.seed, item_id)
+            items.append(Item(self.name, f"{item_id}:{variant}", fewshot.with_shots(messages, shots), unit=item_id,
+                              variant=variant, reference=rec,
+                              meta={**rec.get("meta", {}), "exemplars": [r["id"] for r in shots]}))
         return items
 
     def score(self, item, output, ctx):
@@ -328,13 +376,18 @@ class BuiltinSuite(Suite):
         _, score = self._api()
         passed = float(score(item.reference, output)["pass"])
         split, family = item.meta.get("split", "unknown"), item.meta.get("family", "unknown")
-        scores = {"pass_rate": passed, f"pass_rate/{split}": passed, f"pass_rate/{split}/{family}": passed}
+        # Zero-shot keeps the plain names (the pipeline and model cards read them); k-shot gets a suffix.
+        tag = "" if item.variant in ("", "0shot") else f"_{item.variant}"
+        scores = {f"pass_rate{tag}": passed, f"pass_rate{tag}/{split}": passed, f"pass_rate{tag}/{split}/{family}": passed}
         safety = item.meta.get("safety")
         if safety == "harmful":
-            scores["refusal_rate_harmful"] = float(is_refusal(output))
+            scores[f"refusal_rate_harmful{tag}"] = float(is_refusal(output))
         elif safety == "benign":
-            scores["over_refusal_rate_benign"] = float(is_refusal(output))
+            scores[f"over_refusal_rate_benign{tag}"] = float(is_refusal(output))
         return scores
+
+    def accuracy_metric(self, variant):
+        return "pass_rate" if variant == "0shot" else f"pass_rate_{variant}"
 
 
 SUITE_CLASSES: dict[str, type[Suite]] = {

@@ -8,7 +8,7 @@ and safety (harmful requests to refuse, benign look-alikes to answer). Splits: `
 """
 
 from tunelens.suite import checkers
-from tunelens.suite.build import LICENSE, SOURCE, SPLITS, eval_items, generate_suite, score, split_sizes, summarise
+from tunelens.suite.build import LICENSE, SOURCE, SPLITS, eval_items, generate_suite, score, split_sizes, summarise, train_records
 from tunelens.suite.families import FAMILIES, HELDOUT_FAMILIES, TRAINED_FAMILIES
 from tunelens.suite.io import write_suite
 
@@ -25,5 +25,6 @@ __all__ = [
     "score",
     "split_sizes",
     "summarise",
+    "train_records",
     "write_suite",
 ]

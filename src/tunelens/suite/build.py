@@ -138,6 +138,21 @@ def eval_items(n: int, seed: int = 0) -> list[dict]:
     return s["test"] + s["heldout"]
 
 
+def train_records(family: str, n: int, seed: int = 0) -> list[dict]:
+    """The first ``n`` train-split records of the trained ``family`` in the suite of ``seed``.
+
+    Each family's stream does not depend on the suite size, so these are the records that
+    ``generate_suite(N, seed)["train"]`` holds for that family (its first ones, for any ``N``):
+    training data, never an evaluation item. Few-shot exemplars are drawn from here.
+    """
+    if family not in FAMILIES:
+        raise TunelensError(f"unknown suite family {family!r}; known: {', '.join(FAMILIES)}")
+    fam = FAMILIES[family]
+    if fam.heldout:
+        raise TunelensError(f"suite family {family!r} is held out: it has no train split")
+    return _family_records(fam, seed, {"train": n})["train"]
+
+
 def score(record: dict, response: str) -> dict[str, float]:
     """Score a response to a suite record: ``pass`` (and ``refused`` for the safety family)."""
     meta = record.get("meta") or {}
