@@ -38,6 +38,8 @@ class Attribution:
     messages: list[dict] = field(default_factory=list)
     exclude_template: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    # Occlusion only: the deleted segments ({label, tokens, text, message}), in prompt order.
+    segments: list[dict[str, Any]] = field(default_factory=list)
 
     def encoding(self) -> Encoding:
         spans: list[tuple[int, int] | None] = []
@@ -71,6 +73,7 @@ class Attribution:
             "matrix": np.asarray(self.matrix, dtype=float).round(7).tolist(),
             "aggregate": np.asarray(self.aggregate, dtype=float).round(7).tolist(),
             "exclude_template": self.exclude_template,
+            "segments": self.segments,
         }
 
     @classmethod
@@ -95,6 +98,7 @@ class Attribution:
                 messages=list(d.get("messages", [])),
                 exclude_template=bool(d.get("exclude_template", False)),
                 params=dict(d.get("params", {})),
+                segments=list(d.get("segments", [])),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise TunelensError(f"malformed attribution dict: {exc}") from exc
@@ -131,11 +135,13 @@ def attribute(
 
     ``response=None`` generates it greedily through ``tunelens.generate``. Method kwargs:
     integrated_gradients: ``steps`` (16), ``baseline`` ('mean' | 'pad' | 'zero'), ``approximation``,
-    ``step_batch``; occlusion: ``granularity`` ('word' | 'token'), ``batch_size``;
+    ``step_batch``; occlusion: ``granularity`` ('word' | 'token' | 'sentence' | 'span'), ``spans`` (with
+    'span': ``occlusion.Span`` objects or dicts {message, start, end, label} over message contents),
+    ``batch_size``, ``include_template``;
     input_x_gradient: ``reduce`` ('norm' | 'sum'), ``target_chunk``.
     """
     from tunelens.explain.gradients import input_x_gradient, integrated_gradients
-    from tunelens.explain.occlusion import occlusion
+    from tunelens.explain.occlusion import as_spans, describe_segments, occlusion, segments_for
     from tunelens.explain.rollout import attention_rollout
 
     name = resolve_method(method)
@@ -145,12 +151,13 @@ def attribute(
     allowed = {
         "input_x_gradient": {"reduce", "target_chunk"},
         "integrated_gradients": {"steps", "baseline", "approximation", "step_batch", "target_chunk", "progress"},
-        "occlusion": {"granularity", "batch_size", "include_template"},
+        "occlusion": {"granularity", "spans", "batch_size", "include_template"},
         "attention_rollout": set(),
     }[name]
     unknown = set(method_kwargs) - allowed
     if unknown:
         raise TunelensError(f"{name} does not take {sorted(unknown)}; it accepts {sorted(allowed) or 'no options'}")
+    segments: list[dict[str, Any]] = []
     if name == "input_x_gradient":
         method_kwargs = {"reduce": "norm", **method_kwargs}
         matrix = input_x_gradient(model, enc.input_ids, enc.output_ids, **method_kwargs)
@@ -159,7 +166,13 @@ def attribute(
         matrix = integrated_gradients(model, enc.input_ids, enc.output_ids, tokenizer=tokenizer, **method_kwargs)
     elif name == "occlusion":
         method_kwargs = {"granularity": "word", **method_kwargs}
-        matrix = occlusion(model, enc, **method_kwargs)
+        spans = method_kwargs.pop("spans", None)
+        spans = as_spans(spans) if spans is not None else None
+        segs, labels = segments_for(enc, method_kwargs["granularity"], spans)
+        matrix = occlusion(model, enc, segments=segs, **{k: v for k, v in method_kwargs.items() if k != "granularity"})
+        segments = describe_segments(enc, segs, labels)
+        if spans is not None:
+            method_kwargs["spans"] = [sp.__dict__ for sp in spans]
     else:
         matrix = attention_rollout(model, enc.input_ids, enc.output_ids)
     params = {k: v for k, v in method_kwargs.items() if k != "progress"}
@@ -179,5 +192,6 @@ def attribute(
         response=response,
         messages=[dict(m) for m in messages],
         params=params,
+        segments=segments,
     )
     return attr.with_template_excluded(exclude_template)

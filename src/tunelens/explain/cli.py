@@ -20,7 +20,8 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
     """Items {id, messages, response|None} from a .txt (one prompt per line) or .jsonl file.
 
     JSONL lines are conversation records (a final assistant turn is the response to explain),
-    or objects with ``prompt`` (str) and an optional ``response``.
+    or objects with ``prompt`` (str) and an optional ``response``. A line's ``meta`` is kept
+    (occlusion over spans reads its instruction/context spans).
     """
     from tunelens.explain.encoding import validate_messages
     from tunelens.records import iter_jsonl
@@ -31,7 +32,8 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".txt":
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip():
-                items.append({"id": f"{path.name}:{n}", "messages": [{"role": "user", "content": line.strip()}], "response": None})
+                items.append({"id": f"{path.name}:{n}", "messages": [{"role": "user", "content": line.strip()}],
+                              "response": None, "where": f"{path}:{n}"})
     else:
         try:
             for n, obj in enumerate(iter_jsonl(path), 1):
@@ -49,7 +51,8 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
                     raise TunelensError(f"{where}: 'response' must be a string")
                 if not messages:
                     raise TunelensError(f"{where}: no prompt messages before the response")
-                items.append({"id": str(obj.get("id", f"{path.name}:{n}")), "messages": messages, "response": response})
+                items.append({"id": str(obj.get("id", f"{path.name}:{n}")), "messages": messages, "response": response,
+                              "meta": obj.get("meta"), "where": where})
         except ValueError as exc:
             raise TunelensError(str(exc)) from None
     if not items:
@@ -61,8 +64,13 @@ def run_explain(
     model_spec: str, items: list[dict], out: Path, *, method: str = "input_x_gradient", base_spec: str | None = None,
     train_run: Path | None = None, tda_method: str = "gradient", top_k: int = 10, exclude_template: bool = False,
     max_new_tokens: int = 64, steps: int = 16, check_faithfulness: bool = True, n_random: int = 8,
+    granularity: str | None = None,
 ) -> dict[str, Any]:
-    """Everything ``tunelens explain`` writes; returns a summary."""
+    """Everything ``tunelens explain`` writes; returns a summary.
+
+    ``granularity`` (occlusion only): word | token | sentence | span; with span, each item
+    carries ``spans`` (see ``occlusion_spans``).
+    """
     from rich.progress import Progress
 
     from tunelens.explain import attribute, faithfulness, render_diff_html, render_html, save_heatmap_png, train_attribution
@@ -70,7 +78,10 @@ def run_explain(
     from tunelens.models import load_model
 
     method = resolve_method(method)
-    kwargs = {"steps": steps} if method == "integrated_gradients" else {}
+    granularity = check_granularity(method, granularity)
+    kwargs: dict[str, Any] = {"steps": steps} if method == "integrated_gradients" else {}
+    if method == "occlusion":
+        kwargs["granularity"] = granularity
     out.mkdir(parents=True, exist_ok=True)
     (out / "heatmaps").mkdir(exist_ok=True)
     models = [("tuned", load_model(model_spec))]
@@ -87,9 +98,10 @@ def run_explain(
                 if row.get("skipped"):
                     continue
                 try:
+                    item_kwargs = {**kwargs, "spans": item["spans"]} if granularity == "span" else kwargs
                     attr = attribute(loaded.model, loaded.tokenizer, item["messages"],
                                      item["response"], method,
-                                     exclude_template=exclude_template, max_new_tokens=max_new_tokens, **kwargs)
+                                     exclude_template=exclude_template, max_new_tokens=max_new_tokens, **item_kwargs)
                 except TunelensError as exc:
                     # One bad prompt must not sink the batch; it is listed with its reason.
                     row["skipped"] = True
@@ -132,6 +144,7 @@ def run_explain(
         "model": {"spec": model_spec, "id": tuned_model.model_id},
         "base_model": {"spec": base_spec, "id": models[1][1].model_id} if base_spec else None,
         "method": method,
+        "granularity": granularity,
         "exclude_template": exclude_template,
         "skipped": skipped,
         "items": [
@@ -164,6 +177,29 @@ def run_explain(
     return summary
 
 
+def check_granularity(method: str, granularity: str | None) -> str | None:
+    """The occlusion granularity to use (word by default); None for the other methods."""
+    from tunelens.explain.occlusion import GRANULARITIES
+
+    if method != "occlusion":
+        if granularity not in (None, "word"):
+            raise TunelensError(f"--granularity applies to --method occlusion only (method is {method})")
+        return None
+    granularity = granularity or "word"
+    if granularity not in GRANULARITIES:
+        raise TunelensError(f"--granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
+    return granularity
+
+
+def occlusion_spans(items: list[dict[str, Any]]) -> None:
+    """Attach each item's spans from its meta (granularity span); the first item without any is an error."""
+    from tunelens.explain.occlusion import spans_from_meta
+
+    for item in items:
+        where = item.get("where", item["id"])
+        item["spans"] = spans_from_meta(item["messages"], item.get("meta"), where)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``tunelens explain`` to the root app."""
 
@@ -176,6 +212,7 @@ def register(app: typer.Typer) -> None:
         response: Optional[str] = typer.Option(None, "--response", help="Explain this response to --prompt instead of generating one."),
         base: Optional[str] = typer.Option(None, "--base", help="Base model: also explain it and write diff.html (base vs tuned side by side)."),
         method: str = typer.Option("input_x_gradient", "--method", help="input_x_gradient (ixg), integrated_gradients (ig), occlusion, attention_rollout (rollout)."),
+        granularity: Optional[str] = typer.Option(None, "--granularity", help="Occlusion segments: word (default), token, sentence, or span (the instruction/context spans in each --prompts JSONL line's meta; other tokens stay words)."),
         steps: int = typer.Option(16, "--steps", min=1, help="Integrated-gradients interpolation steps (Gauss-Legendre)."),
         train_run: Optional[Path] = typer.Option(None, "--train-run", help="A `tunelens train` run directory: rank its training examples by influence (tda.json)."),
         tda_method: str = typer.Option("gradient", "--tda-method", help="Training-data attribution: gradient (TracIn-style over LoRA) or representation."),
@@ -187,6 +224,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Which prompt tokens drove each response, is that explanation faithful, what did tuning change,
         and which training examples shaped the response."""
+        from tunelens.explain.attribution import resolve_method
+
         if (prompt is None) == (prompts is None):
             raise TunelensError("give exactly one of --prompt TEXT or --prompts FILE")
         if response is not None and prompt is None:
@@ -198,10 +237,14 @@ def register(app: typer.Typer) -> None:
         items = read_prompts(prompts) if prompts else [
             {"id": "prompt", "messages": [{"role": "user", "content": prompt}], "response": response}
         ]
+        if check_granularity(resolve_method(method), granularity) == "span":
+            if prompts is None:
+                raise TunelensError("--granularity span reads spans from the --prompts JSONL lines' meta; --prompt has none")
+            occlusion_spans(items)
         summary = run_explain(
             model, items, out, method=method, base_spec=base, train_run=train_run, tda_method=tda_method, top_k=top_k,
             exclude_template=exclude_template, max_new_tokens=max_new_tokens, steps=steps,
-            check_faithfulness=not no_faithfulness, n_random=n_random,
+            check_faithfulness=not no_faithfulness, n_random=n_random, granularity=granularity,
         )
         console.print(f"[green]explained {summary['items']} prompt(s)[/] ({summary['skipped']} skipped) -> {out}: "
                       f"{', '.join(summary['written'])}")
