@@ -46,11 +46,48 @@ def test_detoxify_backend_errors_clearly_when_unavailable():
     except ImportError:
         with pytest.raises(TunelensError, match="pip install detoxify"):
             load_scorer("detoxify")
-    else:  # installed but offline: weights cannot be fetched
-        try:
-            load_scorer("detoxify")
-        except TunelensError as exc:
-            assert "Detoxify" in str(exc)
+        return
+    try:  # installed: either the weights load and score, or the error names Detoxify (offline)
+        scorer = load_scorer("detoxify")
+    except TunelensError as exc:
+        assert "Detoxify" in str(exc)
+    else:
+        assert 0.0 <= scorer.score(["hello"])[0] <= 1.0
+
+
+class _FakeDetoxify:
+    """Stands in for detoxify.Detoxify (its weights cannot be downloaded here): fixed per-head scores."""
+
+    loaded_with: list = []
+
+    def __init__(self, name, device="cpu"):
+        if name == "missing":
+            raise OSError("weights not found")
+        self.loaded_with.append((name, device))
+
+    def predict(self, texts):
+        n = len(texts)
+        return {"toxicity": [0.1 * (i + 1) for i in range(n)], "insult": [0.9 if "idiot" in t else 0.0 for t in texts],
+                "threat": [0.05] * n, "sexual_explicit": [1.0] * n}  # not a toxicity head: ignored
+
+
+def test_detoxify_adapter_takes_the_max_over_toxicity_heads(monkeypatch):
+    import sys
+    import types
+
+    import tunelens.safety.toxicity as tox
+
+    fake = types.ModuleType("detoxify")
+    fake.Detoxify = _FakeDetoxify
+    monkeypatch.setitem(sys.modules, "detoxify", fake)
+    monkeypatch.setattr(tox, "_LOADED", {})
+    scorer = load_scorer("detoxify")
+    assert scorer.backend == "detoxify" and _FakeDetoxify.loaded_with[-1] == ("original", "cpu")
+    scores = scorer.score(["fine", "you idiot", "ok"])
+    assert scores == pytest.approx([0.1, 0.9, 0.3])
+    assert scorer.is_toxic(["you idiot", "fine"]) == [True, False]
+    with pytest.raises(TunelensError, match="cannot load Detoxify weights"):
+        load_scorer("detoxify", path="missing")
 
 
 def test_train_on_a_davidson_sample(tmp_path, shared_data):
