@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from tunelens.errors import ConfigError, TunelensError
 from tunelens.evaluate import EvalConfig, evaluate
-from tunelens.evaluate.fewshot import compare, with_shots
+from tunelens.evaluate.fewshot import compare, verdict, with_shots
 from tunelens.evaluate.runner import ModelRun, _fewshot_vs_zeroshot
 from tunelens.evaluate.suites import BuiltinSuite, GSM8KSuite, SuiteContext
 from tunelens.suite import HELDOUT_FAMILIES, generate_suite, train_records
@@ -135,6 +135,12 @@ def test_cost_block_arithmetic(tmp_path):
     assert block["zeroshot"]["correct"] == 0 and block["zeroshot"]["tokens_per_correct"] is None
     assert block["zeroshot"]["seconds_per_correct"] is None and block["token_ratio_per_correct"] is None
     assert block["token_ratio_per_item"] == pytest.approx((610 / 2) / 60)
+    lo, hi = block["accuracy_delta_ci"]
+    assert verdict(block).startswith("equal accuracy" if lo <= 0 <= hi else "accuracies differ (few-shot is better")
+    both_zero = compare(_run("b", "builtin", "pass_rate_2shot", "2shot", {"u1": 0.0, "u2": 0.0},
+                             {"u1": (5, 1, 0.1), "u2": (5, 1, 0.1)}),
+                        none_right, "builtin", ("pass_rate_2shot", "pass_rate"), 2, config)
+    assert both_zero["equal_accuracy"] and verdict(both_zero).startswith("no correct answer on either side")
     assert compare(few, _run("x", "builtin", "pass_rate", "0shot", {}, {}), "builtin",
                    ("pass_rate_2shot", "pass_rate"), 2, config) is None
 
@@ -204,4 +210,4 @@ def test_builtin_fewshot_end_to_end(tmp_path, tiny_model_path):
     kshot = [s for s in samples if s["variant"] == "2shot"]
     assert len(kshot) == 2 * n_test and all(s["rendered_prompt"].count("<|im_start|>user") == 3 for s in kshot)
     html = (tmp_path / "o" / "report.html").read_text()
-    assert "Few-shot base (2-shot) vs zero-shot tuned on builtin" in html and "equal accuracy" in html
+    assert "Few-shot base (2-shot) vs zero-shot tuned on builtin" in html and verdict(block) in html

@@ -21,6 +21,8 @@ def _config_error(exc) -> Exception:
 
 def _fewshot_lines(per_suite: dict) -> list[str]:
     """One console line per suite: accuracy and tokens per correct answer, k-shot vs 0-shot."""
+    from tunelens.evaluate.fewshot import verdict
+
     lines = []
     for suite, fz in per_suite.items():
         if fz is None:
@@ -35,8 +37,7 @@ def _fewshot_lines(per_suite: dict) -> list[str]:
         lines.append(f"few-shot vs zero-shot on {suite} (n={fs['n']}): {fz['fewshot_model']} {fz['k']}-shot "
                      f"{fs['accuracy']:.3f}, {per_correct(fs)} tokens/correct; {fz['zeroshot_model']} 0-shot "
                      f"{zs['accuracy']:.3f}, {per_correct(zs)} tokens/correct; ratio "
-                     f"{f'{ratio:.2f}x' if ratio is not None else '-'}; equal accuracy: "
-                     f"{'yes' if fz['equal_accuracy'] else 'no'}")
+                     f"{f'{ratio:.2f}x' if ratio is not None else '-'}; {verdict(fz)}")
     return lines
 
 

@@ -110,3 +110,15 @@ def compare(few: ModelRun, zero: ModelRun, suite: str, metrics: tuple[str, str],
             "accuracy_delta": cmp["delta"], "accuracy_delta_ci": cmp["ci"],
             # "Equal accuracy" is a measured claim: the paired CI on the difference contains 0.
             "equal_accuracy": bool(cmp["ci"] is not None and not cmp["significant"])}
+
+
+def verdict(block: dict[str, Any]) -> str:
+    """One honest phrase on the accuracy claim, for the console and report.html."""
+    if not block["fewshot"]["correct"] and not block["zeroshot"]["correct"]:
+        return "no correct answer on either side: the cost per correct answer is undefined"
+    if block["accuracy_delta_ci"] is None:
+        return "too few items for a CI on the accuracy difference"
+    if block["equal_accuracy"]:
+        return "equal accuracy (the 95% CI of the difference contains 0)"
+    better = "zero-shot" if block["accuracy_delta"] > 0 else "few-shot"
+    return f"accuracies differ ({better} is better; the 95% CI of the difference excludes 0)"

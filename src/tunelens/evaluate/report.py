@@ -9,6 +9,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from tunelens.evaluate.fewshot import verdict
+
 MAX_EXAMPLES = 12
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}
@@ -145,8 +147,7 @@ def _fewshot_section(per_suite: dict) -> list[str]:
         parts.append(f"</table><p>few-shot / zero-shot tokens per item: {_fmt(fz['token_ratio_per_item'], 2)}; per correct "
                      f"answer: {_fmt(fz['token_ratio_per_correct'], 2)}; seconds per correct answer: "
                      f"{_fmt(fz['seconds_ratio_per_correct'], 2)}. Accuracy delta (zero-shot - few-shot) "
-                     f"{fz['accuracy_delta']:+.3f}, 95% CI {_ci(fz['accuracy_delta_ci'])}: equal accuracy "
-                     f"<b>{'yes' if fz['equal_accuracy'] else 'no'}</b>"
+                     f"{fz['accuracy_delta']:+.3f}, 95% CI {_ci(fz['accuracy_delta_ci'])}: <b>{html.escape(verdict(fz))}</b>"
                      + (f" <span class='muted'>({unpaired} item(s) had only one variant and are not compared)</span>"
                         if unpaired else "") + "</p>")
     return parts
