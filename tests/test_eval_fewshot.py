@@ -128,6 +128,7 @@ def test_cost_block_arithmetic(tmp_path):
     assert block["accuracy_delta"] == pytest.approx(1 / 3 - 2 / 3)
     lo, hi = block["accuracy_delta_ci"]
     assert lo <= block["accuracy_delta"] <= hi and block["equal_accuracy"] == (lo <= 0 <= hi)
+    assert fs["cached_items"] == 0 and zs["cached_items"] == 0
     # No correct answer on one side: per-correct figures and their ratios are None, not a division by zero.
     none_right = _run("tuned", "builtin", "pass_rate", "0shot", {"u1": 0.0, "u2": 0.0},
                       {"u1": (50, 10, 0.5), "u2": (40, 20, 0.5)})
@@ -211,3 +212,6 @@ def test_builtin_fewshot_end_to_end(tmp_path, tiny_model_path):
     assert len(kshot) == 2 * n_test and all(s["rendered_prompt"].count("<|im_start|>user") == 3 for s in kshot)
     html = (tmp_path / "o" / "report.html").read_text()
     assert "Few-shot base (2-shot) vs zero-shot tuned on builtin" in html and verdict(block) in html
+    # The second model is the same checkpoint: its outputs come from the cache, and the report says so.
+    assert block["fewshot"]["cached_items"] == 0 and block["zeroshot"]["cached_items"] == n_test
+    assert f"{n_test} of these outputs came from the generation cache" in html

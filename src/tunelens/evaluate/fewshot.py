@@ -74,7 +74,9 @@ def cost_side(costs: list[dict], scores: list[float]) -> dict[str, Any]:
             "completion_tokens": sum(c["completion_tokens"] for c in costs), "seconds": round(seconds, 3),
             "tokens_per_item": tokens / n if n else None,
             "tokens_per_correct": tokens / correct if correct else None,
-            "seconds_per_correct": seconds / correct if correct else None}
+            "seconds_per_correct": seconds / correct if correct else None,
+            # Cached outputs carry the seconds of the run that generated them (maybe another load).
+            "cached_items": sum(1 for c in costs if c.get("cached"))}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

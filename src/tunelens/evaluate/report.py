@@ -144,12 +144,16 @@ def _fewshot_section(per_suite: dict) -> list[str]:
                          f"<td>{_fmt(s['tokens_per_item'], 1)}</td><td>{_fmt(s['tokens_per_correct'], 1)}</td>"
                          f"<td>{_fmt(s['seconds_per_correct'])}</td></tr>")
         unpaired = fz.get("unpaired_items") or 0
+        cached = fz["fewshot"].get("cached_items", 0) + fz["zeroshot"].get("cached_items", 0)
         parts.append(f"</table><p>few-shot / zero-shot tokens per item: {_fmt(fz['token_ratio_per_item'], 2)}; per correct "
                      f"answer: {_fmt(fz['token_ratio_per_correct'], 2)}; seconds per correct answer: "
                      f"{_fmt(fz['seconds_ratio_per_correct'], 2)}. Accuracy delta (zero-shot - few-shot) "
                      f"{fz['accuracy_delta']:+.3f}, 95% CI {_ci(fz['accuracy_delta_ci'])}: <b>{html.escape(verdict(fz))}</b>"
                      + (f" <span class='muted'>({unpaired} item(s) had only one variant and are not compared)</span>"
                         if unpaired else "") + "</p>")
+        if cached:
+            parts.append(f"<p class='muted'>{cached} of these outputs came from the generation cache: their seconds are "
+                         "those of the run that generated them (rerun with --no-cache to time both sides together).</p>")
     return parts
 
 

@@ -203,9 +203,9 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
                     continue
                 scores = suite.score(item, out["text"], ctx)
                 run.add(suite.name, item, dict(scores))
-                run.item_costs[(suite.name, item.unit, item.variant)] = {"tokens": out["prompt_tokens"] + out["completion_tokens"],
-                                           "prompt_tokens": out["prompt_tokens"],
-                                           "completion_tokens": out["completion_tokens"], "seconds": out["seconds"]}
+                run.item_costs[(suite.name, item.unit, item.variant)] = {
+                    "tokens": out["prompt_tokens"] + out["completion_tokens"], "prompt_tokens": out["prompt_tokens"],
+                    "completion_tokens": out["completion_tokens"], "seconds": out["seconds"], "cached": out["cached"]}
                 run.samples.append({
                     "model": label, "suite": suite.name, "item_id": item.id, "variant": item.variant,
                     "prompt": item.prompt, "rendered_prompt": out["rendered"], "output": out["text"],
