@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from tunelens.explain import Attribution, attribute, faithfulness
+from tunelens.explain.gradients import completeness_gap
 from tunelens.generate import GenerationParams, generate
 from tunelens.models import load_model
 
@@ -51,6 +52,8 @@ def main() -> None:
     ap.add_argument("--response-tokens", type=int, default=10, help="greedy response length to explain")
     ap.add_argument("--max-prompt-chars", type=int, default=260, help="keep prompts near 70 tokens like the issue's example")
     ap.add_argument("--steps", type=int, default=16, help="integrated-gradients steps (ours and captum's)")
+    ap.add_argument("--ig-steps", default="", help="also run our IG at these step counts (e.g. 4,8), to compare "
+                    "time at equal completeness error")
     ap.add_argument("--n-random", type=int, default=4, help="random selections per k in the faithfulness baseline")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
@@ -66,27 +69,37 @@ def main() -> None:
 
     results: dict[str, list[dict]] = {}
 
-    def run(name: str, fn, i: int) -> Attribution:
+    def run(name: str, fn, i: int, ig_baseline=None) -> Attribution:
         t0 = time.perf_counter()
         attr = fn()
         seconds = time.perf_counter() - t0
         faith = faithfulness(model, tok, attr, n_random=args.n_random)
-        results.setdefault(name, []).append({
+        gap = None
+        if ig_baseline is not None:  # completeness: rows should sum to f(x) - f(baseline)
+            gap = completeness_gap(model, attr.input_ids, attr.output_ids, attr.matrix, baseline=ig_baseline)["relative_gap"]
+        results.setdefault(name, []).append({"completeness_gap": gap,
             "prompt": i, "seconds": seconds, "prompt_tokens": len(attr.input_ids), "response_tokens": len(attr.output_ids),
             "comprehensiveness": faith["comprehensiveness_mean"], "sufficiency": faith["sufficiency_mean"],
             "comprehensiveness_random": faith["comprehensiveness_random_mean"], "better_than_random": faith["better_than_random"],
         })
         print(f"  {name:28s} prompt {i:2d}: {seconds:7.2f} s  comp {faith['comprehensiveness_mean']:7.3f} "
-              f"(random {faith['comprehensiveness_random_mean']:6.3f})  suff {faith['sufficiency_mean']:7.3f}", flush=True)
+              f"(random {faith['comprehensiveness_random_mean']:6.3f})  suff {faith['sufficiency_mean']:7.3f}"
+              + (f"  completeness gap {gap:.3f}" if gap is not None else ""), flush=True)
         return attr
 
     # The captum prompts go first, and the summary is rewritten after every prompt, so a run cut
     # short (minutes per captum explanation) still leaves comparable figures.
     for i, (conv, response) in enumerate(zip(conversations, responses)):
         ixg = run("tunelens input_x_gradient", lambda: attribute(model, tok, conv, response, "input_x_gradient"), i)
-        run("tunelens integrated_gradients", lambda: attribute(model, tok, conv, response, "integrated_gradients", steps=args.steps), i)
+        run("tunelens integrated_gradients", lambda: attribute(model, tok, conv, response, "integrated_gradients", steps=args.steps), i,
+            ig_baseline="mean")
+        for n in [int(x) for x in args.ig_steps.split(",") if x.strip()]:
+            run(f"tunelens integrated_gradients {n} steps",
+                lambda: attribute(model, tok, conv, response, "integrated_gradients", steps=n), i, ig_baseline="mean")
         if i < args.captum_prompts:
-            run("captum LayerIntegratedGradients", lambda: captum_attribution("lig", model, tok, ixg, args.steps), i)
+            # captum's TextTokenInput baseline: token id 0 in every prompt position
+            run("captum LayerIntegratedGradients", lambda: captum_attribution("lig", model, tok, ixg, args.steps), i,
+                ig_baseline=0)
             run("captum FeatureAblation", lambda: captum_attribution("feature_ablation", model, tok, ixg, args.steps), i)
         summarise(results, args, final=i == len(conversations) - 1)
 
@@ -105,6 +118,8 @@ def summarise(results: dict[str, list[dict]], args: argparse.Namespace, final: b
             "comprehensiveness_captum_prompts": statistics.mean(r["comprehensiveness"] for r in sub),
             "comprehensiveness_mean": statistics.mean(r["comprehensiveness"] for r in rs),
             "better_than_random_share": float(np.mean([r["better_than_random"] for r in rs])),
+            "completeness_gap_captum_prompts": (statistics.mean(r["completeness_gap"] for r in sub)
+                                                if sub[0].get("completeness_gap") is not None else None),
             "prompt_tokens_mean": statistics.mean(r["prompt_tokens"] for r in rs),
             "response_tokens_mean": statistics.mean(r["response_tokens"] for r in rs),
         }
@@ -120,7 +135,18 @@ def summarise(results: dict[str, list[dict]], args: argparse.Namespace, final: b
         print(f"  input_x_gradient vs captum FeatureAblation: {fa['seconds_mean_captum_prompts'] / ixg['seconds_mean_captum_prompts']:.1f}x faster "
               f"(target >= 50x), comprehensiveness {ixg['comprehensiveness_captum_prompts']:.3f} vs {fa['comprehensiveness_captum_prompts']:.3f}")
         print(f"  integrated_gradients vs captum LayerIntegratedGradients: {lig['seconds_mean_captum_prompts'] / ig['seconds_mean_captum_prompts']:.1f}x faster "
-              f"(target >= 5x), comprehensiveness {ig['comprehensiveness_captum_prompts']:.3f} vs {lig['comprehensiveness_captum_prompts']:.3f}", flush=True)
+              f"(target >= 5x), comprehensiveness {ig['comprehensiveness_captum_prompts']:.3f} vs {lig['comprehensiveness_captum_prompts']:.3f}, "
+              f"completeness gap {ig['completeness_gap_captum_prompts']:.3f} vs {lig['completeness_gap_captum_prompts']:.3f}", flush=True)
+        # Equal accuracy: the fewest of our step counts whose completeness gap is no worse than captum's.
+        ours = sorted(((int(name.split()[-2]), s) for name, s in summary.items()
+                       if name.startswith("tunelens integrated_gradients ") and name.endswith(" steps")), key=lambda t: t[0])
+        ours.append((args.steps, ig))
+        good = [(n, s) for n, s in ours if s["completeness_gap_captum_prompts"] <= lig["completeness_gap_captum_prompts"]]
+        if good:
+            n, s = min(good, key=lambda t: t[0])
+            print(f"  at equal completeness (our {n} steps, gap {s['completeness_gap_captum_prompts']:.3f} <= captum's "
+                  f"{lig['completeness_gap_captum_prompts']:.3f} at {args.steps}): "
+                  f"{lig['seconds_mean_captum_prompts'] / s['seconds_mean_captum_prompts']:.1f}x faster", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "final": final, "summary": summary, "runs": results}, indent=1))
 

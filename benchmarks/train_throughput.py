@@ -8,7 +8,8 @@ max_length 512, the same Alpaca examples (from ../shared/data) for every variant
                     loss is on completions only, like ours)
 - ``trl_defaults``  TRL SFTTrainer with its defaults (bf16 autocast, gradient checkpointing)
 - ablations of tunelens: ``no_head`` (full-vocab logits), ``no_group`` (random batches),
-  ``jemalloc`` / ``tcmalloc`` (allocator via LD_PRELOAD)
+  ``bf16`` (bf16 autocast, allowed on CPUs with AVX512-BF16/AMX), ``jemalloc`` / ``tcmalloc``
+  (allocator via LD_PRELOAD)
 
 Each variant runs in its own process (the allocator needs LD_PRELOAD at start). The throughput
 is supervised tokens per second over all steps but the first (warm-up). After training every
@@ -66,7 +67,7 @@ def eval_loss(model, tokenizer, convs: list[list[dict]]) -> float:
     return total / count
 
 
-def run_tunelens(steps: int, head: bool, group: bool) -> dict:
+def run_tunelens(steps: int, head: bool, group: bool, precision: str = "auto") -> dict:
     from tunelens.models import load_tokenizer, resolve_model
     from tunelens.records import make_conversation, write_jsonl
     from tunelens.train import TrainConfig, train
@@ -78,7 +79,7 @@ def run_tunelens(steps: int, head: bool, group: bool) -> dict:
                        for i, c in enumerate(train_convs)])
     cfg = TrainConfig(model="smollm2-135m", data=[str(data)], output_dir=str(tmp / "out"), max_steps=steps,
                       batch_size=BATCH, max_length=MAX_LEN, learning_rate=LR, seed=SEED, save_steps=10_000,
-                      save_total_limit=1, supervised_head=head, group_by_length=group,
+                      save_total_limit=1, supervised_head=head, group_by_length=group, precision=precision,
                       lora={"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"})
     train(cfg, progress=False)
     rows = [json.loads(ln) for ln in (tmp / "out" / "metrics.jsonl").read_text().splitlines()]
@@ -201,6 +202,8 @@ def child(variant: str, steps: int) -> dict:
         return run_tunelens(steps, head=False, group=True)
     if variant == "no_group":
         return run_tunelens(steps, head=True, group=False)
+    if variant == "bf16":  # bf16 autocast: only allowed on CPUs that report AVX512-BF16 / AMX
+        return run_tunelens(steps, head=True, group=True, precision="bf16")
     if variant == "trl_tuned":
         return run_trl(steps, defaults=False)
     if variant == "trl_defaults":
@@ -243,7 +246,7 @@ def main() -> None:
         return
     plan = [("tunelens", args.steps), ("trl_tuned", args.steps)]
     if args.ablation_steps:
-        plan += [(v, args.ablation_steps) for v in ("no_head", "no_group", "jemalloc", "tcmalloc")]
+        plan += [(v, args.ablation_steps) for v in ("no_head", "no_group", "bf16", "jemalloc", "tcmalloc")]
     plan.append(("trl_defaults", args.default_steps))  # last: by far the slowest
     if args.variants:
         wanted = set(args.variants.split(","))

@@ -1,0 +1,45 @@
+"""completeness_gap: how far integrated-gradients rows are from f(x) - f(baseline)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from tunelens.explain import attribute
+from tunelens.explain.gradients import completeness_gap
+from tunelens.explain.toy import one_thread, trained_trigger_model, trigger_example
+
+
+@pytest.fixture(scope="module")
+def trigger_model():
+    with one_thread():
+        yield trained_trigger_model()
+
+
+def test_gap_shrinks_with_steps_and_matches_the_row_sums(trigger_model):
+    model, tok = trigger_model
+    messages, answer, _ = trigger_example(random.Random(3))
+    with one_thread():
+        coarse = attribute(model, tok, messages, answer, "integrated_gradients", steps=1)
+        fine = attribute(model, tok, messages, answer, "integrated_gradients", steps=48, step_batch=16)
+        g_coarse = completeness_gap(model, coarse.input_ids, coarse.output_ids, coarse.matrix)
+        g_fine = completeness_gap(model, fine.input_ids, fine.output_ids, fine.matrix)
+    # gaps are exactly row sums minus the expected difference, for the same f(x) - f(baseline)
+    assert np.allclose(np.array(g_fine["gaps"]), fine.matrix.sum(1) - np.array(g_fine["expected"]))
+    assert np.allclose(g_coarse["expected"], g_fine["expected"])
+    assert g_fine["relative_gap"] < 0.05
+    assert g_fine["relative_gap"] < g_coarse["relative_gap"]
+
+
+def test_token_id_baseline_and_a_wrong_matrix(trigger_model):
+    model, tok = trigger_model
+    messages, answer, _ = trigger_example(random.Random(4))
+    with one_thread():
+        attr = attribute(model, tok, messages, answer, "integrated_gradients", steps=8)
+        by_mean = completeness_gap(model, attr.input_ids, attr.output_ids, attr.matrix)
+        by_token = completeness_gap(model, attr.input_ids, attr.output_ids, attr.matrix, baseline=0)
+        zeros = completeness_gap(model, attr.input_ids, attr.output_ids, np.zeros_like(attr.matrix))
+    assert not np.allclose(by_mean["expected"], by_token["expected"])  # a different baseline prompt
+    assert zeros["relative_gap"] == pytest.approx(1.0)  # an empty explanation misses everything
