@@ -201,7 +201,9 @@ def occlusion_spans(items: list[dict[str, Any]]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``tunelens explain`` to the root app."""
+    """Add ``tunelens explain``, ``explain-focus`` and ``explain-rationale`` to the root app."""
+    _register_focus(app)
+    _register_rationale(app)
 
     @app.command("explain")
     def explain_cmd(
@@ -250,3 +252,91 @@ def register(app: typer.Typer) -> None:
                       f"{', '.join(summary['written'])}")
         if summary.get("flagged"):
             console.print(f"[yellow]not better than random (do not trust): {', '.join(summary['flagged'])}[/]")
+
+
+def _register_focus(app: typer.Typer) -> None:
+    @app.command("explain-focus")
+    def focus_cmd(
+        model: str = typer.Option(..., "--model", "-m", help="Tuned model: hub id, local dir, adapter dir, .gguf, smollm2-135m or tiny-random."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory (focus.json, focus.png, focus.html)."),
+        base: Optional[str] = typer.Option(None, "--base", help="Base model: also measure it and report tuned - base with a paired bootstrap CI."),
+        items: Optional[Path] = typer.Option(None, "--items", help="JSONL of conversation records with meta.instruction_span and meta.context_span (suite records, alpaca_focus_items)."),
+        alpaca: Optional[int] = typer.Option(None, "--alpaca", min=1, help="Use N Alpaca rows that have a separate input (instruction = instruction, context = input)."),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding alpaca_data.json (default: TUNELENS_DATA_DIR or ../shared/data)."),
+        method: str = typer.Option("input_x_gradient", "--method", help="Attribution method: input_x_gradient (ixg), integrated_gradients (ig), occlusion, attention_rollout (rollout)."),
+        steps: int = typer.Option(16, "--steps", min=1, help="Integrated-gradients interpolation steps."),
+        own_responses: bool = typer.Option(False, "--own-responses", help="Explain each model's own greedy response even when a record has an assistant turn."),
+        max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="Length limit of generated responses."),
+        n_boot: int = typer.Option(2000, "--n-boot", min=100, help="Bootstrap resamples for the confidence intervals."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the Alpaca sample and of the bootstrap."),
+    ) -> None:
+        """Share of attribution on the instruction vs the context, per model, and what tuning changed."""
+        from tunelens.explain.attribution import resolve_method
+        from tunelens.explain.focus import alpaca_focus_items
+        from tunelens.explain.reports import read_focus_items, run_focus
+
+        if (items is None) == (alpaca is None):
+            raise TunelensError("give exactly one of --items FILE or --alpaca N")
+        method = resolve_method(method)
+        skipped: list[dict] = []
+        if items is not None:
+            records, skipped = read_focus_items(items)
+            source = {"items": str(items)}
+        else:
+            from tunelens.evaluate.datafiles import ALPACA_FILE, data_file
+
+            path = data_file(ALPACA_FILE, data_dir)
+            records = alpaca_focus_items(path, alpaca, seed=seed)
+            source = {"alpaca": str(path), "n": alpaca, "seed": seed}
+        kwargs = {"steps": steps} if method == "integrated_gradients" else {}
+        doc = run_focus(model, records, out, base_spec=base, method=method, max_new_tokens=max_new_tokens, n_boot=n_boot,
+                        seed=seed, own_responses=own_responses, source=source, skipped=skipped, **kwargs)
+        t = doc["tuned"]
+        console.print(f"[green]instruction focus[/] tuned: {_num(t['mean'])} (95% CI {_pair(t['ci95'])}, n={t['n']}; "
+                      f"length share {_num(t['length_share_mean'])}) -> {out}")
+        if doc["difference"]:
+            d = doc["difference"]
+            console.print(f"tuned - base: {_num(d['difference_mean'])} (95% CI {_pair(d['difference_ci95'])}): {d['reading']}")
+        dropped = len(doc["skipped"]) + len(t["skipped"])
+        if dropped:
+            console.print(f"[yellow]{dropped} item(s) skipped; reasons in focus.json[/]")
+
+
+def _register_rationale(app: typer.Typer) -> None:
+    @app.command("explain-rationale")
+    def rationale_cmd(
+        model: str = typer.Option(..., "--model", "-m", help="Model: hub id, local dir, adapter dir, .gguf, smollm2-135m or tiny-random."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory (rationale.json, rationale.png, rationale.html)."),
+        gsm8k: Optional[int] = typer.Option(None, "--gsm8k", min=1, help="Use N GSM8K test questions (seeded sample), asking for reasoning then 'Answer: N'."),
+        prompts: Optional[Path] = typer.Option(None, "--prompts", help="A .txt or .jsonl prompts file (as for `tunelens explain`); a given response is tested as is."),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding gsm8k_test.jsonl (default: TUNELENS_DATA_DIR or ../shared/data)."),
+        shots: int = typer.Option(0, "--shots", min=0, help="With --gsm8k: worked train examples (ending 'Answer: N') before each question."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the GSM8K sample and exemplars."),
+        max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="Length limit of generated rationales and continuations."),
+        answer_tokens: int = typer.Option(12, "--answer-tokens", min=1, help="Tokens generated after a forced 'Answer:'."),
+        batch_size: int = typer.Option(8, "--batch-size", min=1, help="Generation batch size."),
+    ) -> None:
+        """Does the final answer depend on the reasoning? Early answering (0/25/50/75% of the rationale)
+        and an inserted error; the verdict says 'decoration' when it does not."""
+        from tunelens.explain.reports import gsm8k_items, prompt_items, run_rationale
+
+        if (gsm8k is None) == (prompts is None):
+            raise TunelensError("give exactly one of --gsm8k N or --prompts FILE")
+        if gsm8k is not None:
+            items = gsm8k_items(gsm8k, data_dir, shots=shots, seed=seed)
+            source = {"gsm8k": gsm8k, "shots": shots, "seed": seed}
+        else:
+            items = prompt_items(prompts)
+            source = {"prompts": str(prompts)}
+        doc = run_rationale(model, items, out, max_new_tokens=max_new_tokens, answer_tokens=answer_tokens,
+                            batch_size=batch_size, source=source)
+        console.print(f"[green]rationale faithfulness[/]: {doc['n_evaluated']} of {doc['n_items']} item(s) measured -> {out}")
+        console.print(f"verdict: {doc['verdict']}")
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _pair(ci: Any) -> str:
+    return "n/a" if not ci or ci[0] is None else f"{ci[0]:.3f}..{ci[1]:.3f}"

@@ -64,12 +64,15 @@ def _unpack(model: Any) -> tuple[Any, Any]:
 
 def instruction_focus(
     model: Any, tokenizer: Any, items: list[dict], method: str = "input_x_gradient", *,
-    max_new_tokens: int = 32, n_boot: int = 2000, seed: int = 0, progress: bool = False, **method_kwargs: Any,
+    max_new_tokens: int = 32, n_boot: int = 2000, seed: int = 0, progress: bool = False, skip_errors: bool = False,
+    **method_kwargs: Any,
 ) -> dict[str, Any]:
     """Per-item instruction-mass shares and their mean with a bootstrap CI.
 
     An item with an assistant turn is explained on that response; otherwise the model's own
-    greedy response is generated.
+    greedy response is generated. With ``skip_errors`` an item that cannot be explained (too long
+    for the context, empty generation) keeps its row with a null share and the reason under
+    ``skipped``, so rows stay paired across models; otherwise its error is raised.
     """
     if not items:
         raise TunelensError("instruction_focus needs at least one item")
@@ -78,7 +81,13 @@ def instruction_focus(
     for n, item in enumerate(iterator):
         where = f"item {n} ({item.get('id', '?') if isinstance(item, dict) else '?'})"
         messages, response, user_idx, instr, ctx = _split_item(item, where)
-        attr = attribute(model, tokenizer, messages, response, method, max_new_tokens=max_new_tokens, **method_kwargs)
+        try:
+            attr = attribute(model, tokenizer, messages, response, method, max_new_tokens=max_new_tokens, **method_kwargs)
+        except TunelensError as exc:
+            if not skip_errors:
+                raise
+            rows.append({"id": item.get("id", str(n)), "instruction_share": float("nan"), "skipped": str(exc)})
+            continue
         enc = attr.encoding()
         instr_tok = tokens_in_char_span(enc, user_idx, *instr)
         ctx_tok = [t for t in tokens_in_char_span(enc, user_idx, *ctx) if t not in set(instr_tok)]
@@ -94,13 +103,15 @@ def instruction_focus(
         })
     shares = np.array([r["instruction_share"] for r in rows])
     valid = shares[~np.isnan(shares)]
+    lengths = [r["length_share"] for r in rows if "length_share" in r]
     return {
         "method": method,
         "n": int(len(valid)),
         "items": rows,
         "mean": float(valid.mean()) if len(valid) else float("nan"),
         "ci95": bootstrap_ci(valid, n_boot, seed),
-        "length_share_mean": float(np.mean([r["length_share"] for r in rows])),
+        "length_share_mean": float(np.mean(lengths)) if lengths else float("nan"),
+        "skipped": [{"id": r["id"], "reason": r["skipped"]} for r in rows if "skipped" in r],
     }
 
 
