@@ -129,3 +129,14 @@ def test_shipped_accelerate_configs_parse():
     configs = sorted((Path(__file__).resolve().parents[1] / "configs" / "accelerate").glob("*.yaml"))
     kinds = {ClusterConfig.from_yaml_file(str(p)).distributed_type.value for p in configs}
     assert {"NO", "MULTI_GPU", "FSDP", "DEEPSPEED"} <= kinds
+
+
+def test_torch_compile_reaches_the_trainer_arguments(tmp_path):
+    from tunelens.train.hardware import choose_precision
+    from tunelens.train.run import _training_args
+
+    for flag in (False, True):
+        cfg = load_config(None, {"torch_compile": flag, "output_dir": str(tmp_path)})
+        args = _training_args(cfg, choose_precision("auto"), tmp_path / "ck", dpo=False)
+        assert args.torch_compile is flag
+        assert not args.bf16  # CPU: fp32 by default

@@ -36,6 +36,8 @@ def train_command(
     precision: str = typer.Option(None, "--precision", help="auto, fp32, bf16 or fp16 (auto picks from the hardware)."),
     gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
                                                 help="Recompute activations to save memory (slow on CPU)."),
+    torch_compile: bool = typer.Option(None, "--torch-compile/--no-torch-compile",
+                                       help="torch.compile the model (minutes of compilation; pays off on long runs)."),
     no_memory_check: bool = typer.Option(False, "--no-memory-check", help="Start even when the memory estimate exceeds what is free."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -54,7 +56,7 @@ def train_command(
         "group_by_length": group_by_length, "save_steps": save_steps, "seed": seed,
         "lora.r": lora_r, "lora.alpha": lora_alpha, "lora.dropout": lora_dropout,
         "peft": "none" if full else ("qlora" if qlora else None), "merge": merge, "beta": beta,
-        "precision": precision, "gradient_checkpointing": gradient_checkpointing,
+        "precision": precision, "gradient_checkpointing": gradient_checkpointing, "torch_compile": torch_compile,
         "memory_check": False if no_memory_check else None,
     }
     cfg = load_config(config, overrides)

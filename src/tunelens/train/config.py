@@ -53,6 +53,10 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on CUDA with bf16, fp16 on other CUDA, fp32 on CPU."
     )
+    torch_compile: bool = Field(
+        False, description="torch.compile the model. Measured on a 2-core CPU with SmolLM2-135M: 1.18x per step after "
+        "about 5 minutes of compilation, so it pays off only for runs of many hundreds of steps.",
+    )
     supervised_head: bool = Field(
         True, description="SFT: apply the LM head and cross-entropy only at supervised positions (faster)."
     )

@@ -107,7 +107,7 @@ def _training_args(config: TrainConfig, precision, checkpoints: Path, dpo: bool)
         logging_strategy="steps", logging_steps=config.logging_steps, seed=config.seed, data_seed=config.seed,
         activation_checkpointing=config.gradient_checkpointing, use_cpu=not torch.cuda.is_available(),
         report_to=[], disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
-        ddp_find_unused_parameters=False, **precision.trainer_flags,
+        ddp_find_unused_parameters=False, torch_compile=config.torch_compile, **precision.trainer_flags,
         train_sampling_strategy="group_by_length" if (config.group_by_length and not dpo) else "random",
     )
     if dpo:
