@@ -1,7 +1,8 @@
 """tunelens.explain: why did the model answer that, is the explanation faithful, what did tuning change.
 
 - ``attribute`` -> ``Attribution``: response-token x prompt-token attribution matrix
-  (input x gradient, integrated gradients, occlusion, attention rollout);
+  (input x gradient, integrated gradients, occlusion over words / tokens / sentences / given
+  ``Span``s, attention rollout);
 - ``faithfulness``: comprehensiveness / sufficiency against random selections;
 - ``instruction_focus`` / ``compare_instruction_focus``: attribution share on the instruction span;
 - ``rationale_faithfulness``: does the final answer depend on the reasoning?
@@ -12,12 +13,15 @@
 from tunelens.explain.attribution import METHODS, Attribution, attribute
 from tunelens.explain.faithfulness import faithfulness
 from tunelens.explain.focus import alpaca_focus_items, compare_instruction_focus, instruction_focus
+from tunelens.explain.occlusion import GRANULARITIES, Span
 from tunelens.explain.rationale import rationale_faithfulness
 from tunelens.explain.render import render_diff_html, render_html, save_heatmap_png
 from tunelens.explain.tda import train_attribution
 
 __all__ = [
+    "GRANULARITIES",
     "METHODS",
+    "Span",
     "Attribution",
     "alpaca_focus_items",
     "attribute",
