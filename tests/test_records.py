@@ -66,3 +66,25 @@ def test_lone_surrogate_does_not_crash_builder():
     rec = make_conversation([{"role": "user", "content": "bad \ud800"}, {"role": "assistant", "content": "x"}],
                             source="s", source_file=None, row=1, license=None)
     assert rec["provenance"]["sha256"] == ""  # left for validation to reject as invalid UTF-8
+
+
+def test_numbered_jsonl_counts_blank_lines(tmp_path):
+    from tunelens.records import iter_jsonl_numbered
+
+    path = tmp_path / "gaps.jsonl"
+    path.write_text('{"a": 1}\n\n   \n{"a": 2}\n[3]\n', encoding="utf-8")
+    rows = []
+    with pytest.raises(ValueError, match=r"gaps.jsonl:5: expected a JSON object"):
+        for lineno, obj in iter_jsonl_numbered(path):
+            rows.append((lineno, obj["a"]))
+    assert rows == [(1, 1), (4, 2)]
+
+
+def test_explain_prompts_error_names_the_real_line(tmp_path):
+    from tunelens.errors import TunelensError
+    from tunelens.explain.cli import read_prompts
+
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "hi"}\n\n{"nothing": 1}\n', encoding="utf-8")
+    with pytest.raises(TunelensError, match=r"p.jsonl:3: expected 'messages'"):
+        read_prompts(path)

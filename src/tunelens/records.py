@@ -190,6 +190,13 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any] | BaseModel]) ->
 
 def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield the JSON objects of a JSONL file; raises ValueError naming file:line on a bad line."""
+    for _, obj in iter_jsonl_numbered(path):
+        yield obj
+
+
+def iter_jsonl_numbered(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number in the file, object) pairs: blank lines are skipped but still counted, so
+    error messages can name the real line."""
     path = Path(path)
     with path.open("r", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -201,7 +208,7 @@ def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
                 raise ValueError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
                 raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield obj
+            yield lineno, obj
 
 
 def read_records(path: str | Path) -> list[Record]:

@@ -24,7 +24,7 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
     (occlusion over spans reads its instruction/context spans).
     """
     from tunelens.explain.encoding import validate_messages
-    from tunelens.records import iter_jsonl
+    from tunelens.records import iter_jsonl_numbered
 
     if not path.is_file():
         raise TunelensError(f"prompts file not found: {path}")
@@ -36,7 +36,7 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
                               "response": None, "where": f"{path}:{n}"})
     else:
         try:
-            for n, obj in enumerate(iter_jsonl(path), 1):
+            for n, obj in iter_jsonl_numbered(path):
                 where = f"{path}:{n}"
                 if isinstance(obj.get("messages"), list):
                     messages = validate_messages(obj["messages"], where)

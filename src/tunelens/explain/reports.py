@@ -51,13 +51,13 @@ def read_focus_items(path: Path) -> tuple[list[dict], list[dict]]:
     malformed span is an error naming the line.
     """
     from tunelens.explain.focus import _split_item
-    from tunelens.records import iter_jsonl
+    from tunelens.records import iter_jsonl_numbered
 
     if not path.is_file():
         raise TunelensError(f"items file not found: {path}")
     items, skipped = [], []
     try:
-        for n, obj in enumerate(iter_jsonl(path), 1):
+        for n, obj in iter_jsonl_numbered(path):
             where = f"{path}:{n}"
             meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
             missing = [k for k in ("instruction_span", "context_span") if meta.get(k) is None]

@@ -75,15 +75,15 @@ def build_pipeline():
 
 
 def _load_split(path: Path) -> tuple[list[str], list[int]]:
-    from tunelens.records import iter_jsonl
+    from tunelens.records import iter_jsonl_numbered
 
     if not path.is_file():
         raise TunelensError(f"injection data not found: {path}")
     texts, labels = [], []
     try:
-        for i, row in enumerate(iter_jsonl(path), 1):
+        for i, row in iter_jsonl_numbered(path):
             if not isinstance(row.get("text"), str) or row.get("label") not in (0, 1):
-                raise TunelensError(f"{path}: row {i}: expected {{'text': str, 'label': 0|1}}, got keys {sorted(row)}")
+                raise TunelensError(f"{path}:{i}: expected {{'text': str, 'label': 0|1}}, got keys {sorted(row)}")
             texts.append(row["text"])
             labels.append(int(row["label"]))
     except ValueError as exc:
@@ -102,7 +102,7 @@ BENIGN_FIELDS = {"self_instruct_seed_tasks.jsonl": "instruction", "ifeval_input_
 
 def load_benign(path: Path, limit: int | None = None) -> list[str]:
     """Instructions from a known benign file (field chosen by file name; see BENIGN_FIELDS)."""
-    from tunelens.records import iter_jsonl
+    from tunelens.records import iter_jsonl_numbered
 
     path = Path(path)
     field_name = BENIGN_FIELDS.get(path.name)
@@ -112,10 +112,10 @@ def load_benign(path: Path, limit: int | None = None) -> list[str]:
         raise TunelensError(f"benign instruction file not found: {path}")
     out = []
     try:
-        for i, row in enumerate(iter_jsonl(path), 1):
+        for i, row in iter_jsonl_numbered(path):
             text = row.get(field_name)
             if not isinstance(text, str):
-                raise TunelensError(f"{path}: row {i}: missing string field {field_name!r}")
+                raise TunelensError(f"{path}:{i}: missing string field {field_name!r}")
             out.append(text)
             if limit and len(out) >= limit:
                 break
