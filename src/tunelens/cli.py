@@ -61,6 +61,9 @@ _register()
 
 
 def main() -> None:
+    from tunelens.allocator import maybe_reexec
+
+    maybe_reexec()  # heavy commands: once, under tcmalloc when installed (see tunelens.allocator)
     try:
         app()
     except TunelensError as exc:

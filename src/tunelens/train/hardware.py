@@ -50,11 +50,14 @@ def choose_precision(requested: str = "auto") -> Precision:
 def hardware_summary() -> dict[str, Any]:
     import torch
 
+    from tunelens.allocator import active_allocator
+
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "cpu_native_bf16": cpu_has_native_bf16(),
         "cuda": torch.cuda.is_available(),
+        "allocator": active_allocator(),  # tcmalloc when `tunelens` preloaded it (tunelens.allocator)
     }
     if info["cuda"]:
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
