@@ -43,3 +43,21 @@ def test_token_id_baseline_and_a_wrong_matrix(trigger_model):
         zeros = completeness_gap(model, attr.input_ids, attr.output_ids, np.zeros_like(attr.matrix))
     assert not np.allclose(by_mean["expected"], by_token["expected"])  # a different baseline prompt
     assert zeros["relative_gap"] == pytest.approx(1.0)  # an empty explanation misses everything
+
+
+def test_cli_ig_baseline_option(tmp_path, tiny_model_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tunelens.cli import app
+
+    out = tmp_path / "ex"
+    args = ["explain", "-m", str(tiny_model_path), "-p", "Say hi.", "--response", "hi there", "--method", "ig",
+            "--steps", "2", "--no-faithfulness", "-o", str(out)]
+    res = CliRunner().invoke(app, [*args, "--ig-baseline", "zero"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "attributions.json").read_text())
+    assert doc["items"][0]["attribution"]["params"]["baseline"] == "zero"
+    bad = CliRunner().invoke(app, [*args, "--ig-baseline", "noise"])
+    assert bad.exit_code != 0 and "--ig-baseline must be mean, pad or zero" in str(bad.exception)
