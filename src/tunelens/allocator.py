@@ -2,8 +2,9 @@
 
 glibc malloc hands large freed blocks back to the kernel and page-faults them in again on the
 next step; PyTorch on CPU allocates fresh large activations every step, so that churn costs
-real time. Measured on the 2-core dev VM (benchmarks/train_throughput.py, LoRA on SmolLM2-135M,
-three runs): tcmalloc 1.10x, 1.17x and 1.25x the supervised tokens/s of glibc; jemalloc 1.01x. The allocator must be preloaded
+real time. Measured on the 2-core dev VM (LoRA on SmolLM2-135M, seven A/B runs, docs/benchmarks.md):
+tcmalloc a median 1.16x the supervised tokens/s of glibc (0.87x to 1.25x), and steadier step
+times; jemalloc 1.01x. The allocator must be preloaded
 before the interpreter starts, so ``tunelens train|run|...`` re-executes itself once with
 ``LD_PRELOAD`` set (the process keeps its PID: signals and exit codes are unchanged).
 
