@@ -56,6 +56,15 @@ def test_verdicts_respect_direction():
     assert _verdict({"significant": True, "delta": -0.2, "higher_is_better": False}) == "better (significant)"
 
 
+def test_verdicts_flag_too_few_items():
+    # n=2, both refused: the bootstrap CI is [1, 1] and "significant", which alone would overstate it
+    assert _verdict({"significant": True, "delta": 1.0, "higher_is_better": False, "n": 2}) == \
+        "worse (significant; only 2 items, too few to conclude)"
+    assert _verdict({"significant": False, "delta": 0.0, "n": 5}) == \
+        "no significant change (only 5 items, too few to conclude)"
+    assert _verdict({"significant": True, "delta": 0.3, "higher_is_better": True, "n": 45}) == "better (significant)"
+
+
 def test_summary_reads_the_artifacts(tmp_path):
     (tmp_path / "eval").mkdir()
     results = {

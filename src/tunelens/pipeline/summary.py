@@ -25,13 +25,19 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+# Below this many paired items a bootstrap CI is degenerate (n=2 all-wins gives [1, 1]): the verdict says so.
+MIN_ITEMS_FOR_VERDICT = 10
+
+
 def _verdict(comp: dict | None) -> str:
     if not comp:
         return "not compared"
+    n = comp.get("n")
+    few = f"; only {n} items, too few to conclude" if isinstance(n, int) and n < MIN_ITEMS_FOR_VERDICT else ""
     if not comp.get("significant"):
-        return "no significant change"
+        return "no significant change" + (f" ({few[2:]})" if few else "")
     better = (comp.get("delta", 0) > 0) == comp.get("higher_is_better", True)
-    return "better (significant)" if better else "worse (significant)"
+    return ("better (significant" if better else "worse (significant") + few + ")"
 
 
 def _find(results: dict, suite: str, metric: str) -> dict | None:
