@@ -41,3 +41,21 @@ def _limit_threads():
     # Two cores on CI: keep torch from oversubscribing when tests start subprocesses.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    from tunelens.explain.toy import one_thread
+
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def trigger_model():
+    """The toy model whose answer one prompt token decides (trained once, shared; do not train it further)."""
+    from tunelens.explain.toy import one_thread, trained_trigger_model
+
+    with one_thread():
+        return trained_trigger_model()

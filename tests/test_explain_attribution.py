@@ -13,22 +13,10 @@ from tunelens.errors import TunelensError
 from tunelens.explain import Attribution, attribute
 from tunelens.explain.encoding import encode
 from tunelens.explain.occlusion import word_segments
-from tunelens.explain.toy import one_thread, trained_trigger_model, trigger_example
+from tunelens.explain.toy import one_thread, trigger_example
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: one thread is faster, and avoids spin-waiting on a busy 2-core machine.
-    from tunelens.explain.toy import one_thread
-
-    with one_thread():
-        yield
-
-
-
-@pytest.fixture(scope="module")
-def trigger_model():
-    with one_thread():
-        yield trained_trigger_model()
+# Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,7 @@ import pytest
 
 from tunelens.explain import attribute
 from tunelens.explain.gradients import completeness_gap
-from tunelens.explain.toy import one_thread, trained_trigger_model, trigger_example
-
-
-@pytest.fixture(scope="module")
-def trigger_model():
-    with one_thread():
-        yield trained_trigger_model()
+from tunelens.explain.toy import one_thread, trigger_example
 
 
 def test_gap_shrinks_with_steps_and_matches_the_row_sums(trigger_model):

@@ -12,13 +12,10 @@ from tunelens.errors import TunelensError
 from tunelens.explain import alpaca_focus_items, compare_instruction_focus, instruction_focus, rationale_faithfulness
 from tunelens.explain.focus import bootstrap_ci
 from tunelens.explain.rationale import corrupt_number, final_answer, truncate_words
-from tunelens.explain.toy import FILLER, one_thread, toy_model, trained_trigger_model, trigger_tokenizer
+from tunelens.explain.toy import FILLER, toy_model, trained_trigger_model, trigger_tokenizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
+# Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _focus_items(n: int = 8) -> list[dict]:

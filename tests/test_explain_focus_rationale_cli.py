@@ -12,13 +12,8 @@ from typer.testing import CliRunner
 from tunelens.cli import app
 from tunelens.errors import TunelensError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    from tunelens.explain.toy import one_thread
-
-    with one_thread():
-        yield
+# Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(args: list[str]):

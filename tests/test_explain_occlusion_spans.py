@@ -14,18 +14,10 @@ from tunelens.errors import TunelensError
 from tunelens.explain import attribute
 from tunelens.explain.encoding import encode
 from tunelens.explain.occlusion import Span, segments_for, spans_from_meta
-from tunelens.explain.toy import one_thread, shared_model, trained_trigger_model, trigger_example
+from tunelens.explain.toy import shared_model, trigger_example
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def trigger_model():
-    return trained_trigger_model()
+# Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _segment_texts(enc, segments):

@@ -14,26 +14,13 @@ from tunelens.explain.toy import (
     one_thread,
     toy_model,
     train_toy,
-    trained_trigger_model,
     trigger_example,
     word_tokenizer,
 )
 from tunelens.records import make_conversation
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: one thread is faster, and avoids spin-waiting on a busy 2-core machine.
-    from tunelens.explain.toy import one_thread
-
-    with one_thread():
-        yield
-
-
-
-@pytest.fixture(scope="module")
-def trigger_model():
-    with one_thread():
-        yield trained_trigger_model()
+# Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -13,14 +13,8 @@ from typer.testing import CliRunner
 from tunelens.errors import TunelensError
 from tunelens.explain import Attribution, attribute, render_diff_html, render_html, save_heatmap_png
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: one thread is faster, and avoids spin-waiting on a busy 2-core machine.
-    from tunelens.explain.toy import one_thread
-
-    with one_thread():
-        yield
-
+# Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
