@@ -45,7 +45,7 @@ def test_cli_error_and_exit_code_survive_the_reexec(tmp_path):
             "    print('ALLOC=' + os.environ.get('TUNELENS_ALLOCATOR_LOADED', 'none'), file=sys.stderr)\n"
             "    return orig(*a, **k)\n"
             "c.load_config = spy\n"
-            "from tunelens.cli import main; main()")
+            "from tunelens.cli import entry; entry()")
     proc = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "learning_rat: unknown field" in " ".join(proc.stderr.split())
@@ -63,3 +63,22 @@ def test_active_allocator_reads_ld_preload(monkeypatch):
     monkeypatch.setenv("LD_PRELOAD", "")
     assert allocator.active_allocator() == "system"
     assert json.dumps(allocator.active_allocator())
+
+
+def test_main_called_in_process_never_reexecs(monkeypatch, tmp_path):
+    """Tests and embedding code call main(): it must not replace the calling process, whatever the command."""
+    import os
+
+    from tunelens import cli
+
+    def no_exec(*args, **kwargs):
+        raise AssertionError("main() tried to re-execute the calling process")
+
+    monkeypatch.setattr(os, "execve", no_exec)
+    monkeypatch.setattr(allocator, "find_library", lambda name: "/lib/libtcmalloc.so")
+    monkeypatch.setattr(sys, "argv", ["tunelens", "train", "-c", str(tmp_path / "missing.yaml")])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 2
+    with pytest.raises(AssertionError, match="re-execute"):  # the program entry point does
+        cli.entry()

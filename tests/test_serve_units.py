@@ -52,7 +52,7 @@ def test_train_injection_cli_writes_a_working_artifact(shared_data, tmp_path):
     bad.write_text('{"text": "x", "label": 3}\n')
     from tunelens.safety.injection import train_injection
 
-    with pytest.raises(TunelensError, match="row 1"):
+    with pytest.raises(TunelensError, match=r"bad.jsonl:1: expected"):
         train_injection(bad, None, tmp_path / "x.joblib")
 
 

@@ -1,6 +1,6 @@
-"""``python -m tunelens`` (also how the allocator re-exec starts the CLI again)."""
+"""``python -m tunelens``: the same program as the installed ``tunelens`` (also how the allocator re-exec starts it again)."""
 
-from tunelens.cli import main
+from tunelens.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

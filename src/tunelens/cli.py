@@ -60,10 +60,17 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
+def entry() -> None:
+    """The installed ``tunelens`` program: heavy commands first re-execute once under tcmalloc when
+    it is installed (tunelens.allocator), then ``main``. Code that calls ``main()`` itself (tests,
+    embedding) never re-executes its process."""
     from tunelens.allocator import maybe_reexec
 
-    maybe_reexec()  # heavy commands: once, under tcmalloc when installed (see tunelens.allocator)
+    maybe_reexec()
+    main()
+
+
+def main() -> None:
     try:
         app()
     except TunelensError as exc:
