@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tunelens.cli import app as root_app
 from tunelens.errors import TunelensError
-from tunelens.explain import Attribution, attribute, render_diff_html, render_html, save_heatmap_png
+from tunelens.explain import (
+    Attribution,
+    attribute,
+    render_diff_html,
+    render_html,
+    save_heatmap_png,
+)
 
 # Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -56,21 +63,6 @@ def test_heatmap_png(attr, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
 
 
-def _app():
-    import typer
-
-    from tunelens.explain.cli import register
-
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    return app
-
-
 def test_cli_writes_every_output(tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(
@@ -79,7 +71,7 @@ def test_cli_writes_every_output(tmp_path):
         encoding="utf-8",
     )
     out = tmp_path / "out"
-    result = CliRunner().invoke(_app(), ["explain", "--model", "tiny-random", "--base", "tiny-random", "--prompts", str(prompts),
+    result = CliRunner().invoke(root_app, ["explain", "--model", "tiny-random", "--base", "tiny-random", "--prompts", str(prompts),
                                          "--exclude-template", "--n-random", "2", "-o", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "attributions.json").read_text())
@@ -96,7 +88,7 @@ def test_cli_writes_every_output(tmp_path):
 
 
 def test_cli_errors_name_the_problem(tmp_path):
-    app = _app()
+    app = root_app
     with pytest.raises(TunelensError, match="exactly one of --prompt"):
         CliRunner().invoke(app, ["explain", "--model", "tiny-random", "-o", str(tmp_path)], catch_exceptions=False)
     bad = tmp_path / "bad.jsonl"
@@ -107,7 +99,13 @@ def test_cli_errors_name_the_problem(tmp_path):
 
 def test_cli_train_run_writes_tda(tmp_path):
     """A run directory shaped like `tunelens train`'s output: model/, manifest.json naming the data."""
-    from tunelens.explain.toy import one_thread, toy_model, train_toy, trigger_example, trigger_tokenizer
+    from tunelens.explain.toy import (
+        one_thread,
+        toy_model,
+        train_toy,
+        trigger_example,
+        trigger_tokenizer,
+    )
     from tunelens.records import make_conversation, write_jsonl
 
     rng = random.Random(0)
@@ -129,7 +127,7 @@ def test_cli_train_run_writes_tda(tmp_path):
     (run / "config.yaml").write_text("max_length: 64\n")
     out = tmp_path / "out"
     query = records[3]["messages"][0]["content"]
-    result = CliRunner().invoke(_app(), ["explain", "--model", str(run / "model"), "--prompt", query, "--response",
+    result = CliRunner().invoke(root_app, ["explain", "--model", str(run / "model"), "--prompt", query, "--response",
                                          records[3]["messages"][1]["content"], "--train-run", str(run), "--top-k", "3",
                                          "--no-faithfulness", "-o", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
