@@ -15,6 +15,23 @@ th{background:#f3f3f3}.good{color:#17803d}.bad{color:#b3261e}pre{white-space:pre
 img{max-width:100%;border:1px solid #ddd}h2{border-bottom:1px solid #ddd;padding-bottom:4px}.muted{color:#777}"""
 
 
+def _error_bars(values: list[float], cis: list[list[float]]):
+    """matplotlib's 2 x n (below, above) error bars from [low, high] CIs."""
+    import numpy as np
+
+    return np.array([[max(0.0, v - c[0]) for v, c in zip(values, cis)], [max(0.0, c[1] - v) for v, c in zip(values, cis)]])
+
+
+def _save_figure(fig, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def _e(x: Any) -> str:
     return html.escape(str(x))
 
@@ -43,18 +60,14 @@ def _family_chart(results: dict, out: Path) -> Path | None:
     for offset, (label, data, colour) in enumerate((("base", base, "#999"), ("tuned", tuned, "#2a6fdb"))):
         vals = [data.get(k, {}).get("value") or 0.0 for k in keys]
         cis = [data.get(k, {}).get("ci") or [v, v] for k, v in zip(keys, vals)]
-        err = np.array([[max(0.0, v - c[0]) for v, c in zip(vals, cis)], [max(0.0, c[1] - v) for v, c in zip(vals, cis)]])
+        err = _error_bars(vals, cis)
         ax.bar(x + (offset - 0.5) * 0.4, vals, 0.4, yerr=err, capsize=2, label=label, color=colour)
     ax.set_xticks(x, [k.split("/", 1)[1].replace("/", "\n") for k in keys], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("pass rate")
     ax.set_ylim(0, 1.05)
     ax.legend()
     ax.set_title("Built-in suite: pass rate per split/family (95% CI)")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save_figure(fig, out)
 
 
 def _headline_chart(summary: dict, out: Path) -> Path | None:
@@ -74,7 +87,7 @@ def _headline_chart(summary: dict, out: Path) -> Path | None:
     for offset, (label, colour) in enumerate((("base", "#999"), ("tuned", "#2a6fdb"))):
         vals = [r[label]["value"] or 0.0 for r in rows]
         cis = [r[label].get("ci") or [v, v] for r, v in zip(rows, vals)]
-        err = np.array([[max(0.0, v - c[0]) for v, c in zip(vals, cis)], [max(0.0, c[1] - v) for v, c in zip(vals, cis)]])
+        err = _error_bars(vals, cis)
         ax.barh(y + (offset - 0.5) * 0.4, vals, 0.4, xerr=err, capsize=2, label=label, color=colour)
     ax.set_yticks(y, [r["what"] for r in rows], fontsize=8)
     ax.invert_yaxis()
@@ -82,11 +95,7 @@ def _headline_chart(summary: dict, out: Path) -> Path | None:
     ax.set_xlabel("rate (95% CI)")
     ax.legend(loc="lower right")
     ax.set_title("Before / after: headline rates")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save_figure(fig, out)
 
 
 def _differing_examples(run_dir: Path, limit: int = 8) -> list[dict]:
