@@ -82,3 +82,17 @@ def test_main_called_in_process_never_reexecs(monkeypatch, tmp_path):
     assert exc.value.code == 2
     with pytest.raises(AssertionError, match="re-execute"):  # the program entry point does
         cli.entry()
+
+
+def test_failed_reexec_warns_and_carries_on(monkeypatch, capsys):
+    import os
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("exec not allowed")
+
+    monkeypatch.setattr(os, "execve", refuse)
+    monkeypatch.setattr(allocator, "find_library", lambda name: "/lib/libtcmalloc.so")
+    monkeypatch.delenv(allocator.MARK, raising=False)
+    monkeypatch.delenv(allocator.ENV, raising=False)
+    allocator.maybe_reexec(["tunelens", "train"])  # returns: the command goes on in this process
+    assert "could not restart under /lib/libtcmalloc.so (exec not allowed)" in capsys.readouterr().err

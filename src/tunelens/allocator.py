@@ -79,5 +79,5 @@ def maybe_reexec(argv: list[str] | None = None) -> None:
     sys.stderr.flush()
     try:
         os.execve(sys.executable, [sys.executable, "-m", "tunelens", *argv[1:]], env)
-    except OSError:  # cannot exec (unusual sandbox): carry on with the system allocator
-        return
+    except OSError as exc:  # cannot exec (unusual sandbox): say so, carry on with the system allocator
+        print(f"warning: could not restart under {env[MARK]} ({exc}); using the system allocator", file=sys.stderr)
