@@ -1,7 +1,7 @@
 """PII redaction with typed placeholders.
 
 ``redact(text) -> (redacted_text, counts_by_type)``. Detected types and placeholders:
-``[SECRET]`` (API keys, tokens, private keys), ``[EMAIL]``, ``[IBAN]`` (mod-97 checked),
+``[SECRET]`` (API keys, tunelens's own ``tl_...`` serve keys included, tokens, private keys), ``[EMAIL]``, ``[IBAN]`` (mod-97 checked),
 ``[CREDIT_CARD]`` (Luhn checked), ``[SSN]`` (US, dashed), ``[IP]`` (IPv4, and IPv6 checked with :mod:`ipaddress` and
 at least two hex digits, so '::1' and C++ 'a::b'-like tokens are not flagged), ``[PHONE]`` (international ``+`` numbers and North-American formats).
 Secrets run first so a key containing digits is not half-eaten by the phone pattern; cards and
@@ -24,6 +24,8 @@ _SECRET = re.compile(
     r"|\bxox[abposr]-[A-Za-z0-9-]{10,}|\bhf_[A-Za-z0-9]{30,}\b"
     r"|\bglpat-[A-Za-z0-9_-]{20,}|\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"
     r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
+    # tunelens serve API keys: tl_<hex id>_<urlsafe secret> (tunelens.serve.keys)
+    r"|\btl_[0-9a-f]{6,32}_[A-Za-z0-9_-]{16,}"
 )
 # key = value assignments: only the value is replaced.
 _SECRET_ASSIGNMENT = re.compile(
@@ -88,7 +90,7 @@ def _phone_ok(match: re.Match[str]) -> bool:
 # Cheap gates: a rule's regex only runs on texts that pass its gate (most texts pass none), which
 # keeps redaction of 52k Alpaca records around a second instead of a dozen.
 _SECRET_PREFIXES = ("-----BEGIN", "sk-", "gho_", "ghp_", "ghu_", "ghs_", "ghr_", "github_pat_", "AKIA", "AIza",
-                    "xox", "hf_", "glpat-", "_live_", "_test_", "eyJ")
+                    "xox", "hf_", "glpat-", "_live_", "_test_", "eyJ", "tl_")
 _SECRET_WORDS = ("key", "secret", "token", "passw", "bearer")
 _DIGITS3 = re.compile(r"\d{3}")
 _DOTTED = re.compile(r"\d\.\d")
