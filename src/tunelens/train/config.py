@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from tunelens.config_files import load_yaml_mapping
 from tunelens.errors import ConfigError
@@ -35,20 +36,23 @@ class TrainConfig(BaseModel):
     max_length: int = Field(1024, ge=8, description="Longest tokenised example.")
     length_policy: Literal["truncate", "drop"] = "truncate"
     group_by_length: bool = Field(True, description="Batch examples of similar length (less padding).")
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, description="Optimizer steps; overrides epochs when > 0.")
-    learning_rate: float = Field(2e-4, gt=0)
+    epochs: float = Field(1.0, gt=0, allow_inf_nan=False, description="Passes over the data (used when max_steps is -1).")
+    max_steps: int = Field(
+        -1, description="Optimizer steps (>= 1); overrides epochs. -1 (the default; null means the same) "
+        "trains for `epochs` instead.",
+    )
+    learning_rate: float = Field(2e-4, gt=0, allow_inf_nan=False)
     lr_scheduler: str = Field("linear", description="transformers scheduler name (linear, cosine, constant...).")
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     batch_size: int = Field(8, ge=1, description="Per-device micro-batch size.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (and at the end).")
     save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints.")
     logging_steps: int = Field(1, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed (numpy accepts 0 to 2**32 - 1).")
     merge: bool = Field(False, description="Also write OUT/merged: the adapter merged into the base weights.")
-    beta: float = Field(0.1, gt=0, description="DPO temperature.")
+    beta: float = Field(0.1, gt=0, allow_inf_nan=False, description="DPO temperature.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory; off by default (slow on CPU).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on CUDA with bf16, fp16 on other CUDA, fp32 on CPU."
@@ -67,6 +71,24 @@ class TrainConfig(BaseModel):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("max_steps", mode="before")
+    @classmethod
+    def _epoch_mode(cls, value: Any) -> Any:
+        # null means "no step limit": train for `epochs` (transformers' max_steps=-1).
+        return -1 if value is None else value
+
+    @field_validator("max_steps")
+    @classmethod
+    def _positive_steps(cls, value: int) -> int:
+        # transformers treats any max_steps <= 0 as "train for epochs": 0 would run one step and
+        # -3 a whole epoch. Only -1 means epoch mode here; other values must count steps.
+        if value == 0 or value < -1:
+            raise PydanticCustomError(
+                "max_steps", "must be at least 1 optimizer step, or -1 (or null) to train for `epochs` instead; "
+                "got {value}", {"value": value},
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -1,0 +1,123 @@
+"""Bad input through the CLI as a user runs it: one clear message naming the field or the file,
+exit code 2 (1 when a curation keeps nothing), never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunelens.records import make_conversation, write_jsonl
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10" + bytes(range(256)) * 4
+
+
+def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run the root ``tunelens`` command in-process: (exit code, stdout, stderr joined on one line)."""
+    from tunelens.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["tunelens", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "Traceback" not in captured.out
+    code = exc.value.code if isinstance(exc.value.code, int) else (0 if exc.value.code is None else 1)
+    return code, captured.out, " ".join(captured.err.split())  # rich wraps long lines
+
+
+@pytest.fixture()
+def sft_data(tmp_path):
+    path = tmp_path / "d.jsonl"
+    write_jsonl(path, [make_conversation([{"role": "user", "content": f"What is {i} plus {i}?"},
+                                          {"role": "assistant", "content": f"{2 * i}."}],
+                                         source="t", source_file="inline", row=i, license="MIT")
+                       for i in range(4)])
+    return path
+
+
+# ----------------------------------------------------------------------- training numbers
+
+@pytest.mark.parametrize("args, field, message", [
+    (["--max-steps", "0"], "max_steps", "must be at least 1 optimizer step, or -1 (or null) to train for `epochs`"),
+    (["--max-steps", "-3"], "max_steps", "got -3"),
+    (["--epochs", "0"], "epochs", "greater than 0"),
+    (["--epochs", "inf"], "epochs", "finite number"),
+    (["--lr", "0"], "learning_rate", "greater than 0"),
+    (["--lr", "nan"], "learning_rate", "finite number"),
+    (["--batch-size", "0"], "batch_size", "greater than or equal to 1"),
+    (["--grad-accum", "0"], "grad_accum", "greater than or equal to 1"),
+    (["--save-steps", "0"], "save_steps", "greater than or equal to 1"),
+    (["--lora-r", "0"], "lora.r", "greater than or equal to 1"),
+    (["--lora-dropout", "1"], "lora.dropout", "less than 1"),
+    (["--max-length", "4"], "max_length", "greater than or equal to 8"),
+    (["--seed", "-1"], "seed", "greater than or equal to 0"),
+])
+def test_train_rejects_out_of_range_numbers(monkeypatch, capsys, tmp_path, sft_data, args, field, message):
+    code, _, err = cli(monkeypatch, capsys, "train", "-m", "tiny-random", "--data", str(sft_data),
+                       "-o", str(tmp_path / "o"), *args)
+    assert code == 2, err
+    assert f"{field}: " in err and message in err
+    assert not (tmp_path / "o").exists()  # rejected before anything ran
+
+
+@pytest.mark.parametrize("yaml_text, field", [
+    ("max_steps: 0\n", "max_steps"), ("max_steps: -2\n", "max_steps"), ("weight_decay: -0.1\n", "weight_decay"),
+    ("warmup_ratio: 1.5\n", "warmup_ratio"), ("save_total_limit: 0\n", "save_total_limit"),
+    ("logging_steps: 0\n", "logging_steps"), ("beta: 0\n", "beta"), ("lora:\n  alpha: 0\n", "lora.alpha"),
+    ("seed: 4294967296\n", "seed"),
+])
+def test_train_config_file_rejects_out_of_range_numbers(monkeypatch, capsys, tmp_path, sft_data, yaml_text, field):
+    (tmp_path / "c.yaml").write_text(yaml_text)
+    code, _, err = cli(monkeypatch, capsys, "train", "-c", str(tmp_path / "c.yaml"), "--data", str(sft_data),
+                       "-o", str(tmp_path / "o"))
+    assert code == 2 and f"{field}: " in err and str(tmp_path / "c.yaml") in err, err
+
+
+@pytest.mark.parametrize("setting", ["train.max_steps=-3", "train.max_steps=0", "train.epochs=0",
+                                     "train.lora.r=0", "train.learning_rate=-1"])
+def test_run_rejects_bad_train_numbers_before_any_stage(monkeypatch, capsys, tmp_path, setting):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(monkeypatch, capsys, "run", "--tiny", "--set", setting, "--run-dir", str(tmp_path / "run"))
+    field = setting.split("=")[0]
+    assert code == 2 and f"invalid run config" in err and f"{field}: " in err, err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+
+
+def test_epoch_mode_is_max_steps_minus_one_or_null(tmp_path):
+    from tunelens.pipeline.config import load_run_config, train_config
+    from tunelens.train.config import TrainConfig, load_config
+
+    assert TrainConfig().max_steps == -1  # the default: train for `epochs`
+    (tmp_path / "null.yaml").write_text("max_steps: null\nepochs: 2\n")
+    assert (load_config(tmp_path / "null.yaml").max_steps, load_config(tmp_path / "null.yaml").epochs) == (-1, 2)
+    assert load_config(None, {"max_steps": -1}).max_steps == -1
+    assert load_config(None, {"max_steps": 7}).max_steps == 7
+    # The run's embedded default trains 100 steps; -1 or null switches it to epochs.
+    for value in (-1, None):
+        run = load_run_config(None, {"train.max_steps": value, "train.epochs": 2})
+        cfg = train_config(run, ["x.jsonl"], tmp_path)
+        assert (cfg.max_steps, cfg.epochs) == (-1, 2)
+
+
+def test_train_in_epoch_mode_through_the_cli(monkeypatch, capsys, tmp_path, sft_data, tiny_model_path):
+    # 4 records, batch size 2, one epoch: 2 optimizer steps (not the 1 step --max-steps 0 used to run).
+    code, _, err = cli(monkeypatch, capsys, "train", "-m", str(tiny_model_path), "--data", str(sft_data),
+                       "-o", str(tmp_path / "o"), "--max-steps", "-1", "--epochs", "1", "--batch-size", "2",
+                       "--max-length", "64", "--no-memory-check", "-q")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "o" / "train_summary.json").read_text())
+    assert summary["steps"] == 2 and "done: 2 steps" in err
+
+
+def test_the_installed_program_rejects_max_steps_zero(tmp_path, sft_data):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    program = Path(sys.executable).with_name("tunelens")
+    proc = subprocess.run([str(program), "train", "-m", "tiny-random", "--data", str(sft_data), "-o",
+                           str(tmp_path / "o"), "--max-steps", "0"], capture_output=True, text=True, env=env, timeout=300)
+    err = " ".join(proc.stderr.split())
+    assert proc.returncode == 2, proc.stderr
+    assert "max_steps: must be at least 1 optimizer step" in err and "Traceback" not in proc.stderr
