@@ -121,3 +121,60 @@ def test_the_installed_program_rejects_max_steps_zero(tmp_path, sft_data):
     err = " ".join(proc.stderr.split())
     assert proc.returncode == 2, proc.stderr
     assert "max_steps: must be at least 1 optimizer step" in err and "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------- data files
+
+@pytest.fixture()
+def bad_files(tmp_path):
+    """A PNG saved as .jsonl, a directory, and a records file with a Latin-1 byte on line 3."""
+    binary = tmp_path / "picture.jsonl"
+    binary.write_bytes(PNG)
+    folder = tmp_path / "folder.jsonl"
+    folder.mkdir()
+    latin = tmp_path / "latin1.jsonl"
+    good = json.dumps(make_conversation([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}],
+                                        source="t", source_file="inline", row=0, license="MIT"))
+    latin.write_bytes((good + "\n" + good + "\n").encode() + good.replace("Hello.", "Caf\u00e9.").encode("latin-1") + b"\n")
+    offset = 2 * (len(good) + 1) + good.replace("Hello.", "Caf\u00e9.").index("\u00e9")
+    return binary, folder, latin, offset
+
+
+def test_train_names_a_binary_file_a_directory_and_a_non_utf8_byte(monkeypatch, capsys, tmp_path, bad_files,
+                                                                   tiny_model_path):
+    binary, folder, latin, offset = bad_files
+    base = ["train", "-m", str(tiny_model_path), "-o", str(tmp_path / "o"), "--max-steps", "1", "-q"]
+    code, _, err = cli(monkeypatch, capsys, *base, "--data", str(binary))
+    assert code == 2 and f"{binary} is binary, not UTF-8 text (byte 0x89 at offset 0)" in err, err
+    assert "expected a records JSONL file" in err and "utf-8' codec" not in err
+    code, _, err = cli(monkeypatch, capsys, *base, "--data", str(folder))
+    assert code == 2 and f"{folder} is a directory, expected a records JSONL file" in err, err
+    assert "not found" not in err
+    code, _, err = cli(monkeypatch, capsys, *base, "--data", str(latin))
+    assert code == 2 and f"{latin} is not UTF-8 text (byte 0xe9 at offset {offset}, line 3)" in err, err
+    code, _, err = cli(monkeypatch, capsys, *base, "--data", str(tmp_path / "missing.jsonl"))
+    assert code == 2 and f"data file not found: {tmp_path / 'missing.jsonl'}" in err, err
+
+
+@pytest.mark.parametrize("command", ["import", "curate"])
+def test_data_import_and_curate_name_a_binary_file_and_a_directory(monkeypatch, capsys, tmp_path, bad_files, command):
+    binary, folder, _, _ = bad_files
+    out = ["-o", str(tmp_path / ("r.jsonl" if command == "import" else "out"))] + (["-q"] if command == "curate" else [])
+    expected = "expected a JSONL/JSON/CSV/TSV/Parquet file"
+    code, _, err = cli(monkeypatch, capsys, "data", command, str(binary), *out)
+    assert code == 2 and f"{binary} is binary, not UTF-8 text (byte 0x89 at offset 0); {expected}" in err, err
+    csv = tmp_path / "picture.csv.gz"
+    import gzip
+
+    csv.write_bytes(gzip.compress(PNG))
+    code, _, err = cli(monkeypatch, capsys, "data", command, str(csv), *out)
+    assert code == 2 and f"{csv} is binary, not UTF-8 text (byte 0x89 at offset 0)" in err, err
+    code, _, err = cli(monkeypatch, capsys, "data", command, str(folder), *out)
+    assert code == 2 and f"{folder} is a directory, {expected}" in err, err
+    assert not (tmp_path / "r.jsonl").exists() and not (tmp_path / "out").exists()
+
+
+def test_curate_checks_every_input_before_importing_any(monkeypatch, capsys, tmp_path, sft_data, bad_files):
+    binary = bad_files[0]
+    code, _, err = cli(monkeypatch, capsys, "data", "curate", str(sft_data), str(binary), "-o", str(tmp_path / "out"), "-q")
+    assert code == 2 and f"{binary} is binary" in err and not (tmp_path / "out").exists()

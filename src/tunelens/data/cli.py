@@ -31,9 +31,11 @@ def import_cmd(
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Where malformed rows go (default: OUTPUT with .rejects.jsonl)."),
 ) -> None:
     """Convert a file or hub dataset to canonical tunelens records (no curation)."""
+    from tunelens.data.curate import check_input
     from tunelens.data.importers import load_records, parse_column_map
     from tunelens.records import write_jsonl
 
+    check_input(source)
     result = load_records(source, fmt=fmt, license=license, source=source_name,
                           column_map=parse_column_map(column_map), on_error=on_error)
     write_jsonl(output, result.records)

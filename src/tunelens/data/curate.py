@@ -41,10 +41,24 @@ from tunelens.data.steps import (
     resolve_scorer,
 )
 from tunelens.data.textkeys import TokenCache
-from tunelens.errors import TunelensError
+from tunelens.errors import TunelensError, check_input_file
 from tunelens.records import content_hash
 
 OUTPUT_FILES = ("curated.jsonl", "rejects.jsonl", "changes.jsonl", "datasheet.md")
+INPUT_FILES = "a JSONL/JSON/CSV/TSV/Parquet file (optionally .gz)"
+_TEXT_SUFFIXES = {".jsonl", ".ndjson", ".json", ".csv", ".tsv"}
+
+
+def check_input(spec: str | Path) -> None:
+    """Fail with a message naming an input file that is missing, a directory, unreadable or binary
+    (``hf:`` ids pass). Only the text formats are sniffed for binary content (Parquet is binary)."""
+    if str(spec).startswith("hf:"):
+        return
+    path = Path(spec)
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    check_input_file(path, expected=INPUT_FILES, sniff=bool(suffixes) and suffixes[-1] in _TEXT_SUFFIXES)
 
 
 @dataclass
@@ -116,12 +130,16 @@ def import_inputs(inputs: Iterable[str | Path | dict], config: CurateConfig,
     """(records, their locations, import rejects, per-input reports)."""
     records, locations, rejects, reports = [], [], [], []
     memory: list[dict] = []
+    inputs = list(inputs)
+    for item in inputs:  # every file first: a bad one fails before minutes of importing the others
+        if isinstance(item, (str, Path)):
+            check_input(item)
+        elif not isinstance(item, dict):
+            raise TunelensError(f"curate input {item!r}: expected a file path, an 'hf:' id or a record dict")
     for item in inputs:
         if isinstance(item, dict):
             memory.append(item)
             continue
-        if not isinstance(item, (str, Path)):
-            raise TunelensError(f"curate input {item!r}: expected a file path, an 'hf:' id or a record dict")
         if on_file:
             on_file(str(item))
         result: ImportResult = load_records(item, fmt=config.format, license=config.license, source=config.source,

@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelens.errors import TunelensError
+from tunelens.errors import TunelensError, check_input_file, describe_not_utf8
 from tunelens.records import iter_jsonl, parse_record
 from tunelens.train.masking import assistant_char_spans, encode_for_sft
+
+
+RECORDS_FILE = "a records JSONL file (UTF-8 text; `tunelens data import` converts other formats)"
 
 
 @dataclass
@@ -32,15 +35,20 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_data_file(name: str | Path) -> Path:
+    """The path of a training data file, or an error naming it: missing, a directory, binary."""
+    # decompress=False: iter_jsonl reads the bytes as they are, .gz or not
+    return check_input_file(Path(name), expected=RECORDS_FILE, not_found="data file not found: {path}",
+                            decompress=False)
+
+
 def read_training_records(paths: list[str], kind: str) -> list[tuple[str, dict[str, Any]]]:
     """(source file, record dict) for every record; a bad line or a wrong kind is an error naming it."""
     if not paths:
         raise TunelensError("no training data: pass --data FILE (records JSONL from `tunelens data curate`)")
     out = []
     for name in paths:
-        path = Path(name)
-        if not path.is_file():
-            raise TunelensError(f"data file not found: {path}")
+        path = check_data_file(name)
         try:
             for i, obj in enumerate(iter_jsonl(path), 1):
                 try:
@@ -53,6 +61,8 @@ def read_training_records(paths: list[str], kind: str) -> list[tuple[str, dict[s
                         f"{path}: record {i} is a {record['kind']} record; --method {method} needs {kind} records"
                     )
                 out.append((str(path), record))
+        except UnicodeDecodeError:  # a ValueError too, but its message names neither file nor place
+            raise TunelensError(describe_not_utf8(path, RECORDS_FILE, decompress=False)) from None
         except ValueError as exc:  # iter_jsonl: invalid JSON, with file:line
             raise TunelensError(str(exc)) from None
     if not out:

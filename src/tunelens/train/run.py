@@ -16,7 +16,7 @@ from rich.console import Console
 
 from tunelens.errors import ConfigError, TunelensError
 from tunelens.train.config import TrainConfig
-from tunelens.train.data import PreparedData, prepare_dpo, prepare_sft
+from tunelens.train.data import PreparedData, check_data_file, prepare_dpo, prepare_sft
 from tunelens.train.hardware import check_memory, choose_precision, estimate_training_bytes
 from tunelens.train.outputs import write_loss_curve, write_manifest
 
@@ -173,6 +173,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     main = _is_main_process()
     dpo = config.method == "dpo"
     _check_peft_available(config)
+    for name in config.data:  # a bad data file fails now, not after the model is converted and loaded
+        check_data_file(name)
     precision = choose_precision(config.precision)
     path, model_id, revision = resolve_model(config.model, progress=progress)
     if path.is_dir():
