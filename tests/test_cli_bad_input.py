@@ -3,6 +3,7 @@ exit code 2 (1 when a curation keeps nothing), never a traceback."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -27,6 +28,11 @@ def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     assert "Traceback" not in captured.err and "Traceback" not in captured.out
     code = exc.value.code if isinstance(exc.value.code, int) else (0 if exc.value.code is None else 1)
     return code, captured.out, " ".join(captured.err.split())  # rich wraps long lines
+
+
+def said(err: str, text: str) -> bool:
+    """``text`` is in the message, wherever rich wrapped it (even inside a long path)."""
+    return "".join(text.split()) in "".join(err.split())
 
 
 @pytest.fixture()
@@ -145,15 +151,15 @@ def test_train_names_a_binary_file_a_directory_and_a_non_utf8_byte(monkeypatch, 
     binary, folder, latin, offset = bad_files
     base = ["train", "-m", str(tiny_model_path), "-o", str(tmp_path / "o"), "--max-steps", "1", "-q"]
     code, _, err = cli(monkeypatch, capsys, *base, "--data", str(binary))
-    assert code == 2 and f"{binary} is binary, not UTF-8 text (byte 0x89 at offset 0)" in err, err
+    assert code == 2 and said(err, f"{binary} is binary, not UTF-8 text (byte 0x89 at offset 0)"), err
     assert "expected a records JSONL file" in err and "utf-8' codec" not in err
     code, _, err = cli(monkeypatch, capsys, *base, "--data", str(folder))
-    assert code == 2 and f"{folder} is a directory, expected a records JSONL file" in err, err
+    assert code == 2 and said(err, f"{folder} is a directory, expected a records JSONL file"), err
     assert "not found" not in err
     code, _, err = cli(monkeypatch, capsys, *base, "--data", str(latin))
-    assert code == 2 and f"{latin} is not UTF-8 text (byte 0xe9 at offset {offset}, line 3)" in err, err
+    assert code == 2 and said(err, f"{latin} is not UTF-8 text (byte 0xe9 at offset {offset}, line 3)"), err
     code, _, err = cli(monkeypatch, capsys, *base, "--data", str(tmp_path / "missing.jsonl"))
-    assert code == 2 and f"data file not found: {tmp_path / 'missing.jsonl'}" in err, err
+    assert code == 2 and said(err, f"data file not found: {tmp_path / 'missing.jsonl'}"), err
 
 
 @pytest.mark.parametrize("command", ["import", "curate"])
@@ -162,19 +168,59 @@ def test_data_import_and_curate_name_a_binary_file_and_a_directory(monkeypatch, 
     out = ["-o", str(tmp_path / ("r.jsonl" if command == "import" else "out"))] + (["-q"] if command == "curate" else [])
     expected = "expected a JSONL/JSON/CSV/TSV/Parquet file"
     code, _, err = cli(monkeypatch, capsys, "data", command, str(binary), *out)
-    assert code == 2 and f"{binary} is binary, not UTF-8 text (byte 0x89 at offset 0); {expected}" in err, err
+    assert code == 2 and said(err, f"{binary} is binary, not UTF-8 text (byte 0x89 at offset 0); {expected}"), err
     csv = tmp_path / "picture.csv.gz"
-    import gzip
-
     csv.write_bytes(gzip.compress(PNG))
     code, _, err = cli(monkeypatch, capsys, "data", command, str(csv), *out)
-    assert code == 2 and f"{csv} is binary, not UTF-8 text (byte 0x89 at offset 0)" in err, err
+    assert code == 2 and said(err, f"{csv} is binary, not UTF-8 text (byte 0x89 at offset 0)"), err
     code, _, err = cli(monkeypatch, capsys, "data", command, str(folder), *out)
-    assert code == 2 and f"{folder} is a directory, {expected}" in err, err
+    assert code == 2 and said(err, f"{folder} is a directory, {expected}"), err
     assert not (tmp_path / "r.jsonl").exists() and not (tmp_path / "out").exists()
 
 
 def test_curate_checks_every_input_before_importing_any(monkeypatch, capsys, tmp_path, sft_data, bad_files):
     binary = bad_files[0]
     code, _, err = cli(monkeypatch, capsys, "data", "curate", str(sft_data), str(binary), "-o", str(tmp_path / "out"), "-q")
-    assert code == 2 and f"{binary} is binary" in err and not (tmp_path / "out").exists()
+    assert code == 2 and said(err, f"{binary} is binary") and not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------- nothing kept
+
+ALL_BAD = [
+    {"instruction": "Your view?", "input": "", "output": "As an AI language model, I have no views."},  # quality
+    {"instruction": "Empty reply", "input": "", "output": "   "},                                        # validate
+    "{broken json",                                                                                    # import
+]
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def test_curate_that_rejects_every_record_fails_loudly_and_still_writes_its_outputs(monkeypatch, capsys, tmp_path):
+    src = tmp_path / "bad.jsonl"
+    src.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in ALL_BAD), encoding="utf-8")
+    out = tmp_path / "out"
+    code, stdout, err = cli(monkeypatch, capsys, "data", "curate", str(src), "-o", str(out), "-q")
+    assert code == 1, err
+    assert "3 in -> 0 kept, 3 rejected" in stdout  # the summary table still prints
+    assert said(err, f"error: all 3 records were rejected (import (malformed rows): 1, validate: 1, quality: 1); "
+                     f"{out / 'curated.jsonl'} is empty. The reason for each record is in {out / 'rejects.jsonl'}"), err
+    for name in ("curated.jsonl", "rejects.jsonl", "changes.jsonl", "datasheet.md", "curate_report.json"):
+        assert (out / name).is_file(), name
+    assert _lines(out / "curated.jsonl") == [] and len(_lines(out / "rejects.jsonl")) == 3
+    assert json.loads((out / "curate_report.json").read_text())["rejected"] == 3
+
+    # One record kept is a success (exit 0), as before.
+    src.write_text(src.read_text() + json.dumps({"instruction": "Name a planet.", "output": "Mars."}) + "\n")
+    code, stdout, err = cli(monkeypatch, capsys, "data", "curate", str(src), "-o", str(tmp_path / "out2"), "-q")
+    assert code == 0 and "4 in -> 1 kept, 3 rejected" in stdout and "error" not in err, err
+
+
+def test_import_where_every_row_is_malformed_fails_loudly(monkeypatch, capsys, tmp_path):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{broken json\n[1, 2]\n{"instruction": "no output"}\n', encoding="utf-8")
+    code, _, err = cli(monkeypatch, capsys, "data", "import", str(src), "-o", str(tmp_path / "r.jsonl"), "-f", "alpaca")
+    assert code == 1 and said(err, f"all 3 rows of {src} were malformed: no records imported. "
+                                   f"The reason for each row is in {tmp_path / 'r.rejects.jsonl'}"), err
+    assert len(_lines(tmp_path / "r.rejects.jsonl")) == 3 and _lines(tmp_path / "r.jsonl") == []

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tunelens.errors import ConfigError
@@ -44,6 +45,10 @@ def import_cmd(
         write_jsonl(rejects, [m.as_reject() for m in result.malformed])
     console.print(f"[green]{len(result.records):,} records[/] ({result.fmt}) -> {output}"
                   + (f"; [yellow]{len(result.malformed):,} malformed rows[/] -> {rejects}" if result.malformed else ""))
+    if not result.records and result.malformed:
+        console.print(f"[bold red]error:[/] all {len(result.malformed):,} rows of {escape(source)} were malformed: "
+                      f"no records imported. The reason for each row is in {escape(str(rejects))}")
+        raise typer.Exit(1)
 
 
 @app.command("curate")
@@ -107,6 +112,27 @@ def curate_cmd(
         raise ConfigError("give at least one input file")
     report = curate(inputs, outdir, config, progress=not quiet)
     _print_summary(report)
+    if report.kept == 0:
+        _fail_nothing_kept(report)
+
+
+def _fail_nothing_kept(report) -> None:
+    """An empty curated.jsonl is a failed curation: say so loudly and exit 1 (the outputs stay)."""
+    curated, rejects = escape(report.files["curated.jsonl"]), escape(report.files["rejects.jsonl"])
+    if report.records_in == 0:
+        console.print(f"[bold red]error:[/] the inputs hold no records: nothing to curate ({curated} is empty)")
+    else:
+        by_step: dict[str, int] = {}
+        for s in report.steps:
+            if s.rejected:
+                by_step[s.name] = s.rejected
+        malformed = sum(i.malformed for i in report.inputs)
+        if malformed:
+            by_step = {"import (malformed rows)": malformed, **by_step}
+        where = ", ".join(f"{name}: {n:,}" for name, n in by_step.items())
+        console.print(f"[bold red]error: all {report.records_in:,} records were rejected[/] ({where}); "
+                      f"{curated} is empty. The reason for each record is in {rejects}")
+    raise typer.Exit(1)
 
 
 def _print_summary(report) -> None:
