@@ -178,6 +178,16 @@ def test_data_import_and_curate_name_a_binary_file_and_a_directory(monkeypatch, 
     assert not (tmp_path / "r.jsonl").exists() and not (tmp_path / "out").exists()
 
 
+def test_text_with_a_stray_nul_or_latin1_byte_is_not_binary(monkeypatch, capsys, tmp_path):
+    # Only a file with both a NUL and a non-UTF-8 byte near its start counts as binary; stray bytes
+    # in text stay per-row rejects, so one bad row never stops a curation.
+    src = tmp_path / "mostly_fine.jsonl"
+    good = json.dumps({"instruction": "Name a planet.", "output": "Mars."})
+    src.write_bytes(good.encode() + b'\n{"instruction": "nul \x00 here\n{"instruction": "caf\xe9", "output": "x"}\n')
+    code, stdout, err = cli(monkeypatch, capsys, "data", "curate", str(src), "-o", str(tmp_path / "out"), "-q")
+    assert code == 0 and "3 in -> 1 kept, 2 rejected" in stdout, err
+
+
 def test_curate_checks_every_input_before_importing_any(monkeypatch, capsys, tmp_path, sft_data, bad_files):
     binary = bad_files[0]
     code, _, err = cli(monkeypatch, capsys, "data", "curate", str(sft_data), str(binary), "-o", str(tmp_path / "out"), "-q")

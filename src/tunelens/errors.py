@@ -71,11 +71,12 @@ def check_input_file(path, *, expected: str, not_found: str = "{path}: no such f
     """Raise a :class:`TunelensError` naming ``path`` when it cannot be an input data file.
 
     Checked: it exists (``not_found`` is the message, with ``{path}``), it is a regular file (not
-    a directory), it can be opened, and (``sniff``) it is text: a NUL byte in its first 64 KiB
-    (decompressed for ``.gz`` when ``decompress``) means a binary file, as git and grep decide it;
-    the message names the first byte that is not UTF-8 text. A text file with a few stray
-    non-UTF-8 bytes passes, so readers that reject single bad rows still can. ``expected`` says
-    what was wanted, e.g. "a JSONL/JSON/CSV/Parquet file".
+    a directory), it can be opened, and (``sniff``) it is not binary. Binary means: its first
+    64 KiB (decompressed for ``.gz`` when ``decompress``) hold NUL bytes (what git and grep look
+    for) and bytes that are not UTF-8, together at least 10% of them; the message names the first
+    byte that is not UTF-8. Text with a stray NUL or a few stray non-UTF-8 bytes passes, so
+    readers that reject single bad rows still can. ``expected`` says what was wanted, e.g.
+    "a JSONL/JSON/CSV/Parquet file".
     """
     import zlib
     from pathlib import Path
@@ -96,12 +97,14 @@ def check_input_file(path, *, expected: str, not_found: str = "{path}: no such f
     try:
         with _open_bytes(path, decompress) as fh:
             head = fh.read(SNIFF_BYTES)
-        bad = first_invalid_utf8(path, limit=SNIFF_BYTES, decompress=decompress) if b"\x00" in head else None
+        nuls = head.count(b"\x00")
+        not_utf8 = len(head) - len(head.decode("utf-8", "ignore").encode("utf-8")) if nuls else 0
+        binary = nuls and not_utf8 and (nuls + not_utf8) * 10 >= len(head)
+        bad = first_invalid_utf8(path, limit=SNIFF_BYTES, decompress=decompress) if binary else None
     except (OSError, EOFError, zlib.error):
         return path  # e.g. a corrupt gzip stream: the reader reports it with its own message
-    nul = head.find(b"\x00")
-    if nul >= 0:
-        offset, byte = bad if bad is not None and bad[0] < nul else (nul, 0)
+    if bad is not None:
+        offset, byte = bad
         raise TunelensError(f"{path} is binary, not UTF-8 text (byte 0x{byte:02x} at offset {offset}); "
                             f"expected {expected}")
     return path
