@@ -10,6 +10,8 @@ import torch
 from tunelens.records import make_conversation, write_jsonl
 from tunelens.train import TrainConfig, train
 
+from _numerics import answer_margins, assert_close_relative
+
 QA = [
     ("What is the capital of France?", "Paris."),
     ("What colour is the sky?", "Blue."),
@@ -62,7 +64,8 @@ def test_lora_run_writes_the_documented_layout(lora_run, tiny_model_path):
     assert dropped == [{"id": "test:99", "source_file": str(cfg.data[0]), "reason": "no assistant turn"}]
 
 
-def test_adapter_and_merged_model_load_and_agree(lora_run):
+@pytest.mark.numeric
+def test_adapter_and_merged_model_load_and_agree(lora_run, tiny_model_path):
     from transformers import AutoModelForCausalLM
 
     from tunelens.generate import GenerationParams, generate
@@ -71,17 +74,26 @@ def test_adapter_and_merged_model_load_and_agree(lora_run):
     cfg, _ = lora_run
     adapted = load_model(str(cfg.out / "adapter"))
     merged = AutoModelForCausalLM.from_pretrained(str(cfg.out / "merged"))
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_path))
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     with torch.no_grad():
         a = adapted.model(input_ids=ids).logits
         m = merged(input_ids=ids).logits
-    # Merging folds B@A*scale into the weights: equal up to fp32 rounding of that sum.
-    assert torch.allclose(a, m, atol=1e-4)
+        b = base(input_ids=ids).logits
+    # Merging folds B@A*scale into the weights: W + s*B@A rounds once per entry (eps of |W|), and
+    # the 64-wide matmuls after it add about sqrt(64) * eps of the logits' size: ~1e-6. Observed
+    # 2.7e-7 of the logits' size; 1e-4 leaves room for other CPUs' blocking, and the adapter's
+    # own effect (3% of the logits' size after these 4 steps) is 300x larger, so a merge that
+    # dropped or doubled the update would fail.
+    rel = 1e-4
+    assert_close_relative(a, m, rel=rel, what="adapter vs merged logits")
+    assert float((a - b).abs().max()) > 10 * rel * float(a.abs().max())
     res = generate(merged, adapted.tokenizer, [[{"role": "user", "content": "hi"}]],
                    GenerationParams(max_new_tokens=4))
     assert res[0].completion_tokens >= 1
 
 
+@pytest.mark.numeric
 def test_supervised_head_matches_full_logits_loss(tiny_model_path):
     """The fast path computes the same loss and gradients as full-vocabulary logits."""
     from transformers import AutoModelForCausalLM
@@ -94,35 +106,71 @@ def test_supervised_head_matches_full_logits_loss(tiny_model_path):
     batch = SFTCollator(tok.pad_token_id)([encode_for_sft(tok, [{"role": "user", "content": q},
                                                                 {"role": "assistant", "content": a}]) for q, a in QA])
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model_path))
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["labels"][:, 1:].reshape(-1),
-                                            ignore_index=-100, reduction="sum")
-    ref.backward()
-    ref_grad = model.model.layers[0].mlp.up_proj.weight.grad.clone()
+
+    def full_logits_grad(labels):
+        model.zero_grad()
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
+                                                 ignore_index=-100, reduction="sum")
+        loss.backward()
+        return loss.detach(), model.model.layers[0].mlp.up_proj.weight.grad.clone()
+
+    ref, ref_grad = full_logits_grad(batch["labels"])
+    # What a masking bug looks like: one supervised label fewer (the last EOS).
+    one_less = batch["labels"].clone()
+    one_less[0, (one_less[0] != -100).nonzero()[-1]] = -100
+    _, wrong_grad = full_logits_grad(one_less)
+
     model.zero_grad()
     assert install_supervised_head(model)
     fast = model(**batch, supervised_loss=True).loss
     fast.backward()
-    assert torch.allclose(fast, ref, rtol=1e-5)
-    assert torch.allclose(model.model.layers[0].mlp.up_proj.weight.grad, ref_grad, rtol=1e-4, atol=1e-7)
+    fast_grad = model.model.layers[0].mlp.up_proj.weight.grad
+    # The two paths multiply matrices of different shapes (all positions x 49k vocabulary vs the
+    # supervised ones), so MKL blocks the reductions differently and the sums round differently:
+    # observed up to 4.6e-6 of the gradient's norm and 5e-6 of its largest entry (AVX2 / one
+    # thread / MKL_CBWR=COMPATIBLE; bit-equal on AVX-512). A random-walk bound for a 49,152-term
+    # fp32 sum is sqrt(49152) * eps = 2.6e-5; we allow 1e-4 of the reference's size. Dropping a
+    # single supervised label moves the gradient by 3e-3 of its norm, 30x more, so a masking
+    # error still fails the test (checked below).
+    rel = 1e-4
+    # The loss is one scalar sum of six cross-entropies: rounding of a few ulps (1e-7 observed).
+    assert_close_relative(fast, ref, rel=1e-5, what="loss")
+    assert_close_relative(fast_grad, ref_grad, rel=rel, what="up_proj gradient")
+    assert float((wrong_grad - ref_grad).norm()) > 10 * rel * float(ref_grad.norm())
     # Without the flag the forward is the original one (generation is unchanged).
     assert model(input_ids=batch["input_ids"]).logits.shape[-1] == model.config.vocab_size
 
 
+@pytest.mark.numeric
 def test_tiny_model_learns_to_stop(tmp_path, tiny_model_path):
-    """pad == eos in SmolLM2's tokenizer: the EOS must still be a label, so the model learns to stop."""
+    """pad == eos in SmolLM2's tokenizer: the EOS must still be a label, so the model learns to stop.
+
+    Trained well past the point of learning (loss 0.005 measured against the 0.05 asserted), so
+    every answer token and the EOS win by a wide margin: 6.4 nats or more measured on AVX-512,
+    AVX2 and the portable kernels, against 2.0 required. A borderline run (30 steps at 3e-2 ended
+    at loss 0.23 with the first answer token ahead by 0.07, and answered "Blue." to the capital
+    question on Zen 3) would fail the margin check on every CPU instead of on some.
+    """
     from tunelens.generate import GenerationParams, generate
     from tunelens.models import load_model
 
     data = write_sft(tmp_path / "d.jsonl", QA)
     cfg = TrainConfig(model=str(tiny_model_path), data=[str(data)], output_dir=str(tmp_path / "out"), peft="none",
-                      max_steps=30, batch_size=2, learning_rate=3e-2, lr_scheduler="constant", save_steps=1000, seed=0)
+                      max_steps=100, batch_size=2, learning_rate=3e-3, lr_scheduler="constant", save_steps=1000,
+                      seed=0)
     result = train(cfg, progress=False)
-    assert result.final_loss < 0.5
+    assert result.final_loss < 0.05
     loaded = load_model(str(cfg.out / "model"))
+    for q, a in QA:
+        margins = answer_margins(loaded.model, loaded.tokenizer,
+                                 [{"role": "user", "content": q}, {"role": "assistant", "content": a}])
+        assert len(margins) >= 2 and min(margins) > 2.0, (q, margins)  # answer tokens + EOS, all clear winners
     results = generate(loaded.model, loaded.tokenizer, [[{"role": "user", "content": q}] for q, _ in QA],
                        GenerationParams(max_new_tokens=20))
     for (_, answer), res in zip(QA, results):
-        assert res.text == answer
+        assert res.text == answer  # implied by the margins above: greedy follows the argmax
         assert res.finish_reason == "eos"
         assert res.completion_tokens < 20
+
+
