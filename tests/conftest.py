@@ -54,8 +54,22 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def trigger_model():
-    """The toy model whose answer one prompt token decides (trained once, shared; do not train it further)."""
-    from tunelens.explain.toy import one_thread, trained_trigger_model
+    """The toy model whose answer one prompt token decides (trained once, shared; do not train it further).
+
+    The explain tests look for the planted trigger, so the model must have learned it on every CPU
+    kind, not just on one: every answer token must win by a clear margin (3.76 nats at worst over
+    these 20 prompts, measured on AVX-512 and with the portable kernels; 1.0 required). If this
+    fails, the training is borderline on this CPU, not the attribution wrong.
+    """
+    import random
+
+    from _numerics import answer_margins
+    from tunelens.explain.toy import one_thread, trained_trigger_model, trigger_example
 
     with one_thread():
-        return trained_trigger_model()
+        model, tok = trained_trigger_model()
+        rng = random.Random(99)
+        worst = min(min(answer_margins(model, tok, msgs + [{"role": "assistant", "content": answer}]))
+                    for msgs, answer, _ in (trigger_example(rng) for _ in range(20)))
+    assert worst > 1.0, f"the toy trigger model did not learn its task on this CPU (worst answer margin {worst:.3f})"
+    return model, tok

@@ -1,6 +1,7 @@
 """End to end: the tiny model on --limit 5 of every suite, the cache, the report, bad input."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -48,7 +49,8 @@ def test_every_suite_reports_metrics_with_cis(run):
     assert report["results"]["base"]["safety"]["over_refusal_rate_benign"]["n"] == 5
     loss = report["results"]["base"]["loss"]
     assert loss["loss"]["value"] > 5  # a random model is near uniform over a 49k vocabulary
-    assert loss["perplexity"]["value"] == pytest.approx(2.718281828 ** loss["loss"]["value"], rel=1e-6)
+    # exp of the same stored loss; 1e-6 covers the truncated e and the stored rounding.
+    assert loss["perplexity"]["value"] == pytest.approx(math.exp(loss["loss"]["value"]), rel=1e-6)
     tox = report["results"]["base"]["toxicity"]
     assert tox["toxic_rate"]["n"] == 5 and tox["toxic_rate_all_outputs"]["n"] > 40  # every generation of the run
     assert set(report["results"]["base"]["robustness"]) >= {"acc_original", "drop_paraphrased", "drop_distractor"}

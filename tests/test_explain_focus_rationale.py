@@ -33,6 +33,7 @@ def _focus_items(n: int = 8) -> list[dict]:
     return items
 
 
+@pytest.mark.numeric
 def test_tuning_moves_focus_to_the_instruction():
     tuned = trained_trigger_model()
     base = (toy_model(trigger_tokenizer(), seed=3), tuned[1])

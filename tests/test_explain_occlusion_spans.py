@@ -16,8 +16,10 @@ from tunelens.explain.encoding import encode
 from tunelens.explain.occlusion import Span, segments_for, spans_from_meta
 from tunelens.explain.toy import shared_model, trigger_example
 
+from _numerics import assert_close_relative
+
 # Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.numeric]
 
 
 def _segment_texts(enc, segments):
@@ -61,7 +63,10 @@ def test_row_sum_over_each_segment_is_its_deletion_drop(trigger_model, granulari
     for seg in attr.segments:
         kept = [t for i, t in enumerate(attr.input_ids) if i not in set(seg["tokens"])]
         drop = full - _manual_logprobs(model, kept, attr.output_ids)
-        assert np.allclose(attr.matrix[:, seg["tokens"]].sum(1), drop, atol=1e-4), seg
+        # Forwards of other lengths than the code's batched ones: fp32 rounding of log-probs of a
+        # few nats. A segment's drop can be ~0 (filler words), so scale by the log-probs' size.
+        assert_close_relative(attr.matrix[:, seg["tokens"]].sum(1), drop, rel=1e-4,
+                              scale=max(1.0, float(np.abs(full).max())), what=str(seg))
     if granularity == "span":
         labels = [s["label"] for s in attr.segments if s["message"] == 0]
         texts = [s["text"] for s in attr.segments if s["message"] == 0]

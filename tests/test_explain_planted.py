@@ -20,7 +20,7 @@ from tunelens.explain.toy import (
 from tunelens.records import make_conversation
 
 # Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.numeric]
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 from tunelens.records import make_conversation, write_jsonl
 from tunelens.train import TrainConfig, train
 
+from _numerics import assert_close_relative
+
 STEPS, SAVE = 10, 3
 
 
@@ -68,6 +70,7 @@ def metrics(out) -> list[dict]:
     return [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_resume_matches_uninterrupted_run(setup, sig):
     tmp, base, reference = setup
@@ -92,12 +95,15 @@ def test_resume_matches_uninterrupted_run(setup, sig):
     assert ref_w.keys() == got_w.keys()
     for name in ref_w:
         # Same batches, dropout masks and optimizer moments give the same arithmetic; the only
-        # differences allowed are fp32 summation-order effects (thread scheduling of CPU kernels
-        # in another process), orders of magnitude below 1e-5 for these weights.
-        assert torch.allclose(ref_w[name], got_w[name], rtol=1e-4, atol=1e-6), name
+        # differences allowed are fp32 summation-order effects (the interrupted half ran in
+        # another process, whose kernels may block reductions for another thread count). Adam
+        # divides by sqrt(v), so a rounding in a near-zero gradient entry can move that weight
+        # by up to lr: compare the tensor to its own size, not entry by entry. Bit-equal on the
+        # hosts measured; 1e-4 of the tensor's size is ~800 fp32 roundings.
+        assert_close_relative(got_w[name], ref_w[name], rel=1e-4, what=name)
     ref_m, got_m = metrics(reference.out), metrics(out)
     assert [r["step"] for r in got_m] == list(range(1, STEPS + 1))
-    assert got_m[-1]["loss"] == pytest.approx(ref_m[-1]["loss"], rel=1e-4)
+    assert got_m[-1]["loss"] == pytest.approx(ref_m[-1]["loss"], rel=1e-4)  # same tolerance as the weights
     assert [r["supervised_tokens"] for r in got_m[1:]] == [r["supervised_tokens"] for r in ref_m[1:]]
 
 
