@@ -2,6 +2,9 @@
 
 One worker per served model owns a single-thread executor, so the model never runs two
 ``generate`` calls at once; requests with identical generation parameters share a batch.
+
+One request never fails another: when a batch of several requests raises, each of them is run
+again on its own, so only the request that causes the error gets it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class MicroBatcher:
         self.task: asyncio.Task | None = None
         self.batches_run = 0
         self.requests_run = 0
+        self.isolation_retries = 0  # batches that failed and were rerun one request at a time
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
@@ -76,7 +80,6 @@ class MicroBatcher:
         return batch
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect()
             groups: dict[tuple, list[_Pending]] = {}
@@ -86,20 +89,48 @@ class MicroBatcher:
                 live = [i for i in items if not i.future.done()]  # client may have gone away
                 if not live:
                     continue
-                params = live[0].params
                 try:
-                    results = await loop.run_in_executor(
-                        self.executor, generate, self.model, self.tokenizer, [i.prompt for i in live], params)
-                except Exception as exc:  # hand the error to each waiting request
+                    await self._run_group(live)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # never let the worker die: every waiting request gets an answer
                     for item in live:
                         if not item.future.done():
                             item.future.set_exception(exc)
+
+    async def _run_group(self, live: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        params = live[0].params
+        try:
+            results = await loop.run_in_executor(
+                self.executor, generate, self.model, self.tokenizer, [i.prompt for i in live], params)
+        except Exception as exc:
+            if len(live) == 1:
+                if not live[0].future.done():
+                    live[0].future.set_exception(exc)
+                return
+            # One bad request must not fail the rest: rerun each on its own.
+            self.isolation_retries += 1
+            for item in live:
+                if item.future.done():
                     continue
-                self.batches_run += 1
-                self.requests_run += len(live)
-                for item, result in zip(live, results):
+                try:
+                    (result,) = await loop.run_in_executor(
+                        self.executor, generate, self.model, self.tokenizer, [item.prompt], params)
+                except Exception as one_exc:
+                    if not item.future.done():
+                        item.future.set_exception(one_exc)
+                else:
+                    self.batches_run += 1
+                    self.requests_run += 1
                     if not item.future.done():
                         item.future.set_result(result)
+            return
+        self.batches_run += 1
+        self.requests_run += len(live)
+        for item, result in zip(live, results):
+            if not item.future.done():
+                item.future.set_result(result)
 
     async def stream(self, prompt: list[dict[str, str]], params: GenerationParams) -> AsyncIterator[str]:
         """Text deltas for one prompt, produced on the model's own executor thread."""
