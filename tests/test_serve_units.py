@@ -177,12 +177,19 @@ def test_keys_cli_and_migrations(tmp_path):
     missing = runner.invoke(root_app, ["serve", "keys", "revoke", "nope", "--db", db])
     assert missing.exit_code != 0 and "no API key" in str(missing.exception)
 
+    admin = runner.invoke(root_app, ["serve", "keys", "create", "--name", "ops", "--role", "admin", "--db", db])
+    assert admin.exit_code == 0 and "created admin key" in admin.output, admin.output
+    bad_role = runner.invoke(root_app, ["serve", "keys", "create", "--role", "root", "--db", db])
+    assert bad_role.exit_code != 0 and "--role" in bad_role.output
+    roles = runner.invoke(root_app, ["serve", "keys", "list", "--db", db]).output
+    assert "admin" in roles and "user" in roles
+
     engine = sa.create_engine(db)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
         assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
-        stored = conn.execute(sa.text("SELECT key_hash, salt FROM api_keys")).one()
-    assert secret not in stored and len(stored.key_hash) == 64
+        stored = conn.execute(sa.text("SELECT key_hash, salt, role FROM api_keys WHERE name = 'alice'")).one()
+    assert secret not in stored and len(stored.key_hash) == 64 and stored.role == "user"
 
 
 def test_token_bucket():

@@ -85,14 +85,18 @@ def run_server(cfg) -> None:
 
 @keys_app.command("create")
 def keys_create(name: str = typer.Option("default", "--name", help="A label for the key (who or what uses it)."),
+                role: str = typer.Option("user", "--role", help="user: feedback and A/B judgments only on its own "
+                                         "exchanges; admin: on any key's."),
                 db: str = typer.Option(None, "--db", help=_DB_HELP),
                 config: Path = typer.Option(None, "--config", "-c", help="ServeConfig YAML to read db_url from.")) -> None:
     """Create a key and print it once (only its salted hash is stored)."""
-    from tunelens.serve.db import Store
+    from tunelens.serve.db import ROLES, Store
     from tunelens.serve.keys import create_key
 
-    key = create_key(Store(_db_url(db, config)), name)
-    console.print(f"created key [bold]{key.id}[/] ({key.name}); store it now, it is not shown again:")
+    if role not in ROLES:
+        raise typer.BadParameter(f"{role!r} is not a role; choose one of {', '.join(ROLES)}", param_hint="--role")
+    key = create_key(Store(_db_url(db, config)), name, role=role)
+    console.print(f"created {key.role} key [bold]{key.id}[/] ({key.name}); store it now, it is not shown again:")
     typer.echo(key.key)
 
 
@@ -102,9 +106,9 @@ def keys_list(db: str = typer.Option(None, "--db", help=_DB_HELP),
     """List keys (ids, names, status; never the secrets)."""
     from tunelens.serve.keys import list_keys
 
-    table = Table("id", "name", "created", "status")
+    table = Table("id", "name", "role", "created", "status")
     for k in list_keys(_existing_store(_db_url(db, config))):
-        table.add_row(k.id, k.name, k.created_at.isoformat(timespec="seconds"),
+        table.add_row(k.id, k.name, k.role, k.created_at.isoformat(timespec="seconds"),
                       f"revoked {k.revoked_at.isoformat(timespec='seconds')}" if k.revoked_at else "active")
     console.print(table)
 
