@@ -76,8 +76,11 @@ def test_chat_feedback_and_ab_in_chromium(live_server):
         page = browser.new_page()
         expect.set_options(timeout=90_000)  # CPU generation + attribution on a shared 2-core box
         errors: list[str] = []
+        csp_violations: list[str] = []  # the server's Content-Security-Policy must not break either page
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(url + "/")
+        page.on("console", lambda msg: csp_violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+        response = page.goto(url + "/")
+        assert "script-src 'self'" in response.headers["content-security-policy"]
         page.fill("#api-key", key)
         page.click("#save-key")
         expect(page.locator("#model option")).to_have_count(2)
@@ -114,6 +117,7 @@ def test_chat_feedback_and_ab_in_chromium(live_server):
         shot = _shot(page, tmp, "serve_ab.png")
         browser.close()
     assert not errors, errors
+    assert not csp_violations, csp_violations
     assert shot.stat().st_size > 1000
 
     with store.session() as s:

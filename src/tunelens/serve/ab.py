@@ -101,8 +101,10 @@ def summarise(rows: list[ABJudgment], model_a: str, model_b: str) -> dict[str, A
             "agreement": agreement}
 
 
-def register_ab(app, runtime, require_key, APIError) -> None:
+def register_ab(app, runtime, require_caller, APIError, require_storage, write) -> None:
     from fastapi import Depends
+
+    from tunelens.serve.keys import Caller
 
     def pair_names() -> tuple[str, str]:
         pair = runtime.config.ab_pair()
@@ -112,7 +114,7 @@ def register_ab(app, runtime, require_key, APIError) -> None:
         return pair
 
     @app.post("/v1/ab/pair")
-    async def ab_pair(body: ABPairRequest, key_id: str = Depends(require_key)):
+    async def ab_pair(body: ABPairRequest, caller: Caller = Depends(require_caller)):
         from tunelens.generate import GenerationParams, PromptTooLongError
 
         a, b = pair_names()
@@ -126,6 +128,7 @@ def register_ab(app, runtime, require_key, APIError) -> None:
             raise APIError(400, f"prompt rejected by guardrails: {check.block_reason}", "invalid_request_error",
                            "guardrail_blocked", "prompt")
         messages = check.messages
+        await require_storage(runtime)  # a pair that cannot be stored is not worth generating
         params = GenerationParams(max_new_tokens=max_tokens)
         try:
             ra, rb = await asyncio.gather(runtime.model(a).batcher.submit(messages, params),
@@ -143,23 +146,25 @@ def register_ab(app, runtime, require_key, APIError) -> None:
         pair_id = "ab-" + uuid.uuid4().hex
 
         def save():
-            from tunelens.serve.guardrails import redact_for_log
-
+            # prompt and both responses are redacted by their column type (RedactedText), whatever
+            # guardrails.pii.redact_output says about what the client sees
             with runtime.store.session.begin() as s:
-                s.add(ABJudgment(id=pair_id, api_key_id=key_id, prompt=redact_for_log(body.prompt),
+                s.add(ABJudgment(id=pair_id, api_key_id=caller.id, prompt=body.prompt,
                                  left_model=left[0], right_model=right[0], left_response=left[1],
                                  right_response=right[1], metric_left=left[2], metric_right=right[2]))
 
-        await asyncio.to_thread(save)
+        await asyncio.to_thread(write, runtime, save)
         return {"pair_id": pair_id, "prompt": body.prompt, "left": left[1], "right": right[1]}
 
     @app.post("/v1/ab/judge")
-    async def ab_judge(body: ABJudgeRequest, _key: str = Depends(require_key)):
+    async def ab_judge(body: ABJudgeRequest, caller: Caller = Depends(require_caller)):
         def judge():
             with runtime.store.session.begin() as s:
                 row = s.get(ABJudgment, body.pair_id)
-                if row is None:
-                    raise APIError(404, f"no A/B pair {body.pair_id!r}", "invalid_request_error", "pair_not_found", "pair_id")
+                # another key's pair answers like a missing one (admin keys may judge any pair)
+                if row is None or not (caller.is_admin or row.api_key_id == caller.id):
+                    raise APIError(404, f"no A/B pair {body.pair_id!r} for this key", "invalid_request_error",
+                                   "pair_not_found", "pair_id")
                 if row.choice is not None:
                     raise APIError(409, f"A/B pair {body.pair_id!r} was already judged", "invalid_request_error",
                                    "already_judged", "pair_id")
@@ -167,10 +172,10 @@ def register_ab(app, runtime, require_key, APIError) -> None:
                 return {"pair_id": row.id, "choice": row.choice, "left_model": row.left_model,
                         "right_model": row.right_model}
 
-        return await asyncio.to_thread(judge)
+        return await asyncio.to_thread(write, runtime, judge)
 
     @app.get("/v1/ab/results")
-    async def ab_results(_key: str = Depends(require_key)):
+    async def ab_results(_caller: Caller = Depends(require_caller)):
         a, b = pair_names()
 
         def load():

@@ -3,29 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import logging
+import re
 import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunelens.errors import TunelensError
 from tunelens.serve.batching import MicroBatcher
 from tunelens.serve.config import ServeConfig
-from tunelens.serve.db import Exchange, Feedback, Store
+from tunelens.serve.db import STORAGE_ERRORS, Exchange, Feedback, Store, StorageUnavailable, describe_storage_error
 from tunelens.serve.guardrails import GuardrailEngine, redact_for_log
-from tunelens.serve.keys import verify_key
+from tunelens.serve.keys import Caller, authenticate
 from tunelens.serve.ratelimit import TokenBucketLimiter
-from tunelens.serve.schemas import ChatRequest, FeedbackRequest, error_body
+from tunelens.serve.schemas import NO_NUL_PATTERN, ChatRequest, FeedbackRequest, error_body, safe_text
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_FILES = frozenset(p.name for p in STATIC_DIR.iterdir() if p.is_file())  # the only names /static serves
+log = logging.getLogger("tunelens.serve")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded"]
+    models: list[str]
+    storage: dict[str, Any]
 
 
 class APIError(Exception):
@@ -88,6 +101,99 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": payload})
 
 
+class CatchAll:
+    """Pure ASGI middleware: an unhandled exception becomes a JSON 500 *without* re-raising.
+
+    Starlette's ServerErrorMiddleware re-raises after answering, and uvicorn then closes the
+    connection, so the next request on the same keep-alive connection was reset. Here the
+    traceback is logged and the connection stays usable. A response already under way (a
+    stream) is ended cleanly instead."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        state = {"started": False, "done": False}
+
+        async def tracking_send(message):
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                state["done"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not state["started"]:
+                payload = json.dumps(error_body(f"internal error: {type(exc).__name__}", "server_error",
+                                                "internal_error")).encode()
+                await send({"type": "http.response.start", "status": 500,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(payload)).encode())]})
+                await send({"type": "http.response.body", "body": payload})
+            elif not state["done"]:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _explain_style_sources() -> list[str]:
+    """CSP sources for the explain heatmap page, shown in a sandboxed srcdoc iframe (which inherits
+    this policy): the hash of its <style> block and of its few inline style attributes."""
+    try:
+        from tunelens.explain.render import _CSS, _page
+    except Exception:  # explain unavailable: nothing to allow
+        return []
+
+    def sha(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+    attrs = sorted(set(re.findall(r"style='([^']*)'", _page("t", ""))))
+    return [sha(_CSS)] + (["'unsafe-hashes'"] + [sha(a) for a in attrs] if attrs else [])
+
+
+def content_security_policy() -> str:
+    style = " ".join(["'self'", *_explain_style_sources()])
+    return ("default-src 'none'; script-src 'self'; style-src " + style + "; img-src 'self' data:; "
+            "connect-src 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
+# /docs and /redoc (only when `api_docs: true`) load Swagger UI / ReDoc from a CDN.
+DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
+            "font-src https://fonts.gstatic.com; worker-src blob:; connect-src 'self'; frame-ancestors 'none'; "
+            "base-uri 'none'; form-action 'none'")
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: CSP, no framing, no MIME sniffing, no referrer, on every response."""
+
+    def __init__(self, app, csp: str, docs_paths: frozenset[str] = frozenset()):
+        self.app = app
+        self.docs_paths = docs_paths
+        self.common = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                       (b"referrer-policy", b"no-referrer"), (b"cross-origin-opener-policy", b"same-origin")]
+        self.csp, self.docs_csp = csp.encode(), DOCS_CSP.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        csp = self.docs_csp if scope.get("path") in self.docs_paths else self.csp
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.common if k not in present]
+                if b"content-security-policy" not in present:
+                    extra.append((b"content-security-policy", csp))
+                message = {**message, "headers": list(message.get("headers", [])) + extra}
+            await send(message)
+
+        return await self.app(scope, receive, with_headers)
+
+
 class Runtime:
     """Everything the request handlers share; built in the app's lifespan."""
 
@@ -145,48 +251,70 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-async def require_key(request: Request) -> str:
+async def require_caller(request: Request) -> Caller:
     rt = _runtime(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'", "authentication_error", "missing_api_key")
-    key_id = await asyncio.to_thread(verify_key, rt.store, token.strip())
-    if key_id is None:
+    caller = await asyncio.to_thread(authenticate, rt.store, token.strip())
+    if caller is None:
         raise APIError(401, "invalid or revoked API key", "authentication_error", "invalid_api_key")
     if rt.limiter is not None:
-        wait = rt.limiter.acquire(key_id)
+        wait = rt.limiter.acquire(caller.id)
         if wait > 0:
             raise APIError(429, f"rate limit exceeded for this key; retry in {wait:.1f}s", "rate_limit_error",
                            "rate_limit_exceeded", headers={"retry-after": str(max(1, round(wait)))})
-    return key_id
+    return caller
+
+
+async def require_key(request: Request) -> str:
+    """The authenticated key's id (see `require_caller` for its role)."""
+    return (await require_caller(request)).id
+
+
+async def require_storage(rt: Runtime) -> None:
+    """503 before any generation is spent when the database cannot take the write that follows."""
+    await asyncio.to_thread(rt.store.require_writable)
+
+
+def _write(rt: Runtime, fn, *args):
+    """Run a storage write; a database outage becomes StorageUnavailable (503) and marks the store degraded."""
+    try:
+        return fn(*args)
+    except STORAGE_ERRORS as exc:
+        rt.store.mark_failed(exc)
+        raise StorageUnavailable(describe_storage_error(exc)) from exc
 
 
 def _params(req: ChatRequest, config: ServeConfig):
     from tunelens.generate import GenerationParams
 
+    for field in ("max_tokens", "max_completion_tokens"):  # each one given is checked, used or not
+        value = getattr(req, field)
+        if value is not None and value > config.limits.max_tokens:
+            raise APIError(400, f"{field}={value} exceeds this server's limit of {config.limits.max_tokens}",
+                           "invalid_request_error", "max_tokens_exceeded", field)
     max_tokens = req.max_completion_tokens or req.max_tokens or config.limits.default_max_tokens
-    if max_tokens > config.limits.max_tokens:
-        raise APIError(400, f"max_tokens={max_tokens} exceeds this server's limit of {config.limits.max_tokens}",
-                       "invalid_request_error", "max_tokens_exceeded", "max_tokens")
     return GenerationParams(max_new_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p,
-                            seed=req.seed or 0, stop=list(req.stop or []), batch_size=config.batching.max_batch_size)
+                            seed=req.seed or 0, stop=req.stop_list(), batch_size=config.batching.max_batch_size)
 
 
 def _split_request(req: ChatRequest, config: ServeConfig) -> tuple[list[dict[str, str]], list[str]]:
     """Chat messages for the model, and context documents (the `documents` field and tool messages)."""
     messages, documents = [], list(req.documents)
-    try:
-        for m in req.messages:
-            if m.role == "tool":
-                documents.append(m.text())
-            else:
-                messages.append({"role": "system" if m.role == "developer" else m.role, "content": m.text()})
-    except ValueError as exc:
-        raise APIError(400, str(exc), "invalid_request_error", "unsupported_content", "messages") from None
-    if len(messages) + len(documents) > config.limits.max_messages:
-        raise APIError(400, f"{len(messages) + len(documents)} messages+documents exceed the limit of "
-                       f"{config.limits.max_messages}", "invalid_request_error", "too_many_messages", "messages")
+    for m in req.messages:
+        if m.role == "tool":
+            documents.append(m.text())
+        else:
+            messages.append({"role": "system" if m.role == "developer" else m.role, "content": m.text()})
+    # Both limits are in the published schema (maxItems), so a schema-valid request never hits them.
+    if len(req.messages) > config.limits.max_messages:
+        raise APIError(400, f"{len(req.messages)} messages exceed the limit of {config.limits.max_messages}",
+                       "invalid_request_error", "too_many_messages", "messages")
+    if len(req.documents) > config.limits.max_documents:
+        raise APIError(400, f"{len(req.documents)} documents exceed the limit of {config.limits.max_documents}",
+                       "invalid_request_error", "too_many_documents", "documents")
     if not any(m["role"] == "user" for m in messages):
         raise APIError(400, "messages must contain at least one user message", "invalid_request_error",
                        "no_user_message", "messages")
@@ -203,8 +331,11 @@ def _with_documents(messages: list[dict[str, str]], documents: list[str]) -> lis
 
 
 def _log_exchange(rt: Runtime, row: dict[str, Any]) -> None:
-    with rt.store.session.begin() as s:
-        s.add(Exchange(**row))
+    def write():
+        with rt.store.session.begin() as s:
+            s.add(Exchange(**row))
+
+    _write(rt, write)
 
 
 def _exchange_row(rt, key_id, served, req, messages, documents, text, guardrails, finish, usage, latency, cid):
@@ -213,7 +344,8 @@ def _exchange_row(rt, key_id, served, req, messages, documents, text, guardrails
         request={"messages": [{"role": m["role"], "content": redact_for_log(m["content"])} for m in messages],
                  "documents": [redact_for_log(d) for d in documents],
                  "params": {"max_tokens": req.max_tokens or req.max_completion_tokens, "temperature": req.temperature,
-                            "top_p": req.top_p, "seed": req.seed, "stop": req.stop, "stream": req.stream}},
+                            "top_p": req.top_p, "seed": req.seed, "stop": [redact_for_log(x) for x in req.stop_list()],
+                            "stream": req.stream}},
         response=redact_for_log(text), guardrails=guardrails, finish_reason=finish,
         prompt_tokens=usage[0], completion_tokens=usage[1], latency_s=round(latency, 4))
 
@@ -246,6 +378,7 @@ async def chat_completions(req: ChatRequest, request: Request, key_id: str = Dep
     served = rt.model(req.model)
     params = _params(req, rt.config)
     messages, documents = _split_request(req, rt.config)
+    await require_storage(rt)
     started = time.perf_counter()
     cid = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
@@ -299,7 +432,7 @@ def _chunk(cid, created, model, delta, finish=None, **extra) -> str:
 
 
 def _usage_extra(req, usage):
-    if req.stream_options and req.stream_options.get("include_usage"):
+    if req.stream_options and req.stream_options.include_usage:
         return {"usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}}
     return {}
 
@@ -331,6 +464,11 @@ def _true_stream(rt, served, req, params, key_id, messages, check, model_message
             err = error_body(str(exc), "invalid_request_error", "generation_failed")
             yield f"data: {json.dumps(err)}\n\n"
             return
+        except Exception as exc:  # the stream has started: say so in the stream, keep the connection
+            log.exception("streamed generation failed")
+            err = error_body(f"generation failed: {type(exc).__name__}", "server_error", "generation_failed")
+            yield f"data: {json.dumps(err)}\n\n"
+            return
         text = "".join(parts)
         from tunelens.generate import render_prompt
 
@@ -341,28 +479,62 @@ def _true_stream(rt, served, req, params, key_id, messages, check, model_message
         latency = time.perf_counter() - started
         guardrails.update({"toxicity": {"enabled": False}, "pii_output": {"enabled": False}})
         meta = {"exchange_id": cid, "guardrails": guardrails, "model_id": served.model_id, "latency_s": round(latency, 4)}
-        await asyncio.to_thread(_log_exchange, rt, _exchange_row(rt, key_id, served, req, messages, check.documents,
-                                                                 text, guardrails, finish, (n_in, n_out), latency, cid))
+        try:
+            await asyncio.to_thread(_log_exchange, rt, _exchange_row(rt, key_id, served, req, messages, check.documents,
+                                                                     text, guardrails, finish, (n_in, n_out), latency, cid))
+        except StorageUnavailable as exc:  # not stored: no exchange id to give feedback on, and no [DONE]
+            err = error_body(f"storage unavailable: {exc}; the exchange was not stored", "server_error",
+                             "storage_unavailable")
+            yield f"data: {json.dumps(err)}\n\n"
+            return
         yield _chunk(cid, created, served.name, {}, finish, tunelens=meta, **_usage_extra(req, (n_in, n_out)))
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-def _store_feedback(rt: Runtime, fb: FeedbackRequest, key_id: str) -> int:
+def _store_feedback(rt: Runtime, fb: FeedbackRequest, caller: Caller) -> int:
     rating, scale = None, None
     if fb.rating is not None:
         rating, scale = ({"up": 1, "down": -1}[fb.rating], "thumbs") if isinstance(fb.rating, str) else (fb.rating, "1-5")
-    with rt.store.session.begin() as s:
-        if s.get(Exchange, fb.completion_id) is None:
-            raise APIError(404, f"no completion with id {fb.completion_id!r}", "invalid_request_error",
-                           "completion_not_found", "completion_id")
-        row = Feedback(exchange_id=fb.completion_id, api_key_id=key_id, rating=rating, rating_scale=scale,
-                       correction=redact_for_log(fb.correction) if fb.correction else None,
-                       preferred=redact_for_log(fb.preferred) if fb.preferred else None)
-        s.add(row)
-        s.flush()
-        return row.id
+
+    def write() -> int:
+        with rt.store.session.begin() as s:
+            ex = s.get(Exchange, fb.completion_id)
+            # Another key's completion answers exactly like a missing one: ids are not confirmed to strangers.
+            if ex is None or not (caller.is_admin or ex.api_key_id == caller.id):
+                raise APIError(404, f"no completion with id {fb.completion_id!r} for this key", "invalid_request_error",
+                               "completion_not_found", "completion_id")
+            row = Feedback(exchange_id=fb.completion_id, api_key_id=caller.id, rating=rating, rating_scale=scale,
+                           correction=redact_for_log(fb.correction) if fb.correction else None,
+                           preferred=redact_for_log(fb.preferred) if fb.preferred else None)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    return _write(rt, write)
+
+
+_UNION_TAG = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _error_param(err: dict[str, Any]) -> str:
+    """The field an error is about: `messages.0.content`, without pydantic's union-member tags."""
+    loc = [p for p in err.get("loc", ()) if p != "body"]
+    if err.get("type") != "extra_forbidden":
+        loc = [p for p in loc if isinstance(p, int) or (_UNION_TAG.match(p) and p not in ("str", "int", "float", "bool"))]
+    return ".".join(str(p) for p in loc)
+
+
+def _error_message(err: dict[str, Any]) -> str:
+    kind = err.get("type")
+    if kind == "string_unicode":
+        return "must be valid Unicode text: lone UTF-16 surrogates (such as \\ud800) are not allowed"
+    if kind == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == NO_NUL_PATTERN:
+        return "must not contain NUL characters (U+0000)"
+    if kind == "json_invalid":
+        return f"invalid JSON: {(err.get('ctx') or {}).get('error', err.get('msg'))}"
+    return str(err.get("msg", "invalid value"))
 
 
 def create_app(config: ServeConfig, preloaded: dict[str, Any] | None = None) -> FastAPI:
@@ -375,9 +547,16 @@ def create_app(config: ServeConfig, preloaded: dict[str, Any] | None = None) -> 
         yield
         await runtime.stop()
 
-    app = FastAPI(title="tunelens serve", version="1", lifespan=lifespan)
+    docs = config.api_docs
+    app = FastAPI(title="tunelens serve", version="1", lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  swagger_ui_oauth2_redirect_url="/docs/oauth2-redirect" if docs else None)
     app.state.runtime = runtime
+    # Innermost first: CatchAll sees the app's exceptions; SecurityHeaders wraps every response, 413 included.
+    app.add_middleware(CatchAll)
     app.add_middleware(BodySizeLimit, max_bytes=config.limits.max_body_bytes)
+    app.add_middleware(SecurityHeaders, csp=content_security_policy(),
+                       docs_paths=frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"}) if docs else frozenset())
 
     @app.exception_handler(APIError)
     async def _api_error(_request, exc: APIError):
@@ -385,28 +564,50 @@ def create_app(config: ServeConfig, preloaded: dict[str, Any] | None = None) -> 
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request, exc: RequestValidationError):
-        errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-        msgs = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
-                         for e in errors[:5])
-        return JSONResponse(error_body(msgs, "invalid_request_error", "invalid_request", ".".join(loc) or None), 400)
+        errors = exc.errors() or [{"loc": (), "msg": "invalid request"}]
+        # A union field (`content: str | list[part]`) reports one error per alternative: the one that
+        # got furthest into the value names the field best, so errors are ordered by depth.
+        first_field = _error_param(errors[0]).split(".")[0]
+        ranked = sorted(errors, key=lambda e: (_error_param(e).split(".")[0] != first_field,
+                                               -len(_error_param(e).split("."))))
+        parts: list[str] = []
+        for e in ranked[:8]:
+            part = f"{_error_param(e) or 'body'}: {_error_message(e)}"
+            if part not in parts:
+                parts.append(part)
+        param = _error_param(ranked[0]) or None
+        return JSONResponse(error_body("; ".join(parts[:5]), "invalid_request_error", "invalid_request", param), 400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request, exc: StarletteHTTPException):
-        return JSONResponse(error_body(str(exc.detail), "invalid_request_error", str(exc.status_code)), exc.status_code)
+    async def _http(request, exc: StarletteHTTPException):
+        detail = str(exc.detail)
+        if exc.status_code == 405:
+            detail = f"method {request.method} is not allowed here; allowed: {(exc.headers or {}).get('Allow', '')}"
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, str(exc.status_code))
+        return JSONResponse(error_body(detail, "invalid_request_error", code), exc.status_code, headers=exc.headers)
+
+    async def _storage_unavailable(_request, exc: Exception):
+        reason = str(exc) if isinstance(exc, StorageUnavailable) else describe_storage_error(exc)
+        if not isinstance(exc, StorageUnavailable):
+            runtime.store.mark_failed(exc)
+        return JSONResponse(error_body(f"storage unavailable: {reason}; nothing was stored, retry later",
+                                       "server_error", "storage_unavailable"), 503, headers={"retry-after": "5"})
+
+    app.add_exception_handler(StorageUnavailable, _storage_unavailable)
+    for err_type in STORAGE_ERRORS:
+        app.add_exception_handler(err_type, _storage_unavailable)
 
     @app.exception_handler(TunelensError)
     async def _tunelens(_request, exc: TunelensError):
         return JSONResponse(error_body(str(exc), "invalid_request_error", "bad_request"), 400)
 
-    @app.exception_handler(Exception)
-    async def _internal(_request, exc: Exception):
-        return JSONResponse(error_body(f"internal error: {type(exc).__name__}", "server_error", "internal_error"), 500)
-
-    @app.get("/health")
+    @app.get("/health", responses={503: {"model": HealthResponse, "description": "storage is unavailable (degraded)"}},
+             response_model=HealthResponse)
     async def health():
-        return {"status": "ok", "models": sorted(runtime.models)}
+        error = await asyncio.to_thread(runtime.store.probe_write)
+        body = {"status": "ok" if error is None else "degraded", "models": sorted(runtime.models),
+                "storage": {"writable": error is None, "error": error}}
+        return JSONResponse(body, 200 if error is None else 503)
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -418,10 +619,10 @@ def create_app(config: ServeConfig, preloaded: dict[str, Any] | None = None) -> 
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str):
-        path = (STATIC_DIR / name).resolve()
-        if path.parent != STATIC_DIR or not path.is_file():
-            raise APIError(404, f"no static file {name!r}", "invalid_request_error", "not_found")
-        return FileResponse(path)
+        # Only the files shipped in static/ by exact name: no path arithmetic on client input at all.
+        if name not in STATIC_FILES:
+            raise APIError(404, f"no static file {safe_text(name)!r}", "invalid_request_error", "not_found", "name")
+        return FileResponse(STATIC_DIR / name)
 
     @app.get("/v1/models")
     async def models(_key: str = Depends(require_key)):
@@ -432,11 +633,11 @@ def create_app(config: ServeConfig, preloaded: dict[str, Any] | None = None) -> 
     app.post("/v1/chat/completions")(chat_completions)
 
     @app.post("/v1/feedback")
-    async def feedback(fb: FeedbackRequest, key_id: str = Depends(require_key)):
+    async def feedback(fb: FeedbackRequest, caller: Caller = Depends(require_caller)):
         if fb.rating is None and fb.correction is None and fb.preferred is None:
             raise APIError(400, "feedback needs at least one of rating, correction, preferred",
                            "invalid_request_error", "empty_feedback")
-        fid = await asyncio.to_thread(_store_feedback, runtime, fb, key_id)
+        fid = await asyncio.to_thread(_store_feedback, runtime, fb, caller)
         return {"id": fid, "object": "feedback", "completion_id": fb.completion_id}
 
     @app.get("/v1/monitor")
@@ -452,5 +653,8 @@ def create_app(config: ServeConfig, preloaded: dict[str, Any] | None = None) -> 
 
     from tunelens.serve.ab import register_ab
 
-    register_ab(app, runtime, require_key, APIError)
+    register_ab(app, runtime, require_caller, APIError, require_storage, _write)
+    from tunelens.serve.openapi import install_openapi
+
+    install_openapi(app, config)
     return app

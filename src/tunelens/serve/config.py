@@ -24,7 +24,8 @@ class Limits(_Strict):
     max_body_bytes: int = Field(65536, ge=256, description="Larger request bodies get 413.")
     max_tokens: int = Field(512, ge=1, description="Largest `max_tokens` a request may ask for (above: 400).")
     default_max_tokens: int = Field(128, ge=1, description="`max_tokens` when the request gives none.")
-    max_messages: int = Field(64, ge=1, description="Most messages (plus documents) in one request.")
+    max_messages: int = Field(64, ge=1, description="Most messages (tool messages included) in one request.")
+    max_documents: int = Field(32, ge=0, description="Most entries in a request's `documents` field.")
 
     @model_validator(mode="after")
     def _default_fits(self):
@@ -93,6 +94,9 @@ class ServeConfig(_Strict):
     license: str = Field("unknown", description="Licence of the deployment's traffic, written into exported records.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's choice). "
                                       "1 avoids thread oversubscription when the CPU is shared with other work.")
+    api_docs: bool = Field(False, description="Serve Swagger UI at /docs and ReDoc at /redoc. They load their "
+                           "scripts from a CDN (the browser needs internet), so they are off by default; "
+                           "/openapi.json is always served.")
     limits: Limits = Limits()
     rate_limit: RateLimit = RateLimit()
     batching: Batching = Batching()

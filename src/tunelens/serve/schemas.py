@@ -1,93 +1,156 @@
-"""Request bodies (OpenAI's chat-completions shape plus tunelens extras) and the error shape."""
+"""Request bodies (OpenAI's chat-completions shape plus tunelens extras) and the error shape.
+
+The public API is strict: JSON types are not coerced (``"10"`` is not an integer, ``1`` is not
+``true``, ``true`` is not ``1``; as in JSON Schema, ``2.0`` is the integer 2), unknown fields are rejected, numbers must be finite and within the documented ranges,
+and text must be valid Unicode without NUL characters (a lone UTF-16 surrogate such as
+``"\\ud800"`` is rejected). Every rule a request can break is in the JSON schema the server
+publishes at ``/openapi.json``, so a request valid by the schema is accepted.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
+
+# No NUL; pydantic-core also refuses strings that are not valid Unicode (lone surrogates) when a
+# pattern is set, with error type ``string_unicode``.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(pattern=NO_NUL_PATTERN)]
+NonEmptyText = Annotated[str, StringConstraints(pattern=NO_NUL_PATTERN, min_length=1)]
+
+
+
+def _integral_float(v: Any) -> Any:
+    # JSON Schema's "integer" is any number without a fraction: 3.0 is the integer 3. Strings and
+    # booleans stay what they are, and are refused.
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def Int(**bounds: int) -> Any:
+    """A strict JSON integer with bounds (placed before the validator so they appear in the schema)."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_integral_float)]
+
+
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # int64, what torch.manual_seed takes
+MIN_SAMPLING_TEMPERATURE = 0.001  # below this (but above 0) sampling overflows; 0 is greedy
+
+
+def _strict(extra: Literal["forbid", "allow"] = "forbid", **more) -> ConfigDict:
+    return ConfigDict(strict=True, extra=extra, allow_inf_nan=False, **more)
 
 
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
+    model_config = _strict("allow")
+    type: Literal["text"] = Field(description="Only text parts are supported.")
+    text: Text
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")  # OpenAI clients may send name / tool_call_id
+    model_config = _strict("allow")  # OpenAI clients may send name / tool_call_id
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[ContentPart] | None = ""
+    content: Text | list[ContentPart] | None = ""
 
     def text(self) -> str:
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        parts = []
-        for p in self.content:
-            if p.type != "text" or p.text is None:
-                raise ValueError(f"only text content parts are supported, got type {p.type!r}")
-            parts.append(p.text)
-        return "".join(parts)
+        return "".join(p.text for p in self.content)
+
+
+class StreamOptions(BaseModel):
+    model_config = _strict("allow")
+    include_usage: bool = False
+
+
+def _temperature_schema(schema: dict[str, Any]) -> None:
+    schema["not"] = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": MIN_SAMPLING_TEMPERATURE}
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(0.0, ge=0, le=2)
+    model_config = _strict()
+    model: NonEmptyText
+    messages: list[ChatMessage] = Field(min_length=1, json_schema_extra={
+        # at least one user message (tool messages are context documents, not turns)
+        "contains": {"type": "object", "properties": {"role": {"const": "user"}}, "required": ["role"]}})
+    max_tokens: Int(ge=1) | None = None
+    max_completion_tokens: Int(ge=1) | None = None
+    temperature: float = Field(0.0, ge=0, le=2, json_schema_extra=_temperature_schema,
+                               description=f"0 is greedy; sampling needs at least {MIN_SAMPLING_TEMPERATURE}.")
     top_p: float = Field(1.0, gt=0, le=1)
-    seed: int | None = None
-    stop: str | list[str] | None = None
+    seed: Int(ge=SEED_MIN, le=SEED_MAX) | None = None
+    stop: Text | Annotated[list[Text], Field(max_length=4)] | None = None
     stream: bool = False
-    stream_options: dict[str, Any] | None = None
-    n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
-    user: str | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    stream_options: StreamOptions | None = None
+    n: Int(ge=1, le=1) = Field(1, description="Only one choice per request is supported.")
+    user: Text | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted for compatibility; ignored.")
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted for compatibility; ignored.")
     # tunelens extras (send with the openai client's `extra_body`)
-    documents: list[str] = Field(default_factory=list, description="Context documents (retrieval); checked for injection.")
+    documents: list[Text] = Field(default_factory=list, description="Context documents (retrieval); checked for injection.")
     explain: bool = False
 
-    @field_validator("stop")
+    @field_validator("temperature")
     @classmethod
-    def _stops(cls, v):
-        if isinstance(v, str):
-            v = [v]
-        if v is not None and len(v) > 4:
-            raise ValueError("at most 4 stop sequences")
+    def _temperature(cls, v: float) -> float:
+        if 0 < v < MIN_SAMPLING_TEMPERATURE:
+            raise ValueError(f"must be 0 (greedy) or at least {MIN_SAMPLING_TEMPERATURE}")
         return v
+
+    @field_validator("messages")
+    @classmethod
+    def _has_user(cls, v: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.role == "user" for m in v):
+            raise ValueError("messages must contain at least one user message")
+        return v
+
+    def stop_list(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+
+Rating = Literal["up", "down"] | Int(ge=1, le=5)
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    completion_id: str = Field(min_length=1, max_length=64)
-    rating: Literal["up", "down"] | StrictInt | None = None
-    correction: str | None = Field(None, min_length=1)
-    preferred: str | None = Field(None, min_length=1, description="A preferred alternative response.")
-
-    @field_validator("rating")
-    @classmethod
-    def _rating(cls, v):
-        if isinstance(v, int) and not 1 <= v <= 5:
-            raise ValueError("rating must be 'up', 'down' or an integer 1-5")
-        return v
+    model_config = _strict(json_schema_extra={
+        "anyOf": [{"required": ["rating"]}, {"required": ["correction"]}, {"required": ["preferred"]}]})
+    completion_id: NonEmptyText = Field(max_length=64)
+    rating: Rating = Field(None, description="'up', 'down' or 1-5.")  # type: ignore[assignment]
+    correction: NonEmptyText = Field(None, description="A corrected response.")  # type: ignore[assignment]
+    preferred: NonEmptyText = Field(None, description="A preferred alternative response.")  # type: ignore[assignment]
 
 
 class ABPairRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    prompt: str = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
+    model_config = _strict()
+    prompt: NonEmptyText
+    max_tokens: Int(ge=1) | None = None
 
 
 class ABJudgeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    pair_id: str = Field(min_length=1, max_length=64)
+    model_config = _strict()
+    pair_id: NonEmptyText = Field(max_length=64)
     choice: Literal["left", "right", "tie"]
 
 
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error, in OpenAI's shape."""
+    error: ErrorDetail
+
+
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    """OpenAI's error shape."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    """OpenAI's error shape (text made safe to encode: a lone surrogate is shown escaped)."""
+    return {"error": {"message": safe_text(message), "type": type_, "param": safe_text(param) if param else param,
+                      "code": code}}
+
+
+def safe_text(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (lone surrogates) written as a backslash escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
