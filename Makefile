@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup allocator browser demo test clean
+.PHONY: setup allocator browser postgres demo test clean
 
 $(BIN)/tunelens: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,27 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
-test: setup browser allocator
-	$(BIN)/python -m pytest
+# PostgreSQL for the serve storage tests (tests/test_serve_redaction.py), best effort: Debian's
+# package, a throwaway cluster in $(PG_DIR) on 127.0.0.1:$(PG_PORT), run as the postgres user when
+# we are root. When anything fails the tests say "skipped: no PostgreSQL" and make goes on.
+PG_DIR  ?= /tmp/tunelens-test-pg
+PG_PORT ?= 55432
+postgres:
+	@{ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; } >/dev/null 2>&1; \
+	  PGBIN=$$(dirname "$$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)") && \
+	  if [ "$$(id -u)" = 0 ]; then AS="runuser -u postgres --"; else AS=; fi && \
+	  mkdir -p $(PG_DIR) && { [ -z "$$AS" ] || chown postgres $(PG_DIR); } && \
+	  { [ -f $(PG_DIR)/data/PG_VERSION ] || $$AS $$PGBIN/initdb -D $(PG_DIR)/data -A trust -U postgres >/dev/null; } && \
+	  { $$AS $$PGBIN/pg_ctl -D $(PG_DIR)/data status >/dev/null 2>&1 || \
+	    $$AS $$PGBIN/pg_ctl -D $(PG_DIR)/data -l $(PG_DIR)/server.log -w -t 60 \
+	      -o "-p $(PG_PORT) -k $(PG_DIR) -c listen_addresses=127.0.0.1" start >/dev/null; } && \
+	  echo "postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/postgres" > $(PG_DIR)/url; \
+	} || { rm -f $(PG_DIR)/url; echo "PostgreSQL could not be started: the storage tests run on SQLite only"; }
+
+test: setup browser allocator postgres
+	TUNELENS_TEST_PG_URL="$${TUNELENS_TEST_PG_URL:-$$(cat $(PG_DIR)/url 2>/dev/null)}" $(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) build *.egg-info
