@@ -45,7 +45,7 @@ postgres:
 	@{ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
 	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; } >/dev/null 2>&1; \
-	  PGBIN=$$(dirname "$$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)") && \
+	  PGBIN=$$(dirname "$$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1)") && \
 	  if [ "$$(id -u)" = 0 ]; then AS="runuser -u postgres --"; else AS=; fi && \
 	  mkdir -p $(PG_DIR) && { [ -z "$$AS" ] || chown postgres $(PG_DIR); } && \
 	  { [ -f $(PG_DIR)/data/PG_VERSION ] || $$AS $$PGBIN/initdb -D $(PG_DIR)/data -A trust -U postgres >/dev/null; } && \

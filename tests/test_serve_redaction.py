@@ -168,3 +168,35 @@ def test_every_stored_text_is_redacted(db_url, tmp_path, tiny_loaded):
         assert "[EMAIL]" in dump[column] and "[SECRET]" in dump[column], column
     stored = json.loads(dump["exchanges.request"].splitlines()[0])
     assert stored["params"]["stop"] == ["[EMAIL]", "[SSN]", "[SECRET]", "[SECRET]"]
+
+
+def test_a_pasted_key_is_neither_seen_by_the_model_nor_returned(tmp_path, tiny_loaded):
+    """Default guardrails: a tl_ key in a message is redacted before the model, and a model that
+    says one anyway has it redacted from its answer (chat and A/B)."""
+    cfg = ServeConfig.model_validate({
+        "models": [{"name": "tiny", "path": "tiny-random"}, {"name": "tiny-b", "path": "tiny-random"}],
+        "db_url": f"sqlite:///{tmp_path}/keys.db", "rate_limit": {"enabled": False}})
+    app = create_app(cfg, preloaded={"tiny": tiny_loaded, "tiny-b": tiny_loaded})
+    seen: list = []
+    with TestClient(app) as client:
+        key = create_key(app.state.runtime.store, "alice").key
+        client.headers["Authorization"] = f"Bearer {key}"
+        _leaky(app)
+        from tunelens.generate import GenerationResult
+
+        async def submit(prompt, params):  # records what the model was given, answers with the key
+            seen.append(json.dumps(prompt))
+            return GenerationResult(f"your key is {key} and {FAKE_KEY}", 10, 20, "eos", 0.01)
+
+        for served in app.state.runtime.models.values():
+            served.batcher.submit = submit
+        r = client.post("/v1/chat/completions", json={"model": "tiny", "messages": [
+            {"role": "user", "content": f"why does {key} not work?"}]})
+        assert r.status_code == 200, r.text
+        answer = r.json()["choices"][0]["message"]["content"]
+        pair = client.post("/v1/ab/pair", json={"prompt": f"key {key}", "max_tokens": 2}).json()
+    secret = key.split("_", 2)[2]
+    assert secret not in answer and FAKE_KEY not in answer and answer.count("[SECRET]") == 2
+    assert secret not in pair["left"] + pair["right"]
+    assert seen and not any(secret in s for s in seen)
+    assert r.json()["tunelens"]["guardrails"]["pii_input"]["redacted"] == {"SECRET": 1}
