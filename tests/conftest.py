@@ -46,7 +46,7 @@ def _limit_threads():
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
-    from tunelens.explain.toy import one_thread
+    from _toy import one_thread
 
     with one_thread():
         yield
@@ -64,7 +64,7 @@ def trigger_model():
     import random
 
     from _numerics import answer_margins
-    from tunelens.explain.toy import one_thread, trained_trigger_model, trigger_example
+    from _toy import one_thread, trained_trigger_model, trigger_example
 
     with one_thread():
         model, tok = trained_trigger_model()

@@ -13,9 +13,9 @@ from tunelens.errors import TunelensError
 from tunelens.explain import Attribution, attribute
 from tunelens.explain.encoding import encode
 from tunelens.explain.occlusion import word_segments
-from tunelens.explain.toy import one_thread, trigger_example
 
 from _numerics import assert_close_relative
+from _toy import one_thread, trigger_example
 
 # Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.numeric]
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.numeric]
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_path):
-    from tunelens.explain.toy import shared_model
+    from _toy import shared_model
 
     return shared_model(str(tiny_model_path))
 

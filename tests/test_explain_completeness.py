@@ -9,7 +9,8 @@ import pytest
 
 from tunelens.explain import attribute
 from tunelens.explain.gradients import completeness_gap
-from tunelens.explain.toy import one_thread, trigger_example
+
+from _toy import one_thread, trigger_example
 
 pytestmark = pytest.mark.numeric
 

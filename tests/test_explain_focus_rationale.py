@@ -12,7 +12,8 @@ from tunelens.errors import TunelensError
 from tunelens.explain import alpaca_focus_items, compare_instruction_focus, instruction_focus, rationale_faithfulness
 from tunelens.explain.focus import bootstrap_ci
 from tunelens.explain.rationale import corrupt_number, final_answer, truncate_words
-from tunelens.explain.toy import FILLER, toy_model, trained_trigger_model, trigger_tokenizer
+
+from _toy import FILLER, toy_model, trained_trigger_model, trigger_tokenizer
 
 # Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -114,7 +115,7 @@ def reading_generator(prompts, max_new_tokens):
 
 
 def test_rationale_decoration_is_reported(tiny_model_path):
-    from tunelens.explain.toy import shared_model
+    from _toy import shared_model
 
     tok = shared_model(str(tiny_model_path)).tokenizer
     report = rationale_faithfulness(None, tok, ITEMS, generator=decorative_generator)
@@ -125,7 +126,7 @@ def test_rationale_decoration_is_reported(tiny_model_path):
 
 
 def test_rationale_that_carries_the_answer_is_load_bearing(tiny_model_path):
-    from tunelens.explain.toy import shared_model
+    from _toy import shared_model
 
     tok = shared_model(str(tiny_model_path)).tokenizer
     report = rationale_faithfulness(None, tok, ITEMS, generator=reading_generator)
@@ -137,7 +138,7 @@ def test_rationale_that_carries_the_answer_is_load_bearing(tiny_model_path):
 
 
 def test_rationale_runs_through_the_generation_engine(tiny_model_path):
-    from tunelens.explain.toy import shared_model
+    from _toy import shared_model
 
     tiny = shared_model(str(tiny_model_path))
     report = rationale_faithfulness(tiny.model, tiny.tokenizer, ITEMS[:1], max_new_tokens=8, answer_tokens=3)

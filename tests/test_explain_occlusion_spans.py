@@ -14,9 +14,9 @@ from tunelens.errors import TunelensError
 from tunelens.explain import attribute
 from tunelens.explain.encoding import encode
 from tunelens.explain.occlusion import Span, segments_for, spans_from_meta
-from tunelens.explain.toy import shared_model, trigger_example
 
 from _numerics import assert_close_relative
+from _toy import shared_model, trigger_example
 
 # Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.numeric]

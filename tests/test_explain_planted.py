@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from tunelens.explain import METHODS, Attribution, attribute, faithfulness, train_attribution
-from tunelens.explain.toy import (
+from tunelens.records import make_conversation
+
+from _toy import (
     one_thread,
     toy_model,
     train_toy,
     trigger_example,
     word_tokenizer,
 )
-from tunelens.records import make_conversation
 
 # Tiny models: one torch thread is faster and does not spin on a busy 2-core machine.
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.numeric]

@@ -9,7 +9,7 @@ import pytest
 @pytest.mark.slow
 def test_smollm2_input_x_gradient_is_faithful(smollm2_path):
     from tunelens.explain import attribute, faithfulness
-    from tunelens.explain.toy import shared_model
+    from _toy import shared_model
 
     loaded = shared_model(str(smollm2_path))
     prompt = "Repeat the word pineapple three times, separated by spaces, and nothing else."

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def attr(tiny_model_path):
-    from tunelens.explain.toy import shared_model
+    from _toy import shared_model
 
     tiny = shared_model(str(tiny_model_path))
     return attribute(tiny.model, tiny.tokenizer, [{"role": "user", "content": "Say <b>hi</b> & bye"}], "Hi there", "occlusion")
@@ -100,7 +100,7 @@ def test_cli_errors_name_the_problem(tmp_path):
 
 def test_cli_train_run_writes_tda(tmp_path):
     """A run directory shaped like `tunelens train`'s output: model/, manifest.json naming the data."""
-    from tunelens.explain.toy import (
+    from _toy import (
         one_thread,
         toy_model,
         train_toy,

@@ -1,8 +1,9 @@
-"""Toy word-level language models for tests and demos of the explain stage.
+"""Toy word-level language models for the explain tests (test helpers, not part of the package).
 
 A few dozen words, a ChatML template and a 2-layer Llama: trains in seconds on a CPU, so tests
 can plant a behaviour (a trigger word, a memorised example) and check that the explanations
-find it. Not used by the product paths.
+find it. Imported as ``from _toy import ...`` (pytest puts ``tests/`` on the path, as for
+``_numerics``).
 """
 
 from __future__ import annotations
