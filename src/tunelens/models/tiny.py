@@ -5,27 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
-def _smollm2_tokenizer():
-    """SmolLM2's tokenizer, cached on its own so it needs no model conversion."""
-    from transformers import AutoTokenizer
-
-    from tunelens.models.loading import build_atomically, cache_dir, ensure_chat_template, smollm2_gguf_path
-
-    tok_dir = cache_dir() / "tokenizers" / "smollm2"
-
-    def complete(path: Path) -> bool:
-        return (path / "tokenizer_config.json").is_file()
-
-    def build(tmp: Path) -> None:
-        gguf = smollm2_gguf_path()
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        ensure_chat_template(tok)
-        tok.save_pretrained(tmp)
-
-    if not complete(tok_dir):
-        build_atomically(tok_dir, build, is_complete=complete, what="the SmolLM2 tokenizer")
-    return AutoTokenizer.from_pretrained(str(tok_dir))
+from tunelens.models.store import build_atomically
+from tunelens.models.tokenizer import smollm2_tokenizer
 
 
 def build_tiny_random(
@@ -46,13 +27,11 @@ def build_tiny_random(
     processes building the same ``out_dir`` at once all get one complete checkpoint. With
     ``force=False`` a complete checkpoint already at ``out_dir`` is kept (the cache's use).
     """
-    from tunelens.models.loading import build_atomically
-
     def build(tmp: Path) -> None:
         import torch
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        tokenizer = _smollm2_tokenizer()
+        tokenizer = smollm2_tokenizer()
         config = LlamaConfig(
             vocab_size=len(tokenizer),
             hidden_size=hidden_size,
