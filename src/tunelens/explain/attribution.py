@@ -9,10 +9,9 @@ import numpy as np
 
 from tunelens.errors import TunelensError
 from tunelens.explain.encoding import Encoding, encode, token_strings
+from tunelens.explain.methods import DEFAULT, Computed, get
 
 SCHEMA = "tunelens.attribution/v1"
-METHODS = ("input_x_gradient", "integrated_gradients", "occlusion", "attention_rollout")
-ALIASES = {"ixg": "input_x_gradient", "ig": "integrated_gradients", "ablation": "occlusion", "rollout": "attention_rollout"}
 
 
 @dataclass
@@ -104,13 +103,6 @@ class Attribution:
             raise TunelensError(f"malformed attribution dict: {exc}") from exc
 
 
-def resolve_method(method: str) -> str:
-    name = ALIASES.get(method, method)
-    if name not in METHODS:
-        raise TunelensError(f"unknown attribution method {method!r}: choose one of {', '.join(METHODS)} (or {', '.join(ALIASES)})")
-    return name
-
-
 def generate_response(model: Any, tokenizer: Any, messages: list[dict], max_new_tokens: int = 64) -> str:
     from tunelens.generate import GenerationParams, generate
 
@@ -125,7 +117,7 @@ def attribute(
     tokenizer: Any,
     messages: list[dict],
     response: str | None = None,
-    method: str = "input_x_gradient",
+    method: str = DEFAULT,
     *,
     exclude_template: bool = False,
     max_new_tokens: int = 64,
@@ -133,57 +125,26 @@ def attribute(
 ) -> Attribution:
     """Attribute each response token's log-probability to the prompt tokens.
 
-    ``response=None`` generates it greedily through ``tunelens.generate``. Method kwargs:
-    integrated_gradients: ``steps`` (16), ``baseline`` ('mean' | 'pad' | 'zero'), ``approximation``,
-    ``step_batch``; occlusion: ``granularity`` ('word' | 'token' | 'sentence' | 'span'), ``spans`` (with
-    'span': ``occlusion.Span`` objects or dicts {message, start, end, label} over message contents),
-    ``batch_size``, ``include_template``;
-    input_x_gradient: ``reduce`` ('norm' | 'sum'), ``target_chunk``.
+    ``response=None`` generates it greedily through ``tunelens.generate``. ``method`` is a name or
+    alias from ``tunelens.explain.methods`` (``methods.describe()`` lists each method's options);
+    ``method_kwargs`` are that method's options, and one it does not take is an error.
     """
-    from tunelens.explain.gradients import input_x_gradient, integrated_gradients
-    from tunelens.explain.occlusion import as_spans, describe_segments, occlusion, segments_for
-    from tunelens.explain.rollout import attention_rollout
-
-    name = resolve_method(method)
+    spec = get(method)
+    options = spec.with_defaults(method_kwargs)
     if response is None:
         response = generate_response(model, tokenizer, messages, max_new_tokens)
     enc = encode(tokenizer, messages, response, model)
-    allowed = {
-        "input_x_gradient": {"reduce", "target_chunk"},
-        "integrated_gradients": {"steps", "baseline", "approximation", "step_batch", "target_chunk", "progress"},
-        "occlusion": {"granularity", "spans", "batch_size", "include_template"},
-        "attention_rollout": set(),
-    }[name]
-    unknown = set(method_kwargs) - allowed
-    if unknown:
-        raise TunelensError(f"{name} does not take {sorted(unknown)}; it accepts {sorted(allowed) or 'no options'}")
-    segments: list[dict[str, Any]] = []
-    if name == "input_x_gradient":
-        method_kwargs = {"reduce": "norm", **method_kwargs}
-        matrix = input_x_gradient(model, enc.input_ids, enc.output_ids, **method_kwargs)
-    elif name == "integrated_gradients":
-        method_kwargs = {"steps": 16, "baseline": "mean", "approximation": "gausslegendre", **method_kwargs}
-        matrix = integrated_gradients(model, enc.input_ids, enc.output_ids, tokenizer=tokenizer, **method_kwargs)
-    elif name == "occlusion":
-        method_kwargs = {"granularity": "word", **method_kwargs}
-        spans = method_kwargs.pop("spans", None)
-        spans = as_spans(spans) if spans is not None else None
-        segs, labels = segments_for(enc, method_kwargs["granularity"], spans)
-        matrix = occlusion(model, enc, segments=segs, **{k: v for k, v in method_kwargs.items() if k != "granularity"})
-        segments = describe_segments(enc, segs, labels)
-        if spans is not None:
-            method_kwargs["spans"] = [sp.__dict__ for sp in spans]
-    else:
-        matrix = attention_rollout(model, enc.input_ids, enc.output_ids)
-    params = {k: v for k, v in method_kwargs.items() if k != "progress"}
+    result = spec.compute(model, tokenizer, enc, **options)
+    if not isinstance(result, Computed):
+        result = Computed(result)
     inputs, outputs = token_strings(tokenizer, enc)
     attr = Attribution(
         input_tokens=inputs,
         output_tokens=outputs,
-        matrix=np.asarray(matrix, dtype=float),
+        matrix=np.asarray(result.matrix, dtype=float),
         aggregate=np.zeros(len(inputs)),
         template_mask=enc.template_mask,
-        method=name,
+        method=spec.name,
         input_ids=enc.input_ids,
         output_ids=enc.output_ids,
         input_offsets=enc.input_offsets,
@@ -191,7 +152,7 @@ def attribute(
         prompt_text=enc.prompt_text,
         response=response,
         messages=[dict(m) for m in messages],
-        params=params,
-        segments=segments,
+        params=result.params if result.params is not None else spec.recorded(options),
+        segments=result.segments,
     )
     return attr.with_template_excluded(exclude_template)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from tunelens.errors import TunelensError
+from tunelens.explain import methods
 
 console = Console(stderr=True)
 SCHEMA = "tunelens.attributions/v1"
@@ -75,16 +76,16 @@ def run_explain(
     from rich.progress import Progress
 
     from tunelens.explain import attribute, faithfulness, render_diff_html, render_html, save_heatmap_png, train_attribution
-    from tunelens.explain.attribution import resolve_method
+    from tunelens.explain.methods import resolve as resolve_method
     from tunelens.models import load_model
 
     method = resolve_method(method)
     granularity = check_granularity(method, granularity)
     if ig_baseline not in ("mean", "pad", "zero"):
         raise TunelensError(f"--ig-baseline must be mean, pad or zero, got {ig_baseline!r}")
-    kwargs: dict[str, Any] = {"steps": steps, "baseline": ig_baseline} if method == "integrated_gradients" else {}
-    if method == "occlusion":
-        kwargs["granularity"] = granularity
+    accepted = methods.get(method).options
+    candidates = {"steps": steps, "baseline": ig_baseline, "granularity": granularity}
+    kwargs: dict[str, Any] = {k: v for k, v in candidates.items() if k in accepted and v is not None}
     out.mkdir(parents=True, exist_ok=True)
     (out / "heatmaps").mkdir(exist_ok=True)
     models = [("tuned", load_model(model_spec))]
@@ -184,9 +185,10 @@ def check_granularity(method: str, granularity: str | None) -> str | None:
     """The occlusion granularity to use (word by default); None for the other methods."""
     from tunelens.explain.occlusion import GRANULARITIES
 
-    if method != "occlusion":
+    takes = methods.accepting("granularity")
+    if method not in takes:
         if granularity not in (None, "word"):
-            raise TunelensError(f"--granularity applies to --method occlusion only (method is {method})")
+            raise TunelensError(f"--granularity applies to --method {' / '.join(takes)} only (method is {method})")
         return None
     granularity = granularity or "word"
     if granularity not in GRANULARITIES:
@@ -208,7 +210,7 @@ def register(app: typer.Typer) -> None:
     _register_focus(app)
     _register_rationale(app)
 
-    @app.command("explain")
+    @app.command("explain", epilog=methods.help_epilog())
     def explain_cmd(
         model: str = typer.Option(..., "--model", "-m", help="Model to explain: hub id, local dir, adapter dir, .gguf, smollm2-135m or tiny-random."),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory (attributions.json/.html, heatmaps/, faithfulness.json, diff.html, tda.json)."),
@@ -216,7 +218,7 @@ def register(app: typer.Typer) -> None:
         prompts: Optional[Path] = typer.Option(None, "--prompts", help="A .txt (one prompt per line) or .jsonl file (records or {prompt, response})."),
         response: Optional[str] = typer.Option(None, "--response", help="Explain this response to --prompt instead of generating one."),
         base: Optional[str] = typer.Option(None, "--base", help="Base model: also explain it and write diff.html (base vs tuned side by side)."),
-        method: str = typer.Option("input_x_gradient", "--method", help="input_x_gradient (ixg), integrated_gradients (ig), occlusion, attention_rollout (rollout)."),
+        method: str = typer.Option(methods.DEFAULT, "--method", help=methods.help_text()),
         granularity: Optional[str] = typer.Option(None, "--granularity", help="Occlusion segments: word (default), token, sentence, or span (the instruction/context spans in each --prompts JSONL line's meta; other tokens stay words)."),
         steps: int = typer.Option(16, "--steps", min=1, help="Integrated-gradients interpolation steps (Gauss-Legendre)."),
         ig_baseline: str = typer.Option("mean", "--ig-baseline", help="Integrated-gradients baseline: mean (vocabulary-mean "
@@ -232,7 +234,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Which prompt tokens drove each response, is that explanation faithful, what did tuning change,
         and which training examples shaped the response."""
-        from tunelens.explain.attribution import resolve_method
+        from tunelens.explain.methods import resolve as resolve_method
 
         if (prompt is None) == (prompts is None):
             raise TunelensError("give exactly one of --prompt TEXT or --prompts FILE")
@@ -261,7 +263,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _register_focus(app: typer.Typer) -> None:
-    @app.command("explain-focus")
+    @app.command("explain-focus", epilog=methods.help_epilog())
     def focus_cmd(
         model: str = typer.Option(..., "--model", "-m", help="Tuned model: hub id, local dir, adapter dir, .gguf, smollm2-135m or tiny-random."),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory (focus.json, focus.png, focus.html)."),
@@ -269,7 +271,7 @@ def _register_focus(app: typer.Typer) -> None:
         items: Optional[Path] = typer.Option(None, "--items", help="JSONL of conversation records with meta.instruction_span and meta.context_span (suite records, alpaca_focus_items)."),
         alpaca: Optional[int] = typer.Option(None, "--alpaca", min=1, help="Use N Alpaca rows that have a separate input (instruction = instruction, context = input)."),
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding alpaca_data.json (default: TUNELENS_DATA_DIR or ../shared/data)."),
-        method: str = typer.Option("input_x_gradient", "--method", help="Attribution method: input_x_gradient (ixg), integrated_gradients (ig), occlusion, attention_rollout (rollout)."),
+        method: str = typer.Option(methods.DEFAULT, "--method", help=methods.help_text()),
         steps: int = typer.Option(16, "--steps", min=1, help="Integrated-gradients interpolation steps."),
         own_responses: bool = typer.Option(False, "--own-responses", help="Explain each model's own greedy response even when a record has an assistant turn."),
         max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="Length limit of generated responses."),
@@ -277,7 +279,7 @@ def _register_focus(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the Alpaca sample and of the bootstrap."),
     ) -> None:
         """Share of attribution on the instruction vs the context, per model, and what tuning changed."""
-        from tunelens.explain.attribution import resolve_method
+        from tunelens.explain.methods import resolve as resolve_method
         from tunelens.explain.focus import alpaca_focus_items
         from tunelens.explain.reports import read_focus_items, run_focus
 
@@ -294,7 +296,7 @@ def _register_focus(app: typer.Typer) -> None:
             path = data_file(ALPACA_FILE, data_dir)
             records = alpaca_focus_items(path, alpaca, seed=seed)
             source = {"alpaca": str(path), "n": alpaca, "seed": seed}
-        kwargs = {"steps": steps} if method == "integrated_gradients" else {}
+        kwargs = {"steps": steps} if "steps" in methods.get(method).options else {}
         doc = run_focus(model, records, out, base_spec=base, method=method, max_new_tokens=max_new_tokens, n_boot=n_boot,
                         seed=seed, own_responses=own_responses, source=source, skipped=skipped, **kwargs)
         t = doc["tuned"]

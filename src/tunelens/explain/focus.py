@@ -18,6 +18,7 @@ import numpy as np
 from tunelens.errors import TunelensError
 from tunelens.explain.attribution import attribute
 from tunelens.explain.encoding import tokens_in_char_span
+from tunelens.explain.methods import DEFAULT
 
 
 def _split_item(item: dict, where: str) -> tuple[list[dict], str | None, int, tuple[int, int], tuple[int, int]]:
@@ -63,7 +64,7 @@ def _unpack(model: Any) -> tuple[Any, Any]:
 
 
 def instruction_focus(
-    model: Any, tokenizer: Any, items: list[dict], method: str = "input_x_gradient", *,
+    model: Any, tokenizer: Any, items: list[dict], method: str = DEFAULT, *,
     max_new_tokens: int = 32, n_boot: int = 2000, seed: int = 0, progress: bool = False, skip_errors: bool = False,
     **method_kwargs: Any,
 ) -> dict[str, Any]:
@@ -133,7 +134,7 @@ def paired_focus_difference(base: dict, tuned: dict, n_boot: int = 2000, seed: i
 
 
 def compare_instruction_focus(
-    base: Any, tuned: Any, items: list[dict], method: str = "input_x_gradient", *,
+    base: Any, tuned: Any, items: list[dict], method: str = DEFAULT, *,
     n_boot: int = 2000, seed: int = 0, progress: bool = False, **kwargs: Any,
 ) -> dict[str, Any]:
     """Base vs tuned instruction focus on the same items, with a paired bootstrap CI of tuned - base.

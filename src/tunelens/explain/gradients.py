@@ -9,6 +9,7 @@ the batch dimension of that same pass.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,27 @@ def _embed(model: Any, ids: list[int]):
     return emb_layer(torch.tensor([ids], device=device_of(model))).detach()
 
 
+def gradient_matrix(
+    model: Any, input_ids: list[int], output_ids: list[int], combine: Callable[[Any, Any], Any], *,
+    target_chunk: int = 32,
+) -> np.ndarray:
+    """(R, P) matrix from the gradients of each response token's log-prob w.r.t. the prompt embeddings.
+
+    ``combine(grads, emb)`` turns the gradients of a chunk of r response tokens, shape (r, P, d),
+    and the prompt embeddings, shape (P, d), into the chunk's (r, P) rows. One forward pass and
+    one vmapped backward per ``target_chunk`` response tokens; weights are frozen.
+    """
+    p = len(input_ids)
+    with frozen(model):
+        emb = _embed(model, input_ids + output_ids)
+        embeds = emb.clone().requires_grad_(True)
+        scores = _targets(model, embeds, p, output_ids)
+        matrix = np.zeros((len(output_ids), p))
+        for sl, grads in _per_target_grads(scores, embeds, target_chunk):
+            matrix[sl] = combine(grads[:, 0, :p], emb[0, :p]).detach().double().cpu().numpy()
+    return matrix
+
+
 def input_x_gradient(
     model: Any, input_ids: list[int], output_ids: list[int], *, reduce: str = "norm", target_chunk: int = 32
 ) -> np.ndarray:
@@ -72,17 +94,12 @@ def input_x_gradient(
     """
     if reduce not in ("norm", "sum"):
         raise TunelensError(f"input_x_gradient reduce must be 'norm' or 'sum', got {reduce!r}")
-    p = len(input_ids)
-    with frozen(model):
-        emb = _embed(model, input_ids + output_ids)
-        embeds = emb.clone().requires_grad_(True)
-        scores = _targets(model, embeds, p, output_ids)
-        matrix = np.zeros((len(output_ids), p))
-        for sl, grads in _per_target_grads(scores, embeds, target_chunk):
-            prod = grads[:, 0, :p] * emb[0, :p]
-            contrib = prod.norm(dim=-1) if reduce == "norm" else prod.sum(-1)
-            matrix[sl] = contrib.detach().double().cpu().numpy()
-    return matrix
+
+    def combine(grads, emb):
+        prod = grads * emb
+        return prod.norm(dim=-1) if reduce == "norm" else prod.sum(-1)
+
+    return gradient_matrix(model, input_ids, output_ids, combine, target_chunk=target_chunk)
 
 
 def _baseline(model: Any, emb, kind: str | int, tokenizer: Any = None):

@@ -35,7 +35,7 @@ SPAN_META_KEYS = ("instruction_span", "context_span")
 
 @dataclass(frozen=True)
 class Span:
-    """[start, end) characters of message ``message``'s content, with a label for reports."""
+    """[start, end) characters of message ``message``'s content, with a label (shown in the segment list)."""
 
     message: int
     start: int

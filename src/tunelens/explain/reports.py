@@ -83,7 +83,7 @@ def run_focus(
     source: dict[str, Any] | None = None, skipped: list[dict] | None = None, **method_kwargs: Any,
 ) -> dict[str, Any]:
     """Instruction focus of the tuned (and base) model; writes focus.json, focus.png, focus.html."""
-    from tunelens.explain.attribution import resolve_method
+    from tunelens.explain.methods import resolve as resolve_method
     from tunelens.explain.focus import instruction_focus, paired_focus_difference
     from tunelens.models import load_model
 
