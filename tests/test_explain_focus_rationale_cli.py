@@ -132,7 +132,7 @@ def test_explain_rationale_on_given_responses(tmp_path, tiny_model_path):
 
 
 def test_explain_rationale_on_gsm8k_and_its_errors(tmp_path, tiny_model_path, shared_data):
-    from tunelens.explain.reports import gsm8k_items
+    from tunelens.explain.runs import gsm8k_items
 
     items = gsm8k_items(2, shared_data, shots=1, seed=3)
     assert len(items) == 2 and all(it["id"].startswith("gsm8k:") and it["reference"] for it in items)

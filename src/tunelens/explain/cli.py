@@ -1,9 +1,10 @@
-"""``tunelens explain``: attributions, faithfulness, base-vs-tuned diff and training-data attribution."""
+"""``tunelens explain``, ``explain-focus`` and ``explain-rationale``: options in, ``tunelens.explain.runs`` does the work.
+
+The ``--method`` help and the method list are generated from the registry (``tunelens.explain.methods``).
+"""
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -12,197 +13,9 @@ from rich.console import Console
 
 from tunelens.errors import TunelensError
 from tunelens.explain import methods
+from tunelens.explain.runs import read_prompts
 
 console = Console(stderr=True)
-SCHEMA = "tunelens.attributions/v1"
-
-
-def read_prompts(path: Path) -> list[dict[str, Any]]:
-    """Items {id, messages, response|None} from a .txt (one prompt per line) or .jsonl file.
-
-    JSONL lines are conversation records (a final assistant turn is the response to explain),
-    or objects with ``prompt`` (str) and an optional ``response``. A line's ``meta`` is kept
-    (occlusion over spans reads its instruction/context spans).
-    """
-    from tunelens.explain.encoding import validate_messages
-    from tunelens.records import iter_jsonl_numbered
-
-    if not path.is_file():
-        raise TunelensError(f"prompts file not found: {path}")
-    items: list[dict[str, Any]] = []
-    if path.suffix == ".txt":
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                items.append({"id": f"{path.name}:{n}", "messages": [{"role": "user", "content": line.strip()}],
-                              "response": None, "where": f"{path}:{n}"})
-    else:
-        try:
-            for n, obj in iter_jsonl_numbered(path):
-                where = f"{path}:{n}"
-                if isinstance(obj.get("messages"), list):
-                    messages = validate_messages(obj["messages"], where)
-                    response = obj.get("response")
-                    if messages[-1]["role"] == "assistant":
-                        messages, response = messages[:-1], messages[-1]["content"]
-                elif isinstance(obj.get("prompt"), str):
-                    messages, response = [{"role": "user", "content": obj["prompt"]}], obj.get("response")
-                else:
-                    raise TunelensError(f"{where}: expected 'messages' (a conversation record) or 'prompt' (a string)")
-                if response is not None and not isinstance(response, str):
-                    raise TunelensError(f"{where}: 'response' must be a string")
-                if not messages:
-                    raise TunelensError(f"{where}: no prompt messages before the response")
-                items.append({"id": str(obj.get("id", f"{path.name}:{n}")), "messages": messages, "response": response,
-                              "meta": obj.get("meta"), "where": where})
-        except ValueError as exc:
-            raise TunelensError(str(exc)) from None
-    if not items:
-        raise TunelensError(f"{path} holds no prompts")
-    return items
-
-
-def run_explain(
-    model_spec: str, items: list[dict], out: Path, *, method: str = "input_x_gradient", base_spec: str | None = None,
-    train_run: Path | None = None, tda_method: str = "gradient", top_k: int = 10, exclude_template: bool = False,
-    max_new_tokens: int = 64, steps: int = 16, check_faithfulness: bool = True, n_random: int = 8,
-    ig_baseline: str = "mean",
-    granularity: str | None = None,
-) -> dict[str, Any]:
-    """Everything ``tunelens explain`` writes; returns a summary.
-
-    ``granularity`` (occlusion only): word | token | sentence | span; with span, each item
-    carries ``spans`` (see ``occlusion_spans``).
-    """
-    from rich.progress import Progress
-
-    from tunelens.explain import attribute, faithfulness, render_diff_html, render_html, save_heatmap_png, train_attribution
-    from tunelens.explain.methods import resolve as resolve_method
-    from tunelens.models import load_model
-
-    method = resolve_method(method)
-    granularity = check_granularity(method, granularity)
-    if ig_baseline not in ("mean", "pad", "zero"):
-        raise TunelensError(f"--ig-baseline must be mean, pad or zero, got {ig_baseline!r}")
-    accepted = methods.get(method).options
-    candidates = {"steps": steps, "baseline": ig_baseline, "granularity": granularity}
-    kwargs: dict[str, Any] = {k: v for k, v in candidates.items() if k in accepted and v is not None}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "heatmaps").mkdir(exist_ok=True)
-    models = [("tuned", load_model(model_spec))]
-    if base_spec:
-        models.append(("base", load_model(base_spec)))
-    results: list[dict[str, Any]] = [{"id": it["id"]} for it in items]
-    skipped: list[dict[str, str]] = []
-    faith_rows = []
-    with Progress(console=console, transient=True) as progress:
-        for role, loaded in models:
-            task = progress.add_task(f"{method} on {role} model", total=len(items))
-            for n, (row, item) in enumerate(zip(results, items)):
-                progress.advance(task)
-                if row.get("skipped"):
-                    continue
-                try:
-                    item_kwargs = {**kwargs, "spans": item["spans"]} if granularity == "span" else kwargs
-                    attr = attribute(loaded.model, loaded.tokenizer, item["messages"],
-                                     item["response"], method,
-                                     exclude_template=exclude_template, max_new_tokens=max_new_tokens, **item_kwargs)
-                except TunelensError as exc:
-                    # One bad prompt must not sink the batch; it is listed with its reason.
-                    row["skipped"] = True
-                    skipped.append({"id": item["id"], "model": role, "reason": str(exc)})
-                    continue
-                key = "attribution" if role == "tuned" else "base_attribution"
-                row[key] = attr
-                png = out / "heatmaps" / f"{'base_' if role == 'base' else ''}{n:03d}.png"
-                save_heatmap_png(attr, png)
-                row["heatmap" if role == "tuned" else "base_heatmap"] = str(png.relative_to(out))
-                if check_faithfulness and role == "tuned":
-                    faith_rows.append({"id": item["id"], **faithfulness(loaded.model, loaded.tokenizer, attr, n_random=n_random)})
-        results = [row for row in results if not row.get("skipped")]
-        for row in skipped:
-            console.print(f"[yellow]skipped {row['id']} ({row['model']} model): {row['reason']}[/]")
-        if not results:
-            raise TunelensError(f"no prompt could be explained; first reason: {skipped[0]['reason']}")
-        faith_rows = [r for r in faith_rows if any(r["id"] == row["id"] for row in results)]
-        tda = None
-        if train_run is not None:
-            from tunelens.explain.tda import load_run
-
-            tda = {"run": str(train_run), "method": tda_method, "items": [], "skipped": []}
-            run_model, run_tok, run_records, run_info = load_run(train_run)  # once for all prompts
-            task = progress.add_task("training-data attribution", total=len(results))
-            for row in results:
-                report: dict[str, Any] = {}
-                attr = row["attribution"]
-                top = train_attribution((run_model, run_tok, run_records), attr.messages, attr.response, k=top_k,
-                                        method=tda_method, report=report, max_length=run_info.get("max_length"),
-                                        cache_dir=train_run / "explain_cache", progress=True)
-                tda["items"].append({"id": row["id"], "response": attr.response, "top": top})
-                tda["skipped"] = report.get("skipped", [])
-                progress.advance(task)
-
-    tuned_model = models[0][1]
-    doc = {
-        "schema": SCHEMA,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": {"spec": model_spec, "id": tuned_model.model_id},
-        "base_model": {"spec": base_spec, "id": models[1][1].model_id} if base_spec else None,
-        "method": method,
-        "granularity": granularity,
-        "exclude_template": exclude_template,
-        "skipped": skipped,
-        "items": [
-            {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in row.items()} for row in results
-        ],
-    }
-    (out / "attributions.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    attrs = [row["attribution"] for row in results]
-    (out / "attributions.html").write_text(render_html(attrs, title=f"tunelens explain: {model_spec}"), encoding="utf-8")
-    written = ["attributions.json", "attributions.html", "heatmaps/"]
-    if base_spec:
-        pairs = [(row["base_attribution"], row["attribution"]) for row in results]
-        (out / "diff.html").write_text(render_diff_html(pairs, base_label=base_spec, tuned_label=model_spec), encoding="utf-8")
-        written.append("diff.html")
-    summary: dict[str, Any] = {"items": len(results), "skipped": len(skipped), "written": written}
-    if check_faithfulness:
-        flagged = [r["id"] for r in faith_rows if not r["better_than_random"]]
-        faith_doc = {
-            "method": method,
-            "items": faith_rows,
-            "n_better_than_random": len(faith_rows) - len(flagged),
-            "not_better_than_random": flagged,
-        }
-        (out / "faithfulness.json").write_text(json.dumps(faith_doc, indent=1), encoding="utf-8")
-        written.append("faithfulness.json")
-        summary["flagged"] = flagged
-    if tda is not None:
-        (out / "tda.json").write_text(json.dumps(tda, indent=1), encoding="utf-8")
-        written.append("tda.json")
-    return summary
-
-
-def check_granularity(method: str, granularity: str | None) -> str | None:
-    """The occlusion granularity to use (word by default); None for the other methods."""
-    from tunelens.explain.occlusion import GRANULARITIES
-
-    takes = methods.accepting("granularity")
-    if method not in takes:
-        if granularity not in (None, "word"):
-            raise TunelensError(f"--granularity applies to --method {' / '.join(takes)} only (method is {method})")
-        return None
-    granularity = granularity or "word"
-    if granularity not in GRANULARITIES:
-        raise TunelensError(f"--granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
-    return granularity
-
-
-def occlusion_spans(items: list[dict[str, Any]]) -> None:
-    """Attach each item's spans from its meta (granularity span); the first item without any is an error."""
-    from tunelens.explain.occlusion import spans_from_meta
-
-    for item in items:
-        where = item.get("where", item["id"])
-        item["spans"] = spans_from_meta(item["messages"], item.get("meta"), where)
 
 
 def register(app: typer.Typer) -> None:
@@ -234,7 +47,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Which prompt tokens drove each response, is that explanation faithful, what did tuning change,
         and which training examples shaped the response."""
-        from tunelens.explain.methods import resolve as resolve_method
+        from tunelens.explain.runs import attach_occlusion_spans, check_granularity, explain_prompts
 
         if (prompt is None) == (prompts is None):
             raise TunelensError("give exactly one of --prompt TEXT or --prompts FILE")
@@ -247,11 +60,11 @@ def register(app: typer.Typer) -> None:
         items = read_prompts(prompts) if prompts else [
             {"id": "prompt", "messages": [{"role": "user", "content": prompt}], "response": response}
         ]
-        if check_granularity(resolve_method(method), granularity) == "span":
+        if check_granularity(methods.resolve(method), granularity) == "span":
             if prompts is None:
                 raise TunelensError("--granularity span reads spans from the --prompts JSONL lines' meta; --prompt has none")
-            occlusion_spans(items)
-        summary = run_explain(
+            attach_occlusion_spans(items)
+        summary = explain_prompts(
             model, items, out, method=method, base_spec=base, train_run=train_run, tda_method=tda_method, top_k=top_k,
             exclude_template=exclude_template, max_new_tokens=max_new_tokens, steps=steps, ig_baseline=ig_baseline,
             check_faithfulness=not no_faithfulness, n_random=n_random, granularity=granularity,
@@ -279,13 +92,12 @@ def _register_focus(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the Alpaca sample and of the bootstrap."),
     ) -> None:
         """Share of attribution on the instruction vs the context, per model, and what tuning changed."""
-        from tunelens.explain.methods import resolve as resolve_method
         from tunelens.explain.focus import alpaca_focus_items
-        from tunelens.explain.reports import read_focus_items, run_focus
+        from tunelens.explain.runs import explain_focus, method_options, read_focus_items
 
         if (items is None) == (alpaca is None):
             raise TunelensError("give exactly one of --items FILE or --alpaca N")
-        method = resolve_method(method)
+        method = methods.resolve(method)
         skipped: list[dict] = []
         if items is not None:
             records, skipped = read_focus_items(items)
@@ -296,9 +108,9 @@ def _register_focus(app: typer.Typer) -> None:
             path = data_file(ALPACA_FILE, data_dir)
             records = alpaca_focus_items(path, alpaca, seed=seed)
             source = {"alpaca": str(path), "n": alpaca, "seed": seed}
-        kwargs = {"steps": steps} if "steps" in methods.get(method).options else {}
-        doc = run_focus(model, records, out, base_spec=base, method=method, max_new_tokens=max_new_tokens, n_boot=n_boot,
-                        seed=seed, own_responses=own_responses, source=source, skipped=skipped, **kwargs)
+        doc = explain_focus(model, records, out, base_spec=base, method=method, max_new_tokens=max_new_tokens,
+                            n_boot=n_boot, seed=seed, own_responses=own_responses, source=source, skipped=skipped,
+                            **method_options(method, steps=steps))
         t = doc["tuned"]
         console.print(f"[green]instruction focus[/] tuned: {_num(t['mean'])} (95% CI {_pair(t['ci95'])}, n={t['n']}; "
                       f"length share {_num(t['length_share_mean'])}) -> {out}")
@@ -326,7 +138,7 @@ def _register_rationale(app: typer.Typer) -> None:
     ) -> None:
         """Does the final answer depend on the reasoning? Early answering (0/25/50/75% of the rationale)
         and an inserted error; the verdict says 'decoration' when it does not."""
-        from tunelens.explain.reports import gsm8k_items, prompt_items, run_rationale
+        from tunelens.explain.runs import explain_rationale, gsm8k_items, prompt_items
 
         if (gsm8k is None) == (prompts is None):
             raise TunelensError("give exactly one of --gsm8k N or --prompts FILE")
@@ -336,8 +148,8 @@ def _register_rationale(app: typer.Typer) -> None:
         else:
             items = prompt_items(prompts)
             source = {"prompts": str(prompts)}
-        doc = run_rationale(model, items, out, max_new_tokens=max_new_tokens, answer_tokens=answer_tokens,
-                            batch_size=batch_size, source=source)
+        doc = explain_rationale(model, items, out, max_new_tokens=max_new_tokens, answer_tokens=answer_tokens,
+                                batch_size=batch_size, source=source)
         console.print(f"[green]rationale faithfulness[/]: {doc['n_evaluated']} of {doc['n_items']} item(s) measured -> {out}")
         console.print(f"verdict: {doc['verdict']}")
 

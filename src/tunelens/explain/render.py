@@ -1,11 +1,20 @@
-"""Views of an attribution: a self-contained HTML page (no external assets), a diff page, a PNG heatmap."""
+"""The explain views: self-contained HTML pages (no external assets) and PNG charts.
+
+- an attribution: ``render_html`` (hover a response token to see its row), ``render_diff_html``
+  (base vs tuned), ``save_heatmap_png``;
+- the summaries of ``explain-focus`` and ``explain-rationale``: ``focus_chart`` / ``focus_html``,
+  ``rationale_chart`` / ``rationale_html`` (the chart inlined in the page).
+"""
 
 from __future__ import annotations
 
+import base64
 import html
 import itertools
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -146,11 +155,7 @@ def _diff_section(base: Attribution, tuned: Attribution, base_label: str, tuned_
 
 def save_heatmap_png(attr: Attribution, path: str | Path, max_tokens: int = 80) -> Path:
     """Output tokens (rows) x prompt tokens (columns); long prompts keep their top ``max_tokens`` columns."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     matrix = np.asarray(attr.matrix, dtype=float)
     cols = np.arange(matrix.shape[1])
     if len(cols) > max_tokens:
@@ -178,3 +183,121 @@ def save_heatmap_png(attr: Attribution, path: str | Path, max_tokens: int = 80) 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------- focus and rationale summaries
+
+
+def focus_chart(doc: dict, path: Path) -> Path:
+    """Per-item instruction share: tuned (and base, joined by a line), with the length share as a reference."""
+    plt = _pyplot()
+    tuned = doc["tuned"]["items"]
+    base = (doc.get("base") or {}).get("items")
+    x = list(range(len(tuned)))
+    fig, ax = plt.subplots(figsize=(min(16, 3 + 0.35 * len(x)), 4))
+    share = [_nan(r["instruction_share"]) for r in tuned]
+    ax.scatter(x, [_nan(r.get("length_share")) for r in tuned], marker="_", s=160, color="#999", label="length share (no preference)")
+    if base:
+        bshare = [_nan(r["instruction_share"]) for r in base]
+        for xi, b, t in zip(x, bshare, share):
+            ax.plot([xi, xi], [b, t], color="#bbb", lw=1, zorder=1)
+        ax.scatter(x, bshare, color="#2563eb", label=f"base (mean {_fmt(doc['base']['mean'])})", zorder=2)
+    ax.scatter(x, share, color="#dc2626", label=f"tuned (mean {_fmt(doc['tuned']['mean'])})", zorder=3)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("item")
+    ax.set_ylabel("attribution share on the instruction")
+    title = f"instruction focus ({doc['method']})"
+    if doc.get("difference"):
+        d = doc["difference"]
+        title += f": tuned - base {_fmt(d['difference_mean'])} [{_fmt(d['difference_ci95'][0])}, {_fmt(d['difference_ci95'][1])}]"
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, plt, path)
+
+
+def focus_html(doc: dict, png: Path) -> str:
+    rows = [("tuned", doc["tuned"])] + ([("base", doc["base"])] if doc.get("base") else [])
+    table = "".join(
+        f"<tr><td>{role}</td><td>{_fmt(r['mean'])}</td><td>{_ci(r['ci95'])}</td><td>{r['n']}</td>"
+        f"<td>{_fmt(r['length_share_mean'])}</td></tr>" for role, r in rows
+    )
+    body = ("<table><tr><th>model</th><th>mean instruction share</th><th>95% CI</th><th>n</th>"
+            f"<th>length share</th></tr>{table}</table>")
+    if doc.get("difference"):
+        d = doc["difference"]
+        body += (f"<p><b>tuned - base</b>: {_fmt(d['difference_mean'])} (95% CI {_ci(d['difference_ci95'])}, "
+                 f"n={d['n']}): <b>{html.escape(d['reading'])}</b></p>")
+    return _chart_page("tunelens: instruction focus", body, png, doc)
+
+
+def rationale_chart(doc: dict, path: Path) -> Path:
+    plt = _pyplot()
+    rates = doc["early_answer_change_rate"]
+    labels = [f"keep {float(f):.0%}" for f in rates] + ["inserted error"]
+    values = [_nan(v) for v in rates.values()] + [_nan(doc["inserted_error_change_rate"])]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(labels, values, color=["#2563eb"] * len(rates) + ["#dc2626"])
+    ax.axhline(0.2, color="#999", ls="--", lw=1, label="decoration threshold")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("final answer changed (rate)")
+    ax.set_title(f"rationale faithfulness: {doc['n_evaluated']} of {doc['n_items']} item(s) measured", fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, plt, path)
+
+
+def rationale_html(doc: dict, png: Path) -> str:
+    fracs = list(doc["early_answer_change_rate"])
+    head = "".join(f"<th>keep {float(f):.0%}</th>" for f in fracs)
+    rows = "".join(
+        f"<tr><td>{html.escape(str(it['id']))}</td><td>{_fmt(it['final_answer'])}</td>"
+        + "".join(f"<td>{_fmt(it['early_answers'][f])}{' *' if it['early_changed'][f] else ''}</td>" for f in fracs)
+        + (f"<td>{html.escape(it['error']['changed_from'])} -> {html.escape(it['error']['changed_to'])}: "
+           f"{_fmt(it['error']['answer'])}{' *' if it['error']['answer_changed'] else ''}</td>" if it["error"] else "<td>-</td>")
+        + "</tr>"
+        for it in doc["items"]
+    )
+    body = (f"<p><b>verdict</b>: {html.escape(doc['verdict'])}</p>"
+            f"<p>{doc['n_evaluated']} of {doc['n_items']} item(s) measured, {len(doc['skipped'])} skip note(s) "
+            "(see rationale.json). * = answer changed.</p>"
+            f"<table><tr><th>item</th><th>final answer</th>{head}<th>inserted error</th></tr>{rows}</table>")
+    return _chart_page("tunelens: rationale faithfulness", body, png, doc)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, plt, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _chart_page(title: str, body: str, png: Path, doc: dict) -> str:
+    image = base64.b64encode(png.read_bytes()).decode()
+    model = html.escape(str(doc["model"]["spec"]))
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}"
+        f"</style></head><body><h2>{html.escape(title)}</h2><p>model: {model}; created {doc['created']}</p>"
+        f"{body}<p><img alt='chart' src='data:image/png;base64,{image}'></p></body></html>"
+    )
+
+
+def _nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.3g}"
+
+
+def _ci(ci: Any) -> str:
+    return "n/a" if not ci or ci[0] is None else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"

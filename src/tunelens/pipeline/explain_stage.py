@@ -1,4 +1,9 @@
-"""The explain stage: base vs tuned instruction focus, heatmaps for a sample, faithfulness checks."""
+"""The explain stage: base vs tuned instruction focus, heatmaps for a sample, faithfulness checks.
+
+It picks suite items and lays out the run folder; the work is done by ``tunelens.explain.runs``
+(the API behind `tunelens explain`): ``greedy_responses``, ``attribute_items`` (attributions,
+heatmaps and the faithfulness check) and ``faithfulness_document`` (``faithfulness.json``).
+"""
 
 from __future__ import annotations
 
@@ -39,13 +44,6 @@ def _prompt_only(rec: dict) -> dict:
     return {**rec, "messages": [m for m in rec["messages"] if m["role"] != "assistant"]}
 
 
-def _responses(lm, items: list[dict], max_new_tokens: int) -> list[str]:
-    from tunelens.generate import GenerationParams, generate
-
-    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
-    return [r.text for r in generate(lm.model, lm.tokenizer, [i["messages"] for i in items], params)]
-
-
 def _with_response(item: dict, response: str) -> dict:
     return {**item, "messages": item["messages"] + [{"role": "assistant", "content": response}]}
 
@@ -78,7 +76,8 @@ def _focus(ctx, base, tuned, items: list[dict], responses: dict[str, list[str]])
 
 
 def explain_run(ctx, tuned_dir: Path) -> dict[str, Any]:
-    from tunelens.explain import attribute, faithfulness, rationale_faithfulness, render_diff_html, save_heatmap_png
+    from tunelens.explain import methods, rationale_faithfulness, render_diff_html
+    from tunelens.explain.runs import attribute_items, faithfulness_document, greedy_responses, write_json
     from tunelens.models import load_model
 
     e = ctx.config.explain
@@ -91,34 +90,43 @@ def explain_run(ctx, tuned_dir: Path) -> dict[str, Any]:
     records = pick_items(ctx, max(e.focus_items, e.n_items))
     items = [_prompt_only(r) for r in records]
     ctx.console.print(f"  generating base and tuned responses for {len(items)} items")
-    responses = {"base": _responses(base, items, e.max_new_tokens), "tuned": _responses(tuned, items, e.max_new_tokens)}
+    prompts = [i["messages"] for i in items]
+    responses = {"base": greedy_responses(base, prompts, e.max_new_tokens),
+                 "tuned": greedy_responses(tuned, prompts, e.max_new_tokens)}
     focus = _focus(ctx, base, tuned, items[: e.focus_items], responses)
     runs = focus.pop("_runs", None)
     result["instruction_focus"] = focus
     if runs:
         (out / "instruction_focus.json").write_text(json.dumps(runs, indent=2, default=float), encoding="utf-8")
 
-    heatmaps, faith_rows = [], []
-    for k, rec in enumerate(records[: e.n_items]):
-        ctx.console.print(f"  attribution heatmaps {k + 1}/{min(e.n_items, len(records))}: {rec['id']}")
-        attrs, sources = {}, {}
-        for label, lm in (("base", base), ("tuned", tuned)):
-            response = responses[label][k]
-            sources[label] = "model" if response.strip() else "reference (the model's response was empty)"
-            if not response.strip():
-                response = rec["messages"][-1]["content"]
-            attrs[label] = attribute(lm.model, lm.tokenizer, items[k]["messages"], response, e.method)
-            save_heatmap_png(attrs[label], out / "heatmaps" / f"item{k}_{label}.png")
+    # Each model explains its own greedy response (the reference answer when that is empty).
+    sample = records[: e.n_items]
+    explained, sources = [], []
+    for k, rec in enumerate(sample):
+        own = {label: responses[label][k] for label in ("base", "tuned")}
+        explained.append({**items[k], "responses": {label: r if r.strip() else rec["messages"][-1]["content"]
+                                                    for label, r in own.items()}})
+        sources.append({label: "model" if r.strip() else "reference (the model's response was empty)"
+                        for label, r in own.items()})
+    faith_options = {"ks": (0.1, 0.2), "n_random": 4, "seed": ctx.config.seed}
+    done = attribute_items(
+        [("base", base), ("tuned", tuned)], explained, method=e.method, out=out,
+        heatmap_name=lambda label, k: f"heatmaps/item{k}_{label}.png", faithfulness_options=faith_options,
+        skip_errors=False,
+        on_item=lambda label, k, item: ctx.console.print(f"  attribution heatmaps ({label}) {k + 1}/{len(sample)}: {item['id']}"),
+    )
+    heatmaps = []
+    for k, (rec, row) in enumerate(zip(sample, done.rows)):
+        attrs = {"base": row["base_attribution"], "tuned": row["attribution"]}
         html = render_diff_html(attrs["base"], attrs["tuned"], title=f"{rec['meta']['family']}: {rec['id']}")
         (out / "heatmaps" / f"item{k}.html").write_text(html, encoding="utf-8")
-        faith_rows.append(faithfulness(tuned.model, tuned.tokenizer, attrs["tuned"], ks=(0.1, 0.2), n_random=4,
-                                       seed=ctx.config.seed))
         heatmaps.append({"id": rec["id"], "family": rec["meta"]["family"], "html": f"explain/heatmaps/item{k}.html",
                          "png": {lab: f"explain/heatmaps/item{k}_{lab}.png" for lab in attrs},
-                         "response": {lab: a.response for lab, a in attrs.items()}, "response_source": sources})
+                         "response": {lab: a.response for lab, a in attrs.items()}, "response_source": sources[k]})
     result["n_items"] = len(heatmaps)
     result["heatmaps"] = heatmaps
 
+    faith_rows = done.faithfulness
     if faith_rows:
         def mean(key: str) -> dict[str, Any]:
             return _entry(float(np.mean([r[key] for r in faith_rows])), None, len(faith_rows))
@@ -130,7 +138,7 @@ def explain_run(ctx, tuned_dir: Path) -> dict[str, Any]:
             "sufficiency, random tokens (tuned)": mean("sufficiency_random_mean"),
             "attributions better than random": f"{sum(bool(r['better_than_random']) for r in faith_rows)}/{len(faith_rows)}",
         }
-        (out / "faithfulness.json").write_text(json.dumps(faith_rows, indent=2, default=float), encoding="utf-8")
+        write_json(out / "faithfulness.json", faithfulness_document(methods.resolve(e.method), faith_rows, **faith_options))
 
     if e.faithfulness_items:
         arith = [_prompt_only(r) for r in pick_items(ctx, e.faithfulness_items, families={"arithmetic"})]
