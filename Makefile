@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup allocator browser postgres demo test clean
+.PHONY: setup allocator browser postgres demo test test-numerics clean
 
 $(BIN)/tunelens: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,22 @@ postgres:
 
 test: setup browser allocator postgres
 	TUNELENS_TEST_PG_URL="$${TUNELENS_TEST_PG_URL:-$$(cat $(PG_DIR)/url 2>/dev/null)}" $(BIN)/python -m pytest
+	@$(MAKE) --no-print-directory test-numerics
+
+# The numerically sensitive tests (marker `numeric`, about 40 s a pass) again, under settings that
+# change how the CPU kernels round, so a tolerance or a learned behaviour that holds on this CPU
+# only fails here and not on the next developer's:
+#   1. one thread (another reduction order in MKL and OpenMP);
+#   2. one thread, ATen's portable kernels and MKL's vendor-neutral code path;
+#   3. the AVX2 ISA for ATen, MKL and oneDNN: what an AMD Zen 3 host computes (a no-op there).
+NUMERIC_ENVS = "OMP_NUM_THREADS=1" \
+               "OMP_NUM_THREADS=1 ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE" \
+               "ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2"
+test-numerics: setup
+	@for e in $(NUMERIC_ENVS); do \
+	  echo "== numeric tests with $$e"; \
+	  env $$e $(BIN)/python -m pytest -m numeric -q -p no:cacheprovider || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
