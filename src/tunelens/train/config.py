@@ -1,15 +1,17 @@
-"""The training config: one pydantic model, loadable from YAML, overridable from the CLI."""
+"""The training config, loadable from YAML, overridable from the CLI.
+
+``TrainSettings`` holds how to train (the ``train:`` section of a run config); ``TrainConfig``
+adds what to train and where. ``load_config`` is the shared loader (tunelens.config_files)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
-from tunelens.config_files import load_yaml_mapping
-from tunelens.errors import ConfigError
+from tunelens import config_files
 
 
 class LoraSettings(BaseModel):
@@ -22,15 +24,13 @@ class LoraSettings(BaseModel):
     )
 
 
-class TrainConfig(BaseModel):
-    """Everything a training run needs. Unknown fields are errors (a typo must not be ignored)."""
+class TrainSettings(BaseModel):
+    """How to train: every TrainConfig field but what to train and where (method, model, data,
+    output_dir, resume). It is the ``train:`` section of a run config, which sets those itself.
+    Unknown fields are errors (a typo must not be ignored)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    method: Literal["sft", "dpo"] = "sft"
-    model: str = Field("smollm2-135m", description="Hub id, local HF dir, .gguf file, smollm2-135m or tiny-random.")
-    data: list[str] = Field(default_factory=list, description="Records JSONL files (conversation for SFT, preference for DPO).")
-    output_dir: str = Field("runs/train", description="Where the run writes its outputs.")
     peft: Literal["lora", "qlora", "none"] = "lora"
     lora: LoraSettings = Field(default_factory=LoraSettings)
     max_length: int = Field(1024, ge=8, description="Longest tokenised example.")
@@ -65,12 +65,6 @@ class TrainConfig(BaseModel):
         True, description="SFT: apply the LM head and cross-entropy only at supervised positions (faster)."
     )
     memory_check: bool = Field(True, description="Refuse to start when the memory estimate clearly exceeds what is free.")
-    resume: bool = Field(False, description="Continue from the last checkpoint in OUT/checkpoints.")
-
-    @field_validator("data", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
     @field_validator("max_steps", mode="before")
     @classmethod
@@ -91,49 +85,52 @@ class TrainConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _check(self) -> TrainConfig:
+    def _check(self) -> TrainSettings:
         if self.merge and self.peft == "none":
             raise ValueError("merge applies to adapters (peft: lora/qlora); full fine-tuning already writes OUT/model")
         return self
+
+
+# The TrainConfig fields that are not settings: what to train, on what, and where.
+RUN_FIELDS = ("method", "model", "data", "output_dir", "resume")
+
+
+class TrainConfig(TrainSettings):
+    """Everything a training run needs: the settings plus what to train and where."""
+
+    method: Literal["sft", "dpo"] = "sft"
+    model: str = Field("smollm2-135m", description="Hub id, local HF dir, .gguf file, smollm2-135m or tiny-random.")
+    data: list[str] = Field(default_factory=list, description="Records JSONL files (conversation for SFT, preference for DPO).")
+    output_dir: str = Field("runs/train", description="Where the run writes its outputs.")
+    resume: bool = Field(False, description="Continue from the last checkpoint in OUT/checkpoints.")
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _run_fields_first(self, handler):
+        # Dumps (OUT/config.yaml) keep the field order they had before the settings became a base
+        # class: method, model, data, output_dir, the settings, resume. Keys and values are unchanged.
+        values = handler(self)
+        head = {k: values.pop(k) for k in RUN_FIELDS[:4] if k in values}
+        tail = {"resume": values.pop("resume")} if "resume" in values else {}
+        return {**head, **values, **tail}
+
+    @classmethod
+    def from_settings(cls, settings: TrainSettings, **run_fields: Any) -> TrainConfig:
+        """The TrainConfig of already-validated ``settings`` plus the ``RUN_FIELDS`` given here."""
+        unknown = set(run_fields) - set(RUN_FIELDS)
+        if unknown:
+            raise TypeError(f"not run fields: {sorted(unknown)}")
+        return config_files.validate(cls, {**settings.model_dump(), **run_fields}, "training config", "the run")
 
     @property
     def out(self) -> Path:
         return Path(self.output_dir)
 
 
-def _format_validation(exc: ValidationError, where: str) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(config)"
-        msg = "unknown field (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"  {loc}: {msg}")
-    return f"invalid training config ({where}):\n" + "\n".join(lines)
-
-
-def build_config(values: dict[str, Any], where: str = "options") -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(values)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, where)) from None
-
-
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """A YAML config (optional) with CLI overrides on top; nested keys as 'lora.r'."""
-
-    values: dict[str, Any] = {}
-    where = "CLI options"
-    if path is not None:
-        values = load_yaml_mapping(path, "train config")
-        where = str(path)
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if "." in key:
-            head, tail = key.split(".", 1)
-            sub = values.setdefault(head, {})
-            if not isinstance(sub, dict):
-                raise ConfigError(f"{where}: field {head!r} must be a mapping")
-            sub[tail] = value
-        else:
-            values[key] = value
-    return build_config(values, where)
+    """A YAML config (optional) with CLI overrides on top (nested keys as 'lora.r'; None: not given)."""
+    return config_files.load_config(TrainConfig, path, overrides, what="training config")
