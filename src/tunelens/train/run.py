@@ -98,16 +98,28 @@ def _check_peft_available(config: TrainConfig) -> None:
 def _training_args(config: TrainConfig, precision, checkpoints: Path, dpo: bool):
     import torch
 
+    # Every TrainConfig field whose TrainingArguments name differs is marked "renamed".
     common: dict[str, Any] = dict(
-        output_dir=str(checkpoints), per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
-        num_train_epochs=config.epochs, max_steps=config.max_steps, lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio, weight_decay=config.weight_decay,
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=config.batch_size,  # renamed: batch_size (per device, per micro-batch)
+        gradient_accumulation_steps=config.grad_accum,  # renamed: grad_accum
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,  # renamed: epochs (used only when max_steps is -1)
+        max_steps=config.max_steps,  # -1 (TrainConfig allows no other value <= 0): train for num_train_epochs
+        lr_scheduler_type=config.lr_scheduler,  # renamed: lr_scheduler
+        # renamed: warmup_ratio. Correct only because transformers reads a warmup_steps below 1 as a
+        # ratio of the total steps (ceil(total * value)); TrainConfig keeps warmup_ratio in [0, 1).
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
         save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
-        logging_strategy="steps", logging_steps=config.logging_steps, seed=config.seed, data_seed=config.seed,
-        activation_checkpointing=config.gradient_checkpointing, use_cpu=not torch.cuda.is_available(),
+        logging_strategy="steps", logging_steps=config.logging_steps,
+        seed=config.seed, data_seed=config.seed,  # data_seed: the same seed also orders the data
+        activation_checkpointing=config.gradient_checkpointing,  # renamed: gradient_checkpointing (its new name)
+        use_cpu=not torch.cuda.is_available(),
         report_to=[], disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
-        ddp_find_unused_parameters=False, torch_compile=config.torch_compile, **precision.trainer_flags,
+        ddp_find_unused_parameters=False, torch_compile=config.torch_compile,
+        **precision.trainer_flags,  # renamed: precision (auto resolved by choose_precision) becomes bf16/fp16 flags
+        # renamed: group_by_length (a bool) becomes the sampling strategy; DPO batches pairs at random.
         train_sampling_strategy="group_by_length" if (config.group_by_length and not dpo) else "random",
     )
     if dpo:
