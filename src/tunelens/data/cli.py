@@ -78,36 +78,28 @@ def curate_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Curate instruction data: validate, normalise, redact PII, dedup, filter, decontaminate, document."""
-    from tunelens.data.config import CurateConfig
+    from tunelens.config_files import Append
+    from tunelens.data.config import COMMERCIAL, load
     from tunelens.data.curate import curate
     from tunelens.data.importers import parse_column_map
 
-    base = CurateConfig.from_yaml(config_path) if config_path else CurateConfig()
-    data = base.model_dump(mode="json", by_alias=True, exclude_none=False)
+    # Dotted CurateConfig overrides on top of the --config file (None: the option was not given);
+    # the config is validated once, with them.
     overrides = {
-        ("format",): fmt, ("license",): license, ("source",): source_name,
-        ("column_map",): parse_column_map(column_map), ("on_error",): on_error,
-        ("dedup", "threshold"): near_dup_threshold, ("decontaminate", "n"): ngram,
-        ("toxicity", "enabled"): toxicity, ("toxicity", "scorer"): toxicity_scorer,
-        ("toxicity", "threshold"): toxicity_threshold,
-        ("license_policy", "preset"): "commercial" if commercial else None,
-        ("license_policy", "allow"): allow_license or None,
+        "format": fmt, "license": license, "source": source_name,
+        "column_map": parse_column_map(column_map), "on_error": on_error,
+        "dedup.threshold": near_dup_threshold, "decontaminate.n": ngram,
+        "toxicity.enabled": toxicity, "toxicity.scorer": toxicity_scorer, "toxicity.threshold": toxicity_threshold,
+        **(COMMERCIAL if commercial else {}),
+        "license_policy.allow": allow_license or None,
+        "license_policy.deny": Append(deny_license) if deny_license else None,
+        "decontaminate.files": Append(decontaminate) if decontaminate else None,
     }
-    for flag, path in ((no_near_dup, ("dedup", "near")), (no_exact_dup, ("dedup", "exact")), (no_pii, ("pii", "enabled")),
-                       (no_quality, ("quality", "enabled")), (no_normalise, ("normalise", "enabled"))):
+    for flag, key in ((no_near_dup, "dedup.near"), (no_exact_dup, "dedup.exact"), (no_pii, "pii.enabled"),
+                      (no_quality, "quality.enabled"), (no_normalise, "normalise.enabled")):
         if flag:
-            overrides[path] = False
-    for path, value in overrides.items():
-        if value is not None:
-            target = data
-            for key in path[:-1]:
-                target = target[key]
-            target[path[-1]] = value
-    if deny_license:
-        data["license_policy"]["deny"] = list(data["license_policy"]["deny"]) + list(deny_license)
-    if decontaminate:
-        data["decontaminate"]["files"] = list(data["decontaminate"]["files"]) + list(decontaminate)
-    config = CurateConfig.from_dict(data, where="options" if not config_path else f"{config_path} + options")
+            overrides[key] = False
+    config = load(config_path, overrides)
     if not inputs:
         raise ConfigError("give at least one input file")
     report = curate(inputs, outdir, config, progress=not quiet)

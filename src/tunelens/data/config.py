@@ -1,7 +1,7 @@
 """CurateConfig: every curation step, optional and configurable, validated up front.
 
-Load from YAML with :meth:`CurateConfig.from_yaml`; unknown or misspelled fields fail with the
-field's path in the message.
+Load from YAML with :meth:`CurateConfig.from_yaml` (the shared loader, tunelens.config_files);
+unknown or misspelled fields fail with the field's path in the message.
 """
 
 from __future__ import annotations
@@ -9,12 +9,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from tunelens import config_files
 from tunelens.data.licences import check_license_id
 from tunelens.data.pii import PII_TYPES
-from tunelens.config_files import load_yaml_mapping
 from tunelens.errors import ConfigError
+
+# What the commercial licence policy (`tunelens data curate --commercial`, a run's data.commercial)
+# sets, as dotted CurateConfig overrides: the one place that maps it.
+COMMERCIAL: dict[str, str] = {"license_policy.preset": "commercial"}
+
+
+def spdx_license(value: str | None) -> str | None:
+    """A licence field's validator: ``value`` if it looks like an SPDX id, else a validation error
+    (so the message names the field's whole path, e.g. ``data.license`` in a run config)."""
+    try:
+        return check_license_id(value, "license")
+    except ConfigError as exc:
+        raise PydanticCustomError("license", "{problem}", {"problem": str(exc).partition(": ")[2]}) from None
 
 
 class _Strict(BaseModel):
@@ -124,7 +138,7 @@ class CurateConfig(_Strict):
     @field_validator("license")
     @classmethod
     def _spdx(cls, value):
-        return check_license_id(value, "license")
+        return spdx_license(value)
 
     @model_validator(mode="after")
     def _format_known(self):
@@ -136,14 +150,18 @@ class CurateConfig(_Strict):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> CurateConfig:
-        return cls.from_dict(load_yaml_mapping(path, "curate config"), where=str(path))
+        return load(path)
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> CurateConfig:
-        try:
-            return cls.model_validate(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"{where}: {problems}") from None
+        return config_files.validate(cls, data, WHAT, where, unknown=None)
+
+
+WHAT = "curate config"
+
+
+def load(path: str | Path | None, overrides: dict | None = None) -> CurateConfig:
+    """A YAML CurateConfig (optional) with dotted-key overrides on top (None: not given).
+
+    Unknown fields keep pydantic's words ("Extra inputs are not permitted"), as this command always said."""
+    return config_files.load_config(CurateConfig, path, overrides, what=WHAT, unknown=None)
