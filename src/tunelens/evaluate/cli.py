@@ -9,16 +9,6 @@ import typer
 from tunelens.evaluate.config import FEWSHOT_SUITES, SUITES
 
 
-def _config_error(exc) -> Exception:
-    from tunelens.errors import ConfigError
-
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        lines.append(f"{where}: {err['msg']}")
-    return ConfigError("invalid eval config: " + "; ".join(lines))
-
-
 def _fewshot_lines(per_suite: dict) -> list[str]:
     """One console line per suite: accuracy and tokens per correct answer, k-shot vs 0-shot."""
     from tunelens.evaluate.fewshot import verdict
@@ -71,26 +61,23 @@ def register(app: typer.Typer) -> None:
         resamples: int = typer.Option(2000, "--bootstrap-resamples", min=100, help="Bootstrap resamples for CIs."),
     ) -> None:
         """Evaluate one or more models on the same prompts and compare them (paired bootstrap CIs)."""
-        from pydantic import ValidationError
         from rich.console import Console
         from rich.table import Table
 
+        from tunelens.config_files import validate
         from tunelens.evaluate import EvalConfig, evaluate
 
         models = []
         for m in model:
             label, sep, spec = m.partition("=")
             models.append({"spec": spec, "label": label} if sep and label and "/" not in label else {"spec": m})
-        try:
-            config = EvalConfig(
-                models=models, suites=suite, limit=limit, seed=seed, output_dir=output, data_dir=data_dir,
-                reference_data=reference_data, cache_dir=cache_dir, use_cache=not no_cache, bootstrap_resamples=resamples,
-                generation={"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "batch_size": batch_size},
-                few_shot={"k": few_shot, "seed": few_shot_seed,
-                          **({"suites": few_shot_suites} if few_shot_suites is not None else {})},
-            )
-        except ValidationError as exc:
-            raise _config_error(exc) from None
+        config = validate(EvalConfig, dict(
+            models=models, suites=suite, limit=limit, seed=seed, output_dir=output, data_dir=data_dir,
+            reference_data=reference_data, cache_dir=cache_dir, use_cache=not no_cache, bootstrap_resamples=resamples,
+            generation={"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "batch_size": batch_size},
+            few_shot={"k": few_shot, "seed": few_shot_seed,
+                      **({"suites": few_shot_suites} if few_shot_suites is not None else {})},
+        ), "eval config", "options")
         report = evaluate(config, progress=True)
         console = Console()
         labels = list(report["results"])
