@@ -1,29 +1,41 @@
-"""The run config: one pydantic model with a sub-config per stage, loadable from YAML.
+"""The run config: one pydantic model with a typed section per stage, loadable from YAML.
 
 Unknown fields are errors, and every error names the field's path (``train.learning_rate``).
-The stage sub-configs reuse the stages' own models (CurateConfig, TrainConfig) so a field
-means the same thing in ``tunelens run`` as in ``tunelens data curate`` / ``tunelens train``.
+The stage sections are the stages' own models (``data.curate`` is a CurateConfig, ``train`` the
+TrainSettings of a TrainConfig), so a field means the same thing in ``tunelens run`` as in
+``tunelens data curate`` / ``tunelens train``, and a run validates each of them once, when the
+run config is loaded; the stages use those objects (see tunelens.pipeline.stages).
+
+The default run (``tunelens run`` without a config file) is RunConfig's own defaults: the
+section defaults below plus DEFAULT_TRAIN and DEFAULT_CURATE, which a ``train:`` or
+``data.curate:`` section of a file replaces as a whole (fields it leaves out take the stage
+model's defaults). configs/run/default.yaml is that default written out; a test checks it.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from tunelens.config_files import load_yaml_mapping
-from tunelens.errors import ConfigError
+from tunelens import config_files
+from tunelens.data.config import COMMERCIAL, CurateConfig, spdx_license
+from tunelens.data.pii import PII_TYPES
+from tunelens.train.config import RUN_FIELDS, TrainConfig, TrainSettings
 
-PII_TYPES = ("SECRET", "EMAIL", "IBAN", "CREDIT_CARD", "SSN", "IP", "PHONE")  # tunelens.data.pii.PII_TYPES
 # The default run's training settings (measured: see docs/default-run.md).
 DEFAULT_TRAIN: dict[str, Any] = {
     "max_steps": 100, "batch_size": 4, "learning_rate": 8e-4, "max_length": 384, "save_steps": 25,
     "warmup_ratio": 0.05, "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
 }
+# The default run's curation: e-mail addresses stay unredacted (the suite's are synthetic, on
+# reserved example.* domains, and its extraction tasks need them).
+DEFAULT_CURATE: dict[str, Any] = {"pii": {"types": [t for t in PII_TYPES if t != "EMAIL"]}}
 STAGES = ("curate", "train", "evaluate", "explain", "report")
 # The pipeline sets these TrainConfig fields itself.
-TRAIN_OWNED = ("model", "data", "output_dir", "resume", "method")
+TRAIN_OWNED = RUN_FIELDS
 
 
 class _Strict(BaseModel):
@@ -40,10 +52,47 @@ class DataSection(_Strict):
     inputs: list[str] = Field(default_factory=list, description="More record files (any format `tunelens data curate` reads).")
     license: str | None = Field(None, description="SPDX licence of the inputs (their records are 'unknown' without it).")
     commercial: bool = Field(False, description="Apply the commercial licence policy (rejects CC-BY-NC-* and unknown).")
-    curate: dict[str, Any] = Field(
-        default_factory=lambda: {"pii": {"types": [t for t in PII_TYPES if t != "EMAIL"]}},
+    curate: CurateConfig = Field(
+        default_factory=lambda: CurateConfig.model_validate(DEFAULT_CURATE),
         description="CurateConfig fields (see `tunelens data curate --help`). The default leaves e-mail addresses "
         "unredacted: the suite's are synthetic (reserved example.* domains) and its extraction tasks need them.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _licence_into_curate(cls, values: Any) -> Any:
+        # `license` and `commercial` are CurateConfig settings too: put them into the curate values
+        # before those are validated, so the section's CurateConfig is built once, complete.
+        if not isinstance(values, dict):
+            return values
+        # Invalid values are left out here: the fields' own validation reports them.
+        license = values.get("license")
+        license = _or_none(spdx_license, license) if isinstance(license, str) else None
+        commercial = _or_none(TypeAdapter(bool).validate_python, values.get("commercial"))
+        if not (license or commercial):
+            return values
+        curate = values.get("curate", DEFAULT_CURATE)
+        if isinstance(curate, BaseModel):
+            curate = curate.model_dump(by_alias=True)
+        if not isinstance(curate, dict):
+            return values  # the field's own validation says what is wrong
+        curate = copy.deepcopy(curate)
+        if license and curate.get("license") is None:
+            curate["license"] = license
+        if commercial:
+            config_files.apply_overrides(curate, COMMERCIAL, where="data.curate")
+        return {**values, "curate": curate}
+
+    @field_validator("license")
+    @classmethod
+    def _spdx(cls, value: str | None) -> str | None:
+        return spdx_license(value)
+
+
+def _or_none(validate: Any, value: Any) -> Any:
+    try:
+        return validate(value)
+    except ValueError:  # pydantic's ValidationError and PydanticCustomError are ValueErrors
+        return None
 
 
 class EvaluateSection(_Strict):
@@ -85,16 +134,16 @@ class RunConfig(_Strict):
     seed: int = 0
     suite: SuiteSection = Field(default_factory=SuiteSection)
     data: DataSection = Field(default_factory=DataSection)
-    train: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_TRAIN),
-                                  description="TrainConfig fields (model/data/output_dir are set by the run).")
+    train: TrainSettings = Field(default_factory=lambda: TrainSettings.model_validate(DEFAULT_TRAIN),
+                                 description="TrainConfig settings (model/data/output_dir are set by the run).")
     launch: LaunchSection = Field(default_factory=LaunchSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     explain: ExplainSection = Field(default_factory=ExplainSection)
 
-    @field_validator("train")
+    @field_validator("train", mode="before")
     @classmethod
-    def _train_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        owned = [k for k in value if k in TRAIN_OWNED]
+    def _train_fields(cls, value: Any) -> Any:
+        owned = [k for k in value if k in TRAIN_OWNED] if isinstance(value, dict) else []
         if owned:
             raise ValueError(f"{owned} are set by the run itself (use the top-level 'model', 'data' and 'run_dir')")
         return value
@@ -103,64 +152,21 @@ class RunConfig(_Strict):
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
 
 
-def curate_config(data: DataSection):
-    from tunelens.data.config import CurateConfig
-
-    values = dict(data.curate)
-    if data.license and "license" not in values:
-        values["license"] = data.license
-    if data.commercial:
-        values.setdefault("license_policy", {})
-        values["license_policy"] = {**values["license_policy"], "preset": "commercial"}
-    return CurateConfig.model_validate(values)
+def train_config(config: RunConfig, data: list[str], output_dir: Path, resume: bool = False) -> TrainConfig:
+    """The run's TrainConfig: its validated ``train`` settings plus what the run sets itself."""
+    return TrainConfig.from_settings(config.train, method="sft", model=config.model, data=data,
+                                     output_dir=str(output_dir), resume=resume)
 
 
-def train_config(config: RunConfig, data: list[str], output_dir: Path, resume: bool = False):
-    from tunelens.train.config import TrainConfig
-
-    return TrainConfig.model_validate({**config.train, "method": "sft", "model": config.model, "data": data,
-                                       "output_dir": str(output_dir), "resume": resume})
-
-
-def _format(exc: ValidationError, where: str, prefix: str = "") -> str:
-    lines = []
-    for err in exc.errors():
-        loc = prefix + ".".join(str(p) for p in err["loc"]) or "(config)"
-        msg = "unknown field (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"  {loc}: {msg}")
-    return f"invalid run config ({where}):\n" + "\n".join(lines)
-
-
-def build_run_config(values: dict[str, Any], where: str = "options") -> RunConfig:
-    try:
-        config = RunConfig.model_validate(values)
-    except ValidationError as exc:
-        raise ConfigError(_format(exc, where)) from None
-    # The stage sub-configs are the stages' own models: check them now, not hours in.
-    for prefix, check in (("data.curate.", lambda: curate_config(config.data)),
-                          ("train.", lambda: train_config(config, ["x.jsonl"], Path("x")))):
-        try:
-            check()
-        except ValidationError as exc:
-            raise ConfigError(_format(exc, where, prefix)) from None
-    return config
+# What `tunelens run` without a config file starts from, written as a file would hold it: every
+# other setting is a field default of RunConfig. A train/data.curate section given in a file or
+# option replaces the default's, field by field for overrides (`--set train.max_steps=5` keeps
+# the default's other training settings).
+DEFAULT_VALUES: dict[str, Any] = {"train": DEFAULT_TRAIN, "data": {"curate": DEFAULT_CURATE}}
 
 
 def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """The YAML config at ``path`` (or the embedded default) with dotted-key overrides on top."""
-    # Without a file, overrides apply on top of the embedded default (so `--set train.max_steps=5`
-    # keeps the default's other training settings instead of replacing the whole section).
-    values: dict[str, Any] = RunConfig().model_dump(mode="json") if path is None else {}
-    where = "the embedded default"
-    if path is not None:
-        values = load_yaml_mapping(path, "run config")
-        where = str(path)
-    for key, value in (overrides or {}).items():
-        node = values
-        *heads, last = key.split(".")
-        for head in heads:
-            node = node.setdefault(head, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{where}: field {head!r} must be a mapping to set {key}")
-        node[last] = value
-    return build_run_config(values, where)
+    """The YAML config at ``path`` (or the embedded default) with dotted-key overrides on top,
+    validated once: every stage section with it. ``None`` values are kept (``train.max_steps=null``)."""
+    return config_files.load_config(RunConfig, path, overrides, what="run config", default=DEFAULT_VALUES,
+                                    skip_none=False)

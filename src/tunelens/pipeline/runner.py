@@ -52,7 +52,9 @@ def run_pipeline(config: RunConfig, from_stage: str | None = None, progress: boo
         raise TunelensError(f"--from {from_stage!r}: choose one of {', '.join(STAGES)}")
     run_dir = config.directory()
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    # The validated config, every section written out in full (a file `tunelens run` reads back as is).
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False),
+                                         encoding="utf-8")
     state = RunState(run_dir)
     if from_stage is not None:
         for name in STAGES[STAGES.index(from_stage):]:

@@ -1,17 +1,23 @@
-"""The five stages of ``tunelens run``. Each returns a short summary and declares what its hash covers."""
+"""The five stages of ``tunelens run``. Each returns a short summary and declares what its hash covers.
+
+A stage's config is built once per run and handed to both its hash (``*_payload``) and its run
+(``run_*``): the curate and train settings are the run config's own validated sections, the
+TrainConfig and EvalConfig are built once on the Context (``Context.train_config``/``eval_config``).
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from tunelens.config_files import validate
 from tunelens.errors import TunelensError
-from tunelens.pipeline.config import RunConfig, curate_config, train_config
+from tunelens.pipeline.config import RunConfig, train_config
 from tunelens.pipeline.state import path_digest
 
 
@@ -22,9 +28,22 @@ class Context:
     progress: bool
     console: Console
     resume_training: bool = False
+    _built: dict[str, Any] = field(default_factory=dict, repr=False)  # stage configs, built once per run
 
     def sub(self, name: str) -> Path:
         return self.dir / name
+
+    def train_config(self):
+        """The run's TrainConfig (resume off: the run sets it per attempt), built on first use."""
+        if "train" not in self._built:
+            self._built["train"] = train_config(self.config, [str(self.sub("curate") / "curated.jsonl")], self.sub("train"))
+        return self._built["train"]
+
+    def eval_config(self):
+        """The run's EvalConfig, built on first use (after training: it names the tuned model)."""
+        if "evaluate" not in self._built:
+            self._built["evaluate"] = eval_config(self)
+        return self._built["evaluate"]
 
 
 # --- curate ----------------------------------------------------------------------------------
@@ -37,7 +56,7 @@ def curate_inputs(ctx: Context) -> list[str]:
 
 
 def curate_payload(ctx: Context) -> dict[str, Any]:
-    c = ctx.config
+    c = ctx.config  # c.data.curate is the CurateConfig the stage runs with (licence and policy included)
     return {"suite": c.suite.model_dump(), "data": c.data.model_dump(),
             "inputs": {p: path_digest(p) for p in curate_inputs(ctx)}}
 
@@ -59,7 +78,7 @@ def run_curate(ctx: Context) -> dict[str, Any]:
     out = ctx.sub("curate")
     if out.exists():
         shutil.rmtree(out)
-    report = curate(inputs, out, curate_config(c.data), progress=ctx.progress)
+    report = curate(inputs, out, c.data.curate, progress=ctx.progress)
     ctx.console.print(f"  curated: {report.kept} kept, {report.rejected} rejected, {report.changed} changed -> {out}")
     if report.kept == 0:
         reasons = _reject_reasons(out / "rejects.jsonl")
@@ -81,8 +100,7 @@ def _reject_reasons(path: Path, top: int = 3) -> str:
 # --- train -----------------------------------------------------------------------------------
 
 def train_payload(ctx: Context) -> dict[str, Any]:
-    cfg = train_config(ctx.config, [str(ctx.sub("curate") / "curated.jsonl")], ctx.sub("train"))
-    values = cfg.model_dump(mode="json", exclude={"output_dir", "resume", "data"})
+    values = ctx.train_config().model_dump(mode="json", exclude={"output_dir", "resume", "data"})
     return {"train": values, "launch": ctx.config.launch.model_dump(),
             "curated": path_digest(ctx.sub("curate") / "curated.jsonl")}
 
@@ -93,7 +111,7 @@ def run_train(ctx: Context) -> dict[str, Any]:
     out = ctx.sub("train")
     if not ctx.resume_training and out.exists():
         shutil.rmtree(out)  # a different config, or a forced restart: never mix two runs' checkpoints
-    cfg = train_config(ctx.config, [str(ctx.sub("curate") / "curated.jsonl")], out, resume=ctx.resume_training)
+    cfg = ctx.train_config().model_copy(update={"resume": ctx.resume_training})
     if ctx.config.launch.accelerate_config:
         return _train_with_accelerate(ctx, cfg)
     result = train(cfg, progress=ctx.progress)
@@ -155,14 +173,11 @@ def eval_config(ctx: Context):
     if c.suite.enabled and (ctx.sub("suite") / "test.jsonl").exists():
         values["reference_data"] = str(ctx.sub("suite") / "test.jsonl")  # loss on unseen instances
     values.update(e.options)
-    try:
-        return EvalConfig.model_validate(values)
-    except Exception as exc:  # pydantic.ValidationError
-        raise TunelensError(f"evaluate: invalid options: {exc}") from None
+    return validate(EvalConfig, values, "eval config", "the run config's evaluate section (its options are EvalConfig fields)")
 
 
 def evaluate_payload(ctx: Context) -> dict[str, Any]:
-    cfg = eval_config(ctx)
+    cfg = ctx.eval_config()
     values = cfg.model_dump(mode="json", exclude={"output_dir", "cache_dir", "models", "reference_data"})
     return {"evaluate": values, "base": ctx.config.model, "tuned": path_digest(tuned_model_dir(ctx)),
             "reference": path_digest(cfg.reference_data) if cfg.reference_data else None}
@@ -171,7 +186,7 @@ def evaluate_payload(ctx: Context) -> dict[str, Any]:
 def run_evaluate(ctx: Context) -> dict[str, Any]:
     from tunelens.evaluate import evaluate
 
-    results = evaluate(eval_config(ctx), progress=ctx.progress)
+    results = evaluate(ctx.eval_config(), progress=ctx.progress)
     sig = [f"{c['suite']}/{c['metric']}" for c in results.get("comparisons", []) if c.get("significant")]
     return {"suites": list(ctx.config.evaluate.suites), "significant_changes": len(sig)}
 
