@@ -153,12 +153,12 @@ def test_tda_ranks_the_planted_example_first(method):
     with one_thread():
         model = get_peft_model(toy_model(tok, seed=1), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj", "down_proj"]))
         train_toy(model, tok, [r["messages"] for r in records], steps=40, lr=1e-2)
-        report: dict = {}
+        notes: dict = {}
         # A paraphrased prompt, the planted response.
         top = train_attribution((model, tok, records), [{"role": "user", "content": "what is the secret code"}],
-                                PLANTED[1], k=3, method=method, proj_dim=256, report=report)
+                                PLANTED[1], k=3, method=method, proj_dim=256, notes=notes)
     assert top[0]["provenance"]["source"] == "planted", top
     assert top[0]["provenance"]["row"] == planted_row
     assert top[0]["provenance"]["license"] == "MIT"
     assert top[0]["score"] > top[1]["score"]
-    assert report["n_scored"] == len(records) and report["skipped"] == []
+    assert notes["n_scored"] == len(records) and notes["skipped"] == []

@@ -259,7 +259,7 @@ def rank_training_examples(train_run: Path, rows: list[dict[str, Any]], *, tda_m
         notes: dict[str, Any] = {}
         attr = row["attribution"]
         top = train_attribution((run_model, run_tok, run_records), attr.messages, attr.response, k=top_k,
-                                method=tda_method, report=notes, max_length=run_info.get("max_length"),
+                                method=tda_method, notes=notes, max_length=run_info.get("max_length"),
                                 cache_dir=train_run / "explain_cache", progress=True)
         doc["items"].append({"id": row["id"], "response": attr.response, "top": top})
         doc["skipped"] = notes.get("skipped", [])

@@ -194,14 +194,15 @@ def train_attribution(
     normalize: bool = True,
     seed: int = 0,
     progress: bool = False,
-    report: dict | None = None,
+    notes: dict | None = None,
     cache_dir: str | Path | None = None,
 ) -> list[dict]:
     """Rank training examples by influence on ``response`` to ``messages``; top ``k`` with provenance.
 
     ``source`` is a ``tunelens train`` run directory or ``(model, tokenizer, train_records)``.
     Examples that cannot be scored (no assistant turn, nothing supervised after truncation) are
-    listed in ``report["skipped"]`` with the reason when ``report`` is given. Projected training
+    listed in ``notes["skipped"]`` with the reason when a ``notes`` dict is given (``notes["n_scored"]``
+    counts the scored ones). Projected training
     gradients are cached under ``cache_dir`` (default for a run directory: RUN/explain_cache).
     """
     from tunelens.explain.encoding import validate_messages
@@ -244,9 +245,9 @@ def train_attribution(
         else:
             encs.append(enc)
             kept.append(i)
-    if report is not None:
-        report["skipped"] = skipped
-        report["n_scored"] = len(kept)
+    if notes is not None:
+        notes["skipped"] = skipped
+        notes["n_scored"] = len(kept)
     if not encs:
         raise TunelensError(f"none of the {len(records)} training records could be scored: {skipped[0]['reason']}")
     query = _encode(tokenizer, list(messages) + [{"role": "assistant", "content": response}], max_length)
