@@ -20,22 +20,14 @@ from tunelens.data.config import (
     ValidateConfig,
 )
 from tunelens.data.importers import _unhashable_record
-from tunelens.data.steps import (
-    Decontaminate,
-    ExactDedup,
-    InvariantError,
-    LicensePolicy,
-    NearDedup,
-    Normalise,
-    Quality,
-    RedactPii,
-    StepResult,
-    Toxicity,
-    Validate,
-    check_partition,
-    resolve_scorer,
-)
-from tunelens.data.steps.dedup import minhash_signatures
+from tunelens.data.steps import InvariantError, StepResult, check_partition
+from tunelens.data.steps.decontam import Decontaminate
+from tunelens.data.steps.dedup import ExactDedup, NearDedup, minhash_signatures
+from tunelens.data.steps.licence import LicensePolicy
+from tunelens.data.steps.quality import Quality
+from tunelens.data.steps.rewrite import Normalise, RedactPii
+from tunelens.data.steps.toxicity import Toxicity, resolve_scorer
+from tunelens.data.steps.validate import Validate
 from tunelens.data.textkeys import TokenCache, WordHasher, ngram_hashes, words
 from tunelens.errors import ConfigError, TunelensError
 from tunelens.records import make_conversation, make_preference

@@ -1,5 +1,6 @@
-"""The curation pipeline: import -> validate -> licence -> normalise -> PII -> exact dedup ->
-near dedup -> quality -> decontaminate -> toxicity, writing four files to OUTDIR:
+"""The curation pipeline: import, then every enabled curation step in its order (the steps of
+tunelens.data.steps: validate first, then licence policy, normalisation, PII, dedup, filters,
+decontamination, toxicity), writing four files to OUTDIR:
 
 - ``curated.jsonl``: the kept records (provenance sha256 refreshed after rewriting);
 - ``rejects.jsonl``: every dropped record or malformed row, with the step, reason and location;
@@ -16,31 +17,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from tunelens.data.config import CurateConfig
+from tunelens.data.datasheet import CurateReport, InputReport, StepReport, write_datasheet
 from tunelens.data.importers import ImportResult, load_records
-from tunelens.data.steps import (
-    Decontaminate,
-    ExactDedup,
-    InvariantError,
-    LicensePolicy,
-    NearDedup,
-    Normalise,
-    Quality,
-    RedactPii,
-    Step,
-    Toxicity,
-    Validate,
-    check_partition,
-    resolve_scorer,
-)
-from tunelens.data.textkeys import TokenCache
+from tunelens.data.steps import BuildContext, InvariantError, Step, all_steps, check_partition
 from tunelens.errors import TunelensError, check_input_file
 from tunelens.records import content_hash
 
@@ -61,68 +46,27 @@ def check_input(spec: str | Path) -> None:
     check_input_file(path, expected=INPUT_FILES, sniff=bool(suffixes) and suffixes[-1] in _TEXT_SUFFIXES)
 
 
-@dataclass
-class InputReport:
-    source: str
-    source_file: str
-    format: str
-    records: int
-    malformed: int
-
-
-@dataclass
-class StepReport:
-    name: str
-    records_in: int
-    kept: int
-    rejected: int
-    changed: int
-    seconds: float
-    stats: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class CurateReport:
-    outdir: str
-    inputs: list[InputReport]
-    steps: list[StepReport]
-    records_in: int
-    kept: int
-    rejected: int
-    changed: int
-    seconds: float
-    files: dict[str, str]
-
-    def step(self, name: str) -> StepReport | None:
-        return next((s for s in self.steps if s.name == name), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def build_steps(config: CurateConfig, scorer: Callable[[list[str]], list[float]] | None = None) -> list[Step]:
-    """The enabled steps, in pipeline order (construction checks decontamination files and scorer up front)."""
-    steps: list[Step] = []
-    tokens = TokenCache()  # shared: each text is tokenised once across near-dup, quality and decontamination
-    steps.append(Validate(config.validate_))  # disabled: schema only, so later steps get well-formed records
-    policy = LicensePolicy(config.license_policy)
-    if policy.active:
-        steps.append(policy)
-    if config.normalise.enabled:
-        steps.append(Normalise(config.normalise))
-    if config.pii.enabled:
-        steps.append(RedactPii(config.pii))
-    if config.dedup.exact:
-        steps.append(ExactDedup())
-    if config.dedup.near:
-        steps.append(NearDedup(config.dedup, tokens))
-    if config.quality.enabled:
-        steps.append(Quality(config.quality, tokens))
-    if config.decontaminate.files:
-        steps.append(Decontaminate(config.decontaminate, tokens))
-    if config.toxicity.enabled or scorer is not None:
-        steps.append(Toxicity(config.toxicity, scorer or resolve_scorer(config.toxicity.scorer)))
+    """The enabled steps, in pipeline order (construction checks decontamination files and scorer up front).
+
+    Every registered step (tunelens.data.steps) is built from its section of ``config``; a given
+    ``scorer`` turns the toxicity step on."""
+    ctx = BuildContext(scorer=scorer)
+    steps = []
+    for step_class in all_steps():
+        step = step_class.from_config(config_section(config, step_class), ctx)
+        if step is not None:
+            steps.append(step)
     return steps
+
+
+def config_section(config: CurateConfig, step: type[Step]):
+    """The section of ``config`` that sets ``step`` up: its field named or aliased ``step.config_key``
+    (a CurateConfig without that field gives the section's defaults)."""
+    for name, info in type(config).model_fields.items():
+        if step.config_key in (name, info.alias):
+            return getattr(config, name)
+    return step.config_model()
 
 
 def import_inputs(inputs: Iterable[str | Path | dict], config: CurateConfig,
@@ -219,8 +163,6 @@ def _run_steps(steps, records, locations, rejects, config, bar, task):
 
 
 def _write_outputs(outdir, kept, rejects, changes, changed_ids, input_reports, step_reports, n_input, config) -> CurateReport:
-    from tunelens.data.datasheet import write_datasheet
-
     for rec in kept:
         if rec["id"] in changed_ids or not rec["provenance"].get("sha256"):
             rec["provenance"]["sha256"] = content_hash(rec)

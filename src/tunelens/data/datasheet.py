@@ -1,9 +1,11 @@
-"""datasheet.md: a Hugging Face dataset card (YAML metadata + sections) for a curation run."""
+"""datasheet.md: a Hugging Face dataset card (YAML metadata + sections) for a curation run, and the
+run's report that it is built from (also written as curate_report.json)."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,46 @@ from tunelens.records import UNKNOWN_LICENSE
 
 if TYPE_CHECKING:
     from tunelens.data.config import CurateConfig
-    from tunelens.data.curate import CurateReport
+
+
+# What a curation run measured: curate builds it, the datasheet renders it, curate_report.json stores it.
+@dataclass
+class InputReport:
+    source: str
+    source_file: str
+    format: str
+    records: int
+    malformed: int
+
+
+@dataclass
+class StepReport:
+    name: str
+    records_in: int
+    kept: int
+    rejected: int
+    changed: int
+    seconds: float
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CurateReport:
+    outdir: str
+    inputs: list[InputReport]
+    steps: list[StepReport]
+    records_in: int
+    kept: int
+    rejected: int
+    changed: int
+    seconds: float
+    files: dict[str, str]
+
+    def step(self, name: str) -> StepReport | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def size_category(n: int) -> str:

@@ -1,16 +1,53 @@
-"""Curation steps. Each has a ``name`` and ``run(records) -> StepResult`` (see base)."""
+"""Curation steps, one module each (or a pair: dedup, rewrite), found here rather than listed.
 
-from tunelens.data.steps.base import Change, InvariantError, Rejection, Step, StepResult, check_partition
-from tunelens.data.steps.decontam import Decontaminate
-from tunelens.data.steps.dedup import ExactDedup, NearDedup
-from tunelens.data.steps.licence import LicensePolicy
-from tunelens.data.steps.quality import Quality
-from tunelens.data.steps.rewrite import Normalise, RedactPii
-from tunelens.data.steps.toxicity import Toxicity, resolve_scorer
-from tunelens.data.steps.validate import Validate
+A step is a class decorated with ``@register`` (see base): it names itself, its place in the
+pipeline and its CurateConfig section. :func:`all_steps` imports every module of this package and
+returns the registered steps in pipeline order; ``curate`` builds its pipeline from them, so adding
+a step is adding a module (and its test). Modules are imported on the first call, not when this
+package is imported, so a module may import ``tunelens.data.config`` and the config may import a
+step module without a circle at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from pydantic import BaseModel
+
+from tunelens.data.steps.base import (
+    BuildContext,
+    Change,
+    FilterStep,
+    InvariantError,
+    Reason,
+    Rejection,
+    Step,
+    StepResult,
+    check_partition,
+    register,
+    registered,
+)
 
 __all__ = [
-    "Change", "Decontaminate", "ExactDedup", "InvariantError", "LicensePolicy", "NearDedup", "Normalise",
-    "Quality", "RedactPii", "Rejection", "Step", "StepResult", "Toxicity", "Validate", "check_partition",
-    "resolve_scorer",
+    "BuildContext", "Change", "FilterStep", "InvariantError", "Reason", "Rejection", "Step", "StepResult",
+    "all_steps", "check_partition", "config_sections", "register",
 ]
+
+
+def all_steps() -> list[type[Step]]:
+    """Every registered curation step, in pipeline order."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    return registered()
+
+
+def config_sections() -> dict[str, type[BaseModel]]:
+    """The CurateConfig section of every step, by YAML key, in pipeline order (dedup configures two)."""
+    sections: dict[str, type[BaseModel]] = {}
+    for step in all_steps():
+        other = sections.setdefault(step.config_key, step.config_model)
+        if other is not step.config_model:
+            raise TypeError(f"steps disagree on the model of config section {step.config_key!r}: "
+                            f"{other.__name__} and {step.config_model.__name__}")
+    return sections

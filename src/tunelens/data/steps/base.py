@@ -3,14 +3,25 @@
 Every step returns a :class:`StepResult`; :func:`check_partition` enforces the invariant
 ``len(input) == len(kept) + len(rejected)`` and that each input record ends up in exactly one
 of the two lists, so nothing is ever dropped without a reason.
+
+A step joins the pipeline by being decorated with :func:`register` in a module of this package:
+the package finds it (``tunelens.data.steps.registry``), ``curate`` builds it from its CurateConfig
+section (``config_key``) with :meth:`Step.from_config` and runs it in ``order``. A step that only
+keeps or drops records subclasses :class:`FilterStep` and writes one method, ``problem(record)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from tunelens.data.textkeys import TokenCache
 
 Record = dict[str, Any]
+Scorer = Callable[[list[str]], list[float]]  # texts -> P(toxic) each; see steps.toxicity
 
 
 @dataclass
@@ -37,10 +48,102 @@ class StepResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-class Step(Protocol):
-    name: str
+@dataclass
+class BuildContext:
+    """What the steps of one curation run share: one token cache (each text is tokenised once
+    across near-dup, quality and decontamination) and the toxicity scorer given to ``curate``."""
 
-    def run(self, records: list[Record]) -> StepResult: ...
+    tokens: TokenCache = field(default_factory=TokenCache)
+    scorer: Scorer | None = None
+
+
+class Step:
+    """One curation step. ``name`` appears in reports, rejects.jsonl and the datasheet; ``order``
+    places it in the pipeline (lower runs first); ``config_key`` names its CurateConfig section
+    (the YAML key) and ``config_model`` that section's pydantic model."""
+
+    name: ClassVar[str]
+    order: ClassVar[int]
+    config_key: ClassVar[str]
+    config_model: ClassVar[type[BaseModel]]
+
+    @classmethod
+    def from_config(cls, config: Any, ctx: BuildContext) -> Step | None:
+        """This step as ``config`` (its section) sets it up, or None when the section turns it off.
+        The default: built with the section alone, when the section's ``enabled`` is true."""
+        return cls(config) if getattr(config, "enabled", True) else None  # type: ignore[call-arg]
+
+    def run(self, records: list[Record]) -> StepResult:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a :class:`FilterStep` rejects a record: the text (rejects.jsonl's ``reason``), the
+    ``detail`` dict, and the ``key`` it is counted under in the step's ``stats["reasons"]``
+    (default: the text up to its first colon)."""
+
+    text: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    key: str | None = None
+
+
+class FilterStep(Step):
+    """A step that only keeps or drops records, one record at a time.
+
+    A subclass writes ``problem(record)``: None keeps the record, a :class:`Reason` (or a plain
+    string) rejects it. This class does the loop, counts the reasons in ``stats["reasons"]``
+    (unless ``count_reasons`` is false), adds ``extra_stats(records)`` and checks that kept +
+    rejected is the input.
+    """
+
+    count_reasons: ClassVar[bool] = True
+
+    def problem(self, record: Record) -> Reason | str | None:
+        raise NotImplementedError
+
+    def extra_stats(self, records: list[Record]) -> dict[str, Any]:
+        return {}
+
+    def run(self, records: list[Record]) -> StepResult:
+        result = StepResult(kept=[])
+        reasons: dict[str, int] = {}
+        for rec in records:
+            found = self.problem(rec)
+            if found is None:
+                result.kept.append(rec)
+                continue
+            if isinstance(found, str):
+                found = Reason(found)
+            key = found.key if found.key is not None else found.text.split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+            result.rejected.append(Rejection(rec, found.text, dict(found.detail)))
+        if self.count_reasons:
+            result.stats["reasons"] = reasons
+        result.stats.update(self.extra_stats(records))
+        check_partition(self.name, records, result)
+        return result
+
+
+_REGISTERED: dict[str, type[Step]] = {}
+
+
+def register(cls: type[Step]) -> type[Step]:
+    """Class decorator: put a step in the pipeline (the package's modules are searched for them)."""
+    missing = [a for a in ("name", "order", "config_key", "config_model") if not hasattr(cls, a)]
+    if missing:
+        raise TypeError(f"curation step {cls.__name__} lacks {', '.join(missing)}")
+    other = _REGISTERED.get(cls.name)
+    if other is not None and other is not cls:
+        raise TypeError(f"two curation steps are named {cls.name!r}: {other.__module__}.{other.__name__} "
+                        f"and {cls.__module__}.{cls.__name__}")
+    _REGISTERED[cls.name] = cls
+    return cls
+
+
+def registered() -> list[type[Step]]:
+    """The steps registered so far, in pipeline order (see steps.registry for all of them)."""
+    return sorted(_REGISTERED.values(), key=lambda c: (c.order, c.name))
 
 
 class InvariantError(RuntimeError):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelens.data.config import DecontamFile, DecontaminateConfig
-from tunelens.data.steps.base import Record, Rejection, StepResult, message_fields
+from tunelens.data.steps.base import Record, Rejection, Step, StepResult, message_fields, register
 from tunelens.data.textkeys import TokenCache, ngram_hashes, words
 from tunelens.errors import TunelensError
 from tunelens.records import record_texts
@@ -93,8 +93,12 @@ def read_eval_texts(spec: DecontamFile) -> list[EvalItem]:
     return items
 
 
-class Decontaminate:
+@register
+class Decontaminate(Step):
     name = "decontaminate"
+    order = 90
+    config_key = "decontaminate"
+    config_model = DecontaminateConfig
 
     def __init__(self, config: DecontaminateConfig, tokens: TokenCache | None = None) -> None:
         self.config = config
@@ -110,6 +114,10 @@ class Decontaminate:
         # First owner of each distinct n-gram, for the report.
         self.eval_hashes, first = np.unique(hashes, return_index=True)
         self.eval_owner = owner[first]
+
+    @classmethod
+    def from_config(cls, config, ctx):
+        return cls(config, ctx.tokens) if config.files else None
 
     def run(self, records: list[Record]) -> StepResult:
         n = self.config.n

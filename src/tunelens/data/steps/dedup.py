@@ -15,7 +15,16 @@ import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from tunelens.data.config import DedupConfig
-from tunelens.data.steps.base import Record, Rejection, StepResult, message_fields, prompt_and_responses, prompt_texts
+from tunelens.data.steps.base import (
+    Record,
+    Rejection,
+    Step,
+    StepResult,
+    message_fields,
+    prompt_and_responses,
+    prompt_texts,
+    register,
+)
 from tunelens.data.textkeys import TokenCache, ngram_hashes
 
 MINHASH_SEED = 1
@@ -38,8 +47,16 @@ def _cluster_stats(kept_of: dict[int, list[int]], records: list[Record]) -> dict
     }
 
 
-class ExactDedup:
+@register
+class ExactDedup(Step):
     name = "dedup_exact"
+    order = 50
+    config_key = "dedup"
+    config_model = DedupConfig
+
+    @classmethod
+    def from_config(cls, config, ctx):
+        return cls() if config.exact else None
 
     def run(self, records: list[Record]) -> StepResult:
         result = StepResult(kept=[])
@@ -106,12 +123,20 @@ def colliding(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return out
 
 
-class NearDedup:
+@register
+class NearDedup(Step):
     name = "dedup_near"
+    order = 60
+    config_key = "dedup"
+    config_model = DedupConfig
 
     def __init__(self, config: DedupConfig, tokens: TokenCache | None = None) -> None:
         self.config = config
         self.tokens = tokens or TokenCache()
+
+    @classmethod
+    def from_config(cls, config, ctx):
+        return cls(config, ctx.tokens) if config.near else None
 
     def _texts(self, record: Record) -> list[str]:
         if self.config.near_fields == "prompt":

@@ -6,7 +6,7 @@ from fnmatch import fnmatchcase
 
 from tunelens.data.config import LicensePolicyConfig
 from tunelens.data.licences import NON_COMMERCIAL
-from tunelens.data.steps.base import Record, Rejection, StepResult
+from tunelens.data.steps.base import FilterStep, Reason, Record, register
 from tunelens.records import UNKNOWN_LICENSE
 
 
@@ -15,8 +15,13 @@ def _matches(value: str, patterns: list[str]) -> str | None:
     return next((p for p in patterns if fnmatchcase(low, p.lower())), None)
 
 
-class LicensePolicy:
+@register
+class LicensePolicy(FilterStep):
     name = "license"
+    order = 20
+    config_key = "license_policy"
+    config_model = LicensePolicyConfig
+    count_reasons = False  # its stats are the licence mix of its input
 
     def __init__(self, config: LicensePolicyConfig) -> None:
         self.config = config
@@ -24,23 +29,30 @@ class LicensePolicy:
         restrictive = config.preset is not None or config.allow is not None
         self.allow_unknown = config.allow_unknown if config.allow_unknown is not None else not restrictive
 
+    @classmethod
+    def from_config(cls, config, ctx):
+        policy = cls(config)
+        return policy if policy.active else None
+
     @property
     def active(self) -> bool:
         return bool(self.deny) or self.config.allow is not None or not self.allow_unknown
 
-    def run(self, records: list[Record]) -> StepResult:
-        result = StepResult(kept=[])
+    @staticmethod
+    def _licence(rec: Record) -> str:
+        return rec["provenance"].get("license") or UNKNOWN_LICENSE
+
+    def problem(self, rec: Record) -> Reason | None:
+        licence = self._licence(rec)
+        reason = self.reason(licence)
+        return Reason(reason, {"license": licence}) if reason else None
+
+    def extra_stats(self, records: list[Record]) -> dict:
         mix: dict[str, int] = {}
         for rec in records:
-            licence = rec["provenance"].get("license") or UNKNOWN_LICENSE
+            licence = self._licence(rec)
             mix[licence] = mix.get(licence, 0) + 1
-            reason = self.reason(licence)
-            if reason:
-                result.rejected.append(Rejection(rec, reason, {"license": licence}))
-            else:
-                result.kept.append(rec)
-        result.stats["license_mix_in"] = dict(sorted(mix.items()))
-        return result
+        return {"license_mix_in": dict(sorted(mix.items()))}
 
     def reason(self, licence: str) -> str | None:
         preset = f" ({self.config.preset} preset)" if self.config.preset else ""

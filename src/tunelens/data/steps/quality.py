@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from tunelens.data.config import QualityConfig
-from tunelens.data.steps.base import Record, Rejection, StepResult, prompt_and_responses, prompt_texts
+from tunelens.data.steps.base import FilterStep, Reason, Record, prompt_and_responses, prompt_texts, register
 from tunelens.data.textkeys import TokenCache
 
 # Non-answers: AI disclaimers and empty placeholders (Alpaca has literal "<nooutput>" replies).
@@ -39,8 +39,17 @@ def echo_score(prompt_tokens: list, reply_tokens: list) -> float:
     return len(reply & prompt) / len(reply | prompt)
 
 
-class Quality:
+def _rejected(check: str, text: str, **detail) -> Reason:
+    """A quality rejection, counted under ``check``, which its detail names too."""
+    return Reason(text, {"check": check, **detail}, key=check)
+
+
+@register
+class Quality(FilterStep):
     name = "quality"
+    order = 70
+    config_key = "quality"
+    config_model = QualityConfig
 
     def __init__(self, config: QualityConfig, tokens: TokenCache | None = None) -> None:
         self.config = config
@@ -53,21 +62,11 @@ class Quality:
 
             raise ConfigError(f"quality.extra_boilerplate: invalid regex {exc.pattern!r}: {exc}") from None
 
-    def run(self, records: list[Record]) -> StepResult:
-        result = StepResult(kept=[])
-        reasons: dict[str, int] = {}
-        for rec in records:
-            found = self.problem(rec)
-            if found is None:
-                result.kept.append(rec)
-            else:
-                code, reason, detail = found
-                reasons[code] = reasons.get(code, 0) + 1
-                result.rejected.append(Rejection(rec, reason, {"check": code, **detail}))
-        result.stats["reasons"] = reasons
-        return result
+    @classmethod
+    def from_config(cls, config, ctx):
+        return cls(config, ctx.tokens) if config.enabled else None
 
-    def problem(self, rec: Record) -> tuple[str, str, dict] | None:
+    def problem(self, rec: Record) -> Reason | None:
         cfg = self.config
         prompt_parts, replies = prompt_texts(rec), prompt_and_responses(rec)[1]
         prompt_tokens = None
@@ -75,22 +74,22 @@ class Quality:
             text = reply.strip()
             tokens = self.tokens.hashes(reply)
             if len(text) < cfg.min_response_chars:
-                return "too_short", f"reply too short: {len(text)} characters < {cfg.min_response_chars}", {}
+                return _rejected("too_short", f"reply too short: {len(text)} characters < {cfg.min_response_chars}")
             if len(tokens) < cfg.min_response_words:
-                return "too_short", f"reply too short: {len(tokens)} words < {cfg.min_response_words}", {}
+                return _rejected("too_short", f"reply too short: {len(tokens)} words < {cfg.min_response_words}")
             lower = text.lower()
             for pattern, gate in self.boilerplate:
                 if gate not in lower or (pattern.pattern.startswith("^") and len(text) > _SHORT):
                     continue
                 match = pattern.search(text)
                 if match:
-                    return "boilerplate", f"boilerplate non-answer: {match.group(0).strip()!r}", {"pattern": pattern.pattern}
+                    return _rejected("boilerplate", f"boilerplate non-answer: {match.group(0).strip()!r}", pattern=pattern.pattern)
             rep = repetition(tokens) if len(tokens) >= cfg.repetition_min_words else 0.0
             if rep > cfg.max_repetition:
-                return "repetition", f"high repetition: {rep:.0%} of word 3-grams repeated", {"repetition": round(rep, 3)}
+                return _rejected("repetition", f"high repetition: {rep:.0%} of word 3-grams repeated", repetition=round(rep, 3))
             if prompt_tokens is None:
                 prompt_tokens = [h for t in prompt_parts for h in self.tokens.hashes(t)]
             echo = echo_score(prompt_tokens, tokens)
             if echo >= cfg.prompt_echo:
-                return "prompt_echo", f"reply repeats the prompt (word-pair Jaccard {echo:.2f})", {"echo": round(echo, 3)}
+                return _rejected("prompt_echo", f"reply repeats the prompt (word-pair Jaccard {echo:.2f})", echo=round(echo, 3))
         return None

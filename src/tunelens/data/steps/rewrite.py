@@ -7,7 +7,7 @@ import unicodedata
 
 from tunelens.data.config import NormaliseConfig, PiiConfig
 from tunelens.data.pii import redact_many
-from tunelens.data.steps.base import Change, Record, StepResult, message_fields, set_field
+from tunelens.data.steps.base import Change, Record, Step, StepResult, message_fields, register, set_field
 from tunelens.records import normalise_text
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
@@ -28,10 +28,14 @@ def _already_normal(value: str) -> bool:
     )
 
 
-class Normalise:
+@register
+class Normalise(Step):
     """Unicode NFC, unified newlines, trailing/outer whitespace (records.normalise_text)."""
 
     name = "normalise"
+    order = 30
+    config_key = "normalise"
+    config_model = NormaliseConfig
 
     def __init__(self, config: NormaliseConfig) -> None:
         self.config = config
@@ -61,10 +65,14 @@ class Normalise:
         return result
 
 
-class RedactPii:
+@register
+class RedactPii(Step):
     """Typed placeholders for PII (see tunelens.data.pii), with counts by type."""
 
     name = "pii"
+    order = 40
+    config_key = "pii"
+    config_model = PiiConfig
 
     def __init__(self, config: PiiConfig) -> None:
         self.types = list(config.types)

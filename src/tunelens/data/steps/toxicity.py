@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable
 
 from tunelens.data.config import ToxicityConfig
-from tunelens.data.steps.base import Record, Rejection, StepResult, message_fields, prompt_and_responses
+from tunelens.data.steps.base import Record, Rejection, Scorer, Step, StepResult, message_fields, prompt_and_responses, register
 from tunelens.errors import ConfigError, TunelensError
-
-Scorer = Callable[[list[str]], list[float]]
-
 
 def resolve_scorer(name: str) -> Scorer:
     """'builtin' -> tunelens.safety.toxicity.load_scorer().score; 'pkg.module:attr' -> that callable."""
@@ -36,12 +32,23 @@ def resolve_scorer(name: str) -> Scorer:
     return scorer
 
 
-class Toxicity:
+@register
+class Toxicity(Step):
     name = "toxicity"
+    order = 100
+    config_key = "toxicity"
+    config_model = ToxicityConfig
 
     def __init__(self, config: ToxicityConfig, scorer: Scorer) -> None:
         self.config = config
         self.scorer = scorer
+
+    @classmethod
+    def from_config(cls, config, ctx):
+        """On when the section enables it or ``curate`` was given a scorer (which then wins)."""
+        if not config.enabled and ctx.scorer is None:
+            return None
+        return cls(config, ctx.scorer or resolve_scorer(config.scorer))
 
     def _texts(self, rec: Record) -> list[str]:
         if self.config.fields == "all":

@@ -5,37 +5,31 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from tunelens.data.config import ValidateConfig
-from tunelens.data.steps.base import Record, Rejection, StepResult
+from tunelens.data.steps.base import FilterStep, Reason, Record, register
 from tunelens.records import ROLES, parse_record
 
 
-class Validate:
+@register
+class Validate(FilterStep):
     """With ``enabled: false`` only the schema is checked (later steps need well-formed records);
     the content rules (empty turns, roles, UTF-8, lengths, assistant turn) are skipped."""
 
     name = "validate"
+    order = 10
+    config_key = "validate"
+    config_model = ValidateConfig
 
     def __init__(self, config: ValidateConfig) -> None:
         self.config = config
 
-    def run(self, records: list[Record]) -> StepResult:
-        result = StepResult(kept=[])
-        reasons: dict[str, int] = {}
-        for rec in records:
-            problem = self.problem(rec)
-            if problem is None:
-                result.kept.append(rec)
-            else:
-                reason, detail = problem
-                reasons[reason.split(":")[0]] = reasons.get(reason.split(":")[0], 0) + 1
-                result.rejected.append(Rejection(rec, reason, detail))
-        result.stats["reasons"] = reasons
-        return result
+    @classmethod
+    def from_config(cls, config, ctx):
+        return cls(config)  # always: disabled, it still checks the schema for the steps after it
 
-    def problem(self, rec: Record) -> tuple[str, dict] | None:
-        """The first thing wrong with a raw record dict, as (reason, detail), or None."""
+    def problem(self, rec: Record) -> Reason | None:
+        """The first thing wrong with a raw record dict, or None."""
         if not isinstance(rec, dict):
-            return f"not an object: {type(rec).__name__}", {}
+            return Reason(f"not an object: {type(rec).__name__}")
         if not self.config.enabled:
             return self._schema_problem(rec)
         kind = rec.get("kind", "conversation")
@@ -44,14 +38,14 @@ class Validate:
         # Content rules first: they give sharper reasons than the generic schema error.
         if isinstance(turns, list):
             if len(turns) > self.config.max_messages:
-                return f"too many messages: {len(turns)} > {self.config.max_messages}", {"field": turns_key}
+                return Reason(f"too many messages: {len(turns)} > {self.config.max_messages}", {"field": turns_key})
             for i, m in enumerate(turns):
                 where = f"{turns_key}[{i}]"
                 if not isinstance(m, dict):
-                    return f"non-object message: {where} is {type(m).__name__}", {"field": where}
+                    return Reason(f"non-object message: {where} is {type(m).__name__}", {"field": where})
                 role = m.get("role")
                 if role not in ROLES:
-                    return f"unknown role: {role!r} at {where}", {"field": f"{where}.role"}
+                    return Reason(f"unknown role: {role!r} at {where}", {"field": f"{where}.role"})
                 found = self._text_problem(m.get("content"), f"{where}.content")
                 if found:
                     return found
@@ -65,30 +59,30 @@ class Validate:
             return found
         if kind == "preference":
             if not turns or turns[-1]["role"] != "user":
-                return "prompt does not end with a user turn", {"field": "prompt"}
+                return Reason("prompt does not end with a user turn", {"field": "prompt"})
         elif self.config.require_assistant and not any(m["role"] == "assistant" for m in turns):
-            return "no assistant turn", {"field": "messages"}
+            return Reason("no assistant turn", {"field": "messages"})
         return None
 
     @staticmethod
-    def _schema_problem(rec: Record) -> tuple[str, dict] | None:
+    def _schema_problem(rec: Record) -> Reason | None:
         try:
             parse_record(rec)
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = ".".join(str(p) for p in err["loc"])
-            return f"schema: {loc}: {err['msg']}", {"field": loc}
+            return Reason(f"schema: {loc}: {err['msg']}", {"field": loc})
         return None
 
-    def _text_problem(self, value, where: str) -> tuple[str, dict] | None:
+    def _text_problem(self, value, where: str) -> Reason | None:
         if not isinstance(value, str):
-            return f"non-string field: {where} is {type(value).__name__}", {"field": where}
+            return Reason(f"non-string field: {where} is {type(value).__name__}", {"field": where})
         if not value.strip():
-            return f"empty turn: {where} is empty or whitespace", {"field": where}
+            return Reason(f"empty turn: {where} is empty or whitespace", {"field": where})
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
-            return f"invalid UTF-8: {where} has an unpaired surrogate at character {exc.start}", {"field": where}
+            return Reason(f"invalid UTF-8: {where} has an unpaired surrogate at character {exc.start}", {"field": where})
         if len(value) > self.config.max_field_chars:
-            return f"over-long field: {where} has {len(value)} characters > {self.config.max_field_chars}", {"field": where}
+            return Reason(f"over-long field: {where} has {len(value)} characters > {self.config.max_field_chars}", {"field": where})
         return None
