@@ -60,6 +60,8 @@ class Computed:
 
 @dataclass(frozen=True)
 class Method:
+    """A registered attribution method (see the module docstring)."""
+
     name: str
     summary: str
     compute: Callable[..., Any]
