@@ -82,7 +82,7 @@ def test_numbered_jsonl_counts_blank_lines(tmp_path):
 
 def test_explain_prompts_error_names_the_real_line(tmp_path):
     from tunelens.errors import TunelensError
-    from tunelens.explain.cli import read_prompts
+    from tunelens.explain.runs import read_prompts
 
     path = tmp_path / "p.jsonl"
     path.write_text('{"prompt": "hi"}\n\n{"nothing": 1}\n', encoding="utf-8")
