@@ -158,10 +158,9 @@ def train_config(config: RunConfig, data: list[str], output_dir: Path, resume: b
                                      output_dir=str(output_dir), resume=resume)
 
 
-# What `tunelens run` without a config file starts from, written as a file would hold it: every
-# other setting is a field default of RunConfig. A train/data.curate section given in a file or
-# option replaces the default's, field by field for overrides (`--set train.max_steps=5` keeps
-# the default's other training settings).
+# What `tunelens run` without a config file starts from, written as a file would hold it (every
+# other setting is a field default of RunConfig). Overrides change single fields of it: `--set
+# train.max_steps=5` keeps the default's other training settings.
 DEFAULT_VALUES: dict[str, Any] = {"train": DEFAULT_TRAIN, "data": {"curate": DEFAULT_CURATE}}
 
 
