@@ -148,10 +148,8 @@ def test_config_yaml_errors_name_the_field(tmp_path):
         CurateConfig.from_yaml(tmp_path / "none.yaml")
 
 
-def test_shipped_example_config_loads_and_runs_from_the_cli(tmp_path, shared_data):
-    from importlib.resources import files
-
-    example = Path(str(files("tunelens.data") / "curate.example.yaml"))
+def test_example_config_loads_and_runs_from_the_cli(tmp_path, shared_data):
+    example = Path(__file__).resolve().parents[1] / "configs" / "data" / "curate-alpaca.yaml"
     cfg = CurateConfig.from_yaml(example)
     assert cfg.license == "CC-BY-NC-4.0" and cfg.decontaminate.files[1].fields == ["question", "answer"]
     assert cfg.model_dump(exclude={"license", "source", "decontaminate"}) == CurateConfig().model_dump(exclude={"license", "source", "decontaminate"})
