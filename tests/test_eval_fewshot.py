@@ -10,7 +10,9 @@ from tunelens.errors import ConfigError, TunelensError
 from tunelens.evaluate import EvalConfig, evaluate
 from tunelens.evaluate.fewshot import compare, verdict, with_shots
 from tunelens.evaluate.runner import ModelRun, _fewshot_vs_zeroshot
-from tunelens.evaluate.suites import BuiltinSuite, GSM8KSuite, SuiteContext
+from tunelens.evaluate.suites import SuiteContext
+from tunelens.evaluate.suites.builtin import BuiltinSuite
+from tunelens.evaluate.suites.gsm8k import GSM8KSuite
 from tunelens.suite import HELDOUT_FAMILIES, generate_suite, train_records
 
 LIMIT = 80  # suite size: 12 test + 12 heldout items

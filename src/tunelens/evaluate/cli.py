@@ -7,6 +7,16 @@ from pathlib import Path
 import typer
 
 from tunelens.evaluate.config import FEWSHOT_SUITES, SUITES
+from tunelens.evaluate.suites import all_suites
+
+
+def _defaults_help() -> str:
+    """'all; toxicity/rouge/loss/builtin 200': the items a suite takes without --limit, from the registry."""
+    by_limit: dict[int, list[str]] = {}
+    for name, suite in all_suites().items():
+        if suite.default_limit is not None:
+            by_limit.setdefault(suite.default_limit, []).append(name)
+    return "; ".join(["all"] + [f"{'/'.join(names)} {n}" for n, names in by_limit.items()])
 
 
 def _fewshot_lines(per_suite: dict) -> list[str]:
@@ -40,7 +50,7 @@ def register(app: typer.Typer) -> None:
                                         "Hub id, local dir, adapter dir, .gguf, smollm2-135m or tiny-random. 'LABEL=SPEC' names it."),
         suite: list[str] = typer.Option(["all"], "--suite", "-s", help=f"Suites (repeat or comma-separate): {', '.join(SUITES)}, or all."),
         output: Path = typer.Option(..., "--output", "-o", help="Output folder for results.json, samples.jsonl and report.html."),
-        limit: int = typer.Option(None, "--limit", min=1, help="Items per suite, for quick runs (default: all; ROUGE/loss/toxicity/builtin 200). "
+        limit: int = typer.Option(None, "--limit", min=1, help=f"Items per suite, for quick runs (default: {_defaults_help()}). "
                             "For builtin it is the suite size given to tunelens.suite.eval_items (its test+heldout part is scored)."),
         seed: int = typer.Option(0, "--seed", help="Seed for item subsets, sampling and the bootstrap."),
         max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="Tokens generated per prompt at most."),

@@ -7,8 +7,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SUITES = ("ifeval", "safety", "toxicity", "gsm8k", "rouge", "loss", "robustness", "builtin")
-DEFAULT_SUITES = ("ifeval", "safety", "toxicity", "gsm8k", "rouge", "loss", "robustness")
+from tunelens.evaluate.suites import all_suites
+
+_SUITES = all_suites()
+SUITES = tuple(_SUITES)  # every suite, in order: 'all' runs those this install can run
+DEFAULT_SUITES = tuple(name for name, suite in _SUITES.items() if suite.default)
 
 
 class ModelEntry(BaseModel):
@@ -26,7 +29,7 @@ class GenerationConfig(BaseModel):
     stop: list[str] = Field(default_factory=list)
 
 
-FEWSHOT_SUITES = ("gsm8k", "builtin")  # suites that can add a k-shot variant of every item
+FEWSHOT_SUITES = tuple(name for name, suite in _SUITES.items() if suite.few_shot)  # can add a k-shot variant of every item
 
 
 class FewShotConfig(BaseModel):
@@ -96,7 +99,7 @@ class EvalConfig(BaseModel):
                 if not name:
                     continue
                 if name == "all":
-                    out.extend(SUITES if builtin_available() else DEFAULT_SUITES)
+                    out.extend(n for n, suite in _SUITES.items() if suite.available())
                 elif name not in SUITES:
                     raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)} or 'all'")
                 else:
@@ -139,9 +142,7 @@ class EvalConfig(BaseModel):
 
 def builtin_available() -> bool:
     """Whether the project's verifiable suite (tunelens.suite) exposes its eval API."""
-    import tunelens.suite as suite_mod
-
-    return hasattr(suite_mod, "eval_items") and hasattr(suite_mod, "score")
+    return _SUITES["builtin"].available()
 
 
 def _label_from_spec(spec: str) -> str:

@@ -9,14 +9,25 @@ items both answered, which is the inference-cost benefit claimed for instruction
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tunelens.errors import TunelensError
 from tunelens.evaluate import stats
 
-if TYPE_CHECKING:  # runner imports this module
-    from tunelens.evaluate.config import EvalConfig
-    from tunelens.evaluate.runner import ModelRun
+
+class Measured(Protocol):
+    """What ``compare`` reads of one model's run (runner.ModelRun)."""
+
+    label: str
+    units: dict[str, dict[str, dict[str, float]]]  # suite -> metric -> unit -> score
+    item_costs: dict[tuple[str, str, str], dict]  # (suite, unit, variant) -> tokens, seconds
+
+
+class Resampling(Protocol):
+    """What ``compare`` reads of the config (EvalConfig)."""
+
+    bootstrap_resamples: int
+    seed: int
 
 POOL_MIN = 64  # train records per family that the exemplars are sampled from
 
@@ -83,8 +94,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def compare(few: ModelRun, zero: ModelRun, suite: str, metrics: tuple[str, str], k: int,
-            config: EvalConfig) -> dict[str, Any] | None:
+def compare(few: Measured, zero: Measured, suite: str, metrics: tuple[str, str], k: int,
+            config: Resampling) -> dict[str, Any] | None:
     """k-shot prompting of ``few`` against zero-shot prompting of ``zero`` on ``suite``.
 
     ``metrics`` names the per-item accuracy of the k-shot and the zero-shot variant. Only items

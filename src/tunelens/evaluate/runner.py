@@ -20,7 +20,7 @@ from tunelens.errors import TunelensError
 from tunelens.evaluate import fewshot, stats
 from tunelens.evaluate.cache import GenerationCache
 from tunelens.evaluate.config import EvalConfig
-from tunelens.evaluate.suites import SUITE_CLASSES, Item, Suite, SuiteContext
+from tunelens.evaluate.suites import Item, Suite, SuiteContext, all_suites
 
 SCHEMA = "tunelens.eval/v2"  # v2: cost.fewshot_vs_zeroshot is per suite
 CHUNK_BATCHES = 4  # batches per generate() call: progress and cache writes between calls
@@ -322,7 +322,8 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = SuiteContext(config)
-    suites = [SUITE_CLASSES[name]() for name in config.suites]
+    registry = all_suites()
+    suites = [registry[name]() for name in config.suites]
     # Build every suite before loading a model: a missing data file fails in seconds, not after generation.
     items = {s.name: s.build(ctx) for s in suites}
     # Likewise a model that cannot be found fails before the first model spends minutes generating.

@@ -1,0 +1,23 @@
+"""The evaluation suites, one module each, found here rather than listed.
+
+A suite is a class decorated with ``@register`` (see base). :func:`all_suites` imports every module
+of this package and returns the registered suites by name, in order: the config's suite lists,
+its validation and the ``--suite`` help are made from it, and the runner looks suites up in it. So
+adding a suite is adding a module (and its test).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from tunelens.evaluate.suites.base import Item, Suite, SuiteContext, register, registered
+
+__all__ = ["Item", "Suite", "SuiteContext", "all_suites", "register"]
+
+
+def all_suites() -> dict[str, type[Suite]]:
+    """Every registered suite by name, in order."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    return registered()
