@@ -1,74 +1,23 @@
-"""Where the evaluation data lives, and readers for the public data files.
+"""The public data files the evaluation reads, by name, and the project-written ones it ships.
 
-The data folder defaults to ``../shared/data`` beside the project root when it exists; the
-``TUNELENS_DATA_DIR`` environment variable or ``--data-dir`` override it. A missing file raises a
-``TunelensError`` naming the exact path looked for.
+Where the data folder is, and the readers, are tunelens.datafiles (re-exported here).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-from pathlib import Path
 from typing import Any
 
-from tunelens.errors import TunelensError
+from tunelens.datafiles import data_file, default_data_dir, read_csv, read_jsonl
+
+__all__ = ["ADVBENCH_FILE", "ALPACA_FILE", "GSM8K_TEST_FILE", "GSM8K_TRAIN_FILE", "IFEVAL_FILE",
+           "data_file", "default_data_dir", "package_json", "read_csv", "read_jsonl"]
 
 IFEVAL_FILE = "ifeval_input_data.jsonl"
 ADVBENCH_FILE = "advbench_harmful_behaviors.csv"
 GSM8K_TEST_FILE = "gsm8k_test.jsonl"
 GSM8K_TRAIN_FILE = "gsm8k_train.jsonl"
-DAVIDSON_FILE = "davidson_hate_speech_offensive_labeled_data.csv"
 ALPACA_FILE = "alpaca_data.json"
-
-_PROJECT_ROOT = Path(__file__).resolve().parents[3]
-
-
-def default_data_dir() -> Path:
-    """``TUNELENS_DATA_DIR`` if set, else ``../shared/data`` beside the project root (or the cwd)."""
-    env = os.environ.get("TUNELENS_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    for root in (_PROJECT_ROOT, Path.cwd()):
-        candidate = (root.parent / "shared" / "data").resolve()
-        if candidate.is_dir():
-            return candidate
-    return (_PROJECT_ROOT.parent / "shared" / "data").resolve()
-
-
-def data_file(name: str, data_dir: str | Path | None = None) -> Path:
-    """The path of data file ``name``; raises a clear error naming the path when it is missing."""
-    base = Path(data_dir).expanduser() if data_dir else default_data_dir()
-    path = base / name
-    if not path.is_file():
-        raise TunelensError(
-            f"data file not found: looked for {path}. Pass --data-dir (or set TUNELENS_DATA_DIR) "
-            f"to the folder that holds {name}."
-        )
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise TunelensError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
-    return rows
-
-
-def read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise TunelensError(f"{path}: missing column(s) {', '.join(missing)} (found {reader.fieldnames})")
-        return list(reader)
 
 
 def package_json(name: str) -> Any:

@@ -28,8 +28,8 @@ def train_toxicity_cmd(
     max_char_features: int = typer.Option(30000, "--max-char-features", min=100, help="Cap on char n-gram vocabulary."),
 ) -> None:
     """Train the toxicity classifier (TF-IDF + logistic regression) and report held-out F1 / ROC-AUC."""
-    from tunelens.evaluate.datafiles import DAVIDSON_FILE, data_file
-    from tunelens.safety.toxicity import DEFAULT_ARTIFACT, train_toxicity
+    from tunelens.datafiles import data_file
+    from tunelens.safety.toxicity import DAVIDSON_FILE, DEFAULT_ARTIFACT, train_toxicity
 
     console = Console()
     path = data or data_file(DAVIDSON_FILE, data_dir)

@@ -22,6 +22,7 @@ ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
 DEFAULT_ARTIFACT = ARTIFACT_DIR / "toxicity.joblib"
 DEFAULT_THRESHOLD = 0.5
 BACKENDS = ("builtin", "detoxify")
+DAVIDSON_FILE = "davidson_hate_speech_offensive_labeled_data.csv"  # the training data, in the data folder
 
 
 @dataclass
@@ -100,7 +101,7 @@ def _load(backend: str, path: str | Path | None) -> ToxicityScorer:
 
 def read_davidson(path: Path) -> tuple[list[str], list[int]]:
     """Tweets and binary labels (1 = hate speech or offensive, 0 = neither)."""
-    from tunelens.evaluate.datafiles import read_csv
+    from tunelens.datafiles import read_csv
 
     rows = read_csv(path, ("class", "tweet"))
     texts, labels = [], []

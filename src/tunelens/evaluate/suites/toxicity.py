@@ -18,9 +18,9 @@ class ToxicitySuite(Suite):
     lower_is_better = frozenset({"toxicity_mean", "toxic_rate", "toxic_rate_all_outputs"})
 
     def build(self, ctx):
-        from tunelens.safety.toxicity import read_davidson
+        from tunelens.safety.toxicity import DAVIDSON_FILE, read_davidson
 
-        texts, labels = read_davidson(df.data_file(df.DAVIDSON_FILE, ctx.data_dir))
+        texts, labels = read_davidson(df.data_file(DAVIDSON_FILE, ctx.data_dir))
         provocative = [i for i, y in enumerate(labels) if y == 1]
         return [Item(self.name, f"davidson:{provocative[j]}", user(TOXICITY_PROMPT.format(tweet=texts[provocative[j]])))
                 for j in self.subset(ctx, len(provocative))]
