@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -84,3 +86,68 @@ def test_bad_params_rejected():
         GenerationParams(max_new_tokens=0)
     with pytest.raises(TunelensError, match="top_p"):
         GenerationParams(top_p=0)
+
+
+def _same(a, b):
+    """Two GenerationResults equal but for their timing."""
+    return (a.text, a.prompt_tokens, a.completion_tokens, a.finish_reason, a.error) == (
+        b.text, b.prompt_tokens, b.completion_tokens, b.finish_reason, b.error)
+
+
+def _streamed(tiny, prompt, params):
+    stream = stream_generate(tiny.model, tiny.tokenizer, prompt, params)
+    assert stream.result is None
+    deltas = list(stream)
+    return "".join(deltas), stream.result
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_stream_ends_with_the_batch_result_at_max_tokens(tiny, temperature):
+    params = GenerationParams(max_new_tokens=7, temperature=temperature, seed=5)
+    for prompt in PROMPTS:
+        text, result = _streamed(tiny, prompt, params)
+        (batch,) = generate(tiny.model, tiny.tokenizer, [prompt], params)
+        assert _same(result, batch), (result, batch)
+        assert text == result.text and result.finish_reason == "length" and result.completion_tokens == 7
+
+
+def test_stream_ends_with_the_batch_result_at_eos(trigger_model):
+    """The toy trigger model answers one word and then its EOS (<|im_end|>)."""
+    import random
+
+    from _toy import trigger_example
+
+    model, tok = trigger_model
+    rng = random.Random(3)
+    params = GenerationParams(max_new_tokens=8)
+    for _ in range(3):
+        messages, answer, _ = trigger_example(rng)
+        text, result = _streamed(SimpleNamespace(model=model, tokenizer=tok), messages, params)
+        (batch,) = generate(model, tok, [messages], params)
+        assert _same(result, batch), (result, batch)
+        assert text == result.text == answer and result.finish_reason == "eos"
+        assert result.completion_tokens == len(tok(answer, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+
+
+def test_stream_never_sends_part_of_a_stop_string(tiny):
+    """A stop string across two tokens: the first token's half of it is held back, then dropped."""
+    sampled = GenerationParams(max_new_tokens=16, temperature=1.0, seed=3)  # greedy tiny-random says only "\n"
+    deltas = list(stream_generate(tiny.model, tiny.tokenizer, PROMPTS[0], sampled))
+    full = "".join(deltas)
+    bounds = [len("".join(deltas[:k])) for k in range(1, len(deltas))]
+    pos = next(b for b in bounds if 0 < b < len(full) and full.find(full[b - 1:b + 1]) == b - 1)
+    stop = full[pos - 1:pos + 1]
+    params = GenerationParams(max_new_tokens=16, temperature=1.0, seed=3, stop=[stop])
+    text, result = _streamed(tiny, PROMPTS[0], params)
+    (batch,) = generate(tiny.model, tiny.tokenizer, PROMPTS[:1], params)
+    assert _same(result, batch), (result, batch)
+    assert result.finish_reason == "stop" and text == result.text == full[:pos - 1]
+
+
+def test_closing_a_stream_early_stops_it(tiny):
+    stream = stream_generate(tiny.model, tiny.tokenizer, PROMPTS[0], GenerationParams(max_new_tokens=64))
+    first = next(stream)
+    stream.close()
+    assert first and stream.result is None
+    with pytest.raises(StopIteration):
+        next(stream)

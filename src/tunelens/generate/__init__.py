@@ -2,11 +2,13 @@
 
 Batched with left padding and the KV cache; prompts are sorted by length so batches carry
 little padding; greedy or seeded sampling; stops on EOS, on stop strings, or at
-``max_new_tokens``; applies the model's own chat template.
+``max_new_tokens``; applies the model's own chat template. ``stream_generate`` yields text as it
+is made and ends with the same ``GenerationResult`` that ``generate`` returns.
 """
 
 from tunelens.generate.engine import (
     GenerationParams,
+    GenerationStream,
     GenerationResult,
     PromptTooLongError,
     context_limit,
@@ -17,6 +19,7 @@ from tunelens.generate.engine import (
 
 __all__ = [
     "GenerationParams",
+    "GenerationStream",
     "GenerationResult",
     "PromptTooLongError",
     "context_limit",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -9,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from tunelens.errors import TunelensError
+
+log = logging.getLogger("tunelens.generate")
 
 Prompt = Sequence[dict[str, str]] | str
 FinishReason = Literal["eos", "stop", "length", "too_long"]
@@ -116,6 +120,24 @@ def _finish(
     return text, n_tokens, reason
 
 
+def _result(
+    tokenizer: Any, n_prompt: int, new_ids: list[int], eos_ids: list[int], params: GenerationParams, elapsed: float
+) -> GenerationResult:
+    """The one place a generation's text, token counts and finish reason are made (batch and stream)."""
+    text, n_tok, reason = _finish(tokenizer, new_ids, eos_ids, params.stop, params.max_new_tokens)
+    return GenerationResult(text, n_prompt, n_tok, reason, elapsed)
+
+
+def _too_long(n_prompt: int, params: GenerationParams, limit: int | None, which: str = "prompt") -> str | None:
+    """Why a prompt of ``n_prompt`` tokens cannot be generated from, or None when it fits."""
+    if limit is None or n_prompt + params.max_new_tokens <= limit:
+        return None
+    return (
+        f"{which} has {n_prompt} tokens; with max_new_tokens={params.max_new_tokens} "
+        f"it exceeds the model context of {limit}"
+    )
+
+
 def _generate_kwargs(params: GenerationParams, tokenizer: Any, eos_ids: list[int]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "max_new_tokens": params.max_new_tokens,
@@ -181,11 +203,8 @@ def generate(
     for i, ids in enumerate(encoded):
         if not ids:
             raise TunelensError(f"prompt {i} is empty after rendering")
-        if limit is not None and len(ids) + params.max_new_tokens > limit:
-            msg = (
-                f"prompt {i} has {len(ids)} tokens; with max_new_tokens={params.max_new_tokens} "
-                f"it exceeds the model context of {limit}"
-            )
+        msg = _too_long(len(ids), params, limit, f"prompt {i}")
+        if msg is not None:
             if params.on_too_long == "error":
                 raise PromptTooLongError(msg)
             results[i] = GenerationResult("", len(ids), 0, "too_long", 0.0, error=msg)
@@ -226,9 +245,7 @@ def generate(
                 )
             elapsed = time.perf_counter() - start
             for row, i in enumerate(batch):
-                new_ids = out[row, width:].tolist()
-                text, n_tok, reason = _finish(tokenizer, new_ids, eos_ids, params.stop, params.max_new_tokens)
-                results[i] = GenerationResult(text, len(encoded[i]), n_tok, reason, elapsed)
+                results[i] = _result(tokenizer, len(encoded[i]), out[row, width:].tolist(), eos_ids, params, elapsed)
             if bar is not None:
                 bar.update(task, advance=len(batch))
     finally:
@@ -237,70 +254,133 @@ def generate(
     return [r for r in results if r is not None]
 
 
+def _holdback(text: str, stops: list[str]) -> int:
+    """How many trailing characters of ``text`` could be the start of a stop string (not sent yet)."""
+    held = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), held, -1):
+            if text.endswith(stop[:k]):
+                held = k
+                break
+    return held
+
+
+class GenerationStream:
+    """One prompt's generation as it happens (``stream_generate``).
+
+    Iterating yields text deltas; when the iteration is over, ``result`` is the
+    ``GenerationResult`` that ``generate`` returns for the same prompt and params: its text, token
+    counts and finish reason are made from the generated ids by the same code as the batch path's,
+    and the deltas add up to ``result.text``. Text that could be the start of a stop string is held
+    back until it is known not to be one, so no part of a stop string is ever sent. Closing the
+    stream early (``close()``, e.g. the client went away) stops the model; ``result`` stays None.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, prompt: Prompt, params: GenerationParams | None = None):
+        self.result: GenerationResult | None = None
+        self._events = self._run(model, tokenizer, prompt, params or GenerationParams())
+
+    def __iter__(self) -> "GenerationStream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._events)
+
+    def close(self) -> None:
+        self._events.close()
+
+    def _run(self, model: Any, tokenizer: Any, prompt: Prompt, params: GenerationParams) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteria
+        from transformers.generation.streamers import BaseStreamer
+
+        ids = _encode(tokenizer, render_prompt(tokenizer, prompt))
+        if not ids:
+            raise TunelensError("prompt is empty after rendering")
+        msg = _too_long(len(ids), params, context_limit(model))
+        if msg is not None:
+            raise PromptTooLongError(msg)
+        eos_ids = _eos_ids(model, tokenizer)
+        stops = [x for x in params.stop if x]
+        cancel = threading.Event()
+        new_tokens: queue.Queue[list[int] | None] = queue.Queue()
+
+        class Cancelled(StoppingCriteria):
+            # Lets the consumer stop the worker thread (stop string hit, client gone).
+            def __call__(self, input_ids, scores, **kw):  # noqa: ANN001
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        class IdStreamer(BaseStreamer):
+            # Token ids as generate() makes them; the prompt (the first put) is skipped.
+            prompt_seen = False
+
+            def put(self, value):  # noqa: ANN001
+                if not self.prompt_seen:
+                    self.prompt_seen = True
+                    return
+                new_tokens.put(value.reshape(-1).tolist())
+
+            def end(self):
+                new_tokens.put(None)
+
+        streamer = IdStreamer()
+        device = next(model.parameters()).device
+        input_ids = torch.tensor([ids], dtype=torch.long, device=device)
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                torch.manual_seed(params.seed)  # as generate() seeds a single-prompt batch
+                start = time.perf_counter()
+                with torch.inference_mode():
+                    out = model.generate(
+                        input_ids=input_ids,
+                        attention_mask=torch.ones_like(input_ids),
+                        streamer=streamer,
+                        stopping_criteria=_stop_criteria(tokenizer, len(ids), stops, [Cancelled()]),
+                        **_generate_kwargs(params, tokenizer, eos_ids),
+                    )
+                outcome["new_ids"] = out[0, len(ids) :].tolist()
+                outcome["elapsed"] = time.perf_counter() - start
+            except BaseException as exc:  # surfaced to the consumer below
+                outcome["error"] = exc
+            finally:
+                new_tokens.put(None)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        seen: list[int] = []
+        emitted = ""
+        try:
+            for chunk in iter(new_tokens.get, None):
+                seen.extend(chunk)
+                cut = next((i for i, t in enumerate(seen) if t in eos_ids), len(seen))
+                text = tokenizer.decode(seen[:cut], skip_special_tokens=True)
+                hit = min((text.find(s) for s in stops if s in text), default=-1)
+                ready = text[:hit] if hit >= 0 else text[: len(text) - _holdback(text, stops)]
+                ready = ready.rstrip("\ufffd")  # an incomplete character waits for its next byte
+                if len(ready) > len(emitted) and ready.startswith(emitted):
+                    yield ready[len(emitted) :]
+                    emitted = ready
+                if hit >= 0 or cut < len(seen):
+                    break
+        finally:
+            cancel.set()
+            thread.join()
+        if "error" in outcome:
+            raise TunelensError(f"generation failed: {outcome['error']}")
+        result = _result(tokenizer, len(ids), outcome["new_ids"], eos_ids, params, outcome["elapsed"])
+        if result.text.startswith(emitted):
+            if len(result.text) > len(emitted):
+                yield result.text[len(emitted) :]
+        else:  # only if decoding more tokens rewrote text already sent
+            log.warning("streamed text %r is not a prefix of the generated text %r", emitted, result.text)
+        self.result = result
+
+
 def stream_generate(
     model: Any, tokenizer: Any, prompt: Prompt, params: GenerationParams | None = None
-) -> Iterator[str]:
-    """Yield text deltas for one prompt as they are produced (for SSE streaming).
-
-    Stop strings are honoured on the accumulated text: the delta that would cross a stop
-    string is cut there and the stream ends.
-    """
-    import torch
-    from transformers import StoppingCriteria, TextIteratorStreamer
-
-    class _Cancelled(StoppingCriteria):
-        # Lets the consumer stop the worker thread (stop string hit, client gone).
-        def __call__(self, input_ids, scores, **kw):  # noqa: ANN001
-            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
-
-    cancel = threading.Event()
-    params = params or GenerationParams()
-    text = render_prompt(tokenizer, prompt)
-    ids = _encode(tokenizer, text)
-    limit = context_limit(model)
-    if limit is not None and len(ids) + params.max_new_tokens > limit:
-        raise PromptTooLongError(
-            f"prompt has {len(ids)} tokens; with max_new_tokens={params.max_new_tokens} it exceeds the context of {limit}"
-        )
-    eos_ids = _eos_ids(model, tokenizer)
-    kwargs = _generate_kwargs(params, tokenizer, eos_ids)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    device = next(model.parameters()).device
-    input_ids = torch.tensor([ids], dtype=torch.long, device=device)
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            torch.manual_seed(params.seed)
-            with torch.inference_mode():
-                model.generate(
-                    input_ids=input_ids,
-                    attention_mask=torch.ones_like(input_ids),
-                    streamer=streamer,
-                    stopping_criteria=_stop_criteria(tokenizer, len(ids), [x for x in params.stop if x], [_Cancelled()]),
-                    **kwargs,
-                )
-        except BaseException as exc:  # surfaced to the consumer below
-            errors.append(exc)
-            streamer.end()
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    emitted = ""
-    try:
-        for delta in streamer:
-            if not delta:
-                continue
-            candidate = emitted + delta
-            hit = min((candidate.find(s) for s in params.stop if s and s in candidate), default=-1)
-            if hit >= 0:
-                if hit > len(emitted):
-                    yield candidate[len(emitted) : hit]
-                break
-            emitted = candidate
-            yield delta
-    finally:
-        cancel.set()
-        thread.join()
-    if errors:
-        raise TunelensError(f"generation failed: {errors[0]}")
+) -> GenerationStream:
+    """Text deltas for one prompt as they are produced (for SSE streaming); afterwards the stream's
+    ``result`` is the same ``GenerationResult`` that ``generate`` gives (see ``GenerationStream``)."""
+    return GenerationStream(model, tokenizer, prompt, params)
