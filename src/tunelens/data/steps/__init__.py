@@ -3,9 +3,8 @@
 A step is a class decorated with ``@register`` (see base): it names itself, its place in the
 pipeline and its CurateConfig section. :func:`all_steps` imports every module of this package and
 returns the registered steps in pipeline order; ``curate`` builds its pipeline from them, so adding
-a step is adding a module (and its test). Modules are imported on the first call, not when this
-package is imported, so a module may import ``tunelens.data.config`` and the config may import a
-step module without a circle at import time.
+a step is adding a module (and its test). The modules are imported on the first call, not when this
+package is imported: importing one step module (for its config model, say) imports no other.
 """
 
 from __future__ import annotations
