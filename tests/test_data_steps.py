@@ -9,25 +9,15 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from tunelens.data.config import (
-    DecontaminateConfig,
-    DedupConfig,
-    LicensePolicyConfig,
-    NormaliseConfig,
-    PiiConfig,
-    QualityConfig,
-    ToxicityConfig,
-    ValidateConfig,
-)
 from tunelens.data.importers import _unhashable_record
 from tunelens.data.steps import InvariantError, StepResult, check_partition
-from tunelens.data.steps.decontam import Decontaminate
-from tunelens.data.steps.dedup import ExactDedup, NearDedup, minhash_signatures
-from tunelens.data.steps.licence import LicensePolicy
-from tunelens.data.steps.quality import Quality
-from tunelens.data.steps.rewrite import Normalise, RedactPii
-from tunelens.data.steps.toxicity import Toxicity, resolve_scorer
-from tunelens.data.steps.validate import Validate
+from tunelens.data.steps.decontam import Decontaminate, DecontaminateConfig
+from tunelens.data.steps.dedup import DedupConfig, ExactDedup, NearDedup, minhash_signatures
+from tunelens.data.steps.licence import LicensePolicy, LicensePolicyConfig
+from tunelens.data.steps.quality import Quality, QualityConfig
+from tunelens.data.steps.rewrite import Normalise, NormaliseConfig, PiiConfig, RedactPii
+from tunelens.data.steps.toxicity import Toxicity, ToxicityConfig, resolve_scorer
+from tunelens.data.steps.validate import Validate, ValidateConfig
 from tunelens.data.textkeys import TokenCache, WordHasher, ngram_hashes, words
 from tunelens.errors import ConfigError, TunelensError
 from tunelens.records import make_conversation, make_preference

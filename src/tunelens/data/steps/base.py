@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from tunelens.data.textkeys import TokenCache
 
@@ -46,6 +46,12 @@ class StepResult:
     rejected: list[Rejection] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+class SectionConfig(BaseModel):
+    """A step's section of CurateConfig (``Step.config_model``): misspelled fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass

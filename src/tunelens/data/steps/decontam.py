@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field, field_validator
 
-from tunelens.data.config import DecontamFile, DecontaminateConfig
-from tunelens.data.steps.base import Record, Rejection, Step, StepResult, message_fields, register
+from tunelens.data.steps.base import Record, Rejection, SectionConfig, Step, StepResult, message_fields, register
 from tunelens.data.textkeys import TokenCache, ngram_hashes, words
 from tunelens.errors import TunelensError
 from tunelens.records import record_texts
@@ -92,6 +92,27 @@ def read_eval_texts(spec: DecontamFile) -> list[EvalItem]:
         raise TunelensError(f"decontamination file {path}: no evaluation text found; name the field(s), e.g. {path}::prompt")
     return items
 
+
+
+class DecontamFile(SectionConfig):
+    path: Path
+    fields: list[str] | None = Field(None, description="JSON fields holding eval text; default: detected (prompt, question, answer...).")
+
+
+def _decontam_spec(value: str | Path) -> dict:
+    """'path' or 'path::field1,field2' -> {path, fields}."""
+    path, sep, fields = str(value).partition("::")
+    return {"path": path, "fields": [f.strip() for f in fields.split(",") if f.strip()] or None} if sep else {"path": path}
+
+
+class DecontaminateConfig(SectionConfig):
+    files: list[DecontamFile] = Field(default_factory=list, description="Evaluation sets to check against.")
+    n: int = Field(13, ge=3, le=64, description="Word n-gram size; a shared n-gram marks a record contaminated.")
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _paths(cls, value):
+        return [_decontam_spec(v) if isinstance(v, (str, Path)) else v for v in value or []]
 
 @register
 class Decontaminate(Step):

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from typing import Literal
 
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
+from pydantic import Field
 
-from tunelens.data.config import DedupConfig
 from tunelens.data.steps.base import (
     Record,
     Rejection,
+    SectionConfig,
     Step,
     StepResult,
     message_fields,
@@ -46,6 +48,16 @@ def _cluster_stats(kept_of: dict[int, list[int]], records: list[Record]) -> dict
         "largest": [{"kept": records[rep]["id"], "size": size} for rep, size in sizes.most_common(5)],
     }
 
+
+
+class DedupConfig(SectionConfig):
+    exact: bool = Field(True, description="Drop records whose normalised text is identical to an earlier one.")
+    near: bool = Field(True, description="Drop near-duplicates found with MinHash LSH.")
+    threshold: float = Field(0.8, gt=0.0, le=1.0, description="Jaccard similarity above which records are near-duplicates.")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations.")
+    ngram: int = Field(5, ge=1, le=32, description="Word n-gram (shingle) size.")
+    near_fields: Literal["all", "prompt", "response"] = Field(
+        "all", description="Text compared for near-duplicates: the whole record, only the prompt side, or only the replies.")
 
 @register
 class ExactDedup(Step):

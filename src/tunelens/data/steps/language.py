@@ -18,9 +18,9 @@ import re
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from tunelens.data.steps.base import FilterStep, Reason, Record, register
+from tunelens.data.steps.base import FilterStep, Reason, Record, SectionConfig, register
 
 _CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
 _URLS = re.compile(r"https?://\S+|www\.\S+|\S+@\S+\.\w+")
@@ -49,8 +49,7 @@ def _factory():
     return factory
 
 
-class LanguageConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LanguageConfig(SectionConfig):
     enabled: bool = Field(False, description="Reject records whose prompt or replies are in another language.")
     allow: list[str] = Field(default_factory=lambda: ["en"], min_length=1,
                              description="Allowed languages, as langdetect codes (en, de, fr, zh-cn...; 'zh' allows both Chinese codes).")

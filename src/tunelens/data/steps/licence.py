@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
+from typing import Literal
 
-from tunelens.data.config import LicensePolicyConfig
+from pydantic import Field
+
 from tunelens.data.licences import NON_COMMERCIAL
-from tunelens.data.steps.base import FilterStep, Reason, Record, register
+from tunelens.data.steps.base import FilterStep, Reason, Record, SectionConfig, register
 from tunelens.records import UNKNOWN_LICENSE
 
 
@@ -14,6 +16,13 @@ def _matches(value: str, patterns: list[str]) -> str | None:
     low = value.lower()
     return next((p for p in patterns if fnmatchcase(low, p.lower())), None)
 
+
+
+class LicensePolicyConfig(SectionConfig):
+    preset: Literal["commercial"] | None = Field(None, description="'commercial' rejects CC-BY-NC-* and unknown licences.")
+    allow: list[str] | None = Field(None, description="If set, only these licences (fnmatch patterns) are kept.")
+    deny: list[str] = Field(default_factory=list, description="Licences (fnmatch patterns) to reject.")
+    allow_unknown: bool | None = Field(None, description="Keep records whose licence is 'unknown' (default: yes, unless a preset or allow-list is set).")
 
 @register
 class LicensePolicy(FilterStep):

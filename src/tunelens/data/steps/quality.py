@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from tunelens.data.config import QualityConfig
-from tunelens.data.steps.base import FilterStep, Reason, Record, prompt_and_responses, prompt_texts, register
+from pydantic import Field
+
+from tunelens.data.steps.base import FilterStep, Reason, Record, SectionConfig, prompt_and_responses, prompt_texts, register
 from tunelens.data.textkeys import TokenCache
 
 # Non-answers: AI disclaimers and empty placeholders (Alpaca has literal "<nooutput>" replies).
@@ -43,6 +44,17 @@ def _rejected(check: str, text: str, **detail) -> Reason:
     """A quality rejection, counted under ``check``, which its detail names too."""
     return Reason(text, {"check": check, **detail}, key=check)
 
+
+
+class QualityConfig(SectionConfig):
+    enabled: bool = True
+    min_response_chars: int = Field(1, ge=0, description="Shorter replies (after stripping) are rejected.")
+    min_response_words: int = Field(0, ge=0, description="Replies with fewer words are rejected (0: off; emoji, Morse or ':-)' have no words).")
+    max_repetition: float = Field(0.75, gt=0.0, le=1.0, description="Reject replies whose share of repeated word 3-grams is above this.")
+    repetition_min_words: int = Field(30, ge=3, description="Only replies with at least this many words are checked for repetition.")
+    boilerplate: bool = Field(True, description="Reject boilerplate non-answers ('As an AI language model...').")
+    extra_boilerplate: list[str] = Field(default_factory=list, description="More regexes that mark a non-answer.")
+    prompt_echo: float = Field(0.9, gt=0.0, le=1.0, description="Reject replies whose word-pair set has at least this Jaccard similarity with the prompt's.")
 
 @register
 class Quality(FilterStep):

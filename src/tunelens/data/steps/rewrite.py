@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from tunelens.data.config import NormaliseConfig, PiiConfig
-from tunelens.data.pii import redact_many
-from tunelens.data.steps.base import Change, Record, Step, StepResult, message_fields, register, set_field
+from pydantic import Field, field_validator
+
+from tunelens.data.pii import PII_TYPES, redact_many
+from tunelens.data.steps.base import Change, Record, SectionConfig, Step, StepResult, message_fields, register, set_field
 from tunelens.records import normalise_text
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
@@ -27,6 +28,25 @@ def _already_normal(value: str) -> bool:
         and _TRAILING_SPACE.search(value) is None
     )
 
+
+
+class NormaliseConfig(SectionConfig):
+    enabled: bool = True
+    collapse_blank_lines: bool = Field(True, description="Squeeze runs of blank lines into one.")
+    collapse_spaces: bool = Field(False, description="Squeeze runs of spaces inside a line (indentation kept; off by default for code).")
+
+
+class PiiConfig(SectionConfig):
+    enabled: bool = True
+    types: list[str] = Field(default_factory=lambda: list(PII_TYPES), description=f"Subset of {list(PII_TYPES)}.")
+
+    @field_validator("types")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in PII_TYPES]
+        if unknown:
+            raise ValueError(f"unknown PII type(s) {unknown}; known: {list(PII_TYPES)}")
+        return value
 
 @register
 class Normalise(Step):

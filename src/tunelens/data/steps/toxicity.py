@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 import math
+from typing import Literal
 
-from tunelens.data.config import ToxicityConfig
-from tunelens.data.steps.base import Record, Rejection, Scorer, Step, StepResult, message_fields, prompt_and_responses, register
+from pydantic import Field
+
+from tunelens.data.steps.base import Record, Rejection, Scorer, SectionConfig, Step, StepResult, message_fields, prompt_and_responses, register
 from tunelens.errors import ConfigError, TunelensError
 
 def resolve_scorer(name: str) -> Scorer:
@@ -31,6 +33,14 @@ def resolve_scorer(name: str) -> Scorer:
         raise ConfigError(f"toxicity.scorer: {name!r} is not callable")
     return scorer
 
+
+
+class ToxicityConfig(SectionConfig):
+    enabled: bool = False
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Reject records whose toxicity probability is at least this.")
+    scorer: str = Field("builtin", description="'builtin' (tunelens.safety.toxicity) or 'module:function' returning a scorer.")
+    fields: Literal["responses", "all"] = Field("responses", description="Score only the replies, or every turn.")
+    batch_size: int = Field(64, gt=0)
 
 @register
 class Toxicity(Step):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
-from tunelens.data.config import ValidateConfig
-from tunelens.data.steps.base import FilterStep, Reason, Record, register
+from tunelens.data.steps.base import FilterStep, Reason, Record, SectionConfig, register
 from tunelens.records import ROLES, parse_record
 
+
+
+class ValidateConfig(SectionConfig):
+    enabled: bool = Field(True, description="Content rules; when off, the record schema is still checked.")
+    max_field_chars: int = Field(32_000, gt=0, description="Longest allowed text field, in characters.")
+    max_messages: int = Field(200, gt=0, description="Most messages allowed in one conversation.")
+    require_assistant: bool = Field(True, description="Reject conversations without an assistant turn.")
 
 @register
 class Validate(FilterStep):
