@@ -97,3 +97,16 @@ def test_alpaca_under_commercial_is_rejected(shared_data, tmp_path, monkeypatch)
     rejects = (tmp_path / "alpaca" / "curate" / "rejects.jsonl").read_text().splitlines()
     assert len(rejects) == 52002
     assert not (tmp_path / "alpaca" / "stages" / "curate.done").exists()
+
+
+def test_explain_method_comes_from_the_registry():
+    from pydantic import ValidationError
+
+    from tunelens.explain import methods
+    from tunelens.pipeline.config import RunConfig
+
+    for name in methods.names():
+        assert RunConfig.model_validate({"explain": {"method": name}}).explain.method == name
+    assert RunConfig.model_validate({"explain": {"method": "ig"}}).explain.method == "integrated_gradients"
+    with pytest.raises(ValidationError, match="unknown attribution method 'nope'.*saliency"):
+        RunConfig.model_validate({"explain": {"method": "nope"}})

@@ -112,6 +112,18 @@ class ExplainSection(_Strict):
     method: str = Field("input_x_gradient", description="Attribution method (see `tunelens explain --help`).")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget for explained responses and rationales.")
 
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        """A registered attribution method (an alias becomes its canonical name); the registry is the only list."""
+        from tunelens.errors import TunelensError
+        from tunelens.explain import methods
+
+        try:
+            return methods.resolve(value)
+        except TunelensError as exc:
+            raise ValueError(str(exc)) from None
+
 
 class LaunchSection(_Strict):
     accelerate_config: str | None = Field(
