@@ -79,9 +79,10 @@ def _leaky(app):
     async def submit(prompt, params):
         return GenerationResult("Sure! " + PII, 10, 20, "eos", 0.01)
 
-    async def stream(prompt, params):
+    async def stream(prompt, params):  # text deltas, then the result (MicroBatcher.stream's contract)
         for i in range(0, len(PII), 7):
             yield PII[i:i + 7]
+        yield GenerationResult(PII, 10, 20, "eos", 0.01)
 
     for served in app.state.runtime.models.values():
         served.batcher.submit = submit

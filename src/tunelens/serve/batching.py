@@ -132,32 +132,36 @@ class MicroBatcher:
             if not item.future.done():
                 item.future.set_result(result)
 
-    async def stream(self, prompt: list[dict[str, str]], params: GenerationParams) -> AsyncIterator[str]:
-        """Text deltas for one prompt, produced on the model's own executor thread."""
+    async def stream(self, prompt: list[dict[str, str]], params: GenerationParams
+                     ) -> AsyncIterator[str | GenerationResult]:
+        """Text deltas for one prompt, produced on the model's own executor thread, and last of all
+        the prompt's GenerationResult: the same one `submit` gives (token counts, finish reason)."""
         loop = asyncio.get_running_loop()
         out: asyncio.Queue = asyncio.Queue()
-        done = object()
         cancelled = threading.Event()
 
         def work() -> None:
+            stream = stream_generate(self.model, self.tokenizer, prompt, params)
             try:
-                for delta in stream_generate(self.model, self.tokenizer, prompt, params):
-                    if cancelled.is_set():  # client went away: closing the generator stops the model
-                        break
+                for delta in stream:
+                    if cancelled.is_set():  # client went away: closing the stream stops the model
+                        return
                     loop.call_soon_threadsafe(out.put_nowait, delta)
-                loop.call_soon_threadsafe(out.put_nowait, done)
+                loop.call_soon_threadsafe(out.put_nowait, stream.result)
             except Exception as exc:
                 loop.call_soon_threadsafe(out.put_nowait, exc)
+            finally:
+                stream.close()
 
         fut = loop.run_in_executor(self.executor, work)
         try:
             while True:
                 item = await out.get()
-                if item is done:
-                    break
                 if isinstance(item, Exception):
                     raise item
                 yield item
+                if isinstance(item, GenerationResult):
+                    break
         finally:
             cancelled.set()
             await asyncio.shield(fut)

@@ -41,10 +41,32 @@ class StorageUnavailable(TunelensError):
     """The database cannot take writes now (answered 503 by the server)."""
 
 
-def redact_value(value: Any) -> Any:
-    """Every string in ``value`` (nested lists and dicts included) with PII and secrets redacted."""
+class Redacted(str):
+    """Text that `redact_text` made: already passed through `tunelens.data.pii.redact`.
+
+    The redacting columns store it as it is, so a text redacted once (for the model or the client)
+    is not redacted a second time on its way into the database. Only `redact_text` makes one;
+    anything derived from it (a slice, a join, an f-string) is a plain ``str`` again and is redacted.
+    """
+
+    __slots__ = ()
+
+
+def redact_text(text: str) -> tuple[Redacted, dict[str, int]]:
+    """``tunelens.data.pii.redact(text)``, the result marked as redacted (see `Redacted`)."""
     from tunelens.data.pii import redact
 
+    red, counts = redact(text)
+    return Redacted(red), counts
+
+
+def redact_value(value: Any) -> Any:
+    """Every string in ``value`` (nested lists and dicts included) with PII and secrets redacted
+    (a `Redacted` text as it is: it was redacted by the same function)."""
+    from tunelens.data.pii import redact
+
+    if isinstance(value, Redacted):
+        return str(value)
     if isinstance(value, str):
         return redact(value)[0]
     if isinstance(value, dict):

@@ -23,14 +23,10 @@ def _toxicity_scorer():
 
 
 def _redact(text: str) -> tuple[str, dict[str, int]]:
-    from tunelens.data.pii import redact
+    # Marked as redacted, so storage (whose columns redact every other text) does not redact it again.
+    from tunelens.serve.db import redact_text
 
-    return redact(text)
-
-
-def redact_for_log(text: str) -> str:
-    """Logs are always redacted, whatever the request-time PII setting."""
-    return _redact(text)[0]
+    return redact_text(text)
 
 
 @dataclass
