@@ -97,6 +97,10 @@ def test_chat_feedback_and_ab_in_chromium(live_server):
         card = page.locator(".assistant-msg").nth(1)
         expect(card.locator(".flags")).to_contain_text("pii input: 1 redacted")
         expect(card.locator(".explain-frame, .flags:has-text('explain unavailable')").first).to_be_visible()
+        if card.locator(".explain-frame").count():  # the heatmap is shaded although its sandbox runs no script
+            shaded = card.frame_locator(".explain-frame").locator(".tl-in[class*='tl-p'], .tl-in[class*='tl-n']").first
+            background = shaded.evaluate("e => getComputedStyle(e).backgroundColor")
+            assert background not in ("rgba(0, 0, 0, 0)", "transparent"), background
         card.locator(".thumb-down").click()
         expect(card.locator(".feedback-status")).to_have_text("thumbs down saved")
         card.locator(".correction").fill("Whiskers is a classic cat name.")

@@ -1,12 +1,14 @@
 """Issue 12, point 4 (serving): the chat handler is a plain API, testable without HTTP; a streamed
 answer reports what the non-streamed one does (usage and finish_reason from the engine's one
-`GenerationResult`); one `max_tokens` is used and stored; output redaction runs once."""
+`GenerationResult`); one `max_tokens` is used and stored; output redaction runs once; the explain
+heatmap is shaded without a script."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -211,3 +213,27 @@ def test_output_redaction_runs_once(tmp_path, tiny_loaded, monkeypatch, redact_o
     assert row.response == "Sure! Write to [EMAIL] today." and "kim@" not in json.dumps(row.request)
     assert seen == (row.response if redact_output else ANSWER)
 
+
+# ---------------------------------------------------------------- explain heatmap without a script
+
+
+def test_explain_heatmap_is_shaded_without_a_script(tmp_path, tiny_loaded):
+    from tunelens.serve.explain_view import STYLE_HASH, heatmap_page
+
+    attr = SimpleNamespace(input_tokens=["<s>", "big", "cat", "?"], template_mask=[True, False, False, False],
+                           aggregate=[0.0, 0.9, -0.45, 0.01], output_tokens=["yes"], method="saliency",
+                           exclude_template=True)
+    page = heatmap_page(attr)
+    classes = re.findall(r'class="tl-tok tl-in([^"]*)"', page)
+    assert classes == [" tl-tmpl", " tl-p10", " tl-n5", ""]
+    assert "<script" not in page and " style=" not in page
+
+    app = create_app(_config(tmp_path, ["tiny"]), preloaded={"tiny": tiny_loaded})
+    with _client(app) as client:
+        csp = client.get("/").headers["content-security-policy"]
+        assert STYLE_HASH in csp and "unsafe-hashes" not in csp and "unsafe-inline" not in csp
+        r = client.post("/v1/chat/completions", json={"model": "tiny", "max_tokens": 2, "explain": True,
+                                                      "messages": [{"role": "user", "content": "Hello there"}]})
+        ex = r.json()["tunelens"]["explanation"]
+        assert ex["available"], ex
+        assert "<script" not in ex["html"] and re.search(r"tl-[pn]\d+", ex["html"])

@@ -224,9 +224,10 @@ class ChatHandler:
         if not response:
             return {"available": False, "reason": "empty response"}
         try:
-            from tunelens.explain import attribute, render_html
+            from tunelens.explain import attribute
         except ImportError as exc:
             return {"available": False, "reason": f"explain module unavailable: {exc}"}
+        from tunelens.serve.explain_view import heatmap_page
 
         served = turn.served
         tok = served.loaded.tokenizer
@@ -236,7 +237,7 @@ class ChatHandler:
         try:
             attr = await loop.run_in_executor(served.batcher.executor, attribute, served.loaded.model, tok,
                                               turn.model_messages, clipped)
-            return {"available": True, "attribution": attr.to_dict(), "html": render_html(attr),
+            return {"available": True, "attribution": attr.to_dict(), "html": heatmap_page(attr),
                     "truncated": clipped != response}
         except Exception as exc:  # attribution failure must not lose the answer
             return {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
