@@ -146,8 +146,8 @@ def _notes(step) -> str:
     st = step.stats
     if step.name == "pii":
         return json.dumps(st.get("counts", {}))
-    if step.name in ("validate", "quality"):
-        return ", ".join(f"{k}: {v}" for k, v in st.get("reasons", {}).items())
+    if st.get("reasons"):  # every filter step (FilterStep) counts its reasons here
+        return ", ".join(f"{k}: {v}" for k, v in st["reasons"].items())
     if step.name.startswith("dedup"):
         return f"{st.get('clusters', 0)} clusters"
     if step.name == "decontaminate":
