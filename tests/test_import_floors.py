@@ -127,3 +127,20 @@ def test_the_arrows_that_ran_back_up_stay_gone():
     assert arrows("tunelens.models.tiny", "tunelens.models.loading") == []
     assert arrows("tunelens.data.datasheet", "tunelens.data.curate") == []
     assert arrows("tunelens.data.steps", "tunelens.data.curate") == []
+    assert arrows("tunelens.cards", "tunelens.pipeline") == []  # `tunelens card` is the pipeline's command
+
+
+def test_stage_packages_import_only_downward():
+    """The floors of docs/architecture.md: a stage never imports a stage drawn above it."""
+    floor = {"records": 0, "errors": 0, "allocator": 0, "config_files": 1, "datafiles": 1,
+             "models": 2, "generate": 3, "safety": 3, "cards": 3,
+             "data": 4, "suite": 4, "train": 4, "evaluate": 5, "explain": 6, "serve": 7, "pipeline": 7}
+    graph = _graph()
+    bad = []
+    for m, targets in graph.items():
+        src = m.split(".")[1] if m.count(".") else None
+        for t in targets:
+            dst = t.split(".")[1] if t.count(".") else None
+            if src in floor and dst in floor and src != dst and floor[dst] > floor[src]:
+                bad.append(f"{m} -> {t}")
+    assert bad == []

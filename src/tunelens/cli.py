@@ -42,7 +42,6 @@ def _register() -> None:
     from tunelens.serve.cli import app as serve_app, feedback_app, monitor_app
     from tunelens.suite.cli import app as suite_app
     from tunelens.pipeline.cli import register as register_run
-    from tunelens.cards.cli import register as register_card
 
     app.add_typer(data_app, name="data", help="Import, curate and document instruction data.")
     register_train(app)
@@ -54,7 +53,6 @@ def _register() -> None:
     app.add_typer(monitor_app, name="monitor", help="Drift monitoring of live prompts.")
     app.add_typer(suite_app, name="suite", help="The built-in verifiable instruction suite.")
     register_run(app)
-    register_card(app)
 
 
 _register()

@@ -1,4 +1,8 @@
-"""CLI for the main job: ``tunelens run [CONFIG.yaml]``."""
+"""CLI for the main job: ``tunelens run [CONFIG.yaml]``, and ``tunelens card --run RUNDIR`` over a run's artifacts.
+
+``card`` lives here, not in ``tunelens.cards``: it also rewrites the run's report.html, which is the
+pipeline's, and the cards package stays below the pipeline (it imports nothing from it).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to the root app."""
+    """Add this stage's commands (run, card) to the root app."""
+    _register_card(app)
 
     @app.command("run")
     def run_cmd(
@@ -65,3 +70,23 @@ def register(app: typer.Typer) -> None:
             overrides.pop("name", None)
         cfg = load_run_config(config, overrides)
         run_pipeline(cfg, from_stage=from_stage, progress=not quiet)
+
+
+def _register_card(app: typer.Typer) -> None:
+    from rich.console import Console
+
+    @app.command("card")
+    def card_cmd(
+        run: Path = typer.Option(..., "--run", help="Run directory written by `tunelens run` (e.g. runs/default)."),
+        report: bool = typer.Option(True, "--report/--no-report", help="Also regenerate the run's report.html."),
+    ) -> None:
+        """Regenerate the model card and dataset card (and report.html) from a run's artifacts."""
+        from tunelens.cards import regenerate
+        from tunelens.pipeline.report import write_report
+
+        console = Console()
+        written = regenerate(run)
+        if report:
+            written["report"] = str(write_report(run).relative_to(run))
+        for key, rel in written.items():
+            console.print(f"[green]wrote[/] {key}: {run / rel}")
