@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tunelens.config_files import load_yaml_mapping
-from tunelens.errors import ConfigError
+from tunelens import config_files
 
 
 class _Strict(BaseModel):
@@ -132,29 +131,13 @@ class ServeConfig(_Strict):
         return None
 
 
-def _format_errors(exc: ValidationError, where: str) -> str:
-    lines = [f"invalid serve config ({where}):"]
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        lines.append(f"  {loc}: {err['msg']}")
-    return "\n".join(lines)
-
-
 def load_config(path: str | Path | None = None, **overrides) -> ServeConfig:
-    """Read a YAML config (optional), apply CLI overrides, validate. Errors name the bad field."""
+    """Read a YAML config (optional), apply CLI overrides (None = not given), validate once.
 
-    data: dict = {}
-    where = "command line"
-    if path is not None:
-        where = str(path)
-        data = load_yaml_mapping(path, "serve config")
-    for key, value in overrides.items():
-        if value is not None:
-            data[key] = value
-    try:
-        return ServeConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, where)) from None
+    The shared loader (tunelens.config_files) reads the file and formats errors, naming the
+    file or the command line and each bad field.
+    """
+    return config_files.load_config(ServeConfig, path, overrides, what="serve config", where=None if path else "command line")
 
 
 def parse_model_option(values: list[str]) -> list[dict]:
