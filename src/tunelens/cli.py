@@ -42,6 +42,7 @@ def _register() -> None:
     from tunelens.serve.cli import app as serve_app, feedback_app, monitor_app
     from tunelens.suite.cli import app as suite_app
     from tunelens.pipeline.cli import register as register_run
+    from tunelens.export.cli import register as register_export
 
     app.add_typer(data_app, name="data", help="Import, curate and document instruction data.")
     register_train(app)
@@ -53,6 +54,7 @@ def _register() -> None:
     app.add_typer(monitor_app, name="monitor", help="Drift monitoring of live prompts.")
     app.add_typer(suite_app, name="suite", help="The built-in verifiable instruction suite.")
     register_run(app)
+    register_export(app)
 
 
 _register()
