@@ -1,0 +1,87 @@
+"""Generation backends: the same GenerationParams in and GenerationResult out, whichever runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunelens.errors import ConfigError
+from tunelens.generate import GenerationParams, generate
+from tunelens.generate.backends import BACKENDS, BackendInfo, choose_backend, llama_cpp_available, load_backend
+
+PROMPTS = [[{"role": "user", "content": q}] for q in ("Name three colours.", "What is 2+3?", "hi")]
+
+
+def test_unknown_backend_and_quant_are_config_errors():
+    with pytest.raises(ConfigError, match="backend must be one of hf, llamacpp, vllm, auto"):
+        choose_backend("onnx")
+    with pytest.raises(ConfigError, match="quant must be one of"):
+        load_backend("tiny-random", "hf", quant="q3")
+
+
+def test_auto_says_what_it_chose(monkeypatch):
+    import tunelens.generate.backends as b
+
+    monkeypatch.setattr(b, "vllm_available", lambda: False)
+    monkeypatch.setattr(b, "llama_cpp_available", lambda: False)
+    assert choose_backend("auto") == ("hf", "auto: hf (llama-cpp-python is not installed; `make setup` builds it when it can)")
+    monkeypatch.setattr(b, "llama_cpp_available", lambda: True)
+    assert choose_backend("auto")[0] == "llamacpp"
+    with pytest.raises(ConfigError, match="vllm package and a CUDA GPU"):
+        choose_backend("vllm")
+
+
+def test_hf_backend_is_the_engine(tiny_model_path):
+    from tunelens.models import load_model
+
+    lm = load_model(str(tiny_model_path))
+    params = GenerationParams(max_new_tokens=6)
+    backend = load_backend(str(tiny_model_path), "hf")
+    assert backend.info == BackendInfo("hf", str(tiny_model_path), quant="fp32")
+    assert backend.info.cache_key() == {"backend": "hf", "quant": "fp32", "gguf_sha256": None}
+    got = backend.generate(PROMPTS, params)
+    ref = generate(lm.model, lm.tokenizer, PROMPTS, params)
+    assert [(r.text, r.completion_tokens, r.finish_reason) for r in got] == \
+        [(r.text, r.completion_tokens, r.finish_reason) for r in ref]
+
+
+def test_hf_backend_merges_an_adapter(tmp_path, tiny_model_path):
+    """Generation through an adapter runs on the merged weights (no unmerged LoRA matmuls)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_path))
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    backend = load_backend(str(tmp_path / "adapter"), "hf")
+    assert not hasattr(backend.model, "peft_config")
+    assert not any("lora" in n for n, _ in backend.model.named_parameters())
+    ref = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model_path)),
+                         LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    ref.load_state_dict(peft_model.state_dict())
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        a, m = ref(input_ids=ids).logits, backend.model(input_ids=ids).logits
+    from _numerics import assert_close_relative
+
+    assert_close_relative(m, a, rel=1e-4, what="merged vs adapter logits")  # merge = one rounding per weight
+
+
+@pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (make setup builds it when it can)")
+def test_llamacpp_backend_gives_the_same_result_shape_and_greedy_text_as_hf_at_f32(tiny_model_path):
+    """At f32 the GGUF holds the same weights: greedy text, token counts and finish reasons match hf."""
+    params = GenerationParams(max_new_tokens=8)
+    hf = load_backend(str(tiny_model_path), "hf").generate(PROMPTS, params)
+    cpp = load_backend(str(tiny_model_path), "llamacpp", quant="f32")
+    assert cpp.info.backend == "llamacpp" and cpp.info.quant == "f32" and len(cpp.info.gguf_sha256) == 64
+    got = cpp.generate(PROMPTS, params)
+    assert [(r.prompt_tokens, r.completion_tokens, r.finish_reason) for r in got] == \
+        [(r.prompt_tokens, r.completion_tokens, r.finish_reason) for r in hf]
+    assert [r.text for r in got] == [r.text for r in hf]
+    # stop strings and max_new_tokens are honoured the same way
+    stopped = cpp.generate(PROMPTS[:1], GenerationParams(max_new_tokens=8, stop=["\n"]))
+    assert stopped[0].finish_reason in ("stop", "eos") and "\n" not in stopped[0].text
+
+
+def test_backends_are_listed():
+    assert BACKENDS == ("hf", "llamacpp", "vllm", "auto")
