@@ -1,9 +1,20 @@
-"""Generation throughput: batched tunelens engine vs plain `model.generate` one prompt at a time.
+"""Generation throughput and quality of each backend against plain batched ``model.generate``.
 
-Same model (SmolLM2-135M-Instruct, fp32, CPU), same 64 IFEval prompts, greedy, same
-max_new_tokens, in one run. Prints generated tokens/s of each and the ratio.
+The eval workload: the first N IFEval prompts, greedy, ``--max-new-tokens``, batches of
+``--batch-size``, one model (SmolLM2-135M-Instruct by default). In one run, in interleaved
+rounds so drift of the machine hits every variant alike:
+
+- ``baseline``: what a user would write: ``model.generate`` on left-padded batches, fp32;
+- ``hf``: tunelens's transformers backend (the engine: length-sorted batches, fp32);
+- ``llamacpp-<quant>``: tunelens's llama.cpp backend on the model's GGUF export, continuous
+  batching of ``--batch-size`` sequences.
+
+Prints tokens/s per round, the median, each variant's ratio to the baseline, and IFEval
+prompt-level strict accuracy of each backend's outputs with the paired bootstrap CI of its
+difference to ``hf`` (equal scores are the condition for a speed-up to count).
 
     python benchmarks/generate_throughput.py [--n 64] [--max-new-tokens 64] [--batch-size 16]
+        [--quants q8_0,f16] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -11,54 +22,101 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from tunelens.generate import GenerationParams, generate, render_prompt
+from tunelens.generate import GenerationParams, render_prompt
+from tunelens.generate.backends import llama_cpp_available, load_backend
 from tunelens.models import load_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ifeval_input_data.jsonl"
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def plain_batched(lm, prompts, max_new: int, batch_size: int) -> tuple[list[str], int]:
+    """The baseline: model.generate on left-padded batches in input order."""
+    tok, model = lm.tokenizer, lm.model
+    tok.padding_side = "left"
+    texts, n_tokens = [], 0
+    for s in range(0, len(prompts), batch_size):
+        chunk = [render_prompt(tok, p) for p in prompts[s:s + batch_size]]
+        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=max_new, do_sample=False, pad_token_id=tok.pad_token_id)
+        for row in out[:, enc["input_ids"].shape[1]:].tolist():
+            eos = [i for i, t in enumerate(row) if t == tok.eos_token_id]
+            row = row[: eos[0] + 1] if eos else row
+            n_tokens += len(row)
+            texts.append(tok.decode(row, skip_special_tokens=True))
+    return texts, n_tokens
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--quants", default="q8_0,f16", help="GGUF quantisations for the llamacpp backend")
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
+
+    from tunelens.evaluate.ifeval import score_item
+    from tunelens.evaluate.stats import paired_bootstrap
 
     rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()[: args.n]]
     prompts = [[{"role": "user", "content": r["prompt"]}] for r in rows]
-    lm = load_model(args.model)
-    tok, model = lm.tokenizer, lm.model
-    print(f"model={lm.model_id} prompts={len(prompts)} max_new_tokens={args.max_new_tokens} "
-          f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f}")
-
     params = GenerationParams(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
-    start = time.perf_counter()
-    results = generate(model, tok, prompts, params)
-    ours_s = time.perf_counter() - start
-    ours_tokens = sum(r.completion_tokens for r in results)
+    lm = load_model(args.model)
+    print(f"host CPU: {cpu_model()}; threads={torch.get_num_threads()}; load={os.getloadavg()[0]:.2f}")
+    print(f"model={lm.model_id} prompts={len(prompts)} max_new_tokens={args.max_new_tokens} batch={args.batch_size}")
 
-    # Baseline: the plain transformers loop a user would write, one prompt at a time.
-    start = time.perf_counter()
-    base_tokens = 0
-    for p in prompts:
-        enc = tok(render_prompt(tok, p), return_tensors="pt", add_special_tokens=False)
-        with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=args.max_new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id)
-        new = out[0, enc["input_ids"].shape[1]:].tolist()
-        base_tokens += len(new)
-    base_s = time.perf_counter() - start
+    variants = {"baseline": None, "hf": load_backend(args.model, "hf", loaded=lm)}
+    if llama_cpp_available():
+        for q in [q for q in args.quants.split(",") if q]:
+            variants[f"llamacpp-{q}"] = load_backend(args.model, "llamacpp", quant=q, say=print)
+    else:
+        print("llama-cpp-python is not installed: llamacpp variants skipped")
 
-    ours_tps, base_tps = ours_tokens / ours_s, base_tokens / base_s
-    print(f"tunelens batched (bs={args.batch_size}): {ours_tokens} tokens in {ours_s:.1f}s = {ours_tps:.1f} tok/s")
-    print(f"plain model.generate, one by one: {base_tokens} tokens in {base_s:.1f}s = {base_tps:.1f} tok/s")
-    print(f"speed-up: {ours_tps / base_tps:.2f}x (target >= 4x)")
+    tps: dict[str, list[float]] = {k: [] for k in variants}
+    outputs: dict[str, list[str]] = {}
+    for r in range(args.rounds):
+        for name, backend in variants.items():
+            start = time.perf_counter()
+            if backend is None:
+                texts, n_tok = plain_batched(lm, prompts, args.max_new_tokens, args.batch_size)
+            else:
+                res = backend.generate(prompts, params)
+                texts, n_tok = [x.text for x in res], sum(x.completion_tokens for x in res)
+            sec = time.perf_counter() - start
+            tps[name].append(n_tok / sec)
+            outputs[name] = texts
+            print(f"round {r + 1} {name:16s} {n_tok:6d} tokens {sec:7.1f} s {n_tok / sec:7.1f} tok/s")
+
+    base = statistics.median(tps["baseline"])
+    print("\nvariant            median tok/s   vs baseline   IFEval strict (prompt)   delta vs hf [95% CI]")
+    scores = {name: [float(score_item(row, text)["prompt_level_strict_acc"]) for row, text in zip(rows, texts)]
+              for name, texts in outputs.items()}
+    for name in variants:
+        med = statistics.median(tps[name])
+        acc = sum(scores[name]) / len(scores[name])
+        if name == "hf":
+            cmp = "(reference)"
+        else:
+            res = paired_bootstrap(scores["hf"], scores[name], seed=0)
+            eq = "equal within CI" if res["ci"][0] <= 0 <= res["ci"][1] else "DIFFERENT"
+            cmp = f"{res['delta']:+.3f} [{res['ci'][0]:+.3f}, {res['ci'][1]:+.3f}] {eq}"
+        print(f"{name:18s} {med:12.1f}   {med / base:10.2f}x   {acc:22.3f}   {cmp}")
 
 
 if __name__ == "__main__":

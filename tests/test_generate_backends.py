@@ -85,3 +85,25 @@ def test_llamacpp_backend_gives_the_same_result_shape_and_greedy_text_as_hf_at_f
 
 def test_backends_are_listed():
     assert BACKENDS == ("hf", "llamacpp", "vllm", "auto")
+
+
+def _eval(tmp_path, tiny_model_path, name, backend, quant="q8_0"):
+    from tunelens.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(models=[{"spec": str(tiny_model_path), "label": "m"}], suites=["ifeval"], limit=3, output_dir=tmp_path / name,
+                     cache_dir=tmp_path / "cache", generation={"max_new_tokens": 4, "backend": backend, "quant": quant})
+    return evaluate(cfg, progress=False)
+
+
+def test_eval_records_the_backend_and_keys_its_cache_on_it(tmp_path, tiny_model_path):
+    res = _eval(tmp_path, tiny_model_path, "hf", "hf")
+    assert res["models"]["m"]["generation_backend"]["backend"] == "hf"
+    assert len(list((tmp_path / "cache").glob("*.jsonl"))) == 1
+    if not llama_cpp_available():
+        pytest.skip("llama-cpp-python is not installed: the llamacpp half of this test cannot run")
+    res = _eval(tmp_path, tiny_model_path, "cpp", "llamacpp", "f16")
+    info = res["models"]["m"]["generation_backend"]
+    assert (info["backend"], info["quant"], len(info["gguf_sha256"])) == ("llamacpp", "f16", 64)
+    # a second cache file: llama.cpp's answers are never read back as transformers' (or vice versa)
+    assert len(list((tmp_path / "cache").glob("*.jsonl"))) == 2
+    assert res["cost"]["m"]["cached_generations"] == 0

@@ -57,6 +57,10 @@ def register(app: typer.Typer) -> None:
         temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="Sampling temperature (0 = greedy)."),
         top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass (with temperature > 0)."),
         batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per generation batch."),
+        backend: str = typer.Option("hf", "--backend", help="Generation backend: hf (transformers fp32, the reference; "
+                                    "an adapter is merged first), llamacpp (llama.cpp on the model's GGUF export), "
+                                    "vllm (CUDA), auto (the fastest available, saying which)."),
+        quant: str = typer.Option("q8_0", "--quant", help="GGUF quantisation for --backend llamacpp: f32, f16, q8_0, q4_k_m."),
         few_shot: int = typer.Option(5, "--few-shot", min=1, max=16, help="Exemplars (k) in each k-shot prompt."),
         few_shot_suites: str = typer.Option(None, "--few-shot-suites", help="Suites that also get a k-shot variant, "
                                             f"comma-separated: {', '.join(FEWSHOT_SUITES)}, or none (default: gsm8k). "
@@ -84,7 +88,8 @@ def register(app: typer.Typer) -> None:
         config = validate(EvalConfig, dict(
             models=models, suites=suite, limit=limit, seed=seed, output_dir=output, data_dir=data_dir,
             reference_data=reference_data, cache_dir=cache_dir, use_cache=not no_cache, bootstrap_resamples=resamples,
-            generation={"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "batch_size": batch_size},
+            generation={"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "batch_size": batch_size,
+                        "backend": backend, "quant": quant},
             few_shot={"k": few_shot, "seed": few_shot_seed,
                       **({"suites": few_shot_suites} if few_shot_suites is not None else {})},
         ), "eval config", "options")

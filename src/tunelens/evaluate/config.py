@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tunelens.evaluate.suites import all_suites
@@ -27,6 +29,11 @@ class GenerationConfig(BaseModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     batch_size: int = Field(default=8, ge=1, le=512)
     stop: list[str] = Field(default_factory=list)
+    backend: Literal["hf", "llamacpp", "vllm", "auto"] = Field(
+        default="hf", description="Generation backend (tunelens.generate.backends): hf = transformers fp32, the "
+        "reference; llamacpp = llama.cpp on the model's GGUF export; vllm = CUDA; auto = the fastest available.")
+    quant: Literal["f32", "f16", "q8_0", "q4_k_m"] = Field(
+        default="q8_0", description="GGUF quantisation for the llamacpp backend.")
 
 
 FEWSHOT_SUITES = tuple(name for name, suite in _SUITES.items() if suite.few_shot)  # can add a k-shot variant of every item

@@ -8,6 +8,7 @@ import json
 import math
 import platform
 import threading
+import sys
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -76,10 +77,10 @@ def _cache_root(config: EvalConfig) -> Path:
     return cache_dir() / "eval-generations"
 
 
-def _generate_all(loaded, items: list[Item], config: EvalConfig, cache: GenerationCache, label: str,
+def _generate_all(loaded, backend, items: list[Item], config: EvalConfig, cache: GenerationCache, label: str,
                   progress: bool) -> dict[str, dict]:
-    """Outputs for every distinct rendered prompt: from the cache, or generated in batches."""
-    from tunelens.generate import GenerationParams, generate, render_prompt
+    """Outputs for every distinct rendered prompt: from the cache, or generated in batches by ``backend``."""
+    from tunelens.generate import GenerationParams, render_prompt
 
     g = config.generation
     params = GenerationParams(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
@@ -116,7 +117,7 @@ def _generate_all(loaded, items: list[Item], config: EvalConfig, cache: Generati
     try:
         for texts in chunks:
             t0 = time.perf_counter()
-            results = generate(loaded.model, loaded.tokenizer, texts, params)
+            results = backend.generate(texts, params)
             ran = sum(1 for r in results if r.finish_reason != "too_long")
             share = (time.perf_counter() - t0) / max(ran, 1)
             fresh = []
@@ -178,14 +179,29 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
     with PeakRSS() as rss:
         loaded = load_model(entry.spec)
         fingerprint = model_fingerprint(loaded.path)
-        run.info = {"spec": entry.spec, "model_id": loaded.model_id, "revision": loaded.revision,
-                    "path": str(loaded.path), "fingerprint": fingerprint, "context_length": context_limit(loaded.model)}
         g = config.generation
+        generative = [it for s in suites if s.generative for it in items[s.name]]
+        backend = None
+        if generative:
+            from tunelens.generate.backends import load_backend
+
+            backend = load_backend(entry.spec, g.backend, quant=g.quant, loaded=loaded, progress=progress,
+                                   say=(lambda line: print(f"{label}: {line}", file=sys.stderr)) if progress else None)
+            if backend.name == "hf":
+                loaded.model = backend.model  # an adapter is merged: same function, no LoRA matmuls
+        run.info = {"spec": entry.spec, "model_id": loaded.model_id, "revision": loaded.revision,
+                    "path": str(loaded.path), "fingerprint": fingerprint, "context_length": context_limit(loaded.model),
+                    "generation_backend": backend.info.as_dict() if backend is not None else None}
         params_key = {"max_new_tokens": g.max_new_tokens, "temperature": g.temperature, "top_p": g.top_p,
                       "seed": config.seed, "stop": list(g.stop)}
+        if backend is not None and backend.name != "hf":
+            # Answers of different backends / quantisations / GGUF files are never mixed; hf keeps
+            # its key of old, so existing caches stay valid.
+            params_key["backend"] = backend.info.cache_key()
         cache = GenerationCache(_cache_root(config), fingerprint, params_key, enabled=config.use_cache)
-        generative = [it for s in suites if s.generative for it in items[s.name]]
-        outputs = _generate_all(loaded, generative, config, cache, label, progress)
+        outputs = _generate_all(loaded, backend, generative, config, cache, label, progress)
+        if backend is not None and backend.name != "hf":
+            backend.close()
         run.generations = list({o["rendered"]: o for o in outputs.values() if o["finish_reason"] != "too_long"}.values())
         for suite in suites:
             if not suite.generative:

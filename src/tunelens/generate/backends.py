@@ -154,44 +154,178 @@ class HFBackend(Backend):
 
 
 class LlamaCppBackend(Backend):
-    """llama-cpp-python on a GGUF, one sequence at a time with the KV cache of the shared prefix kept.
+    """llama.cpp on a GGUF with continuous batching: up to ``parallel`` sequences share each decode.
 
-    llama-cpp-python's ``generate`` keeps the longest common prefix of consecutive prompts in its
-    KV cache, so the chat template's system prompt is evaluated once, not once per prompt.
+    llama-cpp-python's high-level ``Llama`` decodes one sequence at a time; on a CPU a batch of
+    sequences costs little more per step than one (the weights are read once per step), so this
+    drives llama.cpp's own batch API: every active sequence adds its next token to one
+    ``llama_batch``, one ``llama_decode`` runs them all, and a finished sequence's slot is
+    refilled with the next prompt at once. Sampling (greedy, or seeded temperature / top-p per
+    prompt) is done here on the logits, so every backend samples the same way.
     """
 
     name = "llamacpp"
 
     def __init__(self, gguf: Path, tokenizer: Any, info: BackendInfo, eos_ids: list[int], *,
-                 n_ctx: int | None = None, n_threads: int | None = None):
-        llama_cpp = _import_llama_cpp()
+                 parallel: int = 16, seq_ctx: int = 2048, n_threads: int | None = None):
+        lc = _import_llama_cpp()
+        self._lc = lc
+        lc.llama_backend_init()
+        mparams = lc.llama_model_default_params()
+        self._model = lc.llama_model_load_from_file(str(gguf).encode(), mparams)
+        if not self._model:
+            raise TunelensError(f"llama.cpp cannot load {gguf}")
+        vocab = lc.llama_model_get_vocab(self._model)
+        self.n_vocab = int(lc.llama_vocab_n_tokens(vocab))
+        train_ctx = int(lc.llama_model_n_ctx_train(self._model))
+        self.seq_ctx = min(seq_ctx, train_ctx) if train_ctx > 0 else seq_ctx
+        self.parallel = max(1, parallel)
         threads = n_threads or _cpu_threads()
-        self.llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx or 0, n_threads=threads,
-                                   n_threads_batch=threads, n_batch=512, verbose=False, logits_all=False)
-        context = self.llm.n_ctx()
+        cparams = lc.llama_context_default_params()
+        cparams.n_ctx = self.seq_ctx * self.parallel
+        cparams.n_batch = max(512, self.parallel)
+        cparams.n_ubatch = cparams.n_batch
+        cparams.n_seq_max = self.parallel
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        cparams.kv_unified = False  # each sequence its own slice of the cache (no cross-talk)
+        self._ctx = lc.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            lc.llama_model_free(self._model)
+            raise TunelensError(f"llama.cpp cannot create a context for {gguf} ({self.parallel} x {self.seq_ctx})")
+        self._batch = lc.llama_batch_init(cparams.n_batch, 0, 1)
+        self._batch_cap = int(cparams.n_batch)
         eos = set(eos_ids)
-        eos.add(int(self.llm.token_eos()))
-        super().__init__(tokenizer, info, context, sorted(eos))
+        eos.add(int(lc.llama_vocab_eos(vocab)))
+        super().__init__(tokenizer, info, self.seq_ctx, sorted(eos))
 
-    def _token_stream(self, ids: list[int], params: GenerationParams, seed: int) -> Iterator[int]:
-        self.llm.set_seed(seed)
-        # temp 0 is llama.cpp's greedy sampler; top_k 0 and min_p 0 switch those filters off so
-        # sampling matches transformers' (temperature, top_p) only.
-        sampling = ({"temp": params.temperature, "top_p": params.top_p, "top_k": 0, "min_p": 0.0}
-                    if params.temperature > 0 else {"temp": 0.0})
-        new: list[int] = []
-        for tok in self.llm.generate(ids, repeat_penalty=1.0, reset=True, **sampling):
-            new.append(int(tok))
-            yield int(tok)
-            if tok in self.eos_ids or len(new) >= params.max_new_tokens:
-                return
-            if params.stop and _stops_hit(self.tokenizer, new, params.stop):
-                return
+    # -- one llama_decode over (token, pos, seq, wants logits) rows --------------------------------
+    def _decode(self, rows: list[tuple[int, int, int, bool]]) -> dict[int, int]:
+        """Decode ``rows``; return {row index with logits wanted: its output index in the batch}."""
+        lc, batch, out = self._lc, self._batch, {}
+        for start in range(0, len(rows), self._batch_cap):
+            chunk = rows[start:start + self._batch_cap]
+            batch.n_tokens = len(chunk)
+            for j, (tok, pos, seq, logits) in enumerate(chunk):
+                batch.token[j] = tok
+                batch.pos[j] = pos
+                batch.n_seq_id[j] = 1
+                batch.seq_id[j][0] = seq
+                batch.logits[j] = 1 if logits else 0
+            rc = lc.llama_decode(self._ctx, batch)
+            if rc != 0:
+                raise TunelensError(f"llama.cpp decode failed (code {rc}) on a batch of {len(chunk)} tokens")
+            # Logits of a chunk are only valid until the next decode: read them now.
+            for j, (_, _, _, logits) in enumerate(chunk):
+                if logits:
+                    out[start + j] = self._pick_row(j)
+        return out
+
+    def _pick_row(self, j: int) -> Any:
+        import numpy as np
+
+        ptr = self._lc.llama_get_logits_ith(self._ctx, j)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    @staticmethod
+    def _sample(logits: Any, params: GenerationParams, rng: Any) -> int:
+        import numpy as np
+
+        if params.temperature <= 0:
+            return int(np.argmax(logits))
+        z = logits.astype(np.float64) / params.temperature
+        z -= z.max()
+        p = np.exp(z)
+        p /= p.sum()
+        if params.top_p < 1.0:
+            order = np.argsort(-p)
+            keep = order[: int(np.searchsorted(np.cumsum(p[order]), params.top_p)) + 1]
+            q = np.zeros_like(p)
+            q[keep] = p[keep]
+            p = q / q.sum()
+        return int(rng.choice(len(p), p=p))
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None,
+                 progress: bool = False) -> list[GenerationResult]:
+        import numpy as np
+
+        params = params or GenerationParams()
+        encoded = self.encode(prompts, params)
+        results: list[GenerationResult | None] = [None] * len(encoded)
+        queue: list[int] = []
+        for k, (ids, too_long) in enumerate(encoded):
+            if too_long is not None:
+                results[k] = GenerationResult("", len(ids), 0, "too_long", 0.0, error=too_long)
+            else:
+                queue.append(k)
+        queue.reverse()  # pop() takes them in input order
+        mem = self._lc.llama_get_memory(self._ctx)
+        self._lc.llama_memory_clear(mem, True)
+        free = list(range(self.parallel))[::-1]
+        active: dict[int, dict[str, Any]] = {}  # seq id -> state
+        bar, task = _progress(progress, len(queue))
+
+        def admit() -> list[tuple[int, int, int, bool]]:
+            rows = []
+            while queue and free:
+                k, seq = queue.pop(), free.pop()
+                ids = encoded[k][0]
+                active[seq] = {"k": k, "new": [], "pos": len(ids), "start": time.perf_counter(),
+                               "rng": np.random.default_rng(params.seed + k)}
+                rows += [(t, i, seq, i == len(ids) - 1) for i, t in enumerate(ids)]
+            return rows
+
+        def finished(state: dict[str, Any]) -> bool:
+            new = state["new"]
+            return (new[-1] in self.eos_ids or len(new) >= params.max_new_tokens
+                    or (bool(params.stop) and _stops_hit(self.tokenizer, new, params.stop)))
+
+        try:
+            rows = admit()
+            while rows:
+                owners = [r[2] for r in rows]
+                logits = self._decode(rows)
+                rows = []
+                for idx, row_logits in logits.items():
+                    seq = owners[idx]
+                    state = active[seq]
+                    tok = self._sample(row_logits, params, state["rng"])
+                    state["new"].append(tok)
+                    if finished(state):
+                        k = state["k"]
+                        results[k] = _result(self.tokenizer, len(encoded[k][0]), state["new"], self.eos_ids, params,
+                                             time.perf_counter() - state["start"])
+                        self._lc.llama_memory_seq_rm(mem, seq, -1, -1)
+                        del active[seq]
+                        free.append(seq)
+                        if bar is not None:
+                            bar.update(task, advance=1)
+                    else:
+                        rows.append((tok, state["pos"], seq, True))
+                        state["pos"] += 1
+                rows += admit()
+        finally:
+            if bar is not None:
+                bar.stop()
+        return [r for r in results if r is not None]
 
     def close(self) -> None:
-        llm, self.llm = getattr(self, "llm", None), None
-        if llm is not None and hasattr(llm, "close"):
-            llm.close()
+        lc = self._lc
+        if getattr(self, "_batch", None) is not None:
+            lc.llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "_ctx", None):
+            lc.llama_free(self._ctx)
+            self._ctx = None
+        if getattr(self, "_model", None):
+            lc.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 class VLLMBackend(Backend):
@@ -248,7 +382,11 @@ def vllm_available() -> bool:
         return False
 
 
+_QUIET_LOG = None  # the no-op log callback handed to llama.cpp (kept alive here)
+
+
 def _import_llama_cpp():
+    global _QUIET_LOG
     try:
         import llama_cpp
     except ImportError as exc:
@@ -257,6 +395,10 @@ def _import_llama_cpp():
             "`pip install llama-cpp-python` (it compiles llama.cpp: cmake and a C++ compiler); "
             f"or use --backend hf ({exc})"
         ) from None
+    if _QUIET_LOG is None and log.getEffectiveLevel() > logging.DEBUG:
+        # llama.cpp logs every load and context to stderr; tunelens shows its own progress instead.
+        _QUIET_LOG = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_QUIET_LOG, None)
     return llama_cpp
 
 
