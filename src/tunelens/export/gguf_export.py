@@ -369,9 +369,26 @@ def _quantize_k(src: Path, dst: Path, quant: str) -> None:
 
 
 def _read_types(path: Path) -> dict[str, str]:
+    """{tensor name: ggml type name} of a GGUF file (its tensor table only)."""
     import gguf
 
-    return {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
+    try:  # transformers' reader skips the token list, which gguf-py's GGUFReader walks slowly
+        from transformers.integrations.gguf.reader import GgufHeader
+
+        return {t.name: gguf.GGMLQuantizationType(t.ggml_type).name for t in GgufHeader.from_file(str(path)).tensors}
+    except Exception:  # no such reader, or one that does not know every type (it rejects Q5_0)
+        return {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
+
+
+_K_TYPES = {"q4_k_m": ("Q4_K", "Q6_K")}  # what llama.cpp's Q4_K_M mix puts in matrices
+
+
+def _k_fallbacks(types: dict[str, str], quant: str) -> list[str]:
+    """The matrices llama.cpp's quantiser stored in another type (rows not a multiple of 256)."""
+    wanted = _K_TYPES[quant]
+    return [f"{name}: {t} instead of {'/'.join(wanted)} (llama.cpp's fallback: the row length is not a "
+            f"multiple of its 256-wide K-quant blocks)"
+            for name, t in types.items() if t not in wanted and t != "F32"]
 
 
 def export_gguf(
@@ -398,8 +415,8 @@ def export_gguf(
 
     started = time.monotonic()
     quant = check_quant(quant)
+    prov = _provenance(str(model))  # a missing model is reported before anything is created
     out = check_output(output)
-    prov = _provenance(str(model))
     loaded = load_model(str(model), dtype=torch.float32, merge_adapter=True)
     merged = loaded.model
     arch, notes = _check_architecture(merged.config)
@@ -411,6 +428,7 @@ def export_gguf(
                                                                name, tokenizer_pre)
             _quantize_k(tmp_f32, tmp, quant)
             types = _read_types(tmp)
+            fallbacks = _k_fallbacks(types, quant)
         else:
             types, fallbacks, vocab_origin, more = _write_gguf(tmp, arch, merged, loaded.tokenizer, prov, quant,
                                                                name, tokenizer_pre)
