@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup allocator browser postgres demo test test-numerics clean
+.PHONY: setup llamacpp allocator browser postgres demo test test-numerics clean
 
 $(BIN)/tunelens: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,24 @@ $(BIN)/tunelens: pyproject.toml
 
 setup: $(BIN)/tunelens
 
-demo: setup allocator
+# llama.cpp for the `llamacpp` generation backend: optional, best effort. PyPI ships it as source
+# (about 7 CPU-minutes to compile here, once: pip caches the wheel). Built with portable x86-64
+# flags (AVX2/FMA/F16C, no -march=native), so a wheel cached on one CPU kind runs on the other
+# (AVX-512 and AMD Zen 3 hosts alternate). Without it, `--backend auto` uses hf and says so.
+LLAMA_CPP_VERSION ?= 0.3.36
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF
+else
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF
+endif
+llamacpp: setup
+	@$(BIN)/python -c "import llama_cpp" 2>/dev/null || { \
+	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) for the llamacpp backend (minutes, once; pip caches it)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q "llama-cpp-python==$(LLAMA_CPP_VERSION)" > .venv/llamacpp-build.log 2>&1 \
+	  && echo "llama-cpp-python installed" \
+	  || echo "llama-cpp-python could not be built (.venv/llamacpp-build.log): the llamacpp backend is unavailable, auto uses hf"; }
+
+demo: setup llamacpp allocator
 	$(BIN)/tunelens run
 
 # tcmalloc: the heavy commands preload it when present (measured faster training, see
@@ -55,7 +72,7 @@ postgres:
 	  echo "postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/postgres" > $(PG_DIR)/url; \
 	} || { rm -f $(PG_DIR)/url; echo "PostgreSQL could not be started: the storage tests run on SQLite only"; }
 
-test: setup browser allocator postgres
+test: setup llamacpp browser allocator postgres
 	TUNELENS_TEST_PG_URL="$${TUNELENS_TEST_PG_URL:-$$(cat $(PG_DIR)/url 2>/dev/null)}" $(BIN)/python -m pytest
 	@$(MAKE) --no-print-directory test-numerics
 

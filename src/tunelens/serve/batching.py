@@ -33,9 +33,15 @@ def _group_key(params: GenerationParams) -> tuple:
 
 
 class MicroBatcher:
-    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 8, max_wait_ms: float = 10.0):
+    """``backend``: a ``tunelens.generate.backends.Backend`` to generate with instead of the HF
+    engine on ``model`` (which explain and token counting still use). It streams by generating the
+    whole reply first and sending it as one delta, then the same GenerationResult."""
+
+    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 8, max_wait_ms: float = 10.0,
+                 backend: Any = None):
         self.model = model
         self.tokenizer = tokenizer
+        self.backend = backend if backend is not None and getattr(backend, "name", "hf") != "hf" else None
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunelens-gen")
@@ -57,6 +63,8 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 pass
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.backend is not None:
+            self.backend.close()
 
     async def submit(self, prompt: list[dict[str, str]], params: GenerationParams) -> GenerationResult:
         if self.queue is None:
@@ -98,12 +106,16 @@ class MicroBatcher:
                         if not item.future.done():
                             item.future.set_exception(exc)
 
+    def _generate(self, prompts: list, params: GenerationParams) -> list[GenerationResult]:
+        if self.backend is not None:
+            return self.backend.generate(prompts, params)
+        return generate(self.model, self.tokenizer, prompts, params)
+
     async def _run_group(self, live: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
         params = live[0].params
         try:
-            results = await loop.run_in_executor(
-                self.executor, generate, self.model, self.tokenizer, [i.prompt for i in live], params)
+            results = await loop.run_in_executor(self.executor, self._generate, [i.prompt for i in live], params)
         except Exception as exc:
             if len(live) == 1:
                 if not live[0].future.done():
@@ -115,8 +127,7 @@ class MicroBatcher:
                 if item.future.done():
                     continue
                 try:
-                    (result,) = await loop.run_in_executor(
-                        self.executor, generate, self.model, self.tokenizer, [item.prompt], params)
+                    (result,) = await loop.run_in_executor(self.executor, self._generate, [item.prompt], params)
                 except Exception as one_exc:
                     if not item.future.done():
                         item.future.set_exception(one_exc)
@@ -141,6 +152,15 @@ class MicroBatcher:
         cancelled = threading.Event()
 
         def work() -> None:
+            if self.backend is not None:  # whole reply, then its result: one delta
+                try:
+                    (result,) = self.backend.generate([prompt], params)
+                    if result.text:
+                        loop.call_soon_threadsafe(out.put_nowait, result.text)
+                    loop.call_soon_threadsafe(out.put_nowait, result)
+                except Exception as exc:
+                    loop.call_soon_threadsafe(out.put_nowait, exc)
+                return
             stream = stream_generate(self.model, self.tokenizer, prompt, params)
             try:
                 for delta in stream:

@@ -53,6 +53,9 @@ def serve(
     host: str = typer.Option(None, "--host", help="Bind address (default 127.0.0.1)."),
     port: int = typer.Option(None, "--port", help="Port (default 8000; 0 picks a free one)."),
     db: str = typer.Option(None, "--db", help=_DB_HELP),
+    backend: str = typer.Option(None, "--backend", help="Generation backend: hf (default; streams token by token), "
+                                "llamacpp (llama.cpp on the model's GGUF export), vllm (CUDA), auto."),
+    quant: str = typer.Option(None, "--quant", help="GGUF quantisation for --backend llamacpp (f32, f16, q8_0, q4_k_m)."),
 ) -> None:
     """Serve models with guardrails: OpenAI-compatible API, feedback, A/B page and drift monitor."""
     if ctx.invoked_subcommand is not None:
@@ -62,7 +65,8 @@ def serve(
 
     if not model and config is None:
         raise ConfigError("give --model DIR (repeatable) or --config serve.yaml")
-    cfg = load_config(config, models=parse_model_option(model) if model else None, host=host, port=port, db_url=db)
+    cfg = load_config(config, models=parse_model_option(model) if model else None, host=host, port=port, db_url=db,
+                      **{"batching.backend": backend, "batching.quant": quant})
     run_server(cfg)
 
 

@@ -42,6 +42,10 @@ class RateLimit(_Strict):
 class Batching(_Strict):
     max_batch_size: int = Field(8, ge=1, description="Most requests generated together in one call.")
     max_wait_ms: float = Field(10.0, ge=0, description="How long the queue collects requests before generating.")
+    backend: Literal["hf", "llamacpp", "vllm", "auto"] = Field(
+        "hf", description="Generation backend (tunelens.generate.backends). hf streams token by token; the "
+        "others generate a whole reply and send it as one chunk when streamed.")
+    quant: Literal["f32", "f16", "q8_0", "q4_k_m"] = Field("q8_0", description="GGUF quantisation for llamacpp.")
 
 
 class InjectionGuard(_Strict):

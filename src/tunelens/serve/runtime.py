@@ -4,6 +4,7 @@ API errors; API-key authentication and rate limiting; storage writes that turn a
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -16,6 +17,8 @@ from tunelens.serve.db import STORAGE_ERRORS, Store, StorageUnavailable, describ
 from tunelens.serve.guardrails import GuardrailEngine
 from tunelens.serve.keys import Caller, authenticate
 from tunelens.serve.ratelimit import TokenBucketLimiter
+
+log = logging.getLogger("tunelens.serve")
 
 T = TypeVar("T")
 
@@ -65,7 +68,13 @@ class Runtime:
             if loaded is None:
                 loaded = await asyncio.to_thread(load_model, entry.path)
             b = self.config.batching
-            batcher = MicroBatcher(loaded.model, loaded.tokenizer, b.max_batch_size, b.max_wait_ms)
+            backend = None
+            if b.backend != "hf":
+                from tunelens.generate.backends import load_backend
+
+                backend = await asyncio.to_thread(load_backend, entry.path, b.backend, quant=b.quant, progress=False,
+                                                  say=lambda line, n=entry.name: log.info("%s: %s", n, line))
+            batcher = MicroBatcher(loaded.model, loaded.tokenizer, b.max_batch_size, b.max_wait_ms, backend=backend)
             await batcher.start()
             model_id = loaded.model_id or str(loaded.path)
             if getattr(loaded, "revision", None):
