@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
@@ -101,6 +101,9 @@ class EvaluateSection(_Strict):
                               "test+heldout records of a suite of this size (30%) are scored.")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per answer (suite targets are <= 42 tokens).")
     batch_size: int = Field(16, ge=1, description="Generation batch size.")
+    backend: Literal["hf", "llamacpp", "vllm", "auto"] = Field(
+        "hf", description="Generation backend for the evaluation (see `tunelens eval --help`); hf is the fp32 reference.")
+    quant: Literal["f32", "f16", "q8_0", "q4_k_m"] = Field("q8_0", description="GGUF quantisation for llamacpp.")
     options: dict[str, Any] = Field(default_factory=dict, description="More EvalConfig fields.")
 
 

@@ -167,7 +167,8 @@ def eval_config(ctx: Context):
         "suites": e.suites, "limit": e.limit,
         # The builtin suite draws test/heldout items from this seed: the same seed as training data.
         "seed": c.suite.seed,
-        "generation": {"max_new_tokens": e.max_new_tokens, "batch_size": e.batch_size},
+        "generation": {"max_new_tokens": e.max_new_tokens, "batch_size": e.batch_size,
+                       "backend": e.backend, "quant": e.quant},
         "output_dir": str(ctx.sub("eval")),
     }
     if c.suite.enabled and (ctx.sub("suite") / "test.jsonl").exists():
