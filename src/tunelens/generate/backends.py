@@ -167,7 +167,7 @@ class LlamaCppBackend(Backend):
     name = "llamacpp"
 
     def __init__(self, gguf: Path, tokenizer: Any, info: BackendInfo, eos_ids: list[int], *,
-                 parallel: int = 16, seq_ctx: int = 2048, n_threads: int | None = None):
+                 parallel: int = 64, seq_ctx: int | None = None, n_threads: int | None = None):
         lc = _import_llama_cpp()
         self._lc = lc
         lc.llama_backend_init()
@@ -175,29 +175,51 @@ class LlamaCppBackend(Backend):
         self._model = lc.llama_model_load_from_file(str(gguf).encode(), mparams)
         if not self._model:
             raise TunelensError(f"llama.cpp cannot load {gguf}")
+        self.gguf = gguf
         vocab = lc.llama_model_get_vocab(self._model)
         self.n_vocab = int(lc.llama_vocab_n_tokens(vocab))
-        train_ctx = int(lc.llama_model_n_ctx_train(self._model))
-        self.seq_ctx = min(seq_ctx, train_ctx) if train_ctx > 0 else seq_ctx
-        self.parallel = max(1, parallel)
-        threads = n_threads or _cpu_threads()
+        self.train_ctx = int(lc.llama_model_n_ctx_train(self._model)) or 4096
+        self.max_parallel = max(1, parallel)
+        self.threads = n_threads or _cpu_threads()
+        self._ctx = None
+        self._batch = None
+        self.parallel = self.seq_ctx = 0
+        eos = set(eos_ids)
+        eos.add(int(lc.llama_vocab_eos(vocab)))
+        # Prompts may use the model's whole training context; the KV cache is sized per call.
+        super().__init__(tokenizer, info, seq_ctx or self.train_ctx, sorted(eos))
+
+    def _ensure_ctx(self, parallel: int, seq_ctx: int) -> None:
+        """A context for ``parallel`` sequences of up to ``seq_ctx`` tokens each (re-made only when
+        too small): the KV cache is ``parallel * seq_ctx`` tokens, so it is sized to the call."""
+        lc = self._lc
+        if self._ctx is not None and parallel <= self.parallel and seq_ctx <= self.seq_ctx:
+            return
+        self._free_ctx()
+        seq_ctx = min(self.train_ctx, -(-seq_ctx // 256) * 256)
         cparams = lc.llama_context_default_params()
-        cparams.n_ctx = self.seq_ctx * self.parallel
-        cparams.n_batch = max(512, self.parallel)
+        cparams.n_ctx = seq_ctx * parallel
+        cparams.n_batch = max(512, parallel)
         cparams.n_ubatch = cparams.n_batch
-        cparams.n_seq_max = self.parallel
-        cparams.n_threads = threads
-        cparams.n_threads_batch = threads
+        cparams.n_seq_max = parallel
+        cparams.n_threads = self.threads
+        cparams.n_threads_batch = self.threads
         cparams.kv_unified = False  # each sequence its own slice of the cache (no cross-talk)
         self._ctx = lc.llama_init_from_model(self._model, cparams)
         if not self._ctx:
-            lc.llama_model_free(self._model)
-            raise TunelensError(f"llama.cpp cannot create a context for {gguf} ({self.parallel} x {self.seq_ctx})")
+            raise TunelensError(f"llama.cpp cannot create a context for {self.gguf} ({parallel} x {seq_ctx} tokens)")
         self._batch = lc.llama_batch_init(cparams.n_batch, 0, 1)
         self._batch_cap = int(cparams.n_batch)
-        eos = set(eos_ids)
-        eos.add(int(lc.llama_vocab_eos(vocab)))
-        super().__init__(tokenizer, info, self.seq_ctx, sorted(eos))
+        self.parallel, self.seq_ctx = parallel, seq_ctx
+
+    def _free_ctx(self) -> None:
+        lc = self._lc
+        if self._batch is not None:
+            lc.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            lc.llama_free(self._ctx)
+            self._ctx = None
 
     # -- one llama_decode over (token, pos, seq, wants logits) rows --------------------------------
     def _decode(self, rows: list[tuple[int, int, int, bool]]) -> dict[int, int]:
@@ -259,9 +281,13 @@ class LlamaCppBackend(Backend):
             else:
                 queue.append(k)
         queue.reverse()  # pop() takes them in input order
+        if not queue:
+            return [r for r in results if r is not None]
+        longest = max(len(encoded[k][0]) for k in queue)
+        self._ensure_ctx(min(self.max_parallel, len(queue)), longest + params.max_new_tokens)
         mem = self._lc.llama_get_memory(self._ctx)
         self._lc.llama_memory_clear(mem, True)
-        free = list(range(self.parallel))[::-1]
+        free = list(range(self.parallel))[::-1]  # seq ids
         active: dict[int, dict[str, Any]] = {}  # seq id -> state
         bar, task = _progress(progress, len(queue))
 
@@ -311,12 +337,8 @@ class LlamaCppBackend(Backend):
 
     def close(self) -> None:
         lc = self._lc
-        if getattr(self, "_batch", None) is not None:
-            lc.llama_batch_free(self._batch)
-            self._batch = None
-        if getattr(self, "_ctx", None):
-            lc.llama_free(self._ctx)
-            self._ctx = None
+        if getattr(self, "_ctx", None) is not None or getattr(self, "_batch", None) is not None:
+            self._free_ctx()
         if getattr(self, "_model", None):
             lc.llama_model_free(self._model)
             self._model = None
