@@ -9,12 +9,10 @@ package is imported: importing one step module (for its config model, say) impor
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from pydantic import BaseModel
 
 from tunelens.data.steps.base import (
+    REGISTRY,
     BuildContext,
     Change,
     FilterStep,
@@ -36,8 +34,7 @@ __all__ = [
 
 def all_steps() -> list[type[Step]]:
     """Every registered curation step, in pipeline order."""
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+    REGISTRY.load()
     return registered()
 
 

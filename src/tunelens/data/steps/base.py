@@ -5,7 +5,7 @@ Every step returns a :class:`StepResult`; :func:`check_partition` enforces the i
 of the two lists, so nothing is ever dropped without a reason.
 
 A step joins the pipeline by being decorated with :func:`register` in a module of this package:
-the package finds it (``tunelens.data.steps.registry``), ``curate`` builds it from its CurateConfig
+the package finds it (``REGISTRY``, a :class:`tunelens.registry.Registry`), ``curate`` builds it from its CurateConfig
 section (``config_key``) with :meth:`Step.from_config` and runs it in ``order``. A step that only
 keeps or drops records subclasses :class:`FilterStep` and writes one method, ``problem(record)``.
 """
@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from tunelens.data.textkeys import TokenCache
+from tunelens.registry import Registry
 
 Record = dict[str, Any]
 Scorer = Callable[[list[str]], list[float]]  # texts -> P(toxic) each; see steps.toxicity
@@ -131,7 +132,7 @@ class FilterStep(Step):
         return result
 
 
-_REGISTERED: dict[str, type[Step]] = {}
+REGISTRY: Registry[type[Step]] = Registry("curation step", "tunelens.data.steps", order=lambda c: (c.order, c.name))
 
 
 def register(cls: type[Step]) -> type[Step]:
@@ -139,17 +140,12 @@ def register(cls: type[Step]) -> type[Step]:
     missing = [a for a in ("name", "order", "config_key", "config_model") if not hasattr(cls, a)]
     if missing:
         raise TypeError(f"curation step {cls.__name__} lacks {', '.join(missing)}")
-    other = _REGISTERED.get(cls.name)
-    if other is not None and other is not cls:
-        raise TypeError(f"two curation steps are named {cls.name!r}: {other.__module__}.{other.__name__} "
-                        f"and {cls.__module__}.{cls.__name__}")
-    _REGISTERED[cls.name] = cls
-    return cls
+    return REGISTRY.add(cls.name, cls)
 
 
 def registered() -> list[type[Step]]:
-    """The steps registered so far, in pipeline order (see steps.registry for all of them)."""
-    return sorted(_REGISTERED.values(), key=lambda c: (c.order, c.name))
+    """The steps registered so far, in pipeline order (see steps.all_steps for all of them)."""
+    return REGISTRY.entries(load=False)
 
 
 class InvariantError(RuntimeError):

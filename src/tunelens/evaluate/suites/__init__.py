@@ -8,16 +8,12 @@ adding a suite is adding a module (and its test).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
-from tunelens.evaluate.suites.base import Item, Suite, SuiteContext, register, registered
+from tunelens.evaluate.suites.base import REGISTRY, Item, Suite, SuiteContext, register, registered
 
 __all__ = ["Item", "Suite", "SuiteContext", "all_suites", "register"]
 
 
 def all_suites() -> dict[str, type[Suite]]:
     """Every registered suite by name, in order."""
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+    REGISTRY.load()
     return registered()

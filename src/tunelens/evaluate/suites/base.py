@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tunelens.registry import Registry
+
 
 @dataclass
 class Item:
@@ -106,21 +108,17 @@ def user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-_REGISTERED: dict[str, type[Suite]] = {}
+REGISTRY: Registry[type[Suite]] = Registry("evaluation suite", "tunelens.evaluate.suites",
+                                           order=lambda c: (c.order, c.name))
 
 
 def register(cls: type[Suite]) -> type[Suite]:
     """Class decorator: make a suite selectable (the package's modules are searched for them)."""
     if not cls.name:
         raise TypeError(f"evaluation suite {cls.__name__} has no name")
-    other = _REGISTERED.get(cls.name)
-    if other is not None and other is not cls:
-        raise TypeError(f"two evaluation suites are named {cls.name!r}: {other.__module__}.{other.__name__} "
-                        f"and {cls.__module__}.{cls.__name__}")
-    _REGISTERED[cls.name] = cls
-    return cls
+    return REGISTRY.add(cls.name, cls)
 
 
 def registered() -> dict[str, type[Suite]]:
     """The suites registered so far, by name, in ``order`` (see the package for all of them)."""
-    return {cls.name: cls for cls in sorted(_REGISTERED.values(), key=lambda c: (c.order, c.name))}
+    return {cls.name: cls for cls in REGISTRY.entries(load=False)}

@@ -18,14 +18,12 @@ options over the defaults. It returns the (response tokens x prompt tokens) matr
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tunelens.errors import TunelensError
+from tunelens.registry import Registry
 
 DEFAULT = "input_x_gradient"
 _NO_DEFAULT = object()
@@ -88,10 +86,7 @@ class Method:
         return f"{self.name} ({', '.join(self.aliases)})" if self.aliases else self.name
 
 
-_REGISTRY: dict[str, Method] = {}
-_ALIASES: dict[str, str] = {}
-_lock = threading.Lock()
-_loaded = False
+REGISTRY: Registry[Method] = Registry("attribution method", __name__, origin=lambda m: m.compute)
 
 
 def register(
@@ -100,39 +95,20 @@ def register(
     """Decorator: register ``compute`` as attribution method ``name``."""
 
     def wrap(compute: Callable[..., Any]) -> Callable[..., Any]:
-        taken = [key for key in (name, *aliases) if key in _REGISTRY or key in _ALIASES]
-        if taken:
-            raise RuntimeError(f"attribution method {name!r}: the name(s) {taken} are already registered")
-        method = Method(name, summary, compute, dict(options or {}), tuple(aliases))
-        _REGISTRY[name] = method
-        _ALIASES.update({a: name for a in aliases})
+        REGISTRY.add(name, Method(name, summary, compute, dict(options or {}), tuple(aliases)), aliases)
         return compute
 
     return wrap
 
 
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    with _lock:
-        if not _loaded:
-            for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-                if not info.name.startswith("_"):
-                    importlib.import_module(f"{__name__}.{info.name}")
-            _loaded = True
-
-
 def names() -> tuple[str, ...]:
     """The canonical method names, sorted (config validation and ``--help`` use this)."""
-    _load()
-    return tuple(sorted(_REGISTRY))
+    return REGISTRY.names()
 
 
 def aliases() -> dict[str, str]:
     """Alias -> canonical name."""
-    _load()
-    return dict(sorted(_ALIASES.items()))
+    return REGISTRY.aliases()
 
 
 def choices() -> tuple[str, ...]:
@@ -142,14 +118,7 @@ def choices() -> tuple[str, ...]:
 
 def get(method: str) -> Method:
     """The method registered as ``method`` (a name or an alias); unknown names are an error listing the choices."""
-    _load()
-    name = _ALIASES.get(method, method)
-    if name not in _REGISTRY:
-        raise TunelensError(
-            f"unknown attribution method {method!r}: choose one of {', '.join(names())} "
-            f"(or the aliases {', '.join(aliases())})"
-        )
-    return _REGISTRY[name]
+    return REGISTRY.get(method)
 
 
 def resolve(method: str) -> str:
@@ -159,7 +128,7 @@ def resolve(method: str) -> str:
 
 def accepting(option: str) -> tuple[str, ...]:
     """The methods that take ``option``."""
-    return tuple(n for n in names() if option in _REGISTRY[n].options)
+    return tuple(n for n in names() if option in get(n).options)
 
 
 def help_text() -> str:
