@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-REGISTRIES = ("tunelens.evaluate.suites", "tunelens.data.steps")
+REGISTRIES = ("tunelens.evaluate.suites", "tunelens.data.steps", "tunelens.explain.methods")
 
 
 def _modules() -> dict[str, Path]:
