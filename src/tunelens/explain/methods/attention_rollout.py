@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunelens.explain.methods import register
+from tunelens.explain.methods._base import register
 
 
 @register(
