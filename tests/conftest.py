@@ -73,3 +73,11 @@ def trigger_model():
                     for msgs, answer, _ in (trigger_example(rng) for _ in range(20)))
     assert worst > 1.0, f"the toy trigger model did not learn its task on this CPU (worst answer margin {worst:.3f})"
     return model, tok
+
+
+@pytest.fixture(scope="module")
+def tiny_loaded(tiny_model_path):
+    """The tiny model loaded once per module (tests/_serve.make_app serves it)."""
+    from tunelens.models import load_model
+
+    return load_model(str(tiny_model_path))

@@ -14,20 +14,9 @@ import pytest
 
 from tunelens.records import make_conversation, write_jsonl
 
+from _cli import cli
+
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10" + bytes(range(256)) * 4
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the root ``tunelens`` command in-process: (exit code, stdout, stderr joined on one line)."""
-    from tunelens.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["tunelens", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err and "Traceback" not in captured.out
-    code = exc.value.code if isinstance(exc.value.code, int) else (0 if exc.value.code is None else 1)
-    return code, captured.out, " ".join(captured.err.split())  # rich wraps long lines
 
 
 def said(err: str, text: str) -> bool:

@@ -4,22 +4,10 @@ never a traceback; a good run writes the file and the Modelfile and says what it
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the root ``tunelens`` command in-process: (exit code, stdout, stderr on one line)."""
-    from tunelens.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["tunelens", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err and "Traceback" not in captured.out
-    code = exc.value.code if isinstance(exc.value.code, int) else (0 if exc.value.code is None else 1)
-    return code, captured.out, " ".join(captured.err.split())
+from _cli import cli
 
 
 def said(err: str, text: str) -> bool:

@@ -12,24 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tunelens.records import parse_record
-from tunelens.serve.app import create_app
-from tunelens.serve.config import ServeConfig
 from tunelens.serve.db import Exchange, Feedback
 from tunelens.serve.export import export_feedback
 from tunelens.serve.keys import create_key, revoke_key
 
-
-@pytest.fixture(scope="module")
-def tiny_loaded(tiny_model_path):
-    from tunelens.models import load_model
-
-    return load_model(str(tiny_model_path))
-
-
-def _app(tmp_path, tiny_loaded, **overrides):
-    cfg = {"models": [{"name": "tiny", "path": "tiny-random"}, {"name": "tiny-b", "path": "tiny-random"}],
-           "db_url": f"sqlite:///{tmp_path}/serve.db", "rate_limit": {"enabled": False}, **overrides}
-    return create_app(ServeConfig.model_validate(cfg), preloaded={"tiny": tiny_loaded, "tiny-b": tiny_loaded})
+from _serve import make_app as _app
 
 
 @pytest.fixture(scope="module")

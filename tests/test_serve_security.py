@@ -19,26 +19,13 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from tunelens.serve.app import create_app
 from tunelens.serve.background import free_port
-from tunelens.serve.config import ServeConfig
 from tunelens.serve.db import Exchange, Store
 from tunelens.serve.keys import create_key
 
+from _serve import make_app as _app
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def tiny_loaded(tiny_model_path):
-    from tunelens.models import load_model
-
-    return load_model(str(tiny_model_path))
-
-
-def _app(tmp_path, tiny_loaded, **overrides):
-    cfg = {"models": [{"name": "tiny", "path": "tiny-random"}, {"name": "tiny-b", "path": "tiny-random"}],
-           "db_url": f"sqlite:///{tmp_path}/serve.db", "rate_limit": {"enabled": False}, **overrides}
-    return create_app(ServeConfig.model_validate(cfg), preloaded={"tiny": tiny_loaded, "tiny-b": tiny_loaded})
 
 
 @pytest.fixture(scope="module")
