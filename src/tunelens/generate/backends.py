@@ -23,7 +23,7 @@ import importlib.util
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +33,9 @@ from tunelens.generate.engine import (
     GenerationParams,
     GenerationResult,
     Prompt,
-    PromptTooLongError,
-    _encode,
     _result,
-    _too_long,
-    render_prompt,
+    encode_prompts,
+    too_long_result,
 )
 
 log = logging.getLogger("tunelens.generate")
@@ -67,7 +65,7 @@ class BackendInfo:
 
 
 class Backend:
-    """A loaded model that generates. Subclasses implement ``_generate_one`` or ``generate``."""
+    """A loaded model that generates; subclasses implement ``generate`` (and ``close`` if they hold native resources)."""
 
     name = "base"
 
@@ -77,47 +75,17 @@ class Backend:
         self.context = context
         self.eos_ids = eos_ids
 
-    # -- shared by every backend: prompts are rendered and tokenised by the HF tokenizer ------
     def encode(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[tuple[list[int], str | None]]:
-        """(token ids, why it cannot run or None) per prompt; raises for a too-long prompt when asked to."""
-        out = []
-        for i, prompt in enumerate(prompts):
-            ids = _encode(self.tokenizer, render_prompt(self.tokenizer, prompt))
-            if not ids:
-                raise TunelensError(f"prompt {i} is empty after rendering")
-            msg = _too_long(len(ids), params, self.context, f"prompt {i}")
-            if msg is not None and params.on_too_long == "error":
-                raise PromptTooLongError(msg)
-            out.append((ids, msg))
-        return out
+        """Prompts rendered and tokenised by the HF tokenizer, as the engine does (one code path)."""
+        return encode_prompts(self.tokenizer, prompts, params, self.context)
 
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None,
                  progress: bool = False) -> list[GenerationResult]:
-        params = params or GenerationParams()
-        encoded = self.encode(prompts, params)
-        results: list[GenerationResult] = []
-        bar, task = _progress(progress, len(encoded))
-        try:
-            for k, (ids, too_long) in enumerate(encoded):
-                if too_long is not None:
-                    results.append(GenerationResult("", len(ids), 0, "too_long", 0.0, error=too_long))
-                else:
-                    start = time.perf_counter()
-                    new_ids = list(self._token_stream(ids, params, seed=params.seed + k))
-                    results.append(_result(self.tokenizer, len(ids), new_ids, self.eos_ids, params,
-                                           time.perf_counter() - start))
-                if bar is not None:
-                    bar.update(task, advance=1)
-        finally:
-            if bar is not None:
-                bar.stop()
-        return results
-
-    def _token_stream(self, ids: list[int], params: GenerationParams, seed: int) -> Iterator[int]:
+        """One result per prompt, in input order (``engine.generate``'s contract)."""
         raise NotImplementedError
 
-    def close(self) -> None:  # pragma: no cover - backends with resources override it
-        pass
+    def close(self) -> None:
+        """Free native resources (llama.cpp contexts); nothing for backends without them."""
 
 
 def _progress(enabled: bool, total: int):
@@ -273,13 +241,8 @@ class LlamaCppBackend(Backend):
 
         params = params or GenerationParams()
         encoded = self.encode(prompts, params)
-        results: list[GenerationResult | None] = [None] * len(encoded)
-        queue: list[int] = []
-        for k, (ids, too_long) in enumerate(encoded):
-            if too_long is not None:
-                results[k] = GenerationResult("", len(ids), 0, "too_long", 0.0, error=too_long)
-            else:
-                queue.append(k)
+        results: list[GenerationResult | None] = [too_long_result(ids, msg) if msg else None for ids, msg in encoded]
+        queue = [k for k, (_, msg) in enumerate(encoded) if msg is None]
         queue.reverse()  # pop() takes them in input order
         if not queue:
             return [r for r in results if r is not None]
@@ -380,8 +343,7 @@ class VLLMBackend(Backend):
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=encoded[k][0]) for k in runnable], sampling,
                                  use_tqdm=progress)
         elapsed = time.perf_counter() - start
-        results: list[GenerationResult] = [
-            GenerationResult("", len(ids), 0, "too_long", 0.0, error=msg) for ids, msg in encoded]
+        results = [too_long_result(ids, msg) for ids, msg in encoded]
         for k, out in zip(runnable, outs):
             new_ids = list(out.outputs[0].token_ids)
             results[k] = _result(self.tokenizer, len(encoded[k][0]), new_ids, self.eos_ids, params, elapsed)

@@ -176,6 +176,27 @@ def _stop_criteria(tokenizer: Any, prompt_width: int, stops: list[str], extra: l
     return StoppingCriteriaList(criteria)
 
 
+def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt], params: GenerationParams,
+                   limit: int | None) -> list[tuple[list[int], str | None]]:
+    """(token ids, why it cannot run or None) per prompt, rendered with the chat template; every
+    backend goes through here. A prompt too long for ``limit`` raises when ``params`` says so."""
+    out = []
+    for i, prompt in enumerate(prompts):
+        ids = _encode(tokenizer, render_prompt(tokenizer, prompt))
+        if not ids:
+            raise TunelensError(f"prompt {i} is empty after rendering")
+        msg = _too_long(len(ids), params, limit, f"prompt {i}")
+        if msg is not None and params.on_too_long == "error":
+            raise PromptTooLongError(msg)
+        out.append((ids, msg))
+    return out
+
+
+def too_long_result(ids: list[int], why: str) -> GenerationResult:
+    """The result of a prompt that was not generated from (``on_too_long="skip"``)."""
+    return GenerationResult("", len(ids), 0, "too_long", 0.0, error=why)
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -193,23 +214,11 @@ def generate(
     params = params or GenerationParams()
     if not prompts:
         return []
-    texts = [render_prompt(tokenizer, p) for p in prompts]
-    encoded = [_encode(tokenizer, t) for t in texts]
-    limit = context_limit(model)
+    checked = encode_prompts(tokenizer, prompts, params, context_limit(model))
+    encoded = [ids for ids, _ in checked]
     eos_ids = _eos_ids(model, tokenizer)
-    results: list[GenerationResult | None] = [None] * len(prompts)
-
-    runnable: list[int] = []
-    for i, ids in enumerate(encoded):
-        if not ids:
-            raise TunelensError(f"prompt {i} is empty after rendering")
-        msg = _too_long(len(ids), params, limit, f"prompt {i}")
-        if msg is not None:
-            if params.on_too_long == "error":
-                raise PromptTooLongError(msg)
-            results[i] = GenerationResult("", len(ids), 0, "too_long", 0.0, error=msg)
-        else:
-            runnable.append(i)
+    results: list[GenerationResult | None] = [too_long_result(ids, msg) if msg else None for ids, msg in checked]
+    runnable = [i for i, (_, msg) in enumerate(checked) if msg is None]
 
     # Longest first: similar lengths share a batch, and memory peaks show up at once.
     order = sorted(runnable, key=lambda i: -len(encoded[i]))
