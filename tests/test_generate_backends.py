@@ -6,7 +6,7 @@ import pytest
 
 from tunelens.errors import ConfigError
 from tunelens.generate import GenerationParams, generate
-from tunelens.generate.backends import BACKENDS, BackendInfo, choose_backend, llama_cpp_available, load_backend
+from tunelens.generate.backends import BackendInfo, choose_backend, llama_cpp_available, load_backend
 
 PROMPTS = [[{"role": "user", "content": q}] for q in ("Name three colours.", "What is 2+3?", "hi")]
 
@@ -81,10 +81,6 @@ def test_llamacpp_backend_gives_the_same_result_shape_and_greedy_text_as_hf_at_f
     # stop strings and max_new_tokens are honoured the same way
     stopped = cpp.generate(PROMPTS[:1], GenerationParams(max_new_tokens=8, stop=["\n"]))
     assert stopped[0].finish_reason in ("stop", "eos") and "\n" not in stopped[0].text
-
-
-def test_backends_are_listed():
-    assert BACKENDS == ("hf", "llamacpp", "vllm", "auto")
 
 
 def _eval(tmp_path, tiny_model_path, name, backend, quant="q8_0"):

@@ -18,10 +18,8 @@ SHADES = 10  # shade levels per sign: |attribution| / max, rounded to tenths
 
 
 def _style() -> str:
-    try:
-        from tunelens.explain.render import _CSS
-    except Exception:  # explain unavailable: the page is never made
-        _CSS = ""
+    from tunelens.explain.render import _CSS
+
     shades = "".join(
         f".tl-attr .tl-p{k}{{background:rgba(220,38,38,{k / SHADES:.1f})}}"
         f".tl-attr .tl-n{k}{{background:rgba(37,99,235,{k / SHADES:.1f})}}"
