@@ -74,6 +74,8 @@ class EvalConfig(BaseModel):
     suites: list[str] = Field(default_factory=lambda: list(DEFAULT_SUITES))
     limit: int | None = Field(default=None, ge=1, description="Items per suite (None = all). For builtin: the suite "
                               "size passed to tunelens.suite.eval_items, whose test+heldout part is scored.")
+    limits: dict[str, int] = Field(default_factory=dict, description="Items for named suites, overriding limit "
+                                   "(e.g. {ifeval: 160, truthfulqa_mc: 200}).")
     seed: int = 0
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
@@ -114,6 +116,17 @@ class EvalConfig(BaseModel):
         if not out:
             raise ValueError("no suite selected")
         return list(dict.fromkeys(out))
+
+    @field_validator("limits")
+    @classmethod
+    def _known_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = [name for name in value if name not in SUITES]
+        if unknown:
+            raise ValueError(f"unknown suite(s) {', '.join(map(repr, unknown))}; choose from {', '.join(SUITES)}")
+        bad = [name for name, n in value.items() if n < 1]
+        if bad:
+            raise ValueError(f"limits for {', '.join(bad)} must be at least 1")
+        return value
 
     @model_validator(mode="after")
     def _few_shot_suites_selected(self):

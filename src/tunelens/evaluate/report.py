@@ -31,6 +31,17 @@ def _ci(ci) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-"
 
 
+def _instrument_note(entry: dict | None) -> str:
+    """The instrument behind a rate, its measured error and the corrected rate (or why there is none)."""
+    inst = (entry or {}).get("instrument")
+    if not inst:
+        return ""
+    corrected = (f"; corrected {inst['corrected']:.3f} {_ci(inst.get('corrected_ci'))}"
+                 if inst.get("corrected") is not None else "")
+    return (f"<br><span class='muted'>{html.escape(str(inst['instrument']))}: {html.escape(str(inst['error']))}"
+            f"{html.escape(corrected)}</span>")
+
+
 def _chart(results: dict) -> str:
     """One horizontal bar group per metric (rates in [0, 1] only), with 95% CI error bars."""
     import matplotlib
@@ -42,7 +53,8 @@ def _chart(results: dict) -> str:
     rows = []
     for suite in results[labels[0]]:
         for metric, entry in results[labels[0]][suite].items():
-            if 0.0 <= entry["value"] <= 1.0 and all(metric in results[m].get(suite, {}) for m in labels):
+            if all(metric in results[m].get(suite, {}) and results[m][suite][metric]["value"] is not None
+                   and 0.0 <= results[m][suite][metric]["value"] <= 1.0 for m in labels):
                 rows.append((suite, metric))
     if not rows:
         return ""
@@ -84,7 +96,7 @@ def _delta_chart(comparisons: list[dict]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [c for c in comparisons if c["ci"] is not None][:40]
+    rows = [c for c in comparisons if c["ci"] is not None and c["delta"] is not None][:40]
     if not rows:
         return ""
     fig, ax = plt.subplots(figsize=(9, 0.3 * len(rows) + 1.5))
@@ -175,7 +187,7 @@ def write_report(report: dict, samples: list[dict], path: Path) -> None:
             parts.append(f"<tr><td>{suite}</td><td>{_fmt(metric)}</td>")
             for m in labels:
                 e = results[m].get(suite, {}).get(metric)
-                parts.append(f"<td>{_fmt(e['value']) if e else '-'}</td><td>{_ci(e['ci']) if e else '-'}</td>"
+                parts.append(f"<td>{_fmt(e['value']) if e else '-'}{_instrument_note(e)}</td><td>{_ci(e['ci']) if e else '-'}</td>"
                              f"<td>{e['n'] if e else '-'}</td>")
             parts.append("</tr>")
     parts.append("</table>")
@@ -184,6 +196,10 @@ def write_report(report: dict, samples: list[dict], path: Path) -> None:
         parts.append("<h2>Comparisons (paired bootstrap)</h2><table><tr><th>suite</th><th>metric</th><th>a</th><th>b</th>"
                      "<th>delta (b-a)</th><th>95% CI</th><th>p</th><th>significant</th><th>wins/losses/ties (b)</th></tr>")
         for c in report["comparisons"]:
+            if c["delta"] is None:
+                parts.append(f"<tr><td>{c['suite']}</td><td>{_fmt(c['metric'])}</td><td>{_fmt(c['a'])}</td>"
+                             f"<td>{_fmt(c['b'])}</td><td colspan='5'>not defined (no items to compute it on)</td></tr>")
+                continue
             better = (c["delta"] > 0) == c["higher_is_better"]
             cls = ("sig" if better else "neg") if c["significant"] else ""
             parts.append(f"<tr><td>{c['suite']}</td><td>{_fmt(c['metric'])}</td><td>{_fmt(c['a'])}</td><td>{_fmt(c['b'])}</td>"

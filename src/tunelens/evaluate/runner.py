@@ -23,7 +23,7 @@ from tunelens.evaluate.cache import GenerationCache
 from tunelens.evaluate.config import EvalConfig
 from tunelens.evaluate.suites import Item, Suite, SuiteContext, all_suites
 
-SCHEMA = "tunelens.eval/v2"  # v2: cost.fewshot_vs_zeroshot is per suite
+SCHEMA = "tunelens.eval/v3"  # v2: cost.fewshot_vs_zeroshot is per suite; v3: statistics, instrument rates, suite_seconds
 CHUNK_BATCHES = 4  # batches per generate() call: progress and cache writes between calls
 
 
@@ -154,11 +154,16 @@ class ModelRun:
         self.samples: list[dict] = []
         self.generations: list[dict] = []
         self.item_costs: dict[tuple[str, str, str], dict] = {}  # (suite, unit, variant) -> tokens, seconds
+        # columns[suite][name] = {unit_id: value}: per-item values a suite's statistics read (names start with "_")
+        self.columns: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+        self.suite_seconds: dict[str, float] = defaultdict(float)  # generation share + scoring, per suite
         self.peak_rss_mb = 0.0
         self.info: dict[str, Any] = {}
 
     def add(self, suite: str, item: Item, scores: dict) -> None:
         weight = scores.pop("_weight", None)
+        for name in [k for k in scores if k.startswith("_")]:
+            self.columns[suite][name][item.unit] = float(scores.pop(name))
         for metric, value in scores.items():
             if isinstance(value, list):
                 for j, v in enumerate(value):
@@ -204,21 +209,30 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
             backend.close()
         run.generations = list({o["rendered"]: o for o in outputs.values() if o["finish_reason"] != "too_long"}.values())
         for suite in suites:
+            t0 = time.perf_counter()
             if not suite.generative:
                 for item, scores, extra in suite.run(loaded, items[suite.name], ctx, label):
+                    shown = {k: v for k, v in scores.items() if not k.startswith("_")}
                     run.add(suite.name, item, dict(scores))
                     run.samples.append({"model": label, "suite": suite.name, "item_id": item.id, "variant": item.variant,
                                         "prompt": item.prompt, "rendered_prompt": None, "output": None,
-                                        "reference": None, "scores": {"loss": scores["loss"]}, **extra})
+                                        "reference": None, "scores": shown, **extra})
+                run.suite_seconds[suite.name] += time.perf_counter() - t0
                 continue
+            ran = []
             for item in items[suite.name]:
                 out = outputs[item.id]
                 if out["finish_reason"] == "too_long":
                     ctx.skipped.append({"model": label, "suite": suite.name, "item_id": item.id,
                                         "reason": out.get("error") or "prompt longer than the context"})
                     continue
-                scores = suite.score(item, out["text"], ctx)
+                ran.append(item)
+            all_scores = suite.score_all(ran, [outputs[item.id]["text"] for item in ran], ctx)
+            for item, scores in zip(ran, all_scores):
+                out = outputs[item.id]
+                run.suite_seconds[suite.name] += out["seconds"]
                 run.add(suite.name, item, dict(scores))
+                scores = {k: v for k, v in scores.items() if not k.startswith("_")}
                 run.item_costs[(suite.name, item.unit, item.variant)] = {
                     "tokens": out["prompt_tokens"] + out["completion_tokens"], "prompt_tokens": out["prompt_tokens"],
                     "completion_tokens": out["completion_tokens"], "seconds": out["seconds"], "cached": out["cached"]}
@@ -231,6 +245,7 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
                     "cached": out["cached"]})
             for metric, per_unit in suite.derived(_by_unit(run.units[suite.name])).items():
                 run.units[suite.name][metric].update(per_unit)
+            run.suite_seconds[suite.name] += time.perf_counter() - t0  # scoring (generation is counted per item)
         if "toxicity" in items:
             _score_all_outputs(run, ctx)
         del loaded
@@ -268,12 +283,38 @@ def _results(run: ModelRun, suites: list[Suite], config: EvalConfig) -> dict:
             weights = run.weights[suite.name].get(metric)
             w = [weights[u] for u in units] if weights else None
             metrics[metric] = _metric([per_unit[u] for u in units], w, config)
+        metrics.update(_statistics(run, suite, config))
+        for metric, entry in metrics.items():
+            task = suite.instrument_task(metric)
+            per_unit = run.units[suite.name].get(metric)
+            if task and per_unit:
+                from tunelens.evaluate.instruments import rate_with_error
+
+                values = list(per_unit.values())
+                if all(v in (0.0, 1.0) for v in values):
+                    entry["instrument"] = rate_with_error(int(sum(values)), len(values), task, seed=config.seed)
         if "loss" in metrics:
             loss = metrics["loss"]
             metrics["perplexity"] = {"value": math.exp(loss["value"]),
                                      "ci": [math.exp(x) for x in loss["ci"]] if loss["ci"] else None, "n": loss["n"]}
         out[suite.name] = metrics
     return out
+
+
+def _columns(run: ModelRun, suite: str, units: list[str]) -> dict[str, list[float]]:
+    cols = run.columns[suite]
+    return {name: [cols[name].get(u, 0.0) for u in units] for name in cols}
+
+
+def _statistics(run: ModelRun, suite: Suite, config: EvalConfig) -> dict[str, dict]:
+    """The suite's non-mean statistics (e.g. BBQ bias scores), each with a bootstrap CI over items."""
+    fns = suite.statistics()
+    if not fns or not run.columns[suite.name]:
+        return {}
+    units = sorted({u for col in run.columns[suite.name].values() for u in col})
+    cols = _columns(run, suite.name, units)
+    return {name: stats.statistic_ci(cols, fn, n_resamples=config.bootstrap_resamples, seed=config.seed)
+            for name, fn in fns.items()}
 
 
 def _cost(run: ModelRun) -> dict:
@@ -293,7 +334,8 @@ def _cost(run: ModelRun) -> dict:
             "tokens_per_s": round(timed_tokens / seconds, 2) if seconds > 0 else None,
             "latency_p50_s": round(float(np.percentile(latencies, 50)), 4),
             "latency_p95_s": round(float(np.percentile(latencies, 95)), 4),
-            "peak_rss_mb": round(run.peak_rss_mb, 1)}
+            "peak_rss_mb": round(run.peak_rss_mb, 1),
+            "suite_seconds": {k: round(v, 2) for k, v in run.suite_seconds.items()}}
 
 
 def _fewshot_vs_zeroshot(runs: list[ModelRun], suites: list[Suite], config: EvalConfig) -> dict[str, dict | None]:
@@ -328,6 +370,21 @@ def _comparisons(runs: list[ModelRun], suites: list[Suite], config: EvalConfig, 
                             "value_a": results[a.label][suite.name][metric]["value"],
                             "value_b": results[b.label][suite.name][metric]["value"],
                             **res, "higher_is_better": hib})
+            fns = suite.statistics()
+            if fns and a.columns[suite.name] and b.columns[suite.name]:
+                common = sorted({u for c in a.columns[suite.name].values() for u in c}
+                                & {u for c in b.columns[suite.name].values() for u in c})
+                ca, cb = _columns(a, suite.name, common), _columns(b, suite.name, common)
+                for name, fn in fns.items():
+                    if name not in results[a.label][suite.name] or name not in results[b.label][suite.name]:
+                        continue
+                    hib = suite.higher_is_better(name)
+                    res = stats.paired_statistic(ca, cb, fn, n_resamples=config.bootstrap_resamples, seed=config.seed,
+                                                 higher_is_better=hib)
+                    out.append({"suite": suite.name, "metric": name, "a": a.label, "b": b.label,
+                                "value_a": results[a.label][suite.name][name]["value"],
+                                "value_b": results[b.label][suite.name][name]["value"],
+                                **res, "higher_is_better": hib})
     return out
 
 

@@ -46,9 +46,11 @@ class SuiteContext:
     def data_dir(self) -> Path | None:
         return self.config.data_dir
 
-    def subset(self, n_total: int, default: int | None = None) -> list[int]:
-        """A seeded subset of ``limit`` indices (all when no limit), in source order."""
-        limit = self.config.limit or default
+    def subset(self, n_total: int, default: int | None = None, suite: str | None = None) -> list[int]:
+        """A seeded subset of ``limit`` indices (all when no limit), in source order. A suite's own
+        entry in ``limits`` wins over ``limit``."""
+        limits = getattr(self.config, "limits", None) or {}
+        limit = limits[suite] if suite in limits else (self.config.limit or default)
         if limit is None or limit >= n_total:
             return list(range(n_total))
         return sorted(random.Random(self.config.seed).sample(range(n_total), limit))
@@ -77,13 +79,31 @@ class Suite:
 
     def subset(self, ctx: SuiteContext, n_total: int) -> list[int]:
         """``ctx.subset`` with this suite's ``default_limit``."""
-        return ctx.subset(n_total, default=self.default_limit)
+        return ctx.subset(n_total, default=self.default_limit, suite=self.name)
 
     def build(self, ctx: SuiteContext) -> list[Item]:
         raise NotImplementedError
 
     def score(self, item: Item, output: str, ctx: SuiteContext) -> dict[str, float | list[float]]:
         raise NotImplementedError
+
+    def score_all(self, items: list[Item], outputs: list[str], ctx: SuiteContext) -> list[dict[str, float | list[float]]]:
+        """Scores of many items at once (a suite whose instruments classify in batches overrides it)."""
+        return [self.score(item, output, ctx) for item, output in zip(items, outputs)]
+
+    def statistics(self) -> dict[str, Any]:
+        """Metrics that are not means of per-item values: ``name -> f(columns) -> value``.
+
+        ``columns`` maps each per-item metric to an array whose last axis runs over the items (the
+        same items, in the same order, for every column); ``f`` reduces that axis, so the runner
+        can bootstrap it (resampling items, paired across models). BBQ's bias scores are ratios
+        of counts and are computed this way.
+        """
+        return {}
+
+    def instrument_task(self, metric: str) -> str | None:
+        """The safety-instrument task (refusal, harm, toxicity) behind a 0/1 rate metric, if any."""
+        return None
 
     def derived(self, unit_scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         """Metrics computed across an item's variants (e.g. accuracy drops); none by default."""

@@ -1,0 +1,105 @@
+"""The safety instruments as the evaluation uses them, with their error next to every rate.
+
+``flags(task, replies, prompts)`` classifies replies with the task's instrument
+(``tunelens.safety.instruments.get_instrument``) and returns one 0/1 per reply (and the
+instrument's score). When no instrument is registered for the task yet, the evaluation falls back
+to the project's older scorers and says so: refusal -> ``tunelens.safety.refusal.is_refusal``,
+toxicity -> ``tunelens.safety.toxicity.load_scorer()``; harm has no older scorer, so harmful
+compliance falls back to "not refused" (a proxy that counts every non-refusal as harmful).
+
+``describe(task)`` says which instrument produced a rate and what its measured error is (its
+card's ``operating_point``), or "instrument error unknown". ``rate_with_error(k, n, task)`` gives the
+raw rate and, when the instrument has a card and the correction module exists, the
+Rogan–Gladen corrected rate with an interval that includes the instrument's error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunelens.errors import TunelensError
+
+UNKNOWN = "instrument error unknown"
+
+
+def _instrument(task: str):
+    try:
+        from tunelens.safety.instruments import get_instrument
+    except ImportError:
+        return None
+    try:
+        return get_instrument(task)
+    except TunelensError:
+        return None  # no instrument registered for this task (yet)
+
+
+def describe(task: str) -> dict[str, Any]:
+    """{"task", "instrument", "fallback": bool, "operating_point" or None, "error": text}."""
+    inst = _instrument(task)
+    if inst is None:
+        name = {"refusal": "tunelens.safety.refusal.is_refusal (keyword scorer)",
+                "toxicity": "tunelens.safety.toxicity builtin classifier",
+                "harm": "not refused (proxy: no harm instrument)"}.get(task, task)
+        return {"task": task, "instrument": name, "fallback": True, "operating_point": None, "card": None,
+                "error": UNKNOWN}
+    card = inst.card()
+    op = (card or {}).get("operating_point")
+    if op:
+        error = (f"sensitivity {op.get('sensitivity', float('nan')):.2f}, specificity "
+                 f"{op.get('specificity', float('nan')):.2f} (held-out n_pos={op.get('n_pos')}, n_neg={op.get('n_neg')})")
+    else:
+        error = UNKNOWN
+    return {"task": task, "instrument": type(inst).name or task, "fallback": False, "operating_point": op,
+            "card": card, "error": error}
+
+
+def flags(task: str, replies: list[str], prompts: list[str] | None = None) -> tuple[list[float], list[float | None]]:
+    """(0/1 positive flag, score or None) per reply, from the task's instrument or its fallback."""
+    inst = _instrument(task)
+    if inst is not None:
+        from tunelens.safety.instruments import Example
+
+        prompts = prompts or [None] * len(replies)
+        verdicts = inst.classify([Example(text=r, prompt=p) for r, p in zip(replies, prompts)])
+        if len(verdicts) != len(replies):
+            raise TunelensError(f"the {task} instrument returned {len(verdicts)} verdicts for {len(replies)} replies")
+        return [float(inst.is_positive(v)) for v in verdicts], [float(v.score) for v in verdicts]
+    if task == "refusal":
+        from tunelens.safety.refusal import is_refusal, refusal_score
+
+        return [float(is_refusal(r)) for r in replies], [refusal_score(r) for r in replies]
+    if task == "harm":
+        refused, _ = flags("refusal", replies, prompts)
+        return [1.0 - x for x in refused], [None] * len(replies)
+    if task == "toxicity":
+        from tunelens.safety.toxicity import load_scorer
+
+        scorer = load_scorer()
+        scores = scorer.score(list(replies))
+        return [float(s >= scorer.threshold) for s in scores], list(scores)
+    raise TunelensError(f"no instrument or fallback for task {task!r}")
+
+
+def rate_with_error(k: int, n: int, task: str, *, seed: int = 0) -> dict[str, Any]:
+    """Raw rate, the instrument's error and (where it can be computed) the corrected rate with its CI."""
+    info = describe(task)
+    out: dict[str, Any] = {"task": task, "instrument": info["instrument"], "error": info["error"], "k": int(k),
+                           "n": int(n), "raw": k / n if n else None, "corrected": None, "corrected_ci": None,
+                           "note": ""}
+    if n <= 0:
+        out["note"] = "no items"
+        return out
+    if info["operating_point"] is None:
+        out["note"] = f"{UNKNOWN}: the raw rate is shown uncorrected"
+        return out
+    try:
+        from tunelens.safety.instruments.correction import corrected_rate
+    except ImportError:
+        out["note"] = "the correction module is not installed: the raw rate is shown uncorrected"
+        return out
+    res = corrected_rate(int(k), int(n), info["card"], seed=seed)
+    corr = res.get("corrected")
+    if corr:
+        out["corrected"], out["corrected_ci"] = corr.get("rate"), corr.get("ci")
+    out["note"] = res.get("message") or ""
+    return out
