@@ -46,12 +46,32 @@ class SuiteSection(_Strict):
     enabled: bool = Field(True, description="Train on the built-in suite's train split.")
     n: int = Field(1400, ge=3, description="Suite size over train/test/heldout (70/15/15).")
     seed: int = Field(0, description="Suite seed (the same seed is used to evaluate on test/heldout).")
+    exclude_families: list[str] = Field(
+        default_factory=list, description="Suite families left out of training (their test/heldout items are still "
+        "evaluated), e.g. [safety] when data.mix brings real refusal and look-alike data instead.")
 
 
 class DataSection(_Strict):
     inputs: list[str] = Field(default_factory=list, description="More record files (any format `tunelens data curate` reads).")
     license: str | None = Field(None, description="SPDX licence of the inputs (their records are 'unknown' without it).")
     commercial: bool = Field(False, description="Apply the commercial licence policy (rejects CC-BY-NC-* and unknown).")
+    mix: dict[str, int] = Field(
+        default_factory=dict, description="Records of real data to add to training, by component: alpaca, "
+        "self_instruct, gsm8k, refusals (harmful prompts + short refusals), lookalikes (benign look-alikes + real "
+        "answers); decontaminated against the evaluation sets (see tunelens.data.mixes).")
+
+    @field_validator("mix")
+    @classmethod
+    def _mix_components(cls, value: dict[str, int]) -> dict[str, int]:
+        from tunelens.data.mixes import COMPONENTS
+
+        unknown = sorted(set(value) - set(COMPONENTS))
+        if unknown:
+            raise ValueError(f"unknown mix component(s) {unknown}: choose from {sorted(COMPONENTS)}")
+        negative = sorted(k for k, n in value.items() if n < 0)
+        if negative:
+            raise ValueError(f"record counts must be >= 0 (negative for {negative})")
+        return value
     curate: CurateConfig = Field(
         default_factory=lambda: CurateConfig.model_validate(DEFAULT_CURATE),
         description="CurateConfig fields (see `tunelens data curate --help`). The default leaves e-mail addresses "
@@ -95,16 +115,56 @@ def _or_none(validate: Any, value: Any) -> Any:
         return None
 
 
+# The default run's evaluation (measured: docs/default-run.md "Evaluation"): the built-in suite and
+# held-out loss, IFEval, harmful requests, benign look-alikes, TruthfulQA MC and BBQ.
+DEFAULT_EVAL_SUITES = ["builtin", "loss", "ifeval", "harmful", "over_refusal", "truthfulqa_mc", "bbq"]
+DEFAULT_EVAL_LIMITS: dict[str, int] = {"ifeval": 160, "harmful": 160, "over_refusal": 160, "truthfulqa_mc": 200,
+                                       "bbq": 360}
+# Guard metrics: a significant regression of tuned vs base on any of these marks the run REGRESSED.
+DEFAULT_GUARDS = ["ifeval/prompt_level_loose_acc", "over_refusal/over_refusal_rate",
+                  "harmful/harmful_compliance_rate", "harmful/toxic_rate", "truthfulqa_mc/mc2"]
+
+
 class EvaluateSection(_Strict):
-    suites: list[str] = Field(default_factory=lambda: ["builtin", "loss"], description="Evaluation suites (see `tunelens eval --help`).")
+    suites: list[str] = Field(default_factory=lambda: list(DEFAULT_EVAL_SUITES),
+                              description="Evaluation suites (see `tunelens eval --help`).")
     limit: int | None = Field(300, ge=1, description="Items per suite (None = all). For the builtin suite the "
                               "test+heldout records of a suite of this size (30%) are scored.")
+    limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_EVAL_LIMITS),
+                                   description="Items for named suites, overriding limit (a whole mapping replaces the default).")
+    guards: list[str] = Field(default_factory=lambda: list(DEFAULT_GUARDS),
+                              description="Guard metrics as suite/metric: a significant regression of tuned vs base on one "
+                              "(paired CI excludes 0 in the bad direction) marks the run REGRESSED.")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per answer (suite targets are <= 42 tokens).")
     batch_size: int = Field(16, ge=1, description="Generation batch size.")
     backend: Literal["hf", "llamacpp", "vllm", "auto"] = Field(
         "hf", description="Generation backend for the evaluation (see `tunelens eval --help`); hf is the fp32 reference.")
     quant: Literal["f32", "f16", "q8_0", "q4_k_m"] = Field("q8_0", description="GGUF quantisation for llamacpp.")
     options: dict[str, Any] = Field(default_factory=dict, description="More EvalConfig fields.")
+
+    @model_validator(mode="after")
+    def _guards_known(self):
+        """Every guard names a selected suite and one of its metrics; the unknown ones are listed together."""
+        from tunelens.evaluate.suites import all_suites
+
+        registry = all_suites()
+        if "guards" not in self.model_fields_set:
+            # The default guards apply to the suites that run (a config that runs fewer suites guards fewer
+            # metrics; the run's summary lists the default guards it could not check).
+            self.guards = [g for g in self.guards if g.partition("/")[0] in self.suites]
+        unknown = []
+        for guard in self.guards:
+            suite, _, metric = guard.partition("/")
+            cls = registry.get(suite)
+            if cls is None or not metric:
+                unknown.append(f"{guard!r} (expected suite/metric with a suite among {', '.join(registry)})")
+            elif suite not in self.suites:
+                unknown.append(f"{guard!r} (suite {suite!r} is not in evaluate.suites)")
+            elif metric.split("/", 1)[0] not in cls.metrics:
+                unknown.append(f"{guard!r} ({suite} metrics: {', '.join(cls.metrics) or 'none'})")
+        if unknown:
+            raise ValueError("unknown guard metric(s): " + "; ".join(unknown))
+        return self
 
 
 class ExplainSection(_Strict):

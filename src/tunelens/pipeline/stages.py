@@ -71,7 +71,16 @@ def run_curate(ctx: Context) -> dict[str, Any]:
 
         summary = write_suite(ctx.sub("suite"), c.suite.n, c.suite.seed)
         ctx.console.print(f"  built-in suite: {summary['counts']} -> {ctx.sub('suite')}")
-        inputs.append(str(ctx.sub("suite") / "train.jsonl"))
+        inputs.append(_suite_train_file(ctx))
+    if any(n > 0 for n in c.data.mix.values()):
+        from tunelens.data.mixes import build_mix
+
+        mix = build_mix(c.data.mix, ctx.sub("mix"), seed=c.seed)
+        taken = ", ".join(f"{k} {v['taken']}" for k, v in mix["components"].items())
+        dropped = sum(v["excluded_as_contaminated"] for v in mix["components"].values())
+        ctx.console.print(f"  training mix: {taken}; {dropped} left out as overlapping an evaluation set "
+                          f"(each with its reason in {ctx.sub('mix') / 'excluded.jsonl'})")
+        inputs.append(str(ctx.sub("mix") / "mix.jsonl"))
     inputs += curate_inputs(ctx)
     if not inputs:
         raise TunelensError("nothing to curate: enable suite or list data.inputs in the run config")
@@ -86,6 +95,27 @@ def run_curate(ctx: Context) -> dict[str, Any]:
             f"curation kept no records out of {report.records_in} (rejected: {reasons}); "
             f"nothing to train on. Every reason is in {out / 'rejects.jsonl'}")
     return {"records_in": report.records_in, "kept": report.kept, "rejected": report.rejected, "changed": report.changed}
+
+
+def _suite_train_file(ctx: Context) -> str:
+    """The suite's train split, without the families ``suite.exclude_families`` leaves out (those
+    records are written to ``suite/excluded_train.jsonl``, not dropped silently)."""
+    train = ctx.sub("suite") / "train.jsonl"
+    excluded = set(ctx.config.suite.exclude_families)
+    if not excluded:
+        return str(train)
+    from tunelens.records import iter_jsonl, write_jsonl
+
+    rows = list(iter_jsonl(train))
+    known = {r.get("meta", {}).get("family") for r in rows}
+    unknown = sorted(excluded - known)
+    if unknown:
+        raise TunelensError(f"suite.exclude_families: unknown family {unknown}; the suite's families are {sorted(known)}")
+    keep = [r for r in rows if r.get("meta", {}).get("family") not in excluded]
+    write_jsonl(ctx.sub("suite") / "excluded_train.jsonl", [r for r in rows if r.get("meta", {}).get("family") in excluded])
+    out = ctx.sub("suite") / "train_used.jsonl"
+    write_jsonl(out, keep)
+    return str(out)
 
 
 def _reject_reasons(path: Path, top: int = 3) -> str:
@@ -164,7 +194,7 @@ def eval_config(ctx: Context):
     e, c = ctx.config.evaluate, ctx.config
     values: dict[str, Any] = {
         "models": [{"spec": c.model, "label": "base"}, {"spec": str(tuned_model_dir(ctx)), "label": "tuned"}],
-        "suites": e.suites, "limit": e.limit,
+        "suites": e.suites, "limit": e.limit, "limits": {k: v for k, v in e.limits.items() if k in e.suites},
         # The builtin suite draws test/heldout items from this seed: the same seed as training data.
         "seed": c.suite.seed,
         "generation": {"max_new_tokens": e.max_new_tokens, "batch_size": e.batch_size,

@@ -70,6 +70,7 @@ class Suite:
     few_shot: ClassVar[bool] = False  # can add a k-shot variant of every item (few_shot.suites)
     default_limit: ClassVar[int | None] = None  # items taken when no --limit is given (None: all)
     generative: ClassVar[bool] = True
+    metrics: ClassVar[tuple[str, ...]] = ()  # the headline metrics (a run's guards may name these, or name/<part>)
     lower_is_better: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod

@@ -68,6 +68,7 @@ def _slug(category: str) -> str:
 class BBQSuite(Suite):
     name = "bbq"
     order = 45
+    metrics = ("accuracy", "bias_score_ambig", "bias_score_disambig")
     default = False
     generative = False
     default_limit = DEFAULT_LIMIT

@@ -13,6 +13,7 @@ class BuiltinSuite(Suite):
 
     name = "builtin"
     order = 80
+    metrics = ("pass_rate", "refusal_rate_harmful", "over_refusal_rate_benign")
     default = False
     few_shot = True
     default_limit = 200  # the suite size given to tunelens.suite.eval_items

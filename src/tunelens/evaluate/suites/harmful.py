@@ -46,6 +46,7 @@ def prompts(ctx: SuiteContext) -> dict[str, list[tuple[str, str, str]]]:
 class HarmfulSuite(Suite):
     name = "harmful"
     order = 22
+    metrics = ("refusal_rate", "harmful_compliance_rate", "toxicity_mean", "toxic_rate")
     default = False  # ask for it by name (or 'all'); the default run does
     default_limit = DEFAULT_LIMIT
     lower_is_better = frozenset({"harmful_compliance_rate", "toxicity_mean", "toxic_rate"})

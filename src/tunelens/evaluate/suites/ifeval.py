@@ -20,6 +20,7 @@ def ifeval_rows(ctx: SuiteContext) -> list[dict]:
 class IFEvalSuite(Suite):
     name = "ifeval"
     order = 10
+    metrics = ("prompt_level_strict_acc", "prompt_level_loose_acc", "inst_level_strict_acc", "inst_level_loose_acc")
 
     def build(self, ctx):
         rows = ifeval_rows(ctx)

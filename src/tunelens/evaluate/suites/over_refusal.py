@@ -52,6 +52,7 @@ def prompts(ctx: SuiteContext) -> list[tuple[str, str, str, str]]:
 class OverRefusalSuite(Suite):
     name = "over_refusal"
     order = 90
+    metrics = ("over_refusal_rate",)
     default = False  # ask for it by name (or 'all')
     lower_is_better = frozenset({"over_refusal_rate"})
 

@@ -55,6 +55,7 @@ def reference_examples(ctx: SuiteContext) -> list[dict]:
 class RougeSuite(Suite):
     name = "rouge"
     order = 50
+    metrics = ("rougeL_f",)
     default_limit = DEFAULT_REFERENCE_LIMIT
 
     def build(self, ctx):
@@ -71,6 +72,7 @@ class LossSuite(Suite):
 
     name = "loss"
     order = 60
+    metrics = ("loss", "perplexity")
     default_limit = DEFAULT_REFERENCE_LIMIT
     generative = False
     lower_is_better = frozenset({"loss", "perplexity"})

@@ -10,6 +10,7 @@ from tunelens.evaluate.suites.base import Item, Suite, register, user
 class SafetySuite(Suite):
     name = "safety"
     order = 20
+    metrics = ("refusal_rate_harmful", "over_refusal_rate_benign")
     lower_is_better = frozenset({"over_refusal_rate_benign"})
 
     def build(self, ctx):

@@ -14,6 +14,7 @@ class ToxicitySuite(Suite):
 
     name = "toxicity"
     order = 30
+    metrics = ("toxicity_mean", "toxic_rate", "toxic_rate_all_outputs")
     default_limit = 200
     lower_is_better = frozenset({"toxicity_mean", "toxic_rate", "toxic_rate_all_outputs"})
 

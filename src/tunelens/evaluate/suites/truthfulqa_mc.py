@@ -54,6 +54,7 @@ def _targets(row: dict, key: str, where: str) -> list[tuple[str, int]]:
 class TruthfulQAMCSuite(Suite):
     name = "truthfulqa_mc"
     order = 40
+    metrics = ("mc1", "mc2")
     default = False
     generative = False
     default_limit = DEFAULT_LIMIT
