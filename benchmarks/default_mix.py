@@ -1,0 +1,86 @@
+"""Measure training mixes for the default run before choosing one (issue: the default must follow
+instructions better without becoming over-cautious).
+
+Each mix is a set of run-config overrides. For each, the run's own curate and train stages run into
+``runs/mix-<name>/`` (the same code as ``tunelens run``), then ``--evaluate`` scores base and every
+trained adapter on the same items with the run's evaluation suites and writes one table
+(``runs/mix-table.md`` and ``.json``): each guard metric, tuned − base with its paired CI.
+
+    .venv/bin/python benchmarks/default_mix.py --train suite_only mix_a mix_b
+    .venv/bin/python benchmarks/default_mix.py --evaluate suite_only mix_a mix_b --limit 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+MIXES: dict[str, dict] = {
+    # today's default: the built-in suite only (its safety family has one refusal template)
+    "suite_only": {},
+    # the suite without its safety family, plus real refusals, look-alikes and instructions
+    "mix_a": {"suite.exclude_families": ["safety"],
+              "data.mix": {"refusals": 85, "lookalikes": 300, "alpaca": 300, "self_instruct": 100}},
+    # the whole suite plus the same real data
+    "mix_b": {"data.mix": {"refusals": 85, "lookalikes": 300, "alpaca": 300, "self_instruct": 100}},
+    # mix_a with more look-alikes than refusals and twice the steps (the mix is ~1.4k records)
+    "mix_c": {"suite.exclude_families": ["safety"], "train.max_steps": 200,
+              "data.mix": {"refusals": 85, "lookalikes": 325, "alpaca": 400, "self_instruct": 150}},
+}
+
+
+def _config(name: str, extra: dict):
+    from tunelens.pipeline.config import load_run_config
+
+    overrides = {"name": f"mix-{name}", **MIXES[name], **extra}
+    return load_run_config(None, overrides)
+
+
+def train(names: list[str], extra: dict) -> None:
+    from tunelens.pipeline import stages
+
+    console = Console()
+    for name in names:
+        config = _config(name, extra)
+        ctx = stages.Context(config=config, dir=config.directory(), progress=False, console=console)
+        ctx.dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        console.rule(f"{name}: curate")
+        cur = stages.run_curate(ctx)
+        console.rule(f"{name}: train")
+        tr = stages.run_train(ctx)
+        wall = time.perf_counter() - t0
+        out = {"mix": name, "overrides": MIXES[name], "curate": cur, "train": tr, "wall_s": round(wall, 1)}
+        (ctx.dir / "mix_train.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+        console.print(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", nargs="*", default=[], help=f"mixes to train: {', '.join(MIXES)}")
+    ap.add_argument("--evaluate", nargs="*", default=[], help="mixes to evaluate (after --train)")
+    ap.add_argument("--limit", type=int, default=150)
+    ap.add_argument("--suites", default="", help="comma-separated suites (default: the run's)")
+    args = ap.parse_args(argv)
+    unknown = [n for n in args.train + args.evaluate if n not in MIXES]
+    if unknown:
+        print(f"unknown mix(es) {unknown}: choose from {list(MIXES)}", file=sys.stderr)
+        return 2
+    if args.train:
+        train(args.train, {})
+    if args.evaluate:
+        evaluate(args.evaluate, args.limit, [s for s in args.suites.split(",") if s])
+    return 0
+
+
+def evaluate(names: list[str], limit: int, suites: list[str]) -> None:
+    raise SystemExit("evaluation: see below")  # replaced once the evaluation suites are settled
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
