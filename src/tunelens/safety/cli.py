@@ -19,29 +19,30 @@ _register_injection(app)
 
 @app.command("train-toxicity")
 def train_toxicity_cmd(
-    data: Path = typer.Option(None, "--data", help="Davidson labelled CSV (default: DATA_DIR/davidson_hate_speech_offensive_labeled_data.csv)."),
     data_dir: Path = typer.Option(None, "--data-dir", help="Data folder (default: TUNELENS_DATA_DIR or ../shared/data)."),
     output: Path = typer.Option(None, "--output", "-o", help="Where to write the joblib artifact (default: the one shipped in the package)."),
-    test_size: float = typer.Option(0.2, "--test-size", min=0.05, max=0.5, help="Held-out fraction (stratified)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the train/held-out split."),
-    max_word_features: int = typer.Option(20000, "--max-word-features", min=100, help="Cap on word n-gram vocabulary."),
-    max_char_features: int = typer.Option(30000, "--max-char-features", min=100, help="Cap on char n-gram vocabulary."),
+    card: Path = typer.Option(None, "--card", help="Where to write the card JSON (default: the shipped card when -o is not given, else next to -o)."),
+    doc: Path = typer.Option(None, "--doc", help="Where to write the human-readable page (default: docs/instruments/toxicity.md when it exists)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train/validation/held-out splits."),
 ) -> None:
-    """Train the toxicity classifier (TF-IDF + logistic regression) and report held-out F1 / ROC-AUC."""
-    from tunelens.datafiles import data_file
-    from tunelens.safety.toxicity import DAVIDSON_FILE, DEFAULT_ARTIFACT, train_toxicity
+    """Train the toxicity instrument on tweets, chat abuse, dialogue replies and assistant replies;
+    write the artifact, its card and docs page, and print the held-out figures."""
+    from tunelens.datafiles import default_data_dir
+    from tunelens.safety.toxicity import DEFAULT_ARTIFACT
+    from tunelens.safety.train_toxicity import CARD, DOC_NAME, train
 
     console = Console()
-    path = data or data_file(DAVIDSON_FILE, data_dir)
     out = output or DEFAULT_ARTIFACT
-    with console.status(f"training toxicity classifier on {path.name}"):
-        m = train_toxicity(path, out, test_size=test_size, seed=seed,
-                           max_word_features=max_word_features, max_char_features=max_char_features)
-    console.print(f"saved [bold]{out}[/] ({out.stat().st_size / 1e6:.1f} MB); {m['label_choice']}")
-    table = Table(title=f"held-out split: {m['test_rows']} rows ({m['split']})")
-    for col in ("F1", "precision", "recall", "ROC-AUC", "macro F1", "majority-class F1"):
+    card_path = card or (CARD if output is None else out.with_name(out.stem + "_card.json"))
+    doc_path = doc or (Path("docs/instruments") / DOC_NAME if output is None and Path("docs/instruments").is_dir() else None)
+    with console.status("training the toxicity instrument"):
+        c = train(Path(data_dir) if data_dir else default_data_dir(), out, seed=seed, card_path=card_path, doc_path=doc_path)
+    console.print(f"saved [bold]{out}[/] ({out.stat().st_size / 1e6:.1f} MB), card {card_path}, threshold {c['threshold']}")
+    table = Table(title="held-out sets")
+    for col in ("set", "n", "AUROC", "precision", "recall", "flagged"):
         table.add_column(col)
-    table.add_row(*(f"{m[k]:.4f}" for k in ("f1", "precision", "recall", "roc_auc", "macro_f1", "majority_baseline_f1")))
+    for v in c["validation"]:
+        table.add_row(v["set"], str(v["n"]), *(f"{v[k]:.3f}" if k in v else "-" for k in ("auroc", "precision", "recall", "flag_rate")))
     console.print(table)
 
 

@@ -1,11 +1,12 @@
-"""Toxicity scoring: a small built-in classifier shipped with the package, Detoxify optionally.
+"""Toxicity scoring (the old API): the toxicity instrument shipped with the package, Detoxify optionally.
 
-The built-in model is TF-IDF (word 1-2-grams + char_wb 2-5-grams, vocabularies capped) and a
-logistic regression (class-balanced, so that neutral text is not pulled towards
-the 83% toxic prior of the tweets), trained by ``tunelens safety train-toxicity`` on Davidson et al. (2017).
-Label choice: Davidson's ``class`` 0 (hate speech) and 1 (offensive language) are both
-"toxic" (1); class 2 (neither) is 0. The scorer therefore answers "is this hateful or offensive",
-which is what the data filter and the serving output filter need. Scores are P(toxic) in [0, 1].
+``load_scorer()`` wraps :class:`tunelens.safety.instruments.toxicity.ToxicityInstrument` (trained by
+``tunelens safety train-toxicity`` on tweets, chat abuse, dialogue replies and non-toxic assistant
+replies; validation figures in ``instruments/cards/toxicity.json`` and ``docs/instruments/toxicity.md``).
+``score`` returns P(toxic) in [0, 1]; ``threshold`` is the one chosen on validation data.
+
+``train_toxicity`` below is the old Davidson-only trainer, kept for quick experiments; the shipped
+artifact comes from :func:`tunelens.safety.train_toxicity.train`.
 """
 
 from __future__ import annotations
@@ -41,8 +42,7 @@ class ToxicityScorer:
             return []
         texts = [t if isinstance(t, str) else "" for t in texts]
         if self.backend == "builtin":
-            probs = self.model.predict_proba(texts)[:, 1]
-            return [float(p) for p in probs]
+            return self.model.scores(texts)
         # Detoxify: the max over its toxicity heads is the closest match to "toxic or offensive".
         out = self.model.predict(texts)
         heads = [k for k in ("toxicity", "severe_toxicity", "obscene", "insult", "identity_attack", "threat") if k in out]
@@ -71,21 +71,10 @@ def load_scorer(backend: str = "builtin", path: str | Path | None = None) -> Tox
 
 def _load(backend: str, path: str | Path | None) -> ToxicityScorer:
     if backend == "builtin":
-        artifact = Path(path) if path else DEFAULT_ARTIFACT
-        if not artifact.is_file():
-            raise TunelensError(
-                f"toxicity artifact not found at {artifact}; train one with `tunelens safety train-toxicity`"
-            )
-        import joblib
+        from tunelens.safety.instruments.toxicity import ToxicityInstrument
 
-        try:
-            payload = joblib.load(artifact)
-        except Exception as exc:  # a corrupt or foreign file: say which
-            raise TunelensError(f"cannot read toxicity artifact {artifact}: {exc}") from exc
-        if not isinstance(payload, dict) or "pipeline" not in payload:
-            raise TunelensError(f"{artifact} is not a tunelens toxicity artifact (no 'pipeline' entry)")
-        return ToxicityScorer("builtin", payload["pipeline"], payload.get("threshold", DEFAULT_THRESHOLD),
-                              payload.get("info"))
+        inst = ToxicityInstrument(path)
+        return ToxicityScorer("builtin", inst, inst.threshold, inst.info)
     if backend == "detoxify":
         try:
             from detoxify import Detoxify
