@@ -130,7 +130,8 @@ def _reject_reasons(path: Path, top: int = 3) -> str:
 # --- train -----------------------------------------------------------------------------------
 
 def train_payload(ctx: Context) -> dict[str, Any]:
-    values = ctx.train_config().model_dump(mode="json", exclude={"output_dir", "resume", "data"})
+    # report_to only says where the loss is also logged: changing it does not retrain.
+    values = ctx.train_config().model_dump(mode="json", exclude={"output_dir", "resume", "data", "report_to"})
     return {"train": values, "launch": ctx.config.launch.model_dump(),
             "curated": path_digest(ctx.sub("curate") / "curated.jsonl")}
 

@@ -38,6 +38,8 @@ def train_command(
                                                 help="Recompute activations to save memory (slow on CPU)."),
     torch_compile: bool = typer.Option(None, "--torch-compile/--no-torch-compile",
                                        help="torch.compile the model (minutes of compilation; pays off on long runs)."),
+    report_to: list[str] = typer.Option(None, "--report-to", help="Experiment tracker: tensorboard, mlflow or wandb "
+                                        "(repeat, or comma-separate, for several; none for no tracker)."),
     no_memory_check: bool = typer.Option(False, "--no-memory-check", help="Start even when the memory estimate exceeds what is free."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -58,6 +60,7 @@ def train_command(
         "peft": "none" if full else ("qlora" if qlora else None), "merge": merge, "beta": beta,
         "precision": precision, "gradient_checkpointing": gradient_checkpointing, "torch_compile": torch_compile,
         "memory_check": False if no_memory_check else None,
+        "report_to": ",".join(report_to) if report_to else None,
     }
     cfg = load_config(config, overrides)
     if output_dir is None and config is None:

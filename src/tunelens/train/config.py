@@ -65,6 +65,10 @@ class TrainSettings(BaseModel):
         True, description="SFT: apply the LM head and cross-entropy only at supervised positions (faster)."
     )
     memory_check: bool = Field(True, description="Refuse to start when the memory estimate clearly exceeds what is free.")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="Experiment trackers the trainer logs to (transformers' report_to): "
+        "tensorboard, mlflow, wandb. Empty (or 'none'): metrics.jsonl only.",
+    )
 
     @field_validator("max_steps", mode="before")
     @classmethod
@@ -82,6 +86,20 @@ class TrainSettings(BaseModel):
                 "max_steps", "must be at least 1 optimizer step, or -1 (or null) to train for `epochs` instead; "
                 "got {value}", {"value": value},
             )
+        return value
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _trackers(cls, value: Any) -> Any:
+        # One name, a comma-separated string, or a list; 'none' (transformers' word for no tracker) means [].
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            names = [v.strip().lower() if isinstance(v, str) else v for v in value]
+            names = [v for v in names if v not in ("", "none")]
+            return list(dict.fromkeys(names))
         return value
 
     @model_validator(mode="after")

@@ -95,6 +95,35 @@ def _check_peft_available(config: TrainConfig) -> None:
             raise ConfigError(f"peft: qlora needs {' and '.join(missing)}; use peft: lora on this machine")
 
 
+# report_to name -> (the module transformers looks for, the pip install command)
+TRACKER_PACKAGES = {
+    "tensorboard": ("tensorboard", "pip install tensorboard"),
+    "mlflow": ("mlflow", "pip install mlflow-skinny (or mlflow)"),
+    "wandb": ("wandb", "pip install wandb"),
+}
+
+
+def check_trackers(report_to: list[str]) -> None:
+    """A clear error, before any model is loaded, for a tracker whose package is not installed."""
+    for name in report_to:
+        module, install = TRACKER_PACKAGES[name]
+        found = importlib.util.find_spec(module) is not None
+        if name == "tensorboard" and not found:  # transformers also accepts tensorboardX
+            found = importlib.util.find_spec("tensorboardX") is not None
+        if not found:
+            raise ConfigError(f"report_to: {name} needs the package {module!r}, which is not installed: {install}")
+
+
+def finish_trackers(report_to: list[str]) -> None:
+    """Close what transformers' callbacks leave open at the end of training: a W&B run stays open
+    (and, offline, unwritten) until the process exits, and the next run of this process would log into it."""
+    if "wandb" in report_to and _is_main_process():
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
 def _training_args(config: TrainConfig, precision, checkpoints: Path, dpo: bool):
     import torch
 
@@ -116,7 +145,8 @@ def _training_args(config: TrainConfig, precision, checkpoints: Path, dpo: bool)
         seed=config.seed, data_seed=config.seed,  # data_seed: the same seed also orders the data
         activation_checkpointing=config.gradient_checkpointing,  # renamed: gradient_checkpointing (its new name)
         use_cpu=not torch.cuda.is_available(),
-        report_to=[], disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
+        report_to=list(config.report_to), run_name=config.out.name or None,  # trackers (see check_trackers)
+        disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
         ddp_find_unused_parameters=False, torch_compile=config.torch_compile,
         **precision.trainer_flags,  # renamed: precision (auto resolved by choose_precision) becomes bf16/fp16 flags
         # renamed: group_by_length (a bool) becomes the sampling strategy; DPO batches pairs at random.
@@ -185,6 +215,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     main = _is_main_process()
     dpo = config.method == "dpo"
     _check_peft_available(config)
+    check_trackers(config.report_to)
     for name in config.data:  # a bad data file fails now, not after the model is converted and loaded
         check_data_file(name)
     precision = choose_precision(config.precision)
@@ -258,6 +289,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         console.print(f"[cyan]resuming from {resume_from}[/]")
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     interrupted = stopper.received is not None
+    finish_trackers(config.report_to)
 
     result = TrainResult(output_dir=config.out, method=config.method, steps=trainer.state.global_step,
                          final_loss=None, tokens_per_s=None, wall_s=0.0, interrupted=interrupted,
