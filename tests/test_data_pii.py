@@ -120,3 +120,55 @@ def test_redaction_is_idempotent_and_counts_match_placeholders(text):
 
 def test_ipv6_strategy_really_is_ipv6():
     assert ipaddress.IPv6Address("2001:db8::1")
+
+
+# ---------------------------------------------------------------- formats added with the redactor's evaluation set
+
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("appelle le +33 6 12 34 56 78 ce soir", "PHONE"),  # no three digits in a row anywhere: once leaked
+        ("E.164 +4930123456789 in the CRM", "PHONE"),
+        ("Mon numéro : 06 12 34 56 78", "PHONE"),
+        ("Handy 0171 1234567", "PHONE"),
+        ("ring 020 7946 0958", "PHONE"),
+        ("Mi móvil es 612 345 678", "PHONE"),
+        ("call +91 98765 43210", "PHONE"),
+        ("SSN: 234 56 7890", "SSN"),
+        ("social security number 345678901", "SSN"),
+        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "SECRET"),
+        ("id ASIAY34FZKBOKMUTVV7A", "SECRET"),
+        ("key AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY ok", "SECRET"),
+        ("AccountName=x;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;", "SECRET"),
+        ("token xoxb-2048123456-1234567890123-AbCdEfGhIjKl", "SECRET"),
+        ("I live at 221B Baker Street, London", "ADDRESS"),
+        ("Lieferadresse: Berliner Str. 12, München", "ADDRESS"),
+        ("J'habite au 12 rue de Rivoli, Paris", "ADDRESS"),
+        ("Abito in Via Roma 12, Milano", "ADDRESS"),
+    ],
+)
+def test_added_formats(text, kind):
+    out, counts = redact(text)
+    assert counts == {kind: 1}, (out, counts)
+
+
+@pytest.mark.parametrize("text", [
+    "Upgrade to version 1.2.3.4 today", "release v2.10.3.1", "see section 3.1.4.2", "clause 4.3.2.1 applies",
+    "ISBN 978-3-16-148410-0", "order 114-3941689-8772269", "binary 0101011000 and 1001101000",
+    "Cite a 2016 Supreme Court case.", "String 1: food String 2: bar", "123456789 is nine digits",
+])
+def test_context_keeps_lookalikes(text):
+    assert redact(text) == (text, {})
+
+
+def test_spans_point_into_the_original_text():
+    from tunelens.data.pii import redact_spans
+
+    text = "mail a@b.io or call +44 20 7946 0958"
+    out, entities = redact_spans(text)
+    assert out == "mail [EMAIL] or call [PHONE]"
+    assert [(e.type, text[e.start:e.end]) for e in entities] == [("EMAIL", "a@b.io"), ("PHONE", "+44 20 7946 0958")]
+
+
+def test_ip_after_a_version_word_but_not_glued():
+    assert redact("server 10.0.0.1 runs version 2 of the API")[1] == {"IP": 1}

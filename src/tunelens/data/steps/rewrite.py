@@ -7,7 +7,7 @@ import unicodedata
 
 from pydantic import Field, field_validator
 
-from tunelens.data.pii import PII_TYPES, redact_many
+from tunelens.data.pii import DEFAULT_TYPES, PII_TYPES, redact_many
 from tunelens.data.steps.base import Change, Record, SectionConfig, Step, StepResult, message_fields, register, set_field
 from tunelens.records import normalise_text
 
@@ -38,7 +38,8 @@ class NormaliseConfig(SectionConfig):
 
 class PiiConfig(SectionConfig):
     enabled: bool = True
-    types: list[str] = Field(default_factory=lambda: list(PII_TYPES), description=f"Subset of {list(PII_TYPES)}.")
+    types: list[str] = Field(default_factory=lambda: list(DEFAULT_TYPES),
+                             description=f"Subset of {list(PII_TYPES)} (default: all but PERSON).")
 
     @field_validator("types")
     @classmethod
