@@ -74,3 +74,78 @@ def score_cmd(
     for row in rows:
         table.add_row(row["text"][:80], f"{row['toxicity']:.3f}", str(row["toxic"]), f"{row['refusal_score']:.2f}")
     Console().print(table)
+
+
+_BIG_FILE = 500  # lines from which classify/redact show a progress bar with an ETA
+
+
+def _progress(total: int):
+    """A rich progress bar (with ETA) on stderr for big files; nothing for small ones."""
+    from contextlib import nullcontext
+
+    if total < _BIG_FILE:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=True)
+
+
+def _finish(summary) -> None:
+    typer.echo(summary.line())
+    if summary.rejected:
+        Console(stderr=True).print(f"[yellow]{summary.rejected} line(s) rejected[/]: {summary.rejects}")
+        raise typer.Exit(1)
+
+
+@app.command("classify")
+def classify_cmd(
+    src: Path = typer.Argument(..., help="JSONL: one object a line with 'response' or 'text' (and 'prompt' for refusal and harm)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output JSONL: each line plus 'label' and 'score'."),
+    task: str = typer.Option(..., "--task", help="refusal, harm, toxicity or injection."),
+    judge: str = typer.Option(None, "--judge", help="OpenAI-compatible base URL of an LLM judge (refusal, harm) instead of the offline instrument."),
+    judge_model: str = typer.Option(None, "--judge-model", help="Model name at the judge endpoint (default: the first it lists)."),
+    judge_timeout: float = typer.Option(60.0, "--judge-timeout", min=1.0, help="Seconds per judge request."),
+    judge_concurrency: int = typer.Option(4, "--judge-concurrency", min=1, help="Judge requests in flight at once."),
+    judge_retries: int = typer.Option(2, "--judge-retries", min=0, help="Retries of a failed judge request."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Lines classified at once."),
+) -> None:
+    """Label each line with a safety instrument (offline by default, or an LLM judge).
+
+    Malformed lines go to OUT.rejects.jsonl with file:line and the reason; the exit code is 1 when
+    any line was rejected. The API key of a judge comes from TUNELENS_JUDGE_API_KEY or OPENAI_API_KEY.
+    """
+    from tunelens.safety.batch import classify_file, count_lines
+
+    options = {}
+    if judge:
+        options = {"model": judge_model, "timeout": judge_timeout, "concurrency": judge_concurrency,
+                   "retries": judge_retries}
+    total = count_lines(src) if src.is_file() else 0
+    with _progress(total) as bar:
+        job = bar.add_task(f"{task} {src.name}", total=total) if bar else None
+        summary = classify_file(task, src, output, judge=judge, judge_options=options, batch_size=batch_size,
+                                progress=(lambda n: bar.advance(job, n)) if bar else None)
+    _finish(summary)
+
+
+@app.command("redact")
+def redact_cmd(
+    src: Path = typer.Argument(..., help="JSONL: one object a line with a 'text' field."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output JSONL: each line plus 'redacted' and 'entities'."),
+    types: str = typer.Option(None, "--types", help="Comma-separated PII types (default: all but PERSON); "
+                                                    "SECRET, EMAIL, IBAN, CREDIT_CARD, SSN, IP, PHONE, ADDRESS, PERSON."),
+) -> None:
+    """Redact PII and secrets: 'text' -> 'redacted' plus 'entities' (type, start, end).
+
+    Malformed lines go to OUT.rejects.jsonl with file:line and the reason; the exit code is 1 when
+    any line was rejected.
+    """
+    from tunelens.safety.batch import count_lines, redact_file
+
+    type_list = [t.strip().upper() for t in types.split(",") if t.strip()] if types else None
+    total = count_lines(src) if src.is_file() else 0
+    with _progress(total) as bar:
+        job = bar.add_task(f"redact {src.name}", total=total) if bar else None
+        summary = redact_file(src, output, types=type_list, progress=(lambda n: bar.advance(job, n)) if bar else None)
+    _finish(summary)
