@@ -79,7 +79,50 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate(names: list[str], limit: int, suites: list[str]) -> None:
-    raise SystemExit("evaluation: see below")  # replaced once the evaluation suites are settled
+    """Base and every mix's adapter in one evaluation (each compared with base, paired), then the
+    guard metrics of each as one table."""
+    from tunelens.config_files import validate
+    from tunelens.evaluate import EvalConfig, evaluate as run_eval
+    from tunelens.pipeline import stages
+
+    console = Console()
+    first = _config(names[0], {})
+    ctx = stages.Context(config=first, dir=first.directory(), progress=True, console=console)
+    values = stages.eval_config(ctx).model_dump(mode="json")
+    models = [{"spec": first.model, "label": "base"}]
+    for name in names:
+        cfg = _config(name, {})
+        models.append({"spec": str(stages.tuned_model_dir(stages.Context(
+            config=cfg, dir=cfg.directory(), progress=False, console=console))), "label": name})
+    values.update(models=models, output_dir="runs/mix-eval")
+    if suites:
+        values["suites"] = suites
+        values["limits"] = {k: v for k, v in values.get("limits", {}).items() if k in suites}
+    if limit:
+        values["limits"] = {k: min(v, limit) for k, v in values.get("limits", {}).items()}
+    config = validate(EvalConfig, values, "eval config", "benchmarks/default_mix.py")
+    t0 = time.perf_counter()
+    results = run_eval(config, progress=True)
+    wall = time.perf_counter() - t0
+    guards = list(first.evaluate.guards) if hasattr(first.evaluate, "guards") else []
+    rows = []
+    for comp in results.get("comparisons", []):
+        key = f"{comp['suite']}/{comp['metric']}"
+        if guards and key not in guards and comp["suite"] not in ("builtin",):
+            continue
+        rows.append({"mix": comp["b"], "metric": key, "base": comp["value_a"], "tuned": comp["value_b"],
+                     "diff": comp.get("delta"), "ci": comp.get("ci"), "significant": comp.get("significant")})
+    Path("runs").mkdir(exist_ok=True)
+    Path("runs/mix-table.json").write_text(json.dumps({"wall_s": wall, "rows": rows}, indent=2, default=str) + "\n")
+    lines = ["| mix | metric | base | tuned | tuned - base [95% CI] |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        ci = r["ci"] or [None, None]
+        fmt = lambda v: "n/a" if v is None else f"{v:+.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+        lines.append(f"| {r['mix']} | {r['metric']} | {r['base']:.3f} | {r['tuned']:.3f} | {fmt(r['diff'])} "
+                     f"[{fmt(ci[0])}, {fmt(ci[1])}]{' *' if r['significant'] else ''} |")
+    Path("runs/mix-table.md").write_text("\n".join(lines) + "\n")
+    console.print("\n".join(lines))
+    console.print(f"evaluation wall time {wall:.0f} s")
 
 
 if __name__ == "__main__":
