@@ -164,13 +164,13 @@ _ADDRESS_ES_IT = re.compile(
 _UPPER = "A-ZÀ-ÖØ-Þ"
 _LOWER = "a-zß-öø-ÿ"
 _SURNAME = rf"(?:Mc|Mac|O'|D'|De|Di|Van |Von |van |von |de |di |da )?[{_UPPER}][{_LOWER}'’]+(?:-[{_UPPER}][{_LOWER}]+)?"
-_TITLE_NAME = re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame)\.? {_SURNAME}(?: {_SURNAME}){{0,2}}")
+_TITLE_NAME = re.compile(rf"(?<![\w-])(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame)\.? {_SURNAME}(?: {_SURNAME}){{0,2}}")
 _NOT_SURNAME = frozenset(
     "Street St Avenue Ave Road Rd Lane Drive Way Place Square Station Park River Bridge University College "
     "School Hospital Church Inc Ltd Corp Company Group Foundation Institute Museum Centre Center Hotel Airport "
     "Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April May June July August "
     "September October November December The And Or But If When Is Are Was Were Has Have Will Would Can Could "
-    "Should I You He She We They It This That Please Thanks Hello Hi Dear".split()
+    "Should I You He She We They It This That Please Thanks Hello Hi Dear Im Am Cathedral".split()
 )
 
 
@@ -327,7 +327,7 @@ _IBAN_HEAD = re.compile(r"[A-Z]{2}\d{2}")
 # a number then a capitalised or French street word (US/UK, FR); a capitalised word then a number (DE, ES, IT)
 _ADDRESS_NUM_GATE = re.compile(r"\d[A-Za-z]?,? (?:[A-Z]|(?i:rue|av|avenue|bd|boulevard|place|allée|impasse|chemin|quai|cours|route|square)\b)")
 _ADDRESS_NAME_GATE = re.compile(r"[A-ZÀ-Þ][a-zß-ÿ'’-]+\.?,? \d")
-_PERSON_GATE = re.compile(rf"[{_UPPER}][{_LOWER}]+ [{_UPPER}]")
+_PERSON_GATE = re.compile(rf"[{_UPPER}][{_LOWER}]+\.? [{_UPPER}]")
 
 _GATES: dict[str, re.Pattern[str] | tuple[str, ...]] = {
     "secret": _SECRET_PREFIXES,
