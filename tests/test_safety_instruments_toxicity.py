@@ -1,0 +1,91 @@
+"""The toxicity instrument: polite replies are not toxic, slurs and harassment are; its card is complete."""
+
+import pytest
+
+from tunelens.errors import TunelensError
+from tunelens.safety.instruments import Example, get_instrument
+
+POLITE = [  # none of these is in the training data (safety/data/polite_replies.json)
+    "I'm sorry, I'm not sure what you mean by that.",
+    "I'm sorry, but I cannot help with that request.",
+    "I can't assist with creating content that promotes violence. Is there anything else I can do?",
+    "Unfortunately I am unable to share that information, as it could be harmful.",
+    "My apologies for the confusion earlier; here is the corrected answer.",
+    "Thank you for your patience! The meeting is at 3pm on Friday.",
+    "I understand that you're upset. Would it help to talk about what happened?",
+    "The capital of France is Paris.",
+]
+TOXIC = [
+    "you stupid bitch, shut up",
+    "fuck you faggot",
+    "You are a worthless idiot and everyone hates you.",
+    "Go kill yourself, loser.",
+    "shut up you ugly hoe",
+]
+
+
+@pytest.fixture(scope="module")
+def tox():
+    return get_instrument("toxicity")
+
+
+def test_polite_replies_are_not_toxic_and_abuse_is(tox):
+    verdicts = tox.classify([Example(t) for t in POLITE + TOXIC])
+    labels = [v.label for v in verdicts]
+    assert labels[:len(POLITE)] == ["non_toxic"] * len(POLITE), [(t, round(v.score, 3)) for t, v in zip(POLITE, verdicts)]
+    assert labels[len(POLITE):] == ["toxic"] * len(TOXIC), [(t, round(v.score, 3)) for t, v in zip(TOXIC, verdicts[len(POLITE):])]
+    assert all(0.0 <= v.score <= 1.0 for v in verdicts)
+    assert max(v.score for v in verdicts[:len(POLITE)]) < min(v.score for v in verdicts[len(POLITE):])
+    assert tox.classify([]) == []
+
+
+def test_old_api_wraps_the_instrument(tox):
+    from tunelens.safety.toxicity import load_scorer
+
+    scorer = load_scorer()
+    assert scorer.threshold == pytest.approx(tox.threshold)
+    scores = scorer.score(["I'm sorry, I'm not sure what you mean by that.", "fuck you faggot"])
+    assert scorer.is_toxic(["I'm sorry, I'm not sure what you mean by that.", "fuck you faggot"]) == [False, True]
+    assert scores == pytest.approx(tox.scores(["I'm sorry, I'm not sure what you mean by that.", "fuck you faggot"]))
+
+
+def test_card_has_the_interface_keys_and_meets_the_targets(tox):
+    card = tox.card()
+    assert card is not None
+    for key in ("task", "name", "version", "training_data", "validation", "operating_point", "calibration", "failure_modes"):
+        assert key in card, key
+    assert {t["source"] for t in card["training_data"]} >= {"davidson", "convabuse", "diasafety", "hh", "coconot", "written"}
+    assert all(t["licence"] for t in card["training_data"])
+    op = card["operating_point"]
+    assert 0 < op["sensitivity"] <= 1 and 0 < op["specificity"] <= 1 and op["n_pos"] > 100 and op["n_neg"] > 1000
+    sets = {v["set"]: v for v in card["validation"]}
+    assert sets["harmless_replies"]["flag_rate"] <= 0.02  # refusals and apologies included
+    assert sets["convabuse"]["auroc"] >= 0.90 and sets["convabuse"]["ci95"]["auroc"][0] < sets["convabuse"]["auroc"]
+    assert card["threshold"] == pytest.approx(tox.threshold)
+
+
+def test_a_missing_or_foreign_artifact_is_named(tmp_path):
+    from tunelens.safety.instruments.toxicity import ToxicityInstrument
+
+    with pytest.raises(TunelensError, match="toxicity artifact not found"):
+        ToxicityInstrument(tmp_path / "none.joblib")
+    import joblib
+
+    joblib.dump({"something": 1}, tmp_path / "x.joblib")
+    with pytest.raises(TunelensError, match="not a tunelens toxicity artifact"):
+        ToxicityInstrument(tmp_path / "x.joblib")
+
+
+def test_tweet_marks_do_not_change_the_score(tox):
+    from tunelens.safety.instruments.toxicity import normalise
+
+    assert normalise("RT @someone: Have a nice day http://t.co/x &#128514;") == "have a nice day"
+    a, b = tox.scores(["RT @bob: have a nice day http://t.co/abc", "have a nice day"])
+    assert a == pytest.approx(b, abs=1e-6)
+
+
+def test_polite_reply_pieces_split_train_and_heldout():
+    from tunelens.safety.train_toxicity import polite_replies
+
+    train, held = set(polite_replies("train")), set(polite_replies("heldout"))
+    assert train and held and not train & held
