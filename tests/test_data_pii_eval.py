@@ -55,7 +55,7 @@ def _default_types_recall(result: dict) -> float:
     return found / total
 
 
-@pytest.mark.parametrize("split", ["dev", "heldout"])
+@pytest.mark.parametrize("split", ["dev", "heldout", "heldout2"])
 def test_recall_of_the_default_types_and_false_redactions(split):
     result = evaluate(split)
     assert _default_types_recall(result) >= 0.95, result["misses"]
@@ -64,7 +64,7 @@ def test_recall_of_the_default_types_and_false_redactions(split):
 
 
 def test_each_type_is_found_in_most_of_its_values():
-    for split in ("dev", "heldout"):
+    for split in ("dev", "heldout", "heldout2"):
         result = evaluate(split)
         for kind, n in result["total"].items():
             assert result["found"][kind] / n >= 0.75, (split, kind, result["misses"])
@@ -98,5 +98,5 @@ def _table(split: str) -> None:
 
 
 if __name__ == "__main__":
-    for split in ("dev", "heldout"):
+    for split in ("dev", "heldout", "heldout2"):
         _table(split)

@@ -86,16 +86,16 @@ _SECRET_ASSIGNMENT = re.compile(
     r"(?:api[_-]?key|apikey|secret(?:[_-]?access)?(?:[_-]?key)?|client[_-]?secret|access[_-]?key(?:[_-]?id)?"
     r"|access[_-]?token|auth[_-]?token|refresh[_-]?token|token|password|passwd|pwd|bearer"
     r"|account[_-]?key|shared[_-]?access[_-]?key|private[_-]?key|sig)"
-    r"[\"']?(?:\s*[:=]\s*|\s+)[\"']?)([A-Za-z0-9_\-./+=]{16,})"
+    r"[\"']?(?:\s*[:=]\s*|\s+)[\"']?)([A-Za-z0-9_\-./+=~!@#$%^&*]{16,})"
 )
 
 # ------------------------------------------------------------------ contact and money
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}\b")
+_EMAIL = re.compile(r"(?<![\w.+'-])[A-Za-z0-9][A-Za-z0-9._%+'-]*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}\b")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 # Card numbers start with 2-6 (Mastercard 2/5, Amex/Diners/JCB 3, Visa 4, Discover 6); digits
 # glued to a decimal point, a word or an '@' (decimals, binary numbers, ids in URLs) are not cards.
 _CARD = re.compile(
-    r"(?<![\w.,@/-])(?:[2-6]\d{3}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|3[47]\d{2}([ -])\d{6}\2\d{5}|[2-6]\d{12,18})"
+    r"(?<![\w.,@/-])(?:[2-6]\d{3}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|3[47]\d{2}([ -])\d{6}\2\d{5}|3[068]\d{2}([ -])\d{6}\3\d{4}|[2-6]\d{12,18})"
     r"(?![\d@]|[.,]\d)"
 )
 _SSN_DASHED = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
@@ -107,7 +107,7 @@ _IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:])")
 _VERSION_CONTEXT = re.compile(
     r"(?i)(?:\b(?:version|ver|release|rel|build|section|sect|sec|clause|chapter|ch|paragraph|para|article|art"
-    r"|firmware|sdk|patch|rule|step|item|figure|fig|table|appendix|§)\.?[\s:#]*|\bv\s?)$"
+    r"|firmware|sdk|patch|rule|step|item|figure|fig|table|appendix)\.?[\s:#]*|§\s*|\bv\s?)$"
 )
 
 # ------------------------------------------------------------------ phones
@@ -140,7 +140,7 @@ _US_SUFFIX = (r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Cou
               r"Walk|Alley|Trail|Plaza")
 _ADDRESS_EN = re.compile(
     r"(?<![\w.,/$€£-])\d{1,5}[A-Za-z]?(?:-\d{1,5})?"
-    r"(?: (?:[NSEW]\.?|North|South|East|West|Mt\.?|St\.?|\d{1,3}(?:st|nd|rd|th)|[A-Z][a-z]+(?:-[A-Z][a-z]+)?)){1,4}"
+    r"(?: (?:[NSEW]\.?|North|South|East|West|Mt\.?|St\.?|\d{1,3}(?:st|nd|rd|th)|[A-Z][a-z]+(?:-[A-Z][a-z]+)?(?:['’]s)?)){1,4}"
     rf" (?:{_US_SUFFIX})\b\.?(?: (?:NW|NE|SW|SE|N|S|E|W)\b)?"
     r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Flat|Fl|Floor|#)\.? ?#?[\w-]{1,6})?"
 )
@@ -236,6 +236,8 @@ def _ssn_loose_span(match: re.Match[str], text: str) -> Span | None:
 
 
 def _ipv4_span(match: re.Match[str], text: str) -> Span | None:
+    if match.group(0).startswith("0."):  # 0.0.0.0 and "this network": not a host's address
+        return None
     if _VERSION_CONTEXT.search(_before(text, match.start(), 30)):
         return None
     return match.span()
@@ -304,9 +306,11 @@ def _assignment_span(match: re.Match[str], text: str) -> Span | None:
 
 def _person_span(match: re.Match[str], text: str) -> Span | None:
     words = match.group(0).split(" ")
-    # trailing words that are not surnames (a street, a weekday, a capitalised function word) end the name
-    while len(words) > 1 and words[-1].rstrip(".") in _NOT_SURNAME:
-        words.pop()
+    # a word that is not a surname (a street, a weekday, a capitalised function word) ends the name
+    for i, word in enumerate(words[1:], start=1):
+        if word.rstrip(".") in _NOT_SURNAME:
+            words = words[:i]
+            break
     if len(words) < 2:
         return None
     return match.start(), match.start() + len(" ".join(words))
