@@ -32,6 +32,12 @@ class GenerationParams:
     batch_size: int = 16
     # "error": raise PromptTooLongError; "skip": return finish_reason="too_long" with empty text.
     on_too_long: Literal["error", "skip"] = "error"
+    # OpenAI's penalties over the generated tokens: logit - count * frequency - (count > 0) * presence.
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    # None: no log-probabilities; k >= 0: each generated token's log-probability and the k likeliest
+    # alternatives (the model's own distribution, before penalties, temperature and top_p).
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -48,6 +54,10 @@ class GenerationParams:
         d = asdict(self)
         d.pop("batch_size")
         d.pop("on_too_long")
+        d.pop("logprobs")  # reported alongside, the text does not change
+        for name in ("frequency_penalty", "presence_penalty"):
+            if not d[name]:  # keys made before the penalties existed stay valid
+                d.pop(name)
         return d
 
 
@@ -59,6 +69,35 @@ class GenerationResult:
     finish_reason: FinishReason
     latency_s: float
     error: str | None = None
+    # with params.logprobs: one TokenLogprob per token of ``text`` (see token_logprobs)
+    logprobs: list["TokenLogprob"] | None = None
+
+
+@dataclass
+class TokenLogprob:
+    token_id: int
+    token: str
+    logprob: float
+    top: list[tuple[int, str, float]]  # the k likeliest tokens at this step: (id, text, logprob)
+
+
+def token_logprobs(tokenizer: Any, new_ids: list[int], step_logits: list[Any], text: str, k: int) -> list[TokenLogprob]:
+    """Log-probabilities of the generated tokens that make up ``text`` (the kept answer, cut at EOS
+    or a stop string), from the raw logits of each step."""
+    import torch
+
+    n = 0
+    while n < min(len(new_ids), len(step_logits)) and len(tokenizer.decode(new_ids[:n], skip_special_tokens=True)) < len(text):
+        n += 1
+    out = []
+    for tok, logits in zip(new_ids[:n], step_logits[:n]):
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        top = []
+        if k > 0:
+            vals, idx = torch.topk(lp, min(k, lp.shape[-1]))
+            top = [(int(i), tokenizer.decode([int(i)]), float(v)) for v, i in zip(vals, idx)]
+        out.append(TokenLogprob(int(tok), tokenizer.decode([int(tok)]), float(lp[int(tok)]), top))
+    return out
 
 
 def render_prompt(tokenizer: Any, messages: Prompt) -> str:
@@ -138,13 +177,36 @@ def _too_long(n_prompt: int, params: GenerationParams, limit: int | None, which:
     )
 
 
-def _generate_kwargs(params: GenerationParams, tokenizer: Any, eos_ids: list[int]) -> dict[str, Any]:
+def _penalties(params: GenerationParams, prompt_width: int) -> Any:
+    """OpenAI's frequency / presence penalties as a logits processor over the generated tokens
+    (everything after the ``prompt_width`` prompt columns)."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class Penalties(LogitsProcessor):
+        def __call__(self, input_ids, scores):  # noqa: ANN001
+            new = input_ids[:, prompt_width:]
+            if new.shape[1] == 0:
+                return scores
+            counts = torch.zeros_like(scores).scatter_add_(1, new, torch.ones_like(new, dtype=scores.dtype))
+            return scores - counts * params.frequency_penalty - (counts > 0).to(scores.dtype) * params.presence_penalty
+
+    return Penalties()
+
+
+def _generate_kwargs(params: GenerationParams, tokenizer: Any, eos_ids: list[int], prompt_width: int = 0) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "max_new_tokens": params.max_new_tokens,
         "eos_token_id": eos_ids or None,
         "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_ids or [0])[0],
         "use_cache": True,
     }
+    if params.frequency_penalty or params.presence_penalty:
+        from transformers import LogitsProcessorList
+
+        kwargs["logits_processor"] = LogitsProcessorList([_penalties(params, prompt_width)])
+    if params.logprobs is not None:
+        kwargs.update(return_dict_in_generate=True, output_logits=True)
     if params.temperature > 0:
         kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
     else:
@@ -223,9 +285,8 @@ def generate(
     # Longest first: similar lengths share a batch, and memory peaks show up at once.
     order = sorted(runnable, key=lambda i: -len(encoded[i]))
     batches = [order[s : s + params.batch_size] for s in range(0, len(order), params.batch_size)]
-    kwargs = _generate_kwargs(params, tokenizer, eos_ids)
     device = next(model.parameters()).device
-    pad_id = kwargs["pad_token_id"]
+    pad_id = _generate_kwargs(params, tokenizer, eos_ids)["pad_token_id"]
 
     bar = None
     if progress:
@@ -250,11 +311,16 @@ def generate(
                     input_ids=input_ids.to(device),
                     attention_mask=attention.to(device),
                     stopping_criteria=_stop_criteria(tokenizer, width, [x for x in params.stop if x]),
-                    **kwargs,
+                    **_generate_kwargs(params, tokenizer, eos_ids, width),
                 )
             elapsed = time.perf_counter() - start
+            sequences = out.sequences if params.logprobs is not None else out
             for row, i in enumerate(batch):
-                results[i] = _result(tokenizer, len(encoded[i]), out[row, width:].tolist(), eos_ids, params, elapsed)
+                new_ids = sequences[row, width:].tolist()
+                results[i] = _result(tokenizer, len(encoded[i]), new_ids, eos_ids, params, elapsed)
+                if params.logprobs is not None:
+                    results[i].logprobs = token_logprobs(tokenizer, new_ids, [step[row] for step in out.logits],
+                                                         results[i].text, params.logprobs)
             if bar is not None:
                 bar.update(task, advance=len(batch))
     finally:
@@ -347,8 +413,11 @@ class GenerationStream:
                         attention_mask=torch.ones_like(input_ids),
                         streamer=streamer,
                         stopping_criteria=_stop_criteria(tokenizer, len(ids), stops, [Cancelled()]),
-                        **_generate_kwargs(params, tokenizer, eos_ids),
+                        **_generate_kwargs(params, tokenizer, eos_ids, len(ids)),
                     )
+                if params.logprobs is not None:
+                    outcome["logits"] = [step[0] for step in out.logits]
+                    out = out.sequences
                 outcome["new_ids"] = out[0, len(ids) :].tolist()
                 outcome["elapsed"] = time.perf_counter() - start
             except BaseException as exc:  # surfaced to the consumer below
@@ -379,6 +448,9 @@ class GenerationStream:
         if "error" in outcome:
             raise TunelensError(f"generation failed: {outcome['error']}")
         result = _result(tokenizer, len(ids), outcome["new_ids"], eos_ids, params, outcome["elapsed"])
+        if params.logprobs is not None:
+            result.logprobs = token_logprobs(tokenizer, outcome["new_ids"], outcome["logits"], result.text,
+                                             params.logprobs)
         if result.text.startswith(emitted):
             if len(result.text) > len(emitted):
                 yield result.text[len(emitted) :]

@@ -4,7 +4,10 @@ One worker per served model owns a single-thread executor, so the model never ru
 ``generate`` calls at once; requests with identical generation parameters share a batch.
 
 One request never fails another: when a batch of several requests raises, each of them is run
-again on its own, so only the request that causes the error gets it.
+again on its own, so only the request that causes the error gets it. A request submitted
+``alone`` (seeded sampling) is generated in a batch of its own, so its output depends on its
+seed and prompt only, never on which requests arrived with it; other requests share batches
+whatever their seeds (greedy output ignores the seed; unseeded sampling takes the batch's).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from typing import Any
 
 from tunelens.generate import GenerationParams, GenerationResult, generate, stream_generate
@@ -26,9 +29,13 @@ class _Pending:
     params: GenerationParams
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
+    alone: bool = False
 
 
 def _group_key(params: GenerationParams) -> tuple:
+    # The seed is not part of the key: greedy output ignores it, and a request whose seed matters
+    # (seeded sampling) is submitted alone; unseeded sampled requests share the batch's seed.
+    params = replace(params, seed=0)
     return tuple(tuple(v) if isinstance(v, list) else v for v in astuple(params))
 
 
@@ -66,11 +73,12 @@ class MicroBatcher:
         if self.backend is not None:
             self.backend.close()
 
-    async def submit(self, prompt: list[dict[str, str]], params: GenerationParams) -> GenerationResult:
+    async def submit(self, prompt: list[dict[str, str]] | str, params: GenerationParams,
+                     alone: bool = False) -> GenerationResult:
         if self.queue is None:
             raise RuntimeError("MicroBatcher.start() was not awaited")
         fut = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Pending(prompt, params, fut))
+        await self.queue.put(_Pending(prompt, params, fut, alone=alone))
         return await fut
 
     async def _collect(self) -> list[_Pending]:
@@ -92,7 +100,7 @@ class MicroBatcher:
             batch = await self._collect()
             groups: dict[tuple, list[_Pending]] = {}
             for item in batch:
-                groups.setdefault(_group_key(item.params), []).append(item)
+                groups.setdefault(("alone", id(item)) if item.alone else _group_key(item.params), []).append(item)
             for items in groups.values():
                 live = [i for i in items if not i.future.done()]  # client may have gone away
                 if not live:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,27 +27,75 @@ from tunelens.serve.config import ServeConfig
 from tunelens.serve.db import Exchange, StorageUnavailable
 from tunelens.serve.guardrails import InputCheck
 from tunelens.serve.runtime import APIError, Runtime, ServedModel
-from tunelens.serve.schemas import ChatRequest, error_body
+from tunelens.serve.schemas import ChatRequest, CompletionRequest, error_body
 
 log = logging.getLogger("tunelens.serve")
 
 REPLAY_CHUNK_CHARS = 16  # a checked answer is sent as chunks of this many characters
 
 
-def generation_params(req: ChatRequest, config: ServeConfig) -> GenerationParams:
+HF_ONLY_FIELDS = ("frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "echo")
+
+
+def backend_name(served: ServedModel) -> str:
+    backend = served.batcher.backend
+    return "hf" if backend is None else getattr(backend, "name", "hf")
+
+
+def check_backend(req: ChatRequest | CompletionRequest, backend: str) -> None:
+    """A field the model's generation backend cannot honour is a 400 naming it and the backend
+    (the hf engine honours every field; llamacpp and vllm generate without penalties or logprobs here)."""
+    if backend == "hf":
+        return
+    for field in HF_ONLY_FIELDS:
+        value = getattr(req, field, None)
+        if value not in (None, False) and not (field.endswith("_penalty") and value == 0):
+            raise APIError(400, f"{field} is not supported by this model's generation backend ({backend}, "
+                                f"batching.backend); serve it with the hf backend", "invalid_request_error",
+                           "unsupported_parameter", field)
+
+
+def generation_params(req: ChatRequest | CompletionRequest, config: ServeConfig, logprobs: int | None = None
+                      ) -> GenerationParams:
     """The request's generation parameters: the one place its token limit is read.
 
     ``max_completion_tokens`` (OpenAI's current name) wins over ``max_tokens``, else the server's
     ``limits.default_max_tokens``; each field that is given must be within ``limits.max_tokens``,
-    used or not. The value used is the one stored with the exchange."""
+    used or not. The value used is the one stored with the exchange. Without a ``seed`` sampling
+    draws a fresh one (as OpenAI's API does); with one, the request is generated alone (`alone`)."""
     for field in ("max_tokens", "max_completion_tokens"):
-        value = getattr(req, field)
+        value = getattr(req, field, None)
         if value is not None and value > config.limits.max_tokens:
             raise APIError(400, f"{field}={value} exceeds this server's limit of {config.limits.max_tokens}",
                            "invalid_request_error", "max_tokens_exceeded", field)
-    max_tokens = req.max_completion_tokens or req.max_tokens or config.limits.default_max_tokens
+    max_tokens = getattr(req, "max_completion_tokens", None) or req.max_tokens or config.limits.default_max_tokens
+    seed = req.seed if req.seed is not None else random.randrange(2**62)
     return GenerationParams(max_new_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p,
-                            seed=req.seed or 0, stop=req.stop_list(), batch_size=config.batching.max_batch_size)
+                            seed=seed, stop=req.stop_list(), batch_size=config.batching.max_batch_size,
+                            frequency_penalty=req.frequency_penalty or 0.0,
+                            presence_penalty=req.presence_penalty or 0.0, logprobs=logprobs)
+
+
+def alone(req: ChatRequest | CompletionRequest) -> bool:
+    """Seeded sampling is generated in a batch of its own: its output depends on seed and prompt only."""
+    return req.seed is not None and req.temperature > 0
+
+
+def alone_kw(is_alone: bool) -> dict[str, bool]:
+    """``submit``'s keyword for a request that needs a batch of its own (none otherwise)."""
+    return {"alone": True} if is_alone else {}
+
+
+def chat_logprobs(entries: list[Any]) -> dict[str, Any]:
+    """The engine's `TokenLogprob`s in the chat API's shape."""
+    def one(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8", "backslashreplace"))}
+
+    return {"content": [{**one(e.token, e.logprob), "top_logprobs": [one(t, lp) for _, t, lp in e.top]}
+                        for e in entries], "refusal": None}
+
+
+LOGPROBS_WITHHELD = "the output guardrails changed the text, so the tokens' log-probabilities no longer describe it"
 
 
 def split_request(req: ChatRequest, config: ServeConfig) -> tuple[list[dict[str, str]], list[str]]:
@@ -99,6 +148,7 @@ class ChatTurn:
     id: str
     created: int
     started: float
+    alone: bool = False
 
 
 class ChatHandler:
@@ -128,7 +178,8 @@ class ChatHandler:
         """Validate the request against this server, check storage, run the input guardrails."""
         rt = self.rt
         served = rt.model(req.model)
-        params = generation_params(req, rt.config)
+        check_backend(req, backend_name(served))
+        params = generation_params(req, rt.config, (req.top_logprobs or 0) if req.logprobs else None)
         messages, documents = split_request(req, rt.config)
         await rt.require_storage()
         started = time.perf_counter()
@@ -136,14 +187,14 @@ class ChatHandler:
         return ChatTurn(req=req, key_id=key_id, served=served, params=params, check=check,
                         model_messages=with_documents(check.messages, check.documents),
                         guardrails=dict(check.decisions), id="chatcmpl-" + uuid.uuid4().hex,
-                        created=int(time.time()), started=started)
+                        created=int(time.time()), started=started, alone=alone(req))
 
     async def complete(self, turn: ChatTurn) -> dict[str, Any]:
         """Generate the whole answer (micro-batched) and conclude the turn."""
         if turn.check.blocked:
             return await self.conclude(turn, None)
         try:
-            result = await turn.served.batcher.submit(turn.model_messages, turn.params)
+            result = await turn.served.batcher.submit(turn.model_messages, turn.params, **alone_kw(turn.alone))
         except PromptTooLongError as exc:
             raise APIError(400, str(exc), "invalid_request_error", "context_length_exceeded", "messages") from None
         return await self.conclude(turn, result)
@@ -207,6 +258,12 @@ class ChatHandler:
         latency = time.perf_counter() - turn.started
         meta: dict[str, Any] = {"exchange_id": turn.id, "guardrails": guardrails, "model_id": turn.served.model_id,
                                 "latency_s": round(latency, 4)}
+        logprobs = None
+        if req.logprobs:
+            if result is not None and result.logprobs is not None and text == result.text:
+                logprobs = chat_logprobs(result.logprobs)
+            else:
+                meta["logprobs_withheld"] = LOGPROBS_WITHHELD if result is not None else "the request was blocked"
         if req.explain and finish != "content_filter":
             meta["explanation"] = await self.explain(turn, text)
         row = exchange_row(turn, text, finish, usage, latency)
@@ -214,7 +271,7 @@ class ChatHandler:
         return {
             "id": turn.id, "object": "chat.completion", "created": turn.created, "model": turn.served.name,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
-                         "logprobs": None}],
+                         "logprobs": logprobs}],
             "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": usage[0] + usage[1]},
             "tunelens": meta,
         }
@@ -252,7 +309,9 @@ def exchange_row(turn: ChatTurn, text: str, finish: str, usage: tuple[int, int],
         request={"messages": [{"role": m["role"], "content": m["content"]} for m in turn.check.messages],
                  "documents": list(turn.check.documents),
                  "params": {"max_tokens": params.max_new_tokens, "temperature": req.temperature,
-                            "top_p": req.top_p, "seed": req.seed, "stop": req.stop_list(), "stream": req.stream}},
+                            "top_p": req.top_p, "seed": req.seed, "stop": req.stop_list(), "stream": req.stream,
+                            "frequency_penalty": req.frequency_penalty, "presence_penalty": req.presence_penalty,
+                            "logprobs": req.logprobs, "top_logprobs": req.top_logprobs, "user": req.user}},
         response=text, guardrails=turn.guardrails, finish_reason=finish,
         prompt_tokens=usage[0], completion_tokens=usage[1], latency_s=round(latency, 4))
 
@@ -271,6 +330,7 @@ def final_chunk(completion: dict[str, Any], req: ChatRequest) -> dict[str, Any]:
     """The last chunk: the finish reason, `tunelens` metadata, and usage when asked for."""
     body = chunk(completion["id"], completion["created"], completion["model"], {},
                  completion["choices"][0]["finish_reason"])
+    body["choices"][0]["logprobs"] = completion["choices"][0]["logprobs"]  # all of them, with the last chunk
     body["tunelens"] = completion["tunelens"]
     if req.stream_options and req.stream_options.include_usage:
         body["usage"] = completion["usage"]

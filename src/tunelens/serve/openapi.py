@@ -31,6 +31,7 @@ _DESCRIPTIONS = {
 # Error statuses per operation, beyond those every keyed operation has (401, 429, 503).
 _EXTRA: dict[tuple[str, str], tuple[str, ...]] = {
     ("post", "/v1/chat/completions"): ("400", "404", "413"),
+    ("post", "/v1/completions"): ("400", "404", "413"),
     ("post", "/v1/feedback"): ("400", "404", "413"),
     ("post", "/v1/ab/pair"): ("400", "409", "413"),
     ("post", "/v1/ab/judge"): ("400", "404", "409", "413"),
@@ -81,6 +82,14 @@ def build_openapi(app: FastAPI, config: ServeConfig) -> dict[str, Any]:
             for status in ("401", "429", "503", *_EXTRA.get((method, path), ("400",))):
                 responses[status] = {"description": _DESCRIPTIONS[status],
                                      "content": {"application/json": {"schema": _ERR}}}
+    legacy = spec["paths"].get("/v1/completions", {}).get("post")
+    if legacy:
+        ok = legacy["responses"]["200"]
+        ok["description"] = "a text_completion object, or with `stream: true` server-sent text_completion chunks"
+        ok.setdefault("content", {})["text/event-stream"] = {"schema": {
+            "type": "object", "required": ["data"],
+            "properties": {"data": {"type": "string", "description": "a JSON text_completion chunk, an error "
+                                    "object, or [DONE]"}, "event": {"type": "string"}, "id": {"type": "string"}}}}
     chat = spec["paths"].get("/v1/chat/completions", {}).get("post")
     if chat:
         ok = chat["responses"]["200"]
@@ -109,6 +118,12 @@ def build_openapi(app: FastAPI, config: ServeConfig) -> dict[str, Any]:
         req["model"]["enum"] = [m.name for m in config.models]
         req["messages"]["maxItems"] = limits.max_messages
         req["documents"]["maxItems"] = limits.max_documents
+    req = schemas.get("CompletionRequest", {}).get("properties", {})
+    if req:
+        _nullable_branch(req["max_tokens"], "integer")["maximum"] = limits.max_tokens
+        seed = _nullable_branch(req["seed"], "integer")
+        seed["minimum"], seed["maximum"] = SEED_MIN, SEED_MAX
+        req["model"]["enum"] = [m.name for m in config.models]
     ab = schemas.get("ABPairRequest", {}).get("properties", {})
     if ab:
         _nullable_branch(ab["max_tokens"], "integer")["maximum"] = limits.max_tokens

@@ -14,10 +14,11 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from tunelens.serve.chat import ChatHandler
+from tunelens.serve.completions import CompletionHandler
 from tunelens.serve.db import Exchange, Feedback
 from tunelens.serve.keys import Caller
 from tunelens.serve.runtime import APIError, Runtime, require_caller, require_key, require_storage, write
-from tunelens.serve.schemas import ChatRequest, FeedbackRequest, safe_text
+from tunelens.serve.schemas import ChatRequest, CompletionRequest, FeedbackRequest, safe_text
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_FILES = frozenset(p.name for p in STATIC_DIR.iterdir() if p.is_file())  # the only names /static serves
@@ -67,6 +68,7 @@ async def server_sent_events(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIter
 def register_routes(app: FastAPI, runtime: Runtime) -> None:
     chat = ChatHandler(runtime)
     app.state.chat = chat
+    completions = CompletionHandler(runtime)
 
     @app.get("/health", responses={503: {"model": HealthResponse, "description": "storage is unavailable (degraded)"}},
              response_model=HealthResponse)
@@ -100,6 +102,13 @@ def register_routes(app: FastAPI, runtime: Runtime) -> None:
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, key_id: str = Depends(require_key)):
         out = await chat.create(req, key_id)
+        if isinstance(out, dict):
+            return out
+        return StreamingResponse(server_sent_events(out), media_type="text/event-stream")
+
+    @app.post("/v1/completions")
+    async def text_completions(req: CompletionRequest, key_id: str = Depends(require_key)):
+        out = await completions.create(req, key_id)
         if isinstance(out, dict):
             return out
         return StreamingResponse(server_sent_events(out), media_type="text/event-stream")

@@ -68,8 +68,18 @@ def _temperature_schema(schema: dict[str, Any]) -> None:
     schema["not"] = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": MIN_SAMPLING_TEMPERATURE}
 
 
+# A cross-field rule in the published schema, so that a request valid by the schema is accepted:
+# top_logprobs needs logprobs: true (as OpenAI's API says).
+_TOP_LOGPROBS_NEEDS_LOGPROBS = {
+    "if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"type": "integer"}}},
+    "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}}}
+
+PENALTY_DOC = ("OpenAI's definition, over the generated tokens: logit - count * frequency_penalty - "
+               "(count > 0) * presence_penalty.")
+
+
 class ChatRequest(BaseModel):
-    model_config = _strict()
+    model_config = _strict(json_schema_extra=_TOP_LOGPROBS_NEEDS_LOGPROBS)
     model: NonEmptyText
     messages: list[ChatMessage] = Field(min_length=1, json_schema_extra={
         # at least one user message (tool messages are context documents, not turns)
@@ -84,9 +94,13 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: Int(ge=1, le=1) = Field(1, description="Only one choice per request is supported.")
-    user: Text | None = None
-    presence_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted for compatibility; ignored.")
-    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted for compatibility; ignored.")
+    user: Text | None = Field(None, description="An end-user id; stored with the exchange.")
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description=PENALTY_DOC)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description=PENALTY_DOC)
+    logprobs: bool | None = Field(None, description="Log-probability of each output token (the model's own "
+                                                    "distribution, before penalties, temperature and top_p).")
+    top_logprobs: Int(ge=0, le=20) | None = Field(None, description="The likeliest alternatives per token; "
+                                                                    "needs logprobs: true.")
     # tunelens extras (send with the openai client's `extra_body`)
     documents: list[Text] = Field(default_factory=list, description="Context documents (retrieval); checked for injection.")
     explain: bool = False
@@ -104,6 +118,56 @@ class ChatRequest(BaseModel):
         if not any(m.role == "user" for m in v):
             raise ValueError("messages must contain at least one user message")
         return v
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_needs_logprobs(cls, v: int | None, info: Any) -> int | None:
+        if v is not None and info.data.get("logprobs") is not True:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return v
+
+    def stop_list(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+
+MAX_COMPLETION_PROMPTS = 16
+
+
+class CompletionRequest(BaseModel):
+    """The legacy ``/v1/completions`` body: raw prompt text, no chat template."""
+    model_config = _strict(json_schema_extra={"not": {
+        # max_tokens 0 (only the prompt back, e.g. scored with logprobs, as eval clients ask) needs echo
+        "required": ["max_tokens"], "properties": {"max_tokens": {"const": 0}},
+        "not": {"required": ["echo"], "properties": {"echo": {"const": True}}}}})
+    model: NonEmptyText
+    prompt: NonEmptyText | Annotated[list[NonEmptyText], Field(min_length=1, max_length=MAX_COMPLETION_PROMPTS)] = Field(
+        description=f"A prompt, or a list of up to {MAX_COMPLETION_PROMPTS} (one choice each, in order).")
+    max_tokens: Int(ge=0) | None = Field(None, description="0 only with echo: the prompt alone (scored with logprobs).")
+    temperature: float = Field(0.0, ge=0, le=2, json_schema_extra=_temperature_schema,
+                               description=f"0 is greedy; sampling needs at least {MIN_SAMPLING_TEMPERATURE}.")
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: Int(ge=1, le=1) = Field(1, description="Only one choice per prompt is supported.")
+    seed: Int(ge=SEED_MIN, le=SEED_MAX) | None = None
+    stop: Text | Annotated[list[Text], Field(max_length=4)] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    logprobs: Int(ge=0, le=5) | None = Field(None, description="Log-probability of each token and this many "
+                                                              "likeliest alternatives (the model's own distribution).")
+    echo: bool = Field(False, description="Return the prompt before the completion (with logprobs: its tokens' "
+                                          "log-probabilities too).")
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description=PENALTY_DOC)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description=PENALTY_DOC)
+    user: Text | None = Field(None, description="An end-user id; stored with the exchange.")
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, v: float) -> float:
+        if 0 < v < MIN_SAMPLING_TEMPERATURE:
+            raise ValueError(f"must be 0 (greedy) or at least {MIN_SAMPLING_TEMPERATURE}")
+        return v
+
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
     def stop_list(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
