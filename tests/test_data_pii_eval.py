@@ -97,6 +97,60 @@ def _table(split: str) -> None:
     print(f"misses: {result['misses']}")
 
 
+FIRST_RUNS = {  # each held-out half's figures the first time it was run (before the fixes it prompted)
+    "heldout": {"default_types_found": 43, "default_types_total": 44, "false_redactions": 0, "negatives": 40,
+                "misses": ["ADDRESS '5 avenue des Champs-Élysées' (the address gate lacked 'avenue')"]},
+    "heldout2": {"default_types_found": 54, "default_types_total": 59, "false_redactions": 2, "negatives": 39,
+                 "misses": ["EMAIL with an apostrophe", "CREDIT_CARD Diners 4-6-4", "SECRET password with '&'",
+                            "SECRET client_secret with '~'", "ADDRESS \"9 Queen's Road\""],
+                 "false": ["IP '4.2.1.3' after a section sign", "IP '0.0.0.0'"]},
+}
+
+
+def card() -> dict:
+    """cards/pii.json: the figures of every split, as measured now, and the held-out first runs."""
+    splits = {}
+    for split in ("dev", "heldout", "heldout2"):
+        result = evaluate(split)
+        by_type = {}
+        for kind in PII_TYPES:
+            n, k = result["total"][kind], result["found"][kind]
+            if n:
+                lo, hi = wilson_interval(k, n)
+                by_type[kind] = {"found": k, "n": n, "recall": round(k / n, 4), "ci95": [round(lo, 4), round(hi, 4)]}
+        found = sum(result["found"][t] for t in DEFAULT_TYPES)
+        total = sum(result["total"][t] for t in DEFAULT_TYPES)
+        lo, hi = wilson_interval(found, total)
+        splits[split] = {"by_type": by_type, "default_types": {"found": found, "n": total, "recall": round(found / total, 4),
+                                                              "ci95": [round(lo, 4), round(hi, 4)]},
+                         "tricky_non_pii": result["negatives"],
+                         "false_redactions": [list(h) for h in result["false_in_negatives"]],
+                         "false_beside_labelled_values": [list(h) for h in result["false_in_pii"]],
+                         "misses": [list(m) for m in result["misses"]]}
+    return {"task": "pii", "name": "pii", "version": 1,
+            "method": "regular expressions with checksums (Luhn, mod-97, ipaddress) and context words; PERSON from a "
+                      "given-names list + capitalised surname or a courtesy title; no model",
+            "types": list(PII_TYPES), "default_types": list(DEFAULT_TYPES),
+            "evaluation_set": "tests/data/pii_eval (hand-written, README there)",
+            "reproduce": ".venv/bin/python tests/test_data_pii_eval.py --card src/tunelens/safety/instruments/cards/pii.json",
+            "splits": splits, "first_runs_of_held_out_halves": FIRST_RUNS,
+            "person_precision": {"eval_set_all_splits": "16 of 17 detections were person names (the miss-labelled one: "
+                                                        "'Martin Luther King' in 'Martin Luther King Jr. Day')",
+                                 "alpaca_sample": "38 of 40 random PERSON detections in 8,000 Alpaca records were person "
+                                                  "names (before the two fixes they prompted: 'Notre-Dame Cathedral', "
+                                                  "'John Im'); almost all were public figures or fictional people"}}
+
+
 if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--card":
+        Path(sys.argv[2]).write_text(json.dumps(card(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     for split in ("dev", "heldout", "heldout2"):
         _table(split)
+
+
+def test_the_shipped_card_holds_the_current_figures():
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "src" / "tunelens" / "safety" / "instruments" / "cards"
+                          / "pii.json").read_text(encoding="utf-8"))
+    assert shipped == json.loads(json.dumps(card(), ensure_ascii=False))
