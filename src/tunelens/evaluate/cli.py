@@ -123,4 +123,5 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]{len(report['skipped'])} item(s) skipped[/] (listed in results.json 'skipped')")
         for line in _fewshot_lines(report["cost"].get("fewshot_vs_zeroshot") or {}):
             console.print(line)
-        console.print(f"wrote {output / 'results.json'}, {output / 'samples.jsonl'}, {output / 'report.html'}")
+        console.print(f"wrote {output / 'results.json'}, {output / 'samples.jsonl'}, {output / 'report.html'} "
+                      f"and lm-eval-harness results under {output / 'lm-eval'}")

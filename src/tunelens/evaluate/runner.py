@@ -427,6 +427,10 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
         for run in runs:
             for sample in run.samples:
                 fh.write(json.dumps(sample, ensure_ascii=False) + "\n")
+    from tunelens.evaluate.lm_eval_format import write_lm_eval
+
+    # lm-evaluation-harness's results shape, one file per model (docs/results-schema.md)
+    report["files"]["lm_eval"] = write_lm_eval(report, out_dir)
     (out_dir / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     from tunelens.evaluate.report import write_report
 
