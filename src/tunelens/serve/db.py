@@ -1,7 +1,7 @@
 """Durable storage: SQLAlchemy 2 tables, SQLite in WAL mode by default, Alembic migrations at startup.
 
 Every column that can hold client text is a redacting type (`RedactedText`, `RedactedJSON`):
-the value passes `tunelens.data.pii.redact` on its way into the database, whatever the caller
+the value passes `tunelens.safety.pii.redact` on its way into the database, whatever the caller
 did before, so no code path can store raw PII or secrets by forgetting to redact.
 """
 
@@ -42,7 +42,7 @@ class StorageUnavailable(TunelensError):
 
 
 class Redacted(str):
-    """Text that `redact_text` made: already passed through `tunelens.data.pii.redact`.
+    """Text that `redact_text` made: already passed through `tunelens.safety.pii.redact`.
 
     The redacting columns store it as it is, so a text redacted once (for the model or the client)
     is not redacted a second time on its way into the database. Only `redact_text` makes one;
@@ -53,8 +53,8 @@ class Redacted(str):
 
 
 def redact_text(text: str) -> tuple[Redacted, dict[str, int]]:
-    """``tunelens.data.pii.redact(text)``, the result marked as redacted (see `Redacted`)."""
-    from tunelens.data.pii import redact
+    """``tunelens.safety.pii.redact(text)``, the result marked as redacted (see `Redacted`)."""
+    from tunelens.safety.pii import redact
 
     red, counts = redact(text)
     return Redacted(red), counts
@@ -63,7 +63,7 @@ def redact_text(text: str) -> tuple[Redacted, dict[str, int]]:
 def redact_value(value: Any) -> Any:
     """Every string in ``value`` (nested lists and dicts included) with PII and secrets redacted
     (a `Redacted` text as it is: it was redacted by the same function)."""
-    from tunelens.data.pii import redact
+    from tunelens.safety.pii import redact
 
     if isinstance(value, Redacted):
         return str(value)
