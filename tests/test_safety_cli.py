@@ -84,6 +84,7 @@ def test_classify_writes_labels_and_rejects_malformed_lines(tmp_path, monkeypatc
     assert "no 'prompt'" in rejects[4]["reason"]
     assert rejects[5]["reason"] == "instrument: judge answer unparsed twice" and rejects[5]["raw_answer"] == "??"
     assert "3 of 9 lines written" in stdout and "6 rejected" in stdout
+    assert f"{src}:3: not JSON" in stderr and "1 more not shown" in stderr
     assert max(fake.batches) <= 2
 
 
@@ -146,3 +147,11 @@ def test_classify_with_the_shipped_instruments(tmp_path, monkeypatch, capsys, ta
     assert code == 0
     for row in _read(out):
         assert row["label"] in inst.labels and 0.0 <= row["score"] <= 1.0
+
+
+def test_big_file_runs_with_the_progress_bar(tmp_path, monkeypatch, capsys, fake):
+    lines = [json.dumps({"prompt": "q", "response": "I cannot" if i % 3 else "Sure"}) for i in range(600)]
+    src = _write(tmp_path / "big.jsonl", lines)
+    code, stdout, _ = cli(monkeypatch, capsys, "safety", "classify", "--task", "refusal", str(src), "-o", str(tmp_path / "o.jsonl"))
+    assert code == 0 and "600 of 600 lines written" in stdout and "full_refusal 400" in stdout
+    assert len(fake.batches) == 10  # 64 a batch

@@ -35,6 +35,7 @@ class BatchSummary:
     rejected: int = 0
     labels: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
+    first_rejects: list[str] = field(default_factory=list)  # "IN.jsonl:3: reason", the first few
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -97,6 +98,8 @@ class _Writer:
         row = {"line": number, "where": f"{src}:{number}", "reason": reason, "raw": raw, **extra}
         self.rejects.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.summary.rejected += 1
+        if len(self.summary.first_rejects) < 5:
+            self.summary.first_rejects.append(f"{src}:{number}: {reason}")
         key = reason.split(" (")[0].split(":")[0]
         self.summary.reasons[key] = self.summary.reasons.get(key, 0) + 1
 

@@ -94,7 +94,12 @@ def _progress(total: int):
 def _finish(summary) -> None:
     typer.echo(summary.line())
     if summary.rejected:
-        Console(stderr=True).print(f"[yellow]{summary.rejected} line(s) rejected[/]: {summary.rejects}")
+        err = Console(stderr=True, highlight=False)
+        for where in summary.first_rejects:
+            err.print(where, markup=False)
+        more = summary.rejected - len(summary.first_rejects)
+        err.print(f"[yellow]{summary.rejected} line(s) rejected[/]{f' ({more} more not shown)' if more else ''}: "
+                  f"{summary.rejects}")
         raise typer.Exit(1)
 
 
