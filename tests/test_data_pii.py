@@ -172,3 +172,15 @@ def test_spans_point_into_the_original_text():
 
 def test_ip_after_a_version_word_but_not_glued():
     assert redact("server 10.0.0.1 runs version 2 of the API")[1] == {"IP": 1}
+
+
+def test_redact_many_gates_do_not_cross_from_one_text_into_the_next():
+    texts = ["ends with 12", "3456 then +33 6 12 34 56 78", "99", "1 2 3 4 5 6 7 8 9", "SSN 123 45 6789"]
+    assert redact_many(texts) == [redact(t) for t in texts]
+    assert redact_many(texts)[1][1] == {"PHONE": 1}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789 +-./()aeSNXYZ@:\n", max_size=40), max_size=6))
+def test_redact_many_equals_redact_on_random_lists(texts):
+    assert redact_many(texts) == [redact(t) for t in texts]

@@ -10,9 +10,14 @@ from rich.console import Console
 
 
 def train_command(
-    method: str = typer.Option(None, "--method", help="sft (conversation records) or dpo (preference records)."),
+    method: str = typer.Option(None, "--method", help="sft (conversation records), dpo (preference records) or grpo "
+                               "(prompts + verifiable rewards; see docs/grpo.md)."),
     model: str = typer.Option(None, "--model", "-m", help="Hub id, local HF dir, .gguf file, smollm2-135m or tiny-random."),
     data: list[Path] = typer.Option(None, "--data", "-d", help="Records JSONL file; repeat for several."),
+    prompts: list[Path] = typer.Option(None, "--prompts", help="GRPO: prompt records JSONL (e.g. the suite's train "
+                                       "split); repeat for several. The same as --data."),
+    num_generations: int = typer.Option(None, "--num-generations", help="GRPO: completions sampled per prompt."),
+    max_completion_length: int = typer.Option(None, "--max-completion-length", help="GRPO: longest completion (tokens)."),
     output_dir: Path = typer.Option(None, "--output", "-o", help="Output directory (adapter/, checkpoints/, metrics...)."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML training config; the options given here override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT/checkpoints."),
@@ -43,7 +48,7 @@ def train_command(
     no_memory_check: bool = typer.Option(False, "--no-memory-check", help="Start even when the memory estimate exceeds what is free."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Fine-tune a model with SFT (LoRA, QLoRA or full) or DPO; see `tunelens.train` for the outputs."""
+    """Fine-tune a model with SFT (LoRA, QLoRA or full), DPO or GRPO; see `tunelens.train` for the outputs."""
     from tunelens.errors import ConfigError
     from tunelens.train.config import load_config
     from tunelens.train.run import train
@@ -51,7 +56,9 @@ def train_command(
     if full and qlora:
         raise ConfigError("--full and --qlora exclude each other")
     overrides = {
-        "method": method, "model": model, "data": [str(p) for p in data] if data else None,
+        "method": method, "model": model,
+        "data": [str(p) for p in [*(data or []), *(prompts or [])]] or None,
+        "grpo.num_generations": num_generations, "grpo.max_completion_length": max_completion_length,
         "output_dir": str(output_dir) if output_dir else None, "resume": resume or None,
         "max_steps": max_steps, "epochs": epochs, "learning_rate": lr, "batch_size": batch_size,
         "grad_accum": grad_accum, "max_length": max_length, "length_policy": length_policy,
@@ -74,6 +81,14 @@ def train_command(
                       f"Continue with the same command plus --resume.[/]")
         raise typer.Exit(143)
     where = result.adapter_dir or result.model_dir
+    if result.method == "grpo":
+        import json
+
+        summary = json.loads((result.output_dir / "train_summary.json").read_text(encoding="utf-8"))
+        console.print(f"[green]done:[/] {result.steps} GRPO steps, mean reward {summary['reward_first_steps']} (first "
+                      f"{summary['reward_window']} steps) -> {summary['reward_last_steps']} (last) -> "
+                      f"{result.adapter_dir or result.model_dir}")
+        return
     console.print(f"[green]done:[/] {result.steps} steps, final loss {result.final_loss}, "
                   f"{result.tokens_per_s} supervised tokens/s -> {where}"
                   + (f" (merged: {result.merged_dir})" if result.merged_dir else ""))
@@ -81,4 +96,4 @@ def train_command(
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the root app."""
-    app.command("train", help="Fine-tune a model: SFT (LoRA/QLoRA/full) or DPO, resumable.")(train_command)
+    app.command("train", help="Fine-tune a model: SFT (LoRA/QLoRA/full), DPO or GRPO, resumable.")(train_command)

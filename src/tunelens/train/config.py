@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 from pydantic_core import PydanticCustomError
 
 from tunelens import config_files
+from tunelens.train.grpo_config import GrpoSettings
 
 
 class LoraSettings(BaseModel):
@@ -65,6 +66,7 @@ class TrainSettings(BaseModel):
         True, description="SFT: apply the LM head and cross-entropy only at supervised positions (faster)."
     )
     memory_check: bool = Field(True, description="Refuse to start when the memory estimate clearly exceeds what is free.")
+    grpo: GrpoSettings = Field(default_factory=GrpoSettings, description="GRPO (method: grpo): rollouts and rewards.")
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=list, description="Experiment trackers the trainer logs to (transformers' report_to): "
         "tensorboard, mlflow, wandb. Empty (or 'none'): metrics.jsonl only.",
@@ -116,9 +118,9 @@ RUN_FIELDS = ("method", "model", "data", "output_dir", "resume")
 class TrainConfig(TrainSettings):
     """Everything a training run needs: the settings plus what to train and where."""
 
-    method: Literal["sft", "dpo"] = "sft"
+    method: Literal["sft", "dpo", "grpo"] = "sft"
     model: str = Field("smollm2-135m", description="Hub id, local HF dir, .gguf file, smollm2-135m or tiny-random.")
-    data: list[str] = Field(default_factory=list, description="Records JSONL files (conversation for SFT, preference for DPO).")
+    data: list[str] = Field(default_factory=list, description="Records JSONL files (conversation for SFT, preference for DPO, prompts for GRPO).")
     output_dir: str = Field("runs/train", description="Where the run writes its outputs.")
     resume: bool = Field(False, description="Continue from the last checkpoint in OUT/checkpoints.")
 

@@ -152,6 +152,10 @@ def _training_args(config: TrainConfig, precision, checkpoints: Path, dpo: bool)
         # renamed: group_by_length (a bool) becomes the sampling strategy; DPO batches pairs at random.
         train_sampling_strategy="group_by_length" if (config.group_by_length and not dpo) else "random",
     )
+    if config.method == "grpo":
+        from tunelens.train.grpo import grpo_args
+
+        return grpo_args(config, common)
     if dpo:
         from trl import DPOConfig
 
@@ -216,6 +220,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     dpo = config.method == "dpo"
     _check_peft_available(config)
     check_trackers(config.report_to)
+    if config.method == "grpo":
+        return _train_grpo(config, progress)
     for name in config.data:  # a bad data file fails now, not after the model is converted and loaded
         check_data_file(name)
     precision = choose_precision(config.precision)
@@ -351,3 +357,151 @@ def _fresh(path: Path) -> None:
 
 def result_dict(result: TrainResult) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
+
+
+def _train_grpo(config: TrainConfig, progress: bool) -> TrainResult:
+    """GRPO on TRL's GRPOTrainer (``tunelens.train.grpo``): the same outputs, resume and manifest as SFT,
+    plus ``rejects.jsonl`` (prompts no reward can check) and ``reward_curve.png``."""
+    from datasets import Dataset
+    from transformers import PrinterCallback, ProgressCallback, set_seed
+
+    from tunelens.models import load_tokenizer, resolve_model
+    from tunelens.train import grpo
+    from tunelens.train.trainer import GracefulStopCallback, RichProgressCallback
+
+    started = time.perf_counter()
+    main = _is_main_process()
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    grpo.check_batch(config, world_size)
+    for name in config.data:
+        check_data_file(name)
+    precision = choose_precision(config.precision)
+    path, model_id, revision = resolve_model(config.model, progress=progress)
+    if path.is_dir():
+        path = path.resolve()
+    adapter = path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
+    if adapter and config.peft == "none":
+        raise ConfigError(f"{path} is a PEFT adapter: full GRPO fine-tuning needs a full model; merge it first "
+                          "(train the SFT run with --merge and pass OUT/merged), or keep peft: lora")
+    max_prompt = grpo.max_prompt_tokens(config)
+    checkpoints, resume_from = _prepare_output(config)
+    tokenizer = load_tokenizer(str(path))
+    prompts = grpo.prepare_prompts(tokenizer, config.data, config.grpo.rewards, max_prompt)
+    composed = grpo.Composed(config.grpo.rewards, prompts.items)
+    labels = [s.key for s in config.grpo.rewards]
+    if main:
+        grpo.write_rejects(config.out, prompts)
+        s = prompts.stats()
+        console.print(f"[cyan]prompts:[/] {s['prompts_used']}/{s['prompts_total']} used, {s['prompts_rejected']} "
+                      "rejected" + (" (reasons in rejects.jsonl)" if s["prompts_rejected"] else ""))
+
+    set_seed(config.seed)  # before PEFT wraps the model: the LoRA init is random
+    if adapter:
+        # SFT then RL: the SFT adapter goes on training (its own rank and targets; `lora:` is not used), so
+        # OUT/adapter is one adapter on the same base holding SFT + RL. TRL keeps a frozen copy of it as
+        # the KL reference, so the reference is the SFT model.
+        from peft import PeftModel
+
+        base_spec = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+        base_path = resolve_model(base_spec, progress=progress)[0]
+        model = PeftModel.from_pretrained(_load_base(config, base_path, precision.name), str(path), is_trainable=True)
+        total_params = sum(p.numel() for p in model.get_base_model().parameters())
+    else:
+        model = _load_base(config, path, precision.name)
+        total_params = sum(p.numel() for p in model.parameters())
+    context = getattr(model.config, "max_position_embeddings", None)
+    if context and config.max_length > context:
+        raise ConfigError(f"max_length: {config.max_length} exceeds the model's context of {context} tokens")
+    if not adapter:
+        model = _wrap_peft(config, model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    estimate = estimate_training_bytes(config, model.config, total_params, trainable, precision.name, world_size)
+    memory = {"estimate_bytes": estimate}
+    if config.memory_check:
+        available, kind = check_memory(estimate)
+        memory.update(available_bytes=available, kind=kind)
+
+    try:
+        args = _training_args(config, precision, checkpoints, dpo=False)
+    except ValueError as exc:  # TRL's own checks of the GRPO arguments
+        raise ConfigError(f"grpo: {exc}") from None
+    callbacks = [grpo.metrics_callback(config.out / "metrics.jsonl", labels), GracefulStopCallback()]
+    if progress:
+        callbacks.append(RichProgressCallback(f"grpo {config.peft}"))
+    dataset = Dataset.from_list([{"prompt": item.messages, "item_index": i} for i, item in enumerate(prompts.items)])
+    trainer = grpo.trainer_class()(model=model, reward_funcs=composed.functions(), args=args, train_dataset=dataset,
+                                   processing_class=tokenizer, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GracefulStopCallback))
+
+    import torch.distributed as dist
+
+    backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else None
+    if main:
+        write_manifest(config, precision, model_id, revision, path, memory, False, world_size, backend)
+        manifest_path = config.out / "manifest.json"
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest["model"]["start"] = (f"adapter {path} on its base, trained further (lora: settings unused)"
+                                      if adapter else "full model")
+        manifest["rewards"] = grpo.describe_rewards(composed)
+        sft_base = path / "tunelens_base.json"
+        if adapter and "base" in manifest["model"] and sft_base.is_file():  # the base is the SFT adapter's base
+            manifest["model"]["base"] = json.loads(sft_base.read_text(encoding="utf-8"))
+        manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        if resume_from is not None:
+            console.print(f"[cyan]resuming from {resume_from}[/]")
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    interrupted = stopper.received is not None
+
+    result = TrainResult(output_dir=config.out, method="grpo", steps=trainer.state.global_step, final_loss=None,
+                         tokens_per_s=None, wall_s=0.0, interrupted=interrupted, data_stats=prompts.stats())
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        if not interrupted:
+            unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+            if "ref" in getattr(unwrapped, "peft_config", {}):  # TRL's frozen copy of the start adapter
+                unwrapped.delete_adapter("ref")
+            _save_final(config, trainer, tokenizer, result)
+            if adapter:
+                _rebase_on_sft_base(path, result)
+        history = [h for h in trainer.state.log_history if "loss" in h]
+        last = history[-1] if history else {}
+        result.final_loss = last.get("loss")
+        rates = [h["tl/train_tokens_per_s"] for h in history if h.get("tl/train_tokens_per_s")]
+        result.tokens_per_s = round(sum(rates) / len(rates), 2) if rates else None
+        result.wall_s = round(time.perf_counter() - started, 2)
+        rows = [json.loads(ln) for ln in (config.out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+                if ln.strip()] if (config.out / "metrics.jsonl").is_file() else []
+        k = min(5, len(rows))
+        mean = (lambda rs: round(sum(r["reward"] for r in rs) / len(rs), 4) if rs else None)
+        time_keys = ("generate_s", "reward_s", "train_s")
+        spent = {key: round(sum(r.get(key, 0.0) for r in rows), 2) for key in time_keys}
+        summary = {
+            "method": "grpo", "peft": config.peft, "steps": result.steps, "final_loss": result.final_loss,
+            "reward_first_steps": mean(rows[:k]), "reward_last_steps": mean(rows[-k:]), "reward_window": k,
+            "final_kl": last.get("kl"), "train_tokens_per_s": result.tokens_per_s,
+            "time_s": spent, "train_runtime_s": output.metrics.get("train_runtime"), "wall_s": result.wall_s,
+            "interrupted": interrupted, "resumed_from": str(resume_from) if resume_from else None,
+            "precision": precision.name, "start": "sft-adapter" if adapter else "model", **prompts.stats(),
+        }
+        (config.out / "train_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        write_loss_curve(config.out / "metrics.jsonl", config.out / "loss_curve.png", "grpo")
+        grpo.write_reward_curve(config.out / "metrics.jsonl", config.out / "reward_curve.png", labels)
+    trainer.accelerator.wait_for_everyone()
+    return result
+
+
+def _rebase_on_sft_base(sft_adapter: Path, result: TrainResult) -> None:
+    """GRPO continued an SFT adapter: OUT/adapter (and OUT/merged) sit on the SFT adapter's base, so
+    they name that base as the SFT adapter does, not the SFT adapter itself."""
+    base = json.loads((sft_adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    if result.adapter_dir is not None:
+        cfg_path = result.adapter_dir / "adapter_config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg["base_model_name_or_path"] = base
+        cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    record = sft_adapter / "tunelens_base.json"
+    for saved in (result.adapter_dir, result.merged_dir):
+        if saved is not None and record.is_file() and (saved / record.name).is_file():
+            shutil.copyfile(record, saved / record.name)
