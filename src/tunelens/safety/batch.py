@@ -73,13 +73,24 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, raw.rstrip("\n")
 
 
+def _kind(value: Any) -> str:
+    """'a number', 'a list', 'null': what a JSON value is, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {"list": "a list", "dict": "an object", "str": "a string"}.get(type(value).__name__, type(value).__name__)
+
+
 def _parse(raw: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
         obj = json.loads(raw)
     except json.JSONDecodeError as exc:
         return None, f"not JSON ({exc.msg} at column {exc.colno})"
     if not isinstance(obj, dict):
-        return None, f"not a JSON object (a {type(obj).__name__})"
+        return None, f"not a JSON object ({_kind(obj)})"
     return obj, None
 
 
@@ -113,7 +124,7 @@ def _text_field(obj: dict[str, Any]) -> tuple[str | None, str | None]:
         if key in obj:
             value = obj[key]
             if not isinstance(value, str):
-                return None, f"field {key!r} is not a string (a {type(value).__name__})"
+                return None, f"field {key!r} is not a string ({_kind(value)})"
             return value, None
     return None, "no 'response' or 'text' field"
 
@@ -167,7 +178,7 @@ def classify_file(task: str, src: Path, out: Path, *, judge: str | None = None,
                 if prompt is None:
                     why = f"no 'prompt' field (the {task} instrument reads the prompt the reply answered)"
                 elif not isinstance(prompt, str):
-                    why = f"field 'prompt' is not a string (a {type(prompt).__name__})"
+                    why = f"field 'prompt' is not a string ({_kind(prompt)})"
             if why is not None or obj is None:
                 writer.reject(src, number, why or "unreadable", raw)
                 if progress:
@@ -207,7 +218,7 @@ def redact_file(src: Path, out: Path, *, types: Iterable[str] | None = None,
                 if "text" not in obj:
                     why = "no 'text' field"
                 elif not isinstance(obj["text"], str):
-                    why = f"field 'text' is not a string (a {type(obj['text']).__name__})"
+                    why = f"field 'text' is not a string ({_kind(obj['text'])})"
             if why is not None or obj is None:
                 writer.reject(src, number, why or "unreadable", raw)
             else:
