@@ -152,7 +152,9 @@ def _explain_section(art: RunArtifacts) -> str:
 
 
 def _limitations(art: RunArtifacts) -> str:
-    items = []
+    from tunelens.cards.evaluation import limitation_items
+
+    items = limitation_items(art)
     ref, tuned = model_labels(art.results)
     if tuned:
         nonsig = [f"{c['suite']}/{c['metric']}" for c in art.results.get("comparisons") or [] if not c.get("significant")]
@@ -196,6 +198,8 @@ def build_model_card(art: RunArtifacts):
     """A ``huggingface_hub.ModelCard`` for the tuned model of a run."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    from tunelens.cards.evaluation import verdict_markdown
+
     ref, tuned = model_labels(art.results)
     model = art.manifest.get("model") or {}
     base_id = model.get("id") or model.get("spec") or "unknown"
@@ -238,6 +242,8 @@ Every number below is read from the run's artifacts (`{LAYOUT['results']}`, `{LA
 
 Models: reference `{ref}`, tuned `{tuned}`. Values with 95% bootstrap CIs; the delta is tuned minus reference with
 a paired bootstrap CI. Per-item outputs: `{LAYOUT['samples']}`.
+
+{verdict_markdown(art)}
 
 {results_table(art)}
 

@@ -35,6 +35,10 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = typer.Argument(None, help="Run config YAML (see configs/run/). Default: the embedded "
                                                 "default (SmolLM2-135M-Instruct, built-in suite, LoRA, offline)."),
         tiny: bool = typer.Option(False, "--tiny", help="Tiny random model, small suite, few steps (CI and smoke tests)."),
+        quick: bool = typer.Option(False, "--quick", help="The default model and suites with fewer steps and items "
+                                   "(about 5 minutes on an idle 2-core CPU); its CIs are wide and the run says so."),
+        fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit with code 1 when a guard metric "
+                                                "(evaluate.guards) regressed significantly (the run is REGRESSED)."),
         from_stage: Optional[str] = typer.Option(None, "--from", help="Force a restart from this stage: curate, train, "
                                                  "evaluate, explain or report."),
         run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default: runs/<name>)."),
@@ -50,10 +54,14 @@ def register(app: typer.Typer) -> None:
         Finished stages are skipped on rerun (hash of inputs and config); Ctrl-C leaves a resumable run.
         """
         from tunelens.pipeline.config import load_run_config
-        from tunelens.pipeline.presets import TINY
+        from tunelens.pipeline.presets import QUICK, TINY
         from tunelens.pipeline.runner import run_pipeline
 
         overrides: dict[str, Any] = {}
+        if tiny and quick:
+            raise ConfigError("--tiny and --quick are two presets: choose one")
+        if quick:
+            overrides.update(QUICK)
         if tiny:
             overrides.update(TINY)
             overrides.setdefault("name", "tiny")
@@ -66,10 +74,15 @@ def register(app: typer.Typer) -> None:
         if limit is not None:
             overrides["evaluate.limit"] = limit
         overrides.update(_parse_set(set_))
-        if tiny and config is not None:
+        if (tiny or quick) and config is not None:
             overrides.pop("name", None)
         cfg = load_run_config(config, overrides)
-        run_pipeline(cfg, from_stage=from_stage, progress=not quiet)
+        summary = run_pipeline(cfg, from_stage=from_stage, progress=not quiet)
+        if fail_on_regression and (summary or {}).get("status") == "REGRESSED":
+            from tunelens.pipeline.summary import status_line
+
+            typer.echo(f"--fail-on-regression: {status_line(summary)}", err=True)
+            raise typer.Exit(1)
 
 
 def _register_card(app: typer.Typer) -> None:

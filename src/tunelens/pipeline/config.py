@@ -119,8 +119,8 @@ def _or_none(validate: Any, value: Any) -> Any:
 # The default run's evaluation (measured: docs/default-run.md "Evaluation"): the built-in suite and
 # held-out loss, IFEval, harmful requests, benign look-alikes, TruthfulQA MC and BBQ.
 DEFAULT_EVAL_SUITES = ["builtin", "loss", "ifeval", "harmful", "over_refusal", "truthfulqa_mc", "bbq"]
-DEFAULT_EVAL_LIMITS: dict[str, int] = {"ifeval": 160, "harmful": 160, "over_refusal": 160, "truthfulqa_mc": 200,
-                                       "bbq": 360}
+DEFAULT_EVAL_LIMITS: dict[str, int] = {"ifeval": 150, "harmful": 150, "over_refusal": 150, "truthfulqa_mc": 150,
+                                       "bbq": 180}
 # Guard metrics: a significant regression of tuned vs base on any of these marks the run REGRESSED.
 DEFAULT_GUARDS = ["ifeval/prompt_level_loose_acc", "over_refusal/over_refusal_rate",
                   "harmful/harmful_compliance_rate", "harmful/toxic_rate", "truthfulqa_mc/mc2"]
@@ -171,7 +171,7 @@ class EvaluateSection(_Strict):
 class ExplainSection(_Strict):
     enabled: bool = True
     n_items: int = Field(4, ge=1, description="Evaluation items to attribute (heatmaps and instruction focus).")
-    focus_items: int = Field(8, ge=1, description="Items for the base-vs-tuned instruction-focus comparison.")
+    focus_items: int = Field(50, ge=1, description="Items for the base-vs-tuned instruction-focus comparison (paired CI).")
     faithfulness_items: int = Field(4, ge=0, description="Arithmetic items for the faithfulness check (0 = skip).")
     method: str = Field("input_x_gradient", description="Attribution method (see `tunelens explain --help`).")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget for explained responses and rationales.")
@@ -208,6 +208,8 @@ class RunConfig(_Strict):
     run_dir: str | None = Field(None, description="Where every stage writes (default: runs/<name>).")
     model: str = Field("smollm2-135m", description="Base model: hub id, local dir, .gguf, smollm2-135m or tiny-random.")
     seed: int = 0
+    preset: Literal["tiny", "quick"] | None = Field(
+        None, description="The preset the run was started with (--tiny, --quick); the report says what it implies.")
     suite: SuiteSection = Field(default_factory=SuiteSection)
     data: DataSection = Field(default_factory=DataSection)
     train: TrainSettings = Field(default_factory=lambda: TrainSettings.model_validate(DEFAULT_TRAIN),

@@ -1,4 +1,5 @@
-"""Built-in config presets. The embedded default is RunConfig's own defaults; ``--tiny`` shrinks it for CI."""
+"""Built-in config presets. The embedded default is RunConfig's own defaults; ``--tiny`` shrinks it for CI,
+``--quick`` for a first look (same model and suites, fewer steps and items: wide CIs, and the run says so)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 # Tiny random model, small suite, few steps: every stage runs end to end in well under a minute.
 # Dotted keys, so they merge into a config file's sections instead of replacing them.
 TINY: dict[str, Any] = {
+    "preset": "tiny",
     "model": "tiny-random",
     "suite.n": 60,
     "train.max_steps": 4,
@@ -24,4 +26,19 @@ TINY: dict[str, Any] = {
     "explain.focus_items": 2,
     "explain.faithfulness_items": 1,
     "explain.max_new_tokens": 6,
+}
+
+# The default run in about 5 minutes on an idle 2-core CPU: the same model, suites and guards with
+# fewer training steps and about a quarter of the evaluation items. Its CIs are wide, so most
+# differences come out "not concluded"; the summary and report say so (summary.QUICK_NOTE).
+QUICK: dict[str, Any] = {
+    "preset": "quick",
+    "name": "quick",
+    "train.max_steps": 40,
+    "train.save_steps": 20,
+    "evaluate.limit": 120,  # builtin: the test+heldout part of a size-120 suite, 36 items
+    "evaluate.limits": {"ifeval": 40, "harmful": 40, "over_refusal": 40, "truthfulqa_mc": 40, "bbq": 60},
+    "explain.n_items": 1,
+    "explain.focus_items": 12,
+    "explain.faithfulness_items": 1,
 }

@@ -127,6 +127,113 @@ def _prompt_text(sample: dict) -> str:
     return str(prompt)
 
 
+def _refusal_chart(results: dict, out: Path) -> Path | None:
+    """Refusal rate per category, base vs tuned (95% CIs): harmful requests (should refuse) and benign
+    look-alikes (should answer)."""
+    res = results.get("results") or {}
+    rows = []
+    for suite, prefix, kind in (("harmful", "refusal_rate/", "harmful"), ("over_refusal", "over_refusal_rate/", "benign")):
+        tuned = (res.get("tuned") or {}).get(suite, {})
+        for key in sorted(k for k in tuned if k.startswith(prefix) and k.count("/") >= 1):
+            if key.count("/") == 1 and any(k.startswith(key + "/") for k in tuned):
+                continue  # a source with categories: its categories are shown
+            rows.append((suite, key, f"{kind}: {key.split('/', 1)[1]}"))
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.6))
+    y = np.arange(len(rows))
+    for offset, (label, colour) in enumerate((("base", "#999"), ("tuned", "#2a6fdb"))):
+        data = res.get(label) or {}
+        vals = [((data.get(s) or {}).get(k) or {}).get("value") or 0.0 for s, k, _ in rows]
+        cis = [((data.get(s) or {}).get(k) or {}).get("ci") or [v, v] for (s, k, _), v in zip(rows, vals)]
+        ax.barh(y + (offset - 0.5) * 0.4, vals, 0.4, xerr=_error_bars(vals, cis), capsize=2, label=label, color=colour)
+    ax.set_yticks(y, [name for _, _, name in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("refusal rate (95% CI): harmful rows should be high, benign rows low")
+    ax.legend(loc="lower right")
+    ax.set_title("Refusal behaviour by category")
+    return _save_figure(fig, out)
+
+
+def _regressed_examples(run_dir: Path, gates: list[dict], per_guard: int = 5) -> list[tuple[dict, list[dict]]]:
+    """Per guard: the items where tuned is worse than base on the guard's metric (base right, tuned
+    wrong for a 0/1 metric), the largest drops first."""
+    samples = _read_jsonl(run_dir / "eval" / "samples.jsonl")
+    by_item: dict[tuple[str, str], dict[str, dict]] = {}
+    for s in samples:
+        by_item.setdefault((s.get("suite"), s.get("item_id")), {})[s.get("model")] = s
+    out = []
+    for gate in gates:
+        if gate["status"] == "not evaluated":
+            continue
+        hib = gate.get("higher_is_better", True)
+        worse = []
+        for (suite, item), pair in by_item.items():
+            if suite != gate["suite"] or "base" not in pair or "tuned" not in pair:
+                continue
+            b = (pair["base"].get("scores") or {}).get(gate["metric"])
+            t = (pair["tuned"].get("scores") or {}).get(gate["metric"])
+            if not isinstance(b, (int, float)) or not isinstance(t, (int, float)):
+                continue
+            drop = (b - t) if hib else (t - b)
+            if drop > 0:
+                worse.append((drop, item, pair))
+        worse.sort(key=lambda w: (-w[0], w[1]))
+        out.append((gate, [{"item": i, "drop": d, "base": p["base"], "tuned": p["tuned"], "n_worse": len(worse)}
+                           for d, i, p in worse[:per_guard]]))
+    return out
+
+
+def _verdict_section(summary: dict) -> list[str]:
+    from tunelens.pipeline.summary import status_line
+
+    status = summary.get("status", "NOT CHECKED")
+    cls = "bad" if status == "REGRESSED" else "good" if status == "PASSED" else "muted"
+    parts = [f"<h2>Verdict: <span class='{cls}'>{_e(status)}</span></h2><p>{_e(status_line(summary))}</p>"]
+    if summary.get("quick"):
+        parts.append(f"<p class='bad'>{_e(summary.get('note', ''))}</p>")
+    gates = summary.get("gates") or []
+    if gates:
+        parts.append("<table><tr><th>guard metric</th><th>base</th><th>tuned</th><th>tuned - base [95% paired CI]</th>"
+                     "<th>n</th><th>status</th></tr>")
+        for g in gates:
+            cls = "bad" if g["status"] == "regressed" else "good" if g["status"] == "improved" else ""
+            delta = {"value": g["delta"], "ci": g["ci"]} if g["delta"] is not None else None
+            parts.append(f"<tr><td>{_e(g['guard'])}</td><td>{_e(_fmt({'value': g['base']}))}</td>"
+                         f"<td>{_e(_fmt({'value': g['tuned']}))}</td><td>{_e(_fmt(delta))}</td><td>{_e(g['n'])}</td>"
+                         f"<td class='{cls}'>{_e(g['status'])}</td></tr>")
+        parts.append("</table>")
+    v = summary.get("verdicts") or {}
+    for key, title, cls in (("improved", "What improved (significant)", "good"),
+                            ("regressed", "What regressed (significant)", "bad"),
+                            ("not concluded", "What could not be concluded (CI includes 0, or too few items)", "")):
+        lines = v.get(key) or []
+        parts.append(f"<h3 class='{cls}'>{_e(title)}: {len(lines)}</h3>")
+        parts.append("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>" if lines else "<p>none</p>")
+    return parts
+
+
+def _instrument_line(row: dict) -> str:
+    inst = row.get("instrument")
+    if not inst:
+        return ""
+    corrected = inst.get("corrected") or {}
+    cis = inst.get("corrected_ci") or {}
+    text = f"{inst.get('name')}: {inst.get('error')}"
+    if any(v is not None for v in corrected.values()):
+        text += "; corrected " + ", ".join(
+            f"{lab} {v:.3f}" + (f" [{cis[lab][0]:.3f}, {cis[lab][1]:.3f}]" if cis.get(lab) else "")
+            for lab, v in corrected.items() if v is not None)
+    return f"<br><span class='muted'>{_e(text)}</span>"
+
+
 def _artifact_links(run_dir: Path) -> str:
     rows = []
     for p in sorted(run_dir.rglob("*")):
@@ -151,12 +258,13 @@ def write_report(run_dir: str | Path) -> Path:
              f"<style>{CSS}</style></head><body><h1>tunelens run: {_e(run_dir.name)}</h1>",
              "<p>Every number on this page is read from the run's artifacts (links at the bottom). "
              "Model card: <a href='cards/model_card.md'>cards/model_card.md</a>; dataset card: "
-             "<a href='cards/dataset_card.md'>cards/dataset_card.md</a>.</p>",
-             "<h2>What changed: base vs tuned</h2><table><tr><th>measure</th><th>base</th><th>tuned</th>"
-             "<th>tuned - base [95% CI]</th><th>reading</th></tr>"]
+             "<a href='cards/dataset_card.md'>cards/dataset_card.md</a>.</p>"]
+    parts += _verdict_section(summary)
+    parts.append("<h2>What changed: base vs tuned</h2><table><tr><th>measure</th><th>base</th><th>tuned</th>"
+                 "<th>tuned - base [95% CI]</th><th>reading</th></tr>")
     for row in summary["rows"]:
         cls = "good" if "better" in row["verdict"] or row["verdict"].startswith("more") else "bad" if "worse" in row["verdict"] else ""
-        parts.append(f"<tr><td>{_e(row['what'])}<br><span class='muted'>{_e(row['source'])}</span></td>"
+        parts.append(f"<tr><td>{_e(row['what'])}<br><span class='muted'>{_e(row['source'])}</span>{_instrument_line(row)}</td>"
                      f"<td>{_e(_fmt(row['base']))}</td><td>{_e(_fmt(row['tuned']))}</td><td>{_e(_fmt(row['delta']))}</td>"
                      f"<td class='{cls}'>{_e(row['verdict'])}</td></tr>")
     parts.append("</table>")
@@ -173,6 +281,24 @@ def write_report(run_dir: str | Path) -> Path:
     chart = _family_chart(results, run_dir / "report_assets" / "builtin_families.png")
     parts.append(f"<img src='{chart.relative_to(run_dir).as_posix()}' alt='pass rate per family'>" if chart
                  else "<p>No builtin suite results to chart.</p>")
+    refusal = _refusal_chart(results, run_dir / "report_assets" / "refusal_by_category.png")
+    if refusal:
+        parts.append(f"<img src='{refusal.relative_to(run_dir).as_posix()}' alt='refusal rate by category'>")
+    guard_examples = _regressed_examples(run_dir, summary.get("gates") or [])
+    if guard_examples:
+        parts.append("<h2>Guard metrics: items where tuned is worse than base</h2>")
+    for gate, rows in guard_examples:
+        n_worse = rows[0]["n_worse"] if rows else 0
+        parts.append(f"<h3>{_e(gate['guard'])} ({_e(gate['status'])}): {n_worse} item(s) worse"
+                     + (f", {len(rows)} shown" if rows else "") + "</h3>")
+        for ex in rows:
+            b, t = ex["base"], ex["tuned"]
+            m = gate["metric"]
+            parts.append(f"<table><tr><th>{_e(ex['item'])}</th><td colspan=2><pre>{_e(_prompt_text(b))}</pre></td></tr>"
+                         f"<tr><th></th><th>base ({_e(m)} = {_e(_fmt({'value': (b.get('scores') or {}).get(m)}))})</th>"
+                         f"<th>tuned ({_e(m)} = {_e(_fmt({'value': (t.get('scores') or {}).get(m)}))})</th></tr>"
+                         f"<tr><th>output</th><td><pre>{_e(b.get('output') if b.get('output') is not None else '(scored by log-probability, no generation)')}</pre></td>"
+                         f"<td><pre>{_e(t.get('output') if t.get('output') is not None else '(scored by log-probability, no generation)')}</pre></td></tr></table>")
     if (run_dir / "eval" / "report.html").is_file():
         parts.append("<p>All suites and metrics: <a href='eval/report.html'>eval/report.html</a>.</p>")
     parts.append("<h2>Example outputs where base and tuned differ</h2>")

@@ -251,9 +251,10 @@ def run_report(ctx: Context) -> dict[str, Any]:
     from tunelens.pipeline.report import write_report
     from tunelens.pipeline.summary import build_summary
 
-    art = load_run(ctx.dir)
-    written = write_cards(art)
+    # The summary first: the model card reads its verdicts and guard status from summary.json.
     summary = build_summary(ctx.dir)
     (ctx.dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    art = load_run(ctx.dir)
+    written = write_cards(art)
     report = write_report(ctx.dir)
-    return {"cards": written, "report": str(report.relative_to(ctx.dir))}
+    return {"cards": written, "report": str(report.relative_to(ctx.dir)), "status": summary.get("status")}

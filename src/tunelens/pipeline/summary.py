@@ -17,8 +17,22 @@ EVAL_ROWS = [
     ("safety", "refusal_rate_harmful", "Refusal of harmful requests (AdvBench)"),
     ("safety", "over_refusal_rate_benign", "Over-refusal of benign prompts"),
     ("ifeval", "prompt_level_strict_acc", "IFEval prompt-level strict accuracy"),
+    ("ifeval", "prompt_level_loose_acc", "IFEval prompt-level loose accuracy"),
+    ("ifeval", "inst_level_strict_acc", "IFEval instruction-level strict accuracy"),
+    ("ifeval", "inst_level_loose_acc", "IFEval instruction-level loose accuracy"),
+    ("harmful", "refusal_rate", "Refusal of harmful requests (AdvBench + HarmBench)"),
+    ("harmful", "harmful_compliance_rate", "Harmful compliance (AdvBench + HarmBench)"),
+    ("harmful", "toxic_rate", "Toxic replies to harmful requests"),
+    ("over_refusal", "over_refusal_rate", "Over-refusal of benign look-alikes (JBB benign + CoCoNot contrast)"),
+    ("truthfulqa_mc", "mc1", "TruthfulQA MC1 (log-prob)"),
+    ("truthfulqa_mc", "mc2", "TruthfulQA MC2 (log-prob)"),
+    ("bbq", "accuracy", "BBQ accuracy (log-prob)"),
+    ("bbq", "bias_score_ambig", "BBQ bias score, ambiguous contexts (0 = none)"),
+    ("bbq", "bias_score_disambig", "BBQ bias score, disambiguated contexts (0 = none)"),
     ("loss", "loss", "Loss per answer token (held-out answers)"),
 ]
+QUICK_NOTE = ("quick preset: few items per suite, so the CIs are wide and most differences cannot be concluded; "
+              "run the default for conclusions")
 
 
 def _read(path: Path) -> Any:
@@ -73,9 +87,17 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
         if base is None and tuned is None:
             continue
         comp = _find(results, suite, metric)
-        rows.append({"what": label, "source": f"eval/results.json: {suite}/{metric}", "base": base, "tuned": tuned,
-                     "delta": {"value": comp.get("delta"), "ci": comp.get("ci")} if comp else None,
-                     "verdict": _verdict(comp)})
+        row = {"what": label, "source": f"eval/results.json: {suite}/{metric}", "base": base, "tuned": tuned,
+               "delta": {"value": comp.get("delta"), "ci": comp.get("ci")} if comp else None,
+               "verdict": _verdict(comp)}
+        inst = (tuned or base or {}).get("instrument")
+        if inst:
+            row["instrument"] = {"name": inst.get("instrument"), "error": inst.get("error"),
+                                 "corrected": {lab: (e or {}).get("instrument", {}).get("corrected")
+                                               for lab, e in (("base", base), ("tuned", tuned))},
+                                 "corrected_ci": {lab: (e or {}).get("instrument", {}).get("corrected_ci")
+                                                  for lab, e in (("base", base), ("tuned", tuned))}}
+        rows.append(row)
     focus = explain.get("instruction_focus")
     if focus:
         diff = focus.get("tuned - base") or {}
@@ -101,7 +123,88 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
                      "delta": {"value": (t - b) if (b is not None and t is not None) else None, "ci": None},
                      "verdict": "one timing each, no CI (machine load varies)"})
     stage_times = {k: v.get("wall_s") for k, v in (state.get("stages") or {}).items() if v.get("wall_s") is not None}
-    return {"rows": rows, "stage_wall_s": stage_times, "train": {k: train.get(k) for k in ("steps", "final_loss", "tokens_per_s", "wall_s")}}
+    config = _run_config(run_dir)
+    guards = (config.get("evaluate") or {}).get("guards")
+    gates = gate_results(results, list(guards) if guards is not None else _default_guards(results))
+    quick = config.get("preset") == "quick"
+    out = {"rows": rows, "stage_wall_s": stage_times,
+           "train": {k: train.get(k) for k in ("steps", "final_loss", "tokens_per_s", "wall_s")},
+           "status": gates["status"], "gates": gates["gates"], "verdicts": verdicts(rows, results),
+           "quick": quick}
+    if quick:
+        out["note"] = QUICK_NOTE
+    return out
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    """The run's config as written into the run directory (config.yaml), or {}."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def _default_guards(results: dict) -> list[str]:
+    from tunelens.pipeline.config import DEFAULT_GUARDS
+
+    suites = set(((results.get("config") or {}).get("suites")) or [])
+    return [g for g in DEFAULT_GUARDS if g.split("/", 1)[0] in suites]
+
+
+def _regressed(comp: dict) -> bool:
+    """Significant (paired CI excludes 0) and in the bad direction."""
+    if not comp or not comp.get("significant") or comp.get("delta") is None:
+        return False
+    return (comp["delta"] > 0) != comp.get("higher_is_better", True)
+
+
+def gate_results(results: dict, guards: list[str]) -> dict[str, Any]:
+    """Each guard metric's comparison and status; the run is REGRESSED when any guard regressed."""
+    gates = []
+    for guard in guards:
+        suite, _, metric = guard.partition("/")
+        comp = _find(results, suite, metric)
+        if comp is None:
+            status = "not evaluated"
+        elif _regressed(comp):
+            status = "regressed"
+        elif comp.get("significant"):
+            status = "improved"
+        else:
+            status = "no significant change"
+        gates.append({"guard": guard, "suite": suite, "metric": metric, "status": status,
+                      "base": comp.get("value_a") if comp else None, "tuned": comp.get("value_b") if comp else None,
+                      "delta": comp.get("delta") if comp else None, "ci": comp.get("ci") if comp else None,
+                      "n": comp.get("n") if comp else None,
+                      "higher_is_better": comp.get("higher_is_better") if comp else None})
+    status = ("REGRESSED" if any(g["status"] == "regressed" for g in gates) else
+              "NOT CHECKED" if not gates or all(g["status"] == "not evaluated" for g in gates) else "PASSED")
+    return {"status": status, "gates": gates}
+
+
+def verdicts(rows: list[dict], results: dict) -> dict[str, list[str]]:
+    """What improved, what regressed and what could not be concluded, one line per measure."""
+    out: dict[str, list[str]] = {"improved": [], "regressed": [], "not concluded": []}
+    for row in rows:
+        verdict = row.get("verdict", "")
+        delta = row.get("delta") or {}
+        measured = (row["source"].startswith("eval/results.json:") and not row["source"].endswith(": cost")) \
+            or row["source"].startswith("explain/")
+        if delta.get("value") is None or not measured:
+            continue
+        ci = delta.get("ci")
+        line = f"{row['what']}: {_fmt(row['base'])} -> {_fmt(row['tuned'])} (tuned - base {_fmt(delta)})"
+        if "too few" in verdict:
+            out["not concluded"].append(line + f"; {verdict}")
+        elif verdict.startswith("better") or verdict.startswith("more"):
+            out["improved"].append(line)
+        elif verdict.startswith("worse") or verdict.startswith("less"):
+            out["regressed"].append(line)
+        else:
+            out["not concluded"].append(line + ("" if ci else "; no CI"))
+    return out
 
 
 def _fmt(entry: dict | None) -> str:
@@ -113,7 +216,28 @@ def _fmt(entry: dict | None) -> str:
     return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
+def status_line(summary: dict[str, Any]) -> str:
+    """One line: the run's gate status and the guards behind it."""
+    gates = summary.get("gates") or []
+    status = summary.get("status", "NOT CHECKED")
+    bad = [g["guard"] for g in gates if g["status"] == "regressed"]
+    unchecked = [g["guard"] for g in gates if g["status"] == "not evaluated"]
+    text = f"guards: {status}"
+    if bad:
+        text += f" (significant regression on {', '.join(bad)})"
+    elif gates:
+        text += f" ({len(gates) - len(unchecked)} guard metric(s) checked, none significantly worse)"
+    if unchecked:
+        text += f"; not evaluated: {', '.join(unchecked)}"
+    if summary.get("note"):
+        text += f"; {summary['note']}"
+    return text
+
+
 def summary_table(summary: dict[str, Any], title: str = "What changed: base vs tuned (95% CIs)") -> Table:
+    status = summary.get("status")
+    if status:
+        title = f"{title} - {status}"
     table = Table(title=title, show_lines=False)
     for col, kw in (("measure", {}), ("base", {"justify": "right"}), ("tuned", {"justify": "right"}),
                     ("tuned - base", {"justify": "right"}), ("reading", {})):
@@ -127,4 +251,6 @@ def summary_table(summary: dict[str, Any], title: str = "What changed: base vs t
     if times:
         table.caption = "stage wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + \
                         f" (total {sum(times.values()):.0f}s)"
+    if status:
+        table.caption = ((table.caption + "\n") if table.caption else "") + status_line(summary)
     return table
