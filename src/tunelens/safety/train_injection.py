@@ -4,8 +4,8 @@ Training (from the data folder at run time, plus ``safety/data/injection_written
 deepset prompt-injections *train* split; attacks composed from the written ``train`` pieces (direct,
 in English, German, Chinese, French, Spanish, Italian; indirect, hidden in documents, HTML comments,
 markdown, fake admin policies, JSON, translation requests); benign look-alikes and documents;
-written system prompts, HH-RLHF helpful assistant turns, ordinary user instructions (Alpaca slice,
-Self-Instruct seeds, GSM8K train) and harmful requests
+written system prompts, HH-RLHF helpful assistant turns, ordinary user instructions (an Alpaca slice,
+CC BY-NC 4.0; Self-Instruct seeds; GSM8K train) and harmful requests
 that are not injections (AdvBench), all benign.
 
 Held out, by source (never trained on, never used to choose the threshold): deepset *test*; attacks
@@ -32,7 +32,7 @@ from tunelens.safety.train_toxicity import auroc_ci, binary_figures, wilson
 CARD = Path(__file__).resolve().parent / "instruments" / "cards" / "injection.json"
 DOC_NAME = "injection.md"
 WRITTEN = Path(__file__).resolve().parent / "data" / "injection_written.json"
-LICENCES = {"hh": "MIT", "deepset": "Apache-2.0", "written": "tunelens (written for it)", "alpaca": "CC BY-NC 4.0 (instructions only; not shipped)",
+LICENCES = {"hh": "MIT", "deepset": "Apache-2.0", "written": "tunelens (written for it)", "alpaca": "CC BY-NC 4.0 (non-commercial: the shipped artifact is trained on 2,000 instructions)",
             "self_instruct": "Apache-2.0", "gsm8k": "MIT", "advbench": "MIT", "jbb": "MIT", "harmbench": "MIT"}
 BENIGN_NOTES = ["Last updated in March 2023.", "Image credit: the city archive.", "TODO: fix the footer layout.",
                 "Reviewed by the editorial team.", "This section is under construction.", "Version 2.1 of this page."]
@@ -177,6 +177,7 @@ def build_sets(data_dir: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
     add("train:hh_assistant", replies[:800], 0, "hh")
     add("val:hh_assistant", replies[1300:1600], 0, "hh")
     alpaca = alpaca_rows(data_dir, seed)
+    # Alpaca is CC BY-NC 4.0: the artifact trained on it carries that licence (see the card)
     add("train:alpaca", alpaca[:ALPACA_TRAIN], 0, "alpaca")
     add("val:alpaca", alpaca[ALPACA_TRAIN:ALPACA_TRAIN + ALPACA_VAL], 0, "alpaca")
     add("train:self_instruct", _jsonl_field(_path(data_dir, "self_instruct_seed_tasks.jsonl"), "instruction"), 0, "self_instruct")

@@ -183,7 +183,8 @@ class ChatHandler:
         messages, documents = split_request(req, rt.config)
         await rt.require_storage()
         started = time.perf_counter()
-        check = await asyncio.to_thread(rt.guards.check_input, messages, documents)
+        check = await asyncio.to_thread(rt.guards.check_input, messages, documents,
+                                        [m.role for m in req.messages if m.role != "tool"])  # developer kept apart
         return ChatTurn(req=req, key_id=key_id, served=served, params=params, check=check,
                         model_messages=with_documents(check.messages, check.documents),
                         guardrails=dict(check.decisions), id="chatcmpl-" + uuid.uuid4().hex,

@@ -50,11 +50,18 @@ class Batching(_Strict):
 
 class InjectionGuard(_Strict):
     enabled: bool = True
-    threshold: float = Field(0.5, ge=0, le=1, description="Detector score at or above which text is flagged.")
+    threshold: float | None = Field(None, ge=0, le=1, description="Detector score at or above which text is flagged "
+                                    "(default: the threshold the detector was validated at, in its card).")
     input_action: Literal["flag", "block"] = Field("block", description="What to do with a flagged user message.")
     document_action: Literal["flag", "block", "strip"] = Field(
         "strip", description="What to do with a flagged context document (strip drops only that document).")
     artifact: str | None = Field(None, description="A classifier from `tunelens safety train-injection -o` (default: shipped).")
+    scan_roles: list[Literal["user", "system", "developer", "assistant", "tool"]] = Field(
+        ["user", "system", "developer", "assistant", "tool"], min_length=1,
+        description="Turns scanned for injection: an API client can send system, developer and (forged) assistant "
+        "turns as well as user turns; 'tool' covers context documents (the `documents` field and tool turns).")
+    split_turns: bool = Field(True, description="Also scan each two consecutive scanned turns of one role joined, "
+                              "so an attack split across two turns is caught.")
 
 
 class PiiGuard(_Strict):

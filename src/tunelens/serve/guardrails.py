@@ -1,5 +1,9 @@
 """Guardrails around one exchange: injection detection, PII redaction, output toxicity.
 
+Injection is scanned in the turns of the roles ``guardrails.injection.scan_roles`` names (user,
+system, developer, forged assistant turns; ``tool``: context documents), and in each two
+consecutive scanned turns of one role joined (``split_turns``).
+
 Each guardrail is switched and tuned in `ServeConfig.guardrails`; every decision is returned to
 the client (`tunelens.guardrails` in the response) and logged with the exchange. A guardrail
 whose backing module cannot be loaded reports ``available: false`` with the reason instead of
@@ -56,14 +60,19 @@ class GuardrailEngine:
         return self.cfg.model_dump()
 
     # -- input -----------------------------------------------------------------------------
-    def check_input(self, messages: list[dict[str, str]], documents: list[str]) -> InputCheck:
+    def check_input(self, messages: list[dict[str, str]], documents: list[str],
+                    roles: list[str] | None = None) -> InputCheck:
+        """``roles``: each message's role as the client sent it (``developer`` turns reach the model
+        as ``system``); by default the messages' own roles."""
         check = InputCheck(messages=[dict(m) for m in messages], documents=list(documents))
-        self._check_injection(check)
+        if roles is not None and len(roles) != len(messages):
+            raise ValueError(f"check_input: {len(roles)} roles for {len(messages)} messages")
+        self._check_injection(check, roles or [m["role"] for m in messages])
         if not check.blocked:
             self._redact_input(check)
         return check
 
-    def _check_injection(self, check: InputCheck) -> None:
+    def _check_injection(self, check: InputCheck, roles: list[str]) -> None:
         cfg = self.cfg.injection
         if not cfg.enabled:
             check.decisions["injection"] = {"enabled": False}
@@ -71,22 +80,41 @@ class GuardrailEngine:
         if self._injection is None:
             check.decisions["injection"] = {"enabled": True, "available": False, "reason": self._injection_error}
             return
-        user_idx = [i for i, m in enumerate(check.messages) if m["role"] == "user"]
-        texts = [check.messages[i]["content"] for i in user_idx] + check.documents
-        results = self._injection.detect(texts, threshold=cfg.threshold)
-        user_res, doc_res = results[: len(user_idx)], results[len(user_idx):]
-        flagged_msgs = [{"message": i, **r.to_dict()} for i, r in zip(user_idx, user_res) if r.flagged]
+        scanned = [i for i, r in enumerate(roles) if r in cfg.scan_roles]
+        docs = check.documents if "tool" in cfg.scan_roles else []
+        # an attack split across two turns: each two consecutive scanned turns of one role, joined
+        pairs: list[tuple[int, int]] = []
+        if cfg.split_turns:
+            for role in dict.fromkeys(roles[i] for i in scanned):
+                same = [i for i in scanned if roles[i] == role]
+                pairs += list(zip(same, same[1:]))
+        texts = ([check.messages[i]["content"] for i in scanned] + docs
+                 + [check.messages[i]["content"] + "\n" + check.messages[j]["content"] for i, j in pairs])
+        threshold = self._injection.threshold if cfg.threshold is None else cfg.threshold
+        results = self._injection.detect(texts, threshold=threshold)
+        msg_res = results[: len(scanned)]
+        doc_res = results[len(scanned): len(scanned) + len(docs)]
+        pair_res = results[len(scanned) + len(docs):]
+        flagged_msgs = [{"message": i, "role": roles[i], **r.to_dict()} for i, r in zip(scanned, msg_res) if r.flagged]
         flagged_docs = [{"document": j, **r.to_dict()} for j, r in enumerate(doc_res) if r.flagged]
+        alone = {f["message"] for f in flagged_msgs}
+        flagged_splits = [{"messages": [i, j], "role": roles[i], **r.to_dict()} for (i, j), r in zip(pairs, pair_res)
+                          if r.flagged and i not in alone and j not in alone]
         decision: dict[str, Any] = {
-            "enabled": True, "available": True, "threshold": cfg.threshold,
+            "enabled": True, "available": True, "threshold": threshold, "scan_roles": list(cfg.scan_roles),
+            "scanned_messages": len(scanned), "scanned_documents": len(docs), "scanned_splits": len(pairs),
             "max_score": round(max((r.score for r in results), default=0.0), 4),
-            "flagged_messages": flagged_msgs, "flagged_documents": flagged_docs,
+            "flagged_messages": flagged_msgs, "flagged_documents": flagged_docs, "flagged_splits": flagged_splits,
             "action": "none",
         }
-        if flagged_msgs:
+        if flagged_msgs or flagged_splits:
             decision["action"] = cfg.input_action
             if cfg.input_action == "block":
-                check.blocked, check.block_reason = True, "prompt injection detected in the user message"
+                if flagged_msgs:
+                    where = f"a {flagged_msgs[0]['role']} message"
+                else:
+                    where = "two {role} messages joined ({messages[0]} and {messages[1]})".format(**flagged_splits[0])
+                check.blocked, check.block_reason = True, f"prompt injection detected in {where}"
         if flagged_docs and not check.blocked:
             if cfg.document_action == "block":
                 decision["action"] = "block"
@@ -94,7 +122,7 @@ class GuardrailEngine:
             elif cfg.document_action == "strip":
                 drop = {d["document"] for d in flagged_docs}
                 check.documents = [d for j, d in enumerate(check.documents) if j not in drop]
-                decision["action"] = "strip" if not flagged_msgs else f"{decision['action']}+strip"
+                decision["action"] = "strip" if decision["action"] == "none" else f"{decision['action']}+strip"
                 decision["stripped_documents"] = sorted(drop)
             elif decision["action"] == "none":
                 decision["action"] = "flag"

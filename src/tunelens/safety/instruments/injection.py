@@ -11,6 +11,8 @@ Each view is scored by a TF-IDF (char_wb 2-5 + word 1-2) logistic regression tra
 ``tunelens safety train-injection`` (:mod:`tunelens.safety.train_injection`). Phrase rules
 ("ignore all previous instructions", their German, French, Spanish and Chinese forms) raise a view to
 ``RULE_SCORE``; they match instructions, never a bare word such as a name ("Dan") or "jailbreak".
+A view of fewer than ``SHORT_WORDS`` words has its classifier score scaled down in proportion (a
+greeting such as "Say hi" is too short for its few n-grams to be evidence; rules still apply).
 Validation figures: ``cards/injection.json``.
 """
 
@@ -63,6 +65,14 @@ _HIDDEN = [
 ]
 _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4}){4,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _SENTENCE = re.compile(r"(?<=[.!?。！？])\s+|\n+")
+SHORT_WORDS = 4  # a view of fewer words is scored p * words / SHORT_WORDS: a few n-grams are weak evidence
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
+def _words(text: str) -> int:
+    return len(text.split()) + len(_CJK.findall(text)) // 2
+
+
 WINDOW_MIN_CHARS = 80  # texts longer than this (and of 3+ sentences) are also read two sentences at a time
 MAX_WINDOWS = 200
 
@@ -175,6 +185,9 @@ class InjectionInstrument(Instrument):
         probs = self.pipeline.predict_proba([v[1] for v in all_views])[:, 1] if all_views else []
         out = [{"score": 0.0, "model_score": 0.0, "view": "text", "rules": []} for _ in texts]
         for (name, text), i, p in zip(all_views, owner, probs):
+            n_words = _words(text)
+            if n_words < SHORT_WORDS:
+                p = p * n_words / SHORT_WORDS
             hits = [h for h, rx in _RULES if rx.search(text)]
             score = max(float(p), RULE_SCORE if hits else 0.0)
             o = out[i]
