@@ -29,8 +29,13 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the libraries' logging, warnings and progress bars "
+                                 "(transformers, datasets, peft, accelerate: model loading, deprecations)."),
 ) -> None:
     """tunelens: data -> train -> evaluate -> explain -> serve, with provenance and cards."""
+    from tunelens.progress import quiet_libraries
+
+    quiet_libraries(verbose)
 
 
 def _register() -> None:

@@ -20,18 +20,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from tunelens.data.config import CurateConfig
 from tunelens.data.datasheet import CurateReport, InputReport, StepReport, write_datasheet
 from tunelens.data.importers import ImportResult, load_records
 from tunelens.data.steps import BuildContext, InvariantError, Step, all_steps, check_partition
 from tunelens.errors import TunelensError, check_input_file
+from tunelens.progress import Reporter, reporting
 from tunelens.records import content_hash
 
 OUTPUT_FILES = ("curated.jsonl", "rejects.jsonl", "changes.jsonl", "datasheet.md")
 INPUT_FILES = "a JSONL/JSON/CSV/TSV/Parquet file (optionally .gz)"
 _TEXT_SUFFIXES = {".jsonl", ".ndjson", ".json", ".csv", ".tsv"}
+PROGRESS_MIN_ITEMS = 2000  # a step over fewer items gets no bar of its own (it takes moments)
 
 
 def check_input(spec: str | Path) -> None:
@@ -105,25 +107,31 @@ def curate(
     config: CurateConfig | None = None,
     scorer: Callable[[list[str]], list[float]] | None = None,
     progress: bool = False,
+    on_progress: Reporter | None = None,
 ) -> CurateReport:
     """Run the curation pipeline and write the four output files to ``outdir``.
 
     ``inputs``: file paths / ``hf:org/name[:split]`` ids, and/or record dicts (in memory).
     ``scorer``: a toxicity scorer (texts -> probabilities); given, it enables the toxicity step.
-    ``progress``: show a rich progress display (on stderr) naming the running step.
+    ``progress``: show a rich progress display (on stderr) naming the running step, and within a
+    step over at least PROGRESS_MIN_ITEMS items a bar with its ETA (the steps report through
+    ``tunelens.progress.track``). ``on_progress(label, done, total)`` gets the same reports, the
+    label being ``"<step>: <what>"`` (e.g. ``"pii: texts"``).
     """
     config = config or CurateConfig()
     started = time.perf_counter()
     steps = build_steps(config, scorer)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn())
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
         task = bar.add_task("importing", total=len(steps) + 2)
+        detail = bar.add_task("", total=None, visible=False)
         records, locations, rejects, input_reports = import_inputs(
             inputs, config, on_file=lambda name: bar.update(task, description=f"import: {name}"))
         bar.advance(task)
         n_input = len(records) + len(rejects)
-        kept, rejects, changes, changed_ids, step_reports = _run_steps(steps, records, locations, rejects, config, bar, task)
+        kept, rejects, changes, changed_ids, step_reports = _run_steps(steps, records, locations, rejects, config, bar, task,
+                                                                        detail, on_progress)
         if n_input != len(kept) + len(rejects):
             raise InvariantError(f"{n_input} records in but {len(kept)} kept + {len(rejects)} rejected")
         bar.update(task, description=f"writing {outdir}")
@@ -135,15 +143,31 @@ def curate(
     return report
 
 
-def _run_steps(steps, records, locations, rejects, config, bar, task):
+def _run_steps(steps, records, locations, rejects, config, bar, task, detail=None, on_progress=None):
     location_of = {id(r): loc for r, loc in zip(records, locations)}
     changes: list[dict] = []
     changed_ids: set[str] = set()
     step_reports: list[StepReport] = []
+    phase: dict[str, str] = {}  # the description the within-step bar shows now
     for step in steps:
         bar.update(task, description=f"{step.name}: {len(records):,} records")
         t0 = time.perf_counter()
-        result = step.run(records)
+
+        def report(label: str, done: int, total: int, name: str = step.name) -> None:
+            if on_progress is not None:
+                on_progress(f"{name}: {label}", done, total)
+            if detail is None:
+                return
+            description = f"  {name}: {label}"
+            if phase.get("description") != description:  # a new phase: its own clock and speed for the ETA
+                phase["description"] = description
+                bar.reset(detail, total=total, description=description, visible=total >= PROGRESS_MIN_ITEMS)
+            bar.update(detail, completed=done, total=total)
+
+        with reporting(report):
+            result = step.run(records)
+        if detail is not None:
+            bar.update(detail, visible=False, description="")
         check_partition(step.name, records, result)
         for rej in result.rejected:
             loc = location_of.get(id(rej.record), "")

@@ -115,7 +115,9 @@ class FilterStep(Step):
     def run(self, records: list[Record]) -> StepResult:
         result = StepResult(kept=[])
         reasons: dict[str, int] = {}
-        for rec in records:
+        from tunelens.progress import track
+
+        for rec in track(records, "records"):
             found = self.problem(rec)
             if found is None:
                 result.kept.append(rec)

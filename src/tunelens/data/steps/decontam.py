@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field, field_validator
 
+from tunelens.progress import track
 from tunelens.data.steps.base import Record, Rejection, SectionConfig, Step, StepResult, message_fields, register
 from tunelens.data.textkeys import TokenCache, ngram_hashes, words
 from tunelens.errors import TunelensError
@@ -147,7 +148,7 @@ class Decontaminate(Step):
             for _, text in message_fields(rec):
                 field_texts.append(text)
                 field_owner.append(i)
-        hashes, owner = ngram_hashes([self.tokens.hashes(t) for t in field_texts], n)
+        hashes, owner = ngram_hashes([self.tokens.hashes(t) for t in track(field_texts, "texts")], n)
         hit = np.isin(hashes, self.eval_hashes)
         first_hit: dict[int, int] = {}  # record index -> position of its first matching n-gram
         for pos in np.flatnonzero(hit):

@@ -16,6 +16,7 @@ import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from pydantic import Field
 
+from tunelens.progress import advance, track
 from tunelens.data.steps.base import (
     Record,
     Rejection,
@@ -74,7 +75,7 @@ class ExactDedup(Step):
         result = StepResult(kept=[])
         first: dict[str, int] = {}
         kept_of: dict[int, list[int]] = {}
-        for i, rec in enumerate(records):
+        for i, rec in enumerate(track(records, "records")):
             key = exact_key(rec)
             rep = first.setdefault(key, i)
             if rep == i:
@@ -115,6 +116,7 @@ def minhash_signatures(tokens: list[list[int]], num_perm: int, ngram: int, chunk
             cuts = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])
             cols = own[cuts]
             sig[:, cols] = np.minimum(sig[:, cols], np.minimum.reduceat(permuted, cuts, axis=1))
+            advance("MinHash shingles", min(start + chunk, len(mixed)), len(mixed))
     has_tokens = np.fromiter((len(t) > 0 for t in tokens), dtype=bool, count=len(tokens))
     return np.ascontiguousarray(sig.T), has_tokens
 
@@ -160,12 +162,12 @@ class NearDedup(Step):
     def run(self, records: list[Record]) -> StepResult:
         cfg = self.config
         result = StepResult(kept=[])
-        seqs = [[h for text in self._texts(r) for h in self.tokens.hashes(text)] for r in records]
+        seqs = [[h for text in self._texts(r) for h in self.tokens.hashes(text)] for r in track(records, "words")]
         sig, has_tokens = minhash_signatures(seqs, cfg.num_perm, cfg.ngram)
         lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
         maybe_dup = colliding(sig, lsh.b, lsh.r) & has_tokens
         kept_of: dict[int, list[int]] = {}
-        for i, rec in enumerate(records):
+        for i, rec in enumerate(track(records, "LSH")):
             if not maybe_dup[i]:  # no band shared with any record (or no words): cannot be a near-duplicate
                 result.kept.append(rec)
                 continue

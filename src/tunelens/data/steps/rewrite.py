@@ -9,7 +9,10 @@ from pydantic import Field, field_validator
 
 from tunelens.data.pii import DEFAULT_TYPES, PII_TYPES, redact_many
 from tunelens.data.steps.base import Change, Record, SectionConfig, Step, StepResult, message_fields, register, set_field
+from tunelens.progress import advance, track
 from tunelens.records import normalise_text
+
+PII_CHUNK = 2048  # texts per redact_many call
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _INNER_SPACES = re.compile(r"(?<=\S)[ \t]{2,}")
@@ -73,7 +76,7 @@ class Normalise(Step):
 
     def run(self, records: list[Record]) -> StepResult:
         result = StepResult(kept=list(records))
-        for rec in records:
+        for rec in track(records, "records"):
             fields = []
             for path, before in message_fields(rec):
                 after = self.text(before)
@@ -102,7 +105,12 @@ class RedactPii(Step):
         result = StepResult(kept=list(records))
         totals: dict[str, int] = {}
         located = [(rec, path, text) for rec in records for path, text in message_fields(rec)]
-        redacted = iter(redact_many([text for _, _, text in located], self.types))
+        texts = [text for _, _, text in located]
+        done: list[tuple[str, dict[str, int]]] = []
+        for start in range(0, len(texts), PII_CHUNK):  # in chunks, for progress (same result: per text)
+            done.extend(redact_many(texts[start:start + PII_CHUNK], self.types))
+            advance("texts", len(done), len(texts))
+        redacted = iter(done)
         for rec in records:
             fields, rec_counts = [], {}
             for path, before in message_fields(rec):
