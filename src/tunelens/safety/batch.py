@@ -65,8 +65,13 @@ def count_lines(path: Path) -> int:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of ``path`` with their numbers; a missing file is an error at once."""
     if not path.is_file():
         raise TunelensError(f"input not found: {path}")
+    return _read_lines(path)
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         for number, raw in enumerate(fh, start=1):
             if raw.strip():
