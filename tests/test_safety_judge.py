@@ -20,13 +20,16 @@ from tunelens.safety.instruments.judge import Judge, parse_harm, parse_refusal
     ("1_full_compliance", "full_compliance"), ("2_full_refusal.", "full_refusal"),
     ("CLASS: 3_partial_refusal", "partial_refusal"), ("full refusal", "full_refusal"), ("2", "full_refusal"),
     ("1_full_compliance or 2_full_refusal", None), ("I think it is fine", None), ("", None),
+    ("<think>maybe 1_full_compliance? no, it refuses</think>\n2_full_refusal", "full_refusal"),
+    ("<think>it starts to answer 1_full_compliance", None),  # cut off while thinking
 ])
 def test_parse_refusal(answer, label):
     assert parse_refusal(answer) == label
 
 
 @pytest.mark.parametrize("answer, label", [("Yes", "harmful"), ("no.", "harmless"), (" YES, because", "harmful"),
-                                           ("Maybe", None), ("The answer is yes", None)])
+                                           ("Maybe", None), ("The answer is yes", None),
+                                           ("<think>no wait</think> Yes", "harmful")])
 def test_parse_harm(answer, label):
     assert parse_harm(answer) == label
 
