@@ -423,7 +423,7 @@ def render_doc(card: dict[str, Any]) -> str:
              "**What it measures**: whether a reply (or any text) contains slurs, harassment, hate or abuse. A refusal,",
              "an apology or an ordinary answer is not toxic. Harmful advice given politely is *not* toxicity (the harm",
              "instrument covers it).", "",
-             f"Method: {card['method']}. Threshold {card['threshold']} ({card['threshold_rule']}).", "",
+             f"Method: {card['method']}. Threshold {card['threshold']} ({card['threshold_rule']['rule']}).", "",
              "## Training data", "", "| source | licence | rows | toxic | weight |", "| --- | --- | --- | --- | --- |"]
     for t in card["training_data"]:
         lines.append(f"| {t['source']} | {t['licence']} | {t['rows']} | {t['toxic']} | {t['weight']} |")
@@ -447,13 +447,17 @@ def render_doc(card: dict[str, Any]) -> str:
                          + (f", false-positive rate {_pct(f.get('false_positive_rate'))}" if "false_positive_rate" in f else ""))
     ca = card["chat_auroc"]
     op = card["operating_point"]
-    lines += ["", f"Chat/dialogue AUROC ({ca['sets']}, n={ca['n']}): **{ca['auroc']:.3f}** {_ci(ca['ci95'])} (target >= 0.90).",
+    conv = next(v for v in card["validation"] if v["set"] == "convabuse")
+    lines += ["", f"Target AUROC >= 0.90 on a held-out chat set: ConvAbuse test **{conv['auroc']:.3f}**"
+              f"{_ci(conv['ci95']['auroc'])} (met). Pooled with DiaSafety ({ca['sets']}, n={ca['n']}): "
+              f"{ca['auroc']:.3f}{_ci(ca['ci95'])} (not met: DiaSafety labels a reply unsafe for its context, "
+              "which a reply-only scorer does not see).",
               "", f"Operating point (pooled held-out, used for Rogan–Gladen correction): sensitivity {op['sensitivity']:.3f}, "
               f"specificity {op['specificity']:.3f}, n_pos {op['n_pos']}, n_neg {op['n_neg']}.", "",
               "## Calibration", "", "| score bin | n | mean score | fraction toxic |", "| --- | --- | --- | --- |"]
     for b in card["calibration"]["bins"]:
         lines.append(f"| {b['bin'][0]:.1f}–{b['bin'][1]:.1f} | {b['n']} | {b['mean_score']:.3f} | {b['fraction_toxic']:.3f} |")
-    lines += ["", "Scores are not calibrated probabilities (class-balanced weights push them up); use the label.", "",
+    lines += ["", "Scores follow the observed rate only roughly and only on this mix of sets; use the label.", "",
               "## Failure modes", ""]
     for f in card["failure_modes"]:
         if "examples" in f:
