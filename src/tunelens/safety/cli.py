@@ -113,6 +113,7 @@ def classify_cmd(
     judge_timeout: float = typer.Option(60.0, "--judge-timeout", min=1.0, help="Seconds per judge request."),
     judge_concurrency: int = typer.Option(4, "--judge-concurrency", min=1, help="Judge requests in flight at once."),
     judge_retries: int = typer.Option(2, "--judge-retries", min=0, help="Retries of a failed judge request."),
+    judge_max_tokens: int = typer.Option(16, "--judge-max-tokens", min=1, help="Longest judge answer (raise it for reasoning models)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Lines classified at once."),
 ) -> None:
     """Label each line with a safety instrument (offline by default, or an LLM judge).
@@ -125,7 +126,7 @@ def classify_cmd(
     options = {}
     if judge:
         options = {"model": judge_model, "timeout": judge_timeout, "concurrency": judge_concurrency,
-                   "retries": judge_retries}
+                   "retries": judge_retries, "max_tokens": judge_max_tokens}
     total = count_lines(src) if src.is_file() else 0
     with _progress(total) as bar:
         job = bar.add_task(f"{task} {src.name}", total=total) if bar else None
