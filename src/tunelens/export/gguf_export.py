@@ -130,7 +130,9 @@ def _provenance(spec: str) -> _Provenance:
     checkpoint = path
     if path.is_dir() and (path / "adapter_config.json").is_file():
         adapter = path
-        base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+        from tunelens.models.base import adapter_base
+
+        base = adapter_base(path)  # the base record, else base_model_name_or_path
         if not base:
             raise TunelensError(f"adapter {path} names no base model (base_model_name_or_path in adapter_config.json)")
         checkpoint, base_id, _ = resolve_model(str(base), progress=False)

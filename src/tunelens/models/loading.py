@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelens.errors import TunelensError
+from tunelens.models.base import adapter_base
 from tunelens.models.store import build_atomically, cache_dir, is_complete_checkpoint
 from tunelens.models.tiny import build_tiny_random
 from tunelens.models.tokenizer import ensure_chat_template, smollm2_gguf_path
@@ -116,8 +117,9 @@ def resolve_model(spec: str, *, progress: bool = True) -> tuple[Path, str, str |
     if looks_local or path.suffix in {".bin", ".safetensors", ".pt"}:
         raise TunelensError(f"model path does not exist: {path}")
     if spec.count("/") == 1:
-        # A hub id; downloaded (or read from the HF cache) by transformers.
-        return Path(spec), spec, None
+        # A hub id, optionally pinned as org/name@revision; downloaded (or read from the HF cache) by transformers.
+        repo, _, rev = spec.partition("@")
+        return Path(repo), repo, rev or None
     raise TunelensError(
         f"unknown model {spec!r}: give a hub id (org/name), a local HF directory, a .gguf file, "
         f"or one of: {SMOLLM2_NAME}, {TINY_NAME}"
@@ -125,10 +127,8 @@ def resolve_model(spec: str, *, progress: bool = True) -> tuple[Path, str, str |
 
 
 def _adapter_base(path: Path) -> str | None:
-    cfg = path / "adapter_config.json"
-    if cfg.is_file():
-        return json.loads(cfg.read_text(encoding="utf-8")).get("base_model_name_or_path")
-    return None
+    """The base model spec of an adapter directory (see tunelens.models.base.adapter_base)."""
+    return adapter_base(path)
 
 
 def load_tokenizer(spec: str):

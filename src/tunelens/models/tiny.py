@@ -9,6 +9,11 @@ from tunelens.models.store import build_atomically
 from tunelens.models.tokenizer import smollm2_tokenizer
 
 
+# The build parameters of ``tiny-random`` (a base record keeps the ones a model was built with).
+TINY_DEFAULTS = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 128,
+                 "max_position_embeddings": 2048, "seed": 0}
+
+
 def build_tiny_random(
     out_dir: str | Path,
     *,
@@ -49,6 +54,10 @@ def build_tiny_random(
         model = LlamaForCausalLM(config)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "tunelens_source.json").write_text(json.dumps({"tiny_random_seed": seed}), encoding="utf-8")
+        params = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
+                  "num_kv_heads": num_kv_heads, "intermediate_size": intermediate_size,
+                  "max_position_embeddings": max_position_embeddings, "seed": seed}
+        (tmp / "tunelens_source.json").write_text(json.dumps({"tiny_random_seed": seed, "tiny_random": params}),
+                                                  encoding="utf-8")
 
     return build_atomically(Path(out_dir), build, force=force, what="the tiny-random model")

@@ -3,15 +3,18 @@
 ``train(TrainConfig(...)) -> TrainResult`` (or ``tunelens train ...``) writes, under OUT:
 
 - ``adapter/``          PEFT adapter + tokenizer (LoRA/QLoRA); adapter_config.json's
-                        ``base_model_name_or_path`` is the resolved local base checkpoint
-- ``model/``            the full model + tokenizer (``peft: none``)
+                        ``base_model_name_or_path`` is the base's hub id (never a local cache path), and
+                        ``tunelens_base.json`` records how the base is rebuilt (``tunelens.models.base``:
+                        the embedded GGUF with its sha256, the tiny model's parameters)
+- ``model/``            the full model + tokenizer (``peft: none``), with ``tunelens_base.json``
 - ``merged/``           adapter merged into the base (``merge: true``); plain ``from_pretrained``
 - ``checkpoints/checkpoint-N/``  Trainer checkpoints (optimizer, scheduler, RNG, data position)
 - ``metrics.jsonl``     one JSON per logging step: step, loss, lr, grad_norm, tokens_per_s,
                         supervised_tokens; DPO adds reward_margin, reward_accuracy, reward_chosen/rejected
 - ``loss_curve.png``    loss against step
 - ``config.yaml``       the resolved config
-- ``manifest.json``     data sha256s, model id/revision/path, library versions, seed, hardware, precision
+- ``manifest.json``     data sha256s, model id/revision/path and base record (``model.base``), library
+                        versions, seed, hardware, precision
 - ``train_summary.json`` final loss, steps, tokens/s, examples used/truncated/dropped, wall time
 - ``dropped_examples.jsonl``  every example not trained on, with its reason
 

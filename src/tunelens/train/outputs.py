@@ -29,6 +29,7 @@ def write_manifest(config: Any, precision: Precision, model_id: str, revision: s
     import yaml
 
     from tunelens.models import model_fingerprint
+    from tunelens.models.base import describe_base
     from tunelens.train.data import file_sha256
 
     out = config.out
@@ -37,7 +38,9 @@ def write_manifest(config: Any, precision: Precision, model_id: str, revision: s
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "method": config.method,
         "model": {"spec": config.model, "id": model_id, "revision": revision, "path": str(model_path),
-                  "fingerprint": model_fingerprint(model_path)},
+                  "fingerprint": model_fingerprint(model_path),
+                  # the portable description of the base (tunelens.models.base): hub id, what the weights were
+                  "base": describe_base(config.model, model_path, revision)},
         "data": [{"path": str(Path(p).resolve()), "sha256": file_sha256(Path(p))} for p in config.data],
         "seed": config.seed,
         "precision": {"name": precision.name, "reason": precision.reason},
@@ -49,6 +52,17 @@ def write_manifest(config: Any, precision: Precision, model_id: str, revision: s
         "libraries": library_versions(),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
+def manifest_base(out: Path) -> dict[str, Any]:
+    """The base record that write_manifest stored in OUT/manifest.json."""
+    from tunelens.errors import TunelensError
+
+    path = Path(out) / "manifest.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["model"]["base"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise TunelensError(f"{path}: no base record (model.base): {exc}") from None
 
 
 def write_loss_curve(metrics: Path, png: Path, method: str) -> None:

@@ -326,19 +326,28 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
 
 
 def _save_final(config: TrainConfig, trainer: Any, tokenizer: Any, result: TrainResult) -> None:
+    from tunelens.models.base import base_name, mark_saved_model
+    from tunelens.train.outputs import manifest_base
+
     out = config.out
+    base = manifest_base(out)  # how another machine gets this base (hub id, embedded GGUF, tiny spec)
     model = trainer.accelerator.unwrap_model(trainer.model)
     if config.peft == "none":
         target = out / "model"
         _fresh(target)
         model.save_pretrained(target, safe_serialization=True)
         tokenizer.save_pretrained(target)
+        mark_saved_model(target, base, adapter=False)
         result.model_dir = target
         return
     target = out / "adapter"
     _fresh(target)
+    for peft_config in model.peft_config.values():  # never the local cache path of the base
+        peft_config.base_model_name_or_path = base_name(base)
+        peft_config.revision = base.get("revision")
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
+    mark_saved_model(target, base, adapter=True)
     result.adapter_dir = target
     if config.merge:
         merged_dir = out / "merged"
@@ -346,6 +355,7 @@ def _save_final(config: TrainConfig, trainer: Any, tokenizer: Any, result: Train
         merged = model.merge_and_unload()
         merged.save_pretrained(merged_dir, safe_serialization=True)
         tokenizer.save_pretrained(merged_dir)
+        mark_saved_model(merged_dir, base, adapter=False)
         result.merged_dir = merged_dir
 
 
