@@ -63,3 +63,35 @@ def read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
         if missing:
             raise TunelensError(f"{path}: missing column(s) {', '.join(missing)} (found {reader.fieldnames})")
         return list(reader)
+
+
+# The Hugging Face Hub dataset of each public data file that has one (file name -> dataset id), for
+# the `datasets` of model cards and the `source_datasets` of dataset cards. A file not listed here
+# (the built-in suite, a user's own file) has no hub id: cards describe it in their text instead.
+HUB_DATASETS = {
+    "alpaca_data.json": "tatsu-lab/alpaca",
+    "gsm8k_train.jsonl": "openai/gsm8k",
+    "gsm8k_test.jsonl": "openai/gsm8k",
+    "hh_rlhf_helpful_base_test.jsonl.gz": "Anthropic/hh-rlhf",
+    "hh_rlhf_harmless_base_test.jsonl.gz": "Anthropic/hh-rlhf",
+    "deepset_prompt_injections_train.jsonl": "deepset/prompt-injections",
+    "deepset_prompt_injections_test.jsonl": "deepset/prompt-injections",
+    "ifeval_input_data.jsonl": "google/IFEval",
+    "coconot_pref.jsonl": "allenai/coconot",
+    "coconot_contrast_eval.jsonl": "allenai/coconot",
+    "jbb_harmful_behaviors.csv": "JailbreakBench/JBB-Behaviors",
+    "jbb_benign_behaviors.csv": "JailbreakBench/JBB-Behaviors",
+    "truthfulqa.csv": "truthfulqa/truthful_qa",
+    "truthfulqa_v1.csv": "truthfulqa/truthful_qa",
+}
+
+
+def hub_dataset_id(source_file: str | None) -> str | None:
+    """The hub dataset id of a record's ``provenance.source_file``: ``hf:org/name[:split]`` imports
+    name it, the public data files are looked up in HUB_DATASETS (by file name); else None."""
+    if not source_file:
+        return None
+    text = str(source_file)
+    if text.startswith("hf:"):
+        return text[3:].split(":", 1)[0] or None
+    return HUB_DATASETS.get(Path(text).name)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelens.datafiles import hub_dataset_id
 from tunelens.errors import TunelensError
 
 # Where each stage writes, relative to the run dir (the pipeline's layout).
@@ -75,6 +76,8 @@ class RunArtifacts:
     suite_summary: dict[str, Any] = field(default_factory=dict)
     licence_mix: Counter = field(default_factory=Counter)
     source_mix: Counter = field(default_factory=Counter)
+    hub_datasets: Counter = field(default_factory=Counter)  # hub dataset id -> curated records from it
+    source_hub: dict[str, str | None] = field(default_factory=dict)  # source -> its hub dataset id (None: has none)
     n_curated: int = 0
     reject_reasons: Counter = field(default_factory=Counter)  # curation step -> records rejected there
     reject_examples: dict[str, str] = field(default_factory=dict)  # step -> its first reason, as an example
@@ -113,6 +116,10 @@ def load_run(run_dir: str | Path, require: tuple[str, ...] = ("results", "train_
             prov = rec.get("provenance") or {}
             art.licence_mix[prov.get("license", "unknown")] += 1
             art.source_mix[prov.get("source", "unknown")] += 1
+            hub_id = hub_dataset_id(prov.get("source_file"))
+            if hub_id:
+                art.hub_datasets[hub_id] += 1
+            art.source_hub.setdefault(prov.get("source", "unknown"), hub_id)
             art.n_curated += 1
     if art.exists("rejects"):
         for row in _jsonl(art.path("rejects")):

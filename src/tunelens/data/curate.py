@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -130,8 +131,16 @@ def curate(
             inputs, config, on_file=lambda name: bar.update(task, description=f"import: {name}"))
         bar.advance(task)
         n_input = len(records) + len(rejects)
+        origin = _origins(records, input_reports)
         kept, rejects, changes, changed_ids, step_reports = _run_steps(steps, records, locations, rejects, config, bar, task,
                                                                         detail, on_progress)
+        kept_by_input = Counter(origin[id(r)] for r in kept)  # steps keep the record objects (check_partition)
+        licences_by_input: dict[int, set[str]] = {}
+        for r in kept:
+            licences_by_input.setdefault(origin[id(r)], set()).add((r.get("provenance") or {}).get("license", "unknown"))
+        for i, rep in enumerate(input_reports):
+            rep.kept = kept_by_input.get(i, 0)
+            rep.licences_kept = sorted(licences_by_input.get(i, set()))
         if n_input != len(kept) + len(rejects):
             raise InvariantError(f"{n_input} records in but {len(kept)} kept + {len(rejects)} rejected")
         bar.update(task, description=f"writing {outdir}")
@@ -141,6 +150,18 @@ def curate(
     report.seconds = round(time.perf_counter() - started, 3)
     (Path(outdir) / "curate_report.json").write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     return report
+
+
+def _origins(records: list[dict], reports: list[InputReport]) -> dict[int, int]:
+    """id(record) -> the index of the input it was imported from (records come input by input)."""
+    origin, start = {}, 0
+    for i, rep in enumerate(reports):
+        for rec in records[start:start + rep.records]:
+            origin[id(rec)] = i
+        start += rep.records
+    if start != len(records):
+        raise InvariantError(f"{len(records)} records imported but the inputs report {start}")
+    return origin
 
 
 def _run_steps(steps, records, locations, rejects, config, bar, task, detail=None, on_progress=None):

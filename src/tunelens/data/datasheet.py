@@ -13,7 +13,9 @@ import numpy as np
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from tunelens.cards.hub import HUB_LICENSES, check_metadata
 from tunelens.data.licences import hub_license_id
+from tunelens.datafiles import hub_dataset_id
 from tunelens.data.steps.base import prompt_and_responses
 from tunelens.records import UNKNOWN_LICENSE
 
@@ -29,6 +31,8 @@ class InputReport:
     format: str
     records: int
     malformed: int
+    kept: int = 0  # records of this input that curation kept
+    licences_kept: list[str] = field(default_factory=list)  # their licences
 
 
 @dataclass
@@ -94,25 +98,28 @@ def _length_rows(records: list[dict]) -> list[list[Any]]:
 
 def build_datasheet(report: CurateReport, kept: list[dict], rejects: list[dict], config: CurateConfig) -> DatasetCard:
     sources = sorted({i.source for i in report.inputs})
+    # Hub ids only (the Hub rejects file stems): of each input, and of the provenance of the records read.
+    hub_ids = {hub_dataset_id(i.source_file) for i in report.inputs}
+    hub_ids |= {hub_dataset_id((r.get("provenance") or {}).get("source_file"))
+                for r in kept + [x["record"] for x in rejects if isinstance(x.get("record"), dict)] if isinstance(r, dict)}
+    source_datasets = sorted(h for h in hub_ids if h)
     mix_out = _licence_mix(kept)
     mix_in = _licence_mix(kept + [r["record"] for r in rejects if "record" in r])
     kinds = Counter(r.get("kind", "conversation") for r in kept)
     tasks = ["text-generation"] + (["reinforcement-learning"] if kinds.get("preference") else [])
     data = DatasetCardData(
-        license=[hub_license_id(x) for x in sorted(mix_out)] or [UNKNOWN_LICENSE],
+        # Hub licence ids; a licence the Hub does not know is "other" (the Licences section names it).
+        license=sorted({hub_license_id(x) if hub_license_id(x) in HUB_LICENSES else "other" for x in mix_out})
+        or [UNKNOWN_LICENSE],
         size_categories=[size_category(len(kept))],
         task_categories=tasks,
-        source_datasets=sources,
+        source_datasets=source_datasets or None,
         pretty_name=f"tunelens curated data ({', '.join(sources)})",
         tags=["tunelens", "instruction-tuning", "curated"],
         tunelens={"records_in": report.records_in, "kept": report.kept, "rejected": report.rejected,
                   "changed": report.changed, "record_kinds": dict(kinds)},
     )
     by_step = {s.name: s for s in report.steps}
-    kept_by_source: Counter = Counter(r["provenance"]["source"] for r in kept)
-    licences_by_source: dict[str, set[str]] = {}
-    for r in kept:
-        licences_by_source.setdefault(r["provenance"]["source"], set()).add(r["provenance"]["license"])
     parts = [
         f"# {data.pretty_name}",
         "Curated with `tunelens data curate`. Records are canonical tunelens JSONL (`curated.jsonl`); every dropped "
@@ -120,9 +127,11 @@ def build_datasheet(report: CurateReport, kept: list[dict], rejects: list[dict],
         f"**{report.records_in:,} records in, {report.kept:,} kept, {report.rejected:,} rejected** "
         f"({report.changed:,} changed by normalisation or redaction). Invariant checked: in = kept + rejected.",
         "## Sources",
-        _table(["source", "file / hub id", "format", "records", "malformed rows", "kept", "licences kept"],
-               [[i.source, f"`{i.source_file}`", i.format, i.records, i.malformed, kept_by_source.get(i.source, 0),
-                 ", ".join(sorted(licences_by_source.get(i.source, []))) or "-"] for i in report.inputs]),
+        _table(["source", "file / hub id", "Hub dataset", "format", "records", "malformed rows", "kept", "licences kept"],
+               [[i.source, f"`{i.source_file}`", hub_dataset_id(i.source_file) or "-", i.format, i.records, i.malformed,
+                 i.kept, ", ".join(i.licences_kept) or "-"] for i in report.inputs]),
+        "Source datasets (metadata `source_datasets`) are Hub dataset ids; an input without one (the built-in "
+        "suite, a local file) is described by this table only.",
         "## Licences",
         "Licences come from the `--license` flag, the config or the record itself; a record without one is "
         "`unknown` (never guessed).",
@@ -147,6 +156,7 @@ def build_datasheet(report: CurateReport, kept: list[dict], rejects: list[dict],
         s = by_step["toxicity"]
         parts += ["## Toxicity", f"Threshold {s.stats.get('threshold')}: {s.rejected:,} of {s.records_in:,} records rejected."]
     parts += ["## Configuration", "```yaml\n" + yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False) + "```"]
+    check_metadata(data.to_dict(), "dataset", "datasheet.md")
     content = f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(parts) + "\n"
     return DatasetCard(content)
 
