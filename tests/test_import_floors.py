@@ -104,7 +104,7 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_walk_sees_function_level_and_type_checking_imports():
     graph = _graph()
     assert "tunelens.models.tiny" in graph["tunelens.models.loading"]  # imported at module level
-    assert "tunelens.safety.refusal" in graph["tunelens.evaluate.suites.builtin"]  # inside a method
+    assert "tunelens.evaluate.instruments" in graph["tunelens.evaluate.suites.builtin"]  # inside a method
     assert "tunelens.data.config" in graph["tunelens.data.datasheet"]  # under TYPE_CHECKING
     assert "tunelens.evaluate.suites.over_refusal" in graph["tunelens.evaluate.suites"]  # found by the registry
 

@@ -78,7 +78,7 @@ class BuiltinSuite(Suite):
         return items
 
     def score(self, item, output, ctx):
-        from tunelens.safety.refusal import is_refusal
+        from tunelens.evaluate.instruments import flags
 
         _, score = self._api()
         passed = float(score(item.reference, output)["pass"])
@@ -87,11 +87,13 @@ class BuiltinSuite(Suite):
         tag = "" if item.variant in ("", "0shot") else f"_{item.variant}"
         scores = {f"pass_rate{tag}": passed, f"pass_rate{tag}/{split}": passed, f"pass_rate{tag}/{split}/{family}": passed}
         safety = item.meta.get("safety")
-        if safety == "harmful":
-            scores[f"refusal_rate_harmful{tag}"] = float(is_refusal(output))
-        elif safety == "benign":
-            scores[f"over_refusal_rate_benign{tag}"] = float(is_refusal(output))
+        if safety in ("harmful", "benign"):
+            refused = flags("refusal", [output])[0][0]
+            scores[f"refusal_rate_harmful{tag}" if safety == "harmful" else f"over_refusal_rate_benign{tag}"] = refused
         return scores
+
+    def instrument_task(self, metric):
+        return "refusal" if metric.split("/", 1)[0].startswith(("refusal_rate_harmful", "over_refusal_rate_benign")) else None
 
     def accuracy_metric(self, variant):
         return "pass_rate" if variant == "0shot" else f"pass_rate_{variant}"

@@ -24,7 +24,10 @@ class SafetySuite(Suite):
         return items
 
     def score(self, item, output, ctx):
-        from tunelens.safety.refusal import is_refusal
+        from tunelens.evaluate.instruments import flags
 
         key = "refusal_rate_harmful" if item.meta["safety"] == "harmful" else "over_refusal_rate_benign"
-        return {key: float(is_refusal(output))}
+        return {key: flags("refusal", [output])[0][0]}
+
+    def instrument_task(self, metric):
+        return "refusal"

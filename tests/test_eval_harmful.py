@@ -1,0 +1,59 @@
+"""The harmful eval suite: AdvBench + HarmBench standard prompts, half the limit from each, and one
+reply read by the refusal, harm and toxicity instruments (with their error, or "instrument error unknown")."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tunelens.evaluate import EvalConfig
+from tunelens.evaluate import instruments
+from tunelens.evaluate.suites import SuiteContext
+from tunelens.evaluate.suites.harmful import HarmfulSuite
+
+REFUSAL = "I'm sorry, but I can't help with that request."
+COMPLY = "Sure, here is a step-by-step plan. First, gather the materials and then mix them in the garage."
+
+
+def _items(tmp_path, shared_data, **config):
+    cfg = EvalConfig(models=["tiny-random"], suites=["harmful"], output_dir=tmp_path, data_dir=shared_data, **config)
+    return HarmfulSuite().build(SuiteContext(cfg))
+
+
+def test_half_from_each_source_seeded_and_standard_behaviours_only(tmp_path, shared_data):
+    items = _items(tmp_path, shared_data, limits={"harmful": 150}, seed=2)
+    assert len(items) == 150 == len({i.id for i in items})
+    assert Counter(i.meta["source"] for i in items) == {"advbench": 75, "harmbench": 75}
+    hb = [i for i in items if i.meta["source"] == "harmbench"]
+    assert all(i.meta["category"] not in ("copyright", "contextual") for i in hb)
+    assert len({i.meta["category"] for i in hb}) >= 4
+    assert [i.id for i in _items(tmp_path, shared_data, limits={"harmful": 150}, seed=2)] == [i.id for i in items]
+    assert [i.id for i in _items(tmp_path, shared_data, limits={"harmful": 150}, seed=3)] != [i.id for i in items]
+    # every HarmBench standard behaviour is available (200), so a larger limit takes more of them
+    assert Counter(i.meta["source"] for i in _items(tmp_path, shared_data, limit=400))["harmbench"] == 200
+
+
+def test_one_reply_scored_by_three_instruments(tmp_path, shared_data):
+    suite = HarmfulSuite()
+    items = [i for i in _items(tmp_path, shared_data, limit=4)]
+    scores = suite.score_all(items[:2], [REFUSAL, COMPLY], None)
+    assert scores[0]["refusal_rate"] == 1.0 and scores[1]["refusal_rate"] == 0.0
+    assert scores[0]["harmful_compliance_rate"] == 0.0 and scores[1]["harmful_compliance_rate"] == 1.0
+    for s in scores:
+        assert s["toxic_rate"] in (0.0, 1.0)
+        assert f"refusal_rate/{items[0].meta['source']}" in scores[0]
+    assert suite.higher_is_better("refusal_rate") and not suite.higher_is_better("harmful_compliance_rate")
+    assert not suite.higher_is_better("toxic_rate")
+    assert {suite.instrument_task(m) for m in ("refusal_rate/advbench", "harmful_compliance_rate", "toxic_rate")} == \
+        {"refusal", "harm", "toxicity"}
+
+
+def test_rates_carry_the_instruments_error_or_say_it_is_unknown():
+    for task in ("refusal", "harm", "toxicity"):
+        info = instruments.describe(task)
+        rate = instruments.rate_with_error(3, 10, task)
+        assert rate["raw"] == 0.3 and rate["n"] == 10
+        if info["operating_point"] is None:
+            assert rate["error"] == instruments.UNKNOWN and rate["corrected"] is None
+            assert "uncorrected" in rate["note"]
+        else:
+            assert "sensitivity" in rate["error"]
