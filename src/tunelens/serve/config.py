@@ -72,7 +72,8 @@ class PiiGuard(_Strict):
 
 class ToxicityGuard(_Strict):
     enabled: bool = True
-    threshold: float = Field(0.5, ge=0, le=1, description="Output toxicity score at or above which it is refused.")
+    threshold: float | None = Field(None, ge=0, le=1, description="Output toxicity score at or above which it is refused "
+                                    "(default: the threshold the toxicity instrument was validated at, in its card).")
     refusal_message: str = "I'm sorry, but I can't provide that response."
 
 

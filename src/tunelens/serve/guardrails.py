@@ -157,13 +157,15 @@ class GuardrailEngine:
             decisions["toxicity"] = {"enabled": False}
         else:
             try:
-                score = float(_toxicity_scorer().score([text])[0]) if text else 0.0
+                scorer = _toxicity_scorer()
+                score = float(scorer.score([text])[0]) if text else 0.0
             except Exception as exc:  # missing module or artifact: say so, do not pretend
                 decisions["toxicity"] = {"enabled": True, "available": False, "reason": f"{type(exc).__name__}: {exc}"}
             else:
-                refused = score >= tox.threshold
+                threshold = tox.threshold if tox.threshold is not None else float(scorer.threshold)
+                refused = score >= threshold
                 decisions["toxicity"] = {"enabled": True, "available": True, "score": round(score, 4),
-                                         "threshold": tox.threshold, "action": "refuse" if refused else "none"}
+                                         "threshold": threshold, "action": "refuse" if refused else "none"}
                 if refused:
                     text = tox.refusal_message
         pii = self.cfg.pii
