@@ -234,7 +234,7 @@ def _base_section(art: RunArtifacts, base: dict[str, Any], base_line: str) -> st
         lines.append(f"A random test model with no Hub id (so no `base_model`), rebuilt by tunelens from its build "
                      f"parameters `{base.get('tiny_random')}`.")
     if base.get("kind") in ("embedded-gguf", "tiny-random"):
-        lines.append(f"`tunelens.models.load_model(\"{LAYOUT['adapter']}\")` (and `tunelens chat`, `serve`, `export`) "
+        lines.append(f"`tunelens.models.load_model(\"{LAYOUT['adapter']}\")` (and `tunelens eval`, `explain`, `serve`, `export`) "
                      "rebuild this exact base on another machine, offline; the record is "
                      f"`{LAYOUT['adapter']}/tunelens_base.json`.")
     lines.append(f"Weights fingerprint `{model.get('fingerprint')}`. The adapter is in `{LAYOUT['adapter']}`.")
