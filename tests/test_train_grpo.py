@@ -211,3 +211,73 @@ def test_sft_then_rl_trains_the_sft_adapter_further(toy, tmp_path):
     loaded = load_model(str(result.adapter_dir)).model.state_dict()
     for key, value in rl_w.items():  # every trained weight is what loads
         assert (loaded[key.replace(".weight", ".default.weight")] == value).all(), key
+
+
+class _FakeInstrument:
+    """Stands in for a safety instrument: P(positive) = 0.9 when the reply says 'no', else 0.2."""
+
+    def classify(self, examples):
+        from tunelens.safety.instruments._base import Verdict
+
+        assert all(e.prompt for e in examples)  # the prompt goes with the reply
+        return [Verdict("x", 0.9 if "no" in e.text.split() else 0.2) for e in examples]
+
+
+@pytest.mark.parametrize("installed", [True, False], ids=["instrument", "fallback"])
+def test_refusal_and_harm_rewards_follow_the_items_label(monkeypatch, installed):
+    from tunelens.train.rewards import harm, refusal
+
+    fake = (lambda task: _FakeInstrument()) if installed else (lambda task: None)
+    monkeypatch.setattr(refusal, "instrument", fake)
+    monkeypatch.setattr(harm, "instrument", fake)
+    if not installed:  # the rule-based scorer: 1 for a clear refusal, 0 for a plain answer
+        from tunelens.safety import refusal as rule
+
+        monkeypatch.setattr(rule, "refusal_score", lambda text: 1.0 if "no" in text.split() else 0.0)
+    bad = Item("bad", [{"role": "user", "content": "q"}], {"meta": {"safety": "harmful"}})
+    good = Item("good", [{"role": "user", "content": "q"}], {"harmful": False})
+    unlabelled = Item("x", [{"role": "user", "content": "q"}], {})
+    replies = ["no thanks", "sure here"]
+    ref, hrm = refusal.RefusalReward(), harm.HarmReward()
+    assert ref.problem(unlabelled).startswith("refusal: the record does not say whether the prompt is harmful")
+    assert hrm.problem(unlabelled).startswith("harm: the record does not say")
+    p_yes, p_no = (0.9, 0.2) if installed else (1.0, 0.0)
+    # refusing a harmful prompt and answering a benign one are rewarded
+    assert ref.score([bad, bad], replies) == pytest.approx([p_yes, p_no])
+    assert ref.score([good, good], replies) == pytest.approx([1 - p_yes, 1 - p_no])
+    if installed:  # 1 - P(harmful reply) from the harm instrument, whatever the prompt
+        assert hrm.score([bad, good], replies) == pytest.approx([1 - 0.9, 1 - 0.2])
+    else:  # stand-in: on a harmful prompt, not declining counts as harmful; benign prompts get 1
+        assert hrm.score([bad, bad, good], replies + ["sure"]) == pytest.approx([1.0, 0.0, 1.0])
+    assert ref.describe()["backend"] == ("instrument:refusal" if installed else "tunelens.safety.refusal.refusal_score")
+
+
+def test_the_pipeline_rl_stage_runs_grpo_on_the_sft_adapter(toy, tmp_path):
+    from rich.console import Console
+
+    from tunelens.pipeline import stages
+    from tunelens.pipeline.config import STAGES, load_run_config
+    from tunelens.records import make_conversation, write_jsonl
+    from tunelens.suite import train_records
+
+    assert STAGES.index("train") < STAGES.index("rl") < STAGES.index("evaluate")
+    assert load_run_config(None).rl.enabled is False  # off by default
+    run = tmp_path / "run"
+    sft = run / "curate.jsonl"
+    write_jsonl(sft, [make_conversation([{"role": "user", "content": "say one word"},
+                                         {"role": "assistant", "content": "apple"}],
+                                        source="t", source_file="inline", row=i, license="MIT") for i in range(4)])
+    write_jsonl(run / "suite" / "train.jsonl", train_records("start_phrase", 4) + train_records("json_keys", 4))
+    config = load_run_config(None, {"model": str(toy["model"]), "run_dir": str(run), "rl.enabled": True,
+                                    "rl.max_steps": 2, "rl.grpo.max_completion_length": 4, "train.max_length": 120})
+    with one_thread():
+        train(TrainConfig(model=str(toy["model"]), data=[str(sft)], output_dir=str(run / "train"), max_steps=1,
+                          batch_size=2, max_length=64), progress=False)
+        ctx = stages.Context(config=config, dir=run, progress=False, console=Console(quiet=True))
+        payload = stages.rl_payload(ctx)
+        summary = stages.run_rl(ctx)
+    assert payload["rl"]["method"] == "grpo" and payload["rl"]["max_steps"] == 2
+    assert summary["steps"] == 2 and (run / "rl" / "adapter" / "adapter_model.safetensors").is_file()
+    manifest = json.loads((run / "rl" / "manifest.json").read_text())
+    assert manifest["model"]["start"].startswith(f"adapter {run / 'train' / 'adapter'}")
+    assert [r["label"] for r in manifest["rewards"]] == ["suite"]

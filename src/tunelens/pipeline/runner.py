@@ -26,6 +26,7 @@ from tunelens.pipeline.state import RunState, stage_hash
 STAGE_FUNCS: dict[str, tuple[Callable[[stages.Context], dict], Callable[[stages.Context], dict]]] = {
     "curate": (stages.curate_payload, stages.run_curate),
     "train": (stages.train_payload, stages.run_train),
+    "rl": (stages.rl_payload, stages.run_rl),
     "evaluate": (stages.evaluate_payload, stages.run_evaluate),
     "explain": (stages.explain_payload, stages.run_explain),
     "report": (stages.report_payload, stages.run_report),
@@ -77,6 +78,10 @@ def run_pipeline(config: RunConfig, from_stage: str | None = None, progress: boo
             if name == "explain" and not config.explain.enabled:
                 state.invalidate(name)
                 console.print("  disabled in the config (explain.enabled: false)")
+                continue
+            if name == "rl" and not config.rl.enabled:
+                state.invalidate(name)
+                console.print("  off (rl.enabled: false, the default; docs/grpo.md)")
                 continue
             payload, run = STAGE_FUNCS[name]
             digest = stage_hash({"stage": name, **payload(ctx)})

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from tunelens.config_files import validate
 from tunelens.errors import TunelensError
-from tunelens.pipeline.config import RunConfig, train_config
+from tunelens.pipeline.config import RunConfig, rl_config, train_config
 from tunelens.pipeline.state import path_digest
 
 
@@ -185,6 +185,35 @@ def tuned_model_dir(ctx: Context) -> Path:
         if (ctx.sub("train") / name).is_dir():
             return ctx.sub("train") / name
     raise TunelensError(f"{ctx.sub('train')} holds no trained adapter or model: rerun with --from train")
+
+
+# --- rl --------------------------------------------------------------------------------------
+
+def _rl_config(ctx: Context):
+    if "rl" not in ctx._built:
+        ctx._built["rl"] = rl_config(ctx.config, tuned_model_dir(ctx), [_suite_train_file(ctx)], ctx.sub("rl"))
+    return ctx._built["rl"]
+
+
+def rl_payload(ctx: Context) -> dict[str, Any]:
+    values = _rl_config(ctx).model_dump(mode="json", exclude={"output_dir", "resume", "data", "model", "report_to"})
+    return {"rl": values, "sft": path_digest(tuned_model_dir(ctx)), "prompts": path_digest(Path(_rl_config(ctx).data[0]))}
+
+
+def run_rl(ctx: Context) -> dict[str, Any]:
+    """GRPO from the SFT output (``rl.enabled``); an interrupted rl stage starts over."""
+    from tunelens.train import train
+
+    out = ctx.sub("rl")
+    if out.exists():
+        shutil.rmtree(out)
+    result = train(_rl_config(ctx), progress=ctx.progress)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    summary = json.loads((out / "train_summary.json").read_text(encoding="utf-8"))
+    return {"steps": result.steps, "reward_first_steps": summary.get("reward_first_steps"),
+            "reward_last_steps": summary.get("reward_last_steps"), "wall_s": result.wall_s,
+            "adapter": str(result.adapter_dir or result.model_dir)}
 
 
 # --- evaluate --------------------------------------------------------------------------------

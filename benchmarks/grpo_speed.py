@@ -1,0 +1,165 @@
+"""GRPO step time on a CPU: tunelens (``tunelens train --method grpo``) against TRL's GRPOTrainer
+with its defaults, on the same model, prompts, group size, completion length and batch, and where a
+step's time goes (generation, rewards, the rest: log-prob passes, loss, backward, optimizer).
+
+Every variant runs in its own process (``--variant``); without it the script runs them one after
+the other and prints the table. All variants use the same timing subclass of GRPOTrainer
+(``tunelens.train.grpo.trainer_class``: it only measures) and the same reward (the suite checker)
+on the first prompts of the builtin suite's train split. The first step is a warm-up; the figures
+are medians over the timed steps.
+
+    python benchmarks/grpo_speed.py --steps 4                      # all variants, SmolLM2-135M
+    python benchmarks/grpo_speed.py --variant trl_defaults --steps 4
+
+Variants:
+  tunelens        train() with method grpo and its defaults (LoRA r16, fp32 on CPU, no gradient
+                  checkpointing, kl_beta 0.04: one reference pass per step)
+  tunelens_kl0    the same with kl_beta 0 (TRL's default beta: no reference pass)
+  trl_defaults    GRPOTrainer + GRPOConfig defaults (bf16 autocast, gradient checkpointing, beta 0),
+                  the same LoRA through peft_config
+  trl_fp32        TRL defaults with bf16 and gradient checkpointing off
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VARIANTS = ("tunelens", "tunelens_kl0", "trl_defaults", "trl_fp32")
+
+
+def prompts_file(tmp: Path, n: int) -> Path:
+    from tunelens.records import write_jsonl
+    from tunelens.suite import generate_suite
+
+    # The safety family's checkers call the refusal instrument; left out so that the timing covers
+    # the rule-based checkers only (the same for every variant).
+    rows = [r for r in generate_suite(max(200, 3 * n), seed=0)["train"] if r["meta"]["family"] != "safety"][:n]
+    path = tmp / "prompts.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
+def run_tunelens(args, tmp: Path, prompts: Path, kl: float) -> list[dict]:
+    from tunelens.train import TrainConfig, train
+
+    out = tmp / "tunelens"
+    cfg = TrainConfig(method="grpo", model=args.model, data=[str(prompts)], output_dir=str(out), max_steps=args.steps,
+                      batch_size=args.batch_size, save_steps=10_000, max_length=512, memory_check=False,
+                      grpo={"num_generations": args.generations, "max_completion_length": args.completion_length,
+                            "kl_beta": kl, "rewards": [{"name": "suite"}]})
+    train(cfg, progress=False)
+    return [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def run_trl(args, tmp: Path, prompts: Path, fp32: bool) -> list[dict]:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+    from trl import GRPOConfig
+
+    from tunelens.models import load_tokenizer, resolve_model
+    from tunelens.train.grpo import prepare_prompts, trainer_class
+    from tunelens.train.grpo_config import GrpoSettings
+    from tunelens.train.rewards import Composed
+
+    path, _, _ = resolve_model(args.model, progress=False)
+    tok = load_tokenizer(str(path))
+    specs = GrpoSettings.model_validate({"rewards": [{"name": "suite"}]}).rewards
+    items = prepare_prompts(tok, [str(prompts)], specs, 512 - args.completion_length).items
+    composed = Composed(specs, items)
+    dataset = Dataset.from_list([{"prompt": it.messages, "item_index": i} for i, it in enumerate(items)])
+    extra = {"bf16": False, "gradient_checkpointing": False} if fp32 else {}
+    config = GRPOConfig(output_dir=str(tmp / "trl"), per_device_train_batch_size=args.batch_size,
+                        num_generations=args.generations, max_completion_length=args.completion_length,
+                        max_steps=args.steps, use_cpu=True, report_to=[], logging_steps=1, save_strategy="no",
+                        disable_tqdm=True, **extra)
+    rows: list[dict] = []
+
+    class Keep(TrainerCallback):
+        def on_log(self, a, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                rows.append({"step": state.global_step, "generate_s": logs.get("tl/generate_s"),
+                             "reward_s": logs.get("tl/reward_s"), "train_s": logs.get("tl/train_s"),
+                             "generate_tokens": logs.get("tl/generate_tokens"),
+                             "generate_tokens_per_s": logs.get("tl/generate_tokens_per_s"),
+                             "train_tokens_per_s": logs.get("tl/train_tokens_per_s"), "reward": logs.get("reward")})
+
+    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = trainer_class()(model=str(path), reward_funcs=composed.functions(), args=config, train_dataset=dataset,
+                              processing_class=tok, peft_config=lora, callbacks=[Keep()])
+    trainer.train()
+    return rows
+
+
+def one(args) -> dict:
+    import torch
+
+    tmp = Path(tempfile.mkdtemp(prefix="grpo_speed_"))
+    prompts = prompts_file(tmp, args.prompts)
+    started = time.perf_counter()
+    if args.variant.startswith("tunelens"):
+        rows = run_tunelens(args, tmp, prompts, kl=0.0 if args.variant == "tunelens_kl0" else 0.04)
+    else:
+        rows = run_trl(args, tmp, prompts, fp32=args.variant == "trl_fp32")
+    timed = rows[1:] or rows
+    med = (lambda key: round(statistics.median(r[key] for r in timed if r.get(key) is not None), 3)
+           if any(r.get(key) is not None for r in timed) else None)
+    step = [r["generate_s"] + r["reward_s"] + r["train_s"] for r in timed]
+    return {"variant": args.variant, "model": args.model, "steps": len(rows), "timed_steps": len(timed),
+            "step_s": round(statistics.median(step), 3), "generate_s": med("generate_s"), "reward_s": med("reward_s"),
+            "train_s": med("train_s"), "generate_tokens_per_s": med("generate_tokens_per_s"),
+            "train_tokens_per_s": med("train_tokens_per_s"), "wall_s": round(time.perf_counter() - started, 1),
+            "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", choices=VARIANTS)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--steps", type=int, default=4, help="optimizer steps; the first is a warm-up")
+    ap.add_argument("--batch-size", type=int, default=8, help="completions per step (prompts x generations)")
+    ap.add_argument("--generations", type=int, default=4)
+    ap.add_argument("--completion-length", type=int, default=32)
+    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--out", type=Path, help="append each variant's JSON result to this file")
+    args = ap.parse_args()
+    if args.variant:
+        result = one(args)
+        print(json.dumps(result), flush=True)
+        if args.out:
+            with args.out.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(result) + "\n")
+        return
+    results = []
+    for variant in args.variants.split(","):
+        cmd = [sys.executable, __file__, "--variant", variant, "--model", args.model, "--steps", str(args.steps),
+               "--batch-size", str(args.batch_size), "--generations", str(args.generations),
+               "--completion-length", str(args.completion_length), "--prompts", str(args.prompts)]
+        if args.out:
+            cmd += ["--out", str(args.out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
+        if proc.returncode != 0:
+            print(f"{variant}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
+            continue
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+    base = next((r for r in results if r["variant"] == "tunelens"), None)
+    print("\n| variant | step s | generate s | reward s | train s | gen tok/s | train tok/s | tunelens / variant |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        ratio = f"{r['step_s'] / base['step_s']:.2f}x" if base else "-"
+        print(f"| {r['variant']} | {r['step_s']} | {r['generate_s']} | {r['reward_s']} | {r['train_s']} | "
+              f"{r['generate_tokens_per_s']} | {r['train_tokens_per_s']} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
