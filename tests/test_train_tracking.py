@@ -131,6 +131,18 @@ def test_wandb_offline_run_holds_the_loss(tmp_path, monkeypatch, tiny_model_path
     assert list((tmp_path / "wandb").rglob("run-*.wandb"))  # the offline run file, for `wandb sync`
 
 
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="needs the mlflow package")
+def test_a_tracker_failing_is_a_clear_error(tmp_path, monkeypatch, capsys, tiny_model_path):
+    # MLflow 3 refuses a plain file store unless MLFLOW_ALLOW_FILE_STORE is set: a first-time user's setup.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    code, _, err = cli(monkeypatch, capsys, "train", "-m", str(tiny_model_path), "-d", str(_sft_data(tmp_path / "d.jsonl")),
+                       "-o", str(tmp_path / "out"), "--max-steps", "1", "--batch-size", "2", "--max-length", "48",
+                       "--quiet", "--report-to", "mlflow")
+    assert code != 0
+    assert "report_to: the mlflow tracker failed" in err and "MLFLOW_ALLOW_FILE_STORE" in err
+
+
 def test_missing_tracker_package_is_a_clear_error(tmp_path, monkeypatch, capsys, tiny_model_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -112,6 +113,19 @@ def check_trackers(report_to: list[str]) -> None:
             found = importlib.util.find_spec("tensorboardX") is not None
         if not found:
             raise ConfigError(f"report_to: {name} needs the package {module!r}, which is not installed: {install}")
+
+
+@contextlib.contextmanager
+def tracker_errors(report_to: list[str]):
+    """A tracker's own failure (an MLflow store it refuses, a W&B login) as a TunelensError naming the
+    tracker, not a traceback from inside the trainer's callbacks."""
+    try:
+        yield
+    except Exception as exc:
+        module = type(exc).__module__.split(".")[0]
+        if report_to and module in {"mlflow", "wandb", "tensorboard", "tensorboardX"}:
+            raise TunelensError(f"report_to: the {module} tracker failed: {exc}") from exc
+        raise
 
 
 def finish_trackers(report_to: list[str]) -> None:
@@ -293,7 +307,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         write_manifest(config, precision, model_id, revision, path, memory, use_head, world_size, backend)
     if resume_from is not None and main:
         console.print(f"[cyan]resuming from {resume_from}[/]")
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with tracker_errors(config.report_to):
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     interrupted = stopper.received is not None
     finish_trackers(config.report_to)
 
