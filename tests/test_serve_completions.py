@@ -123,3 +123,10 @@ def test_prompt_without_tokens_is_continued_from_bos(served):
                                              "echo": True, "logprobs": 1})
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["text"].startswith("\u0004")
+
+
+@pytest.mark.parametrize("prompt", [[1, 2, 3], [[1, 2, 3]]])
+def test_token_id_prompts_are_400_naming_prompt(served, prompt):
+    _, client, _ = served
+    r = client.post("/v1/completions", json={"model": "tiny", "prompt": prompt, "max_tokens": 2})
+    assert r.status_code == 400 and r.json()["error"]["param"].split(".")[0] == "prompt"
