@@ -153,3 +153,22 @@ def test_non_hf_backend_refuses_what_it_cannot_honour(served):
         check_backend(req, "hf")
     # seed and stop are honoured by llamacpp (its own seeded sampler, stop strings): no refusal
     check_backend(ChatRequest.model_validate({"model": "m", "messages": MSG, "seed": 3, "stop": "x"}), "llamacpp")
+
+
+def test_logprobs_of_an_answer_that_ends_on_eos_include_the_eos(trigger_model):
+    """The toy trigger model answers a word and then EOS: the EOS token is scored (empty text), so
+    there is one log-probability per completion token, and the texts still add up to the answer."""
+    from tunelens.generate import GenerationParams, generate, stream_generate
+    from _toy import trigger_example
+    import random
+
+    model, tok = trigger_model
+    msgs, answer, _ = trigger_example(random.Random(3))
+    (res,) = generate(model, tok, [msgs], GenerationParams(max_new_tokens=8, logprobs=2))
+    assert res.finish_reason == "eos" and res.text.strip() == answer
+    assert len(res.logprobs) == res.completion_tokens
+    assert res.logprobs[-1].token == "" and res.logprobs[-1].logprob <= 0
+    assert "".join(t.token for t in res.logprobs) == res.text
+    stream = stream_generate(model, tok, msgs, GenerationParams(max_new_tokens=8, logprobs=2))
+    assert "".join(stream) == res.text
+    assert [t.token_id for t in stream.result.logprobs] == [t.token_id for t in res.logprobs]

@@ -81,13 +81,17 @@ class TokenLogprob:
     top: list[tuple[int, str, float]]  # the k likeliest tokens at this step: (id, text, logprob)
 
 
-def token_logprobs(tokenizer: Any, new_ids: list[int], step_logits: list[Any], text: str, k: int) -> list[TokenLogprob]:
+def token_logprobs(tokenizer: Any, new_ids: list[int], step_logits: list[Any], text: str, k: int,
+                   eos_ids: Sequence[int] = ()) -> list[TokenLogprob]:
     """Log-probabilities of the generated tokens that make up ``text`` (the kept answer, cut at EOS
-    or a stop string), from the raw logits of each step."""
+    or a stop string), from the raw logits of each step; with ``eos_ids`` (a generation that ended
+    on EOS) the EOS token too, with empty text, as the tokens a completion was scored on include it."""
     import torch
 
     n = 0
     while n < min(len(new_ids), len(step_logits)) and len(tokenizer.decode(new_ids[:n], skip_special_tokens=True)) < len(text):
+        n += 1
+    if n < min(len(new_ids), len(step_logits)) and new_ids[n] in eos_ids:
         n += 1
     out = []
     for tok, logits in zip(new_ids[:n], step_logits[:n]):
@@ -96,7 +100,7 @@ def token_logprobs(tokenizer: Any, new_ids: list[int], step_logits: list[Any], t
         if k > 0:
             vals, idx = torch.topk(lp, min(k, lp.shape[-1]))
             top = [(int(i), tokenizer.decode([int(i)]), float(v)) for v, i in zip(vals, idx)]
-        out.append(TokenLogprob(int(tok), tokenizer.decode([int(tok)]), float(lp[int(tok)]), top))
+        out.append(TokenLogprob(int(tok), tokenizer.decode([int(tok)], skip_special_tokens=True), float(lp[int(tok)]), top))
     return out
 
 
@@ -320,7 +324,8 @@ def generate(
                 results[i] = _result(tokenizer, len(encoded[i]), new_ids, eos_ids, params, elapsed)
                 if params.logprobs is not None:
                     results[i].logprobs = token_logprobs(tokenizer, new_ids, [step[row] for step in out.logits],
-                                                         results[i].text, params.logprobs)
+                                                         results[i].text, params.logprobs,
+                                                         eos_ids if results[i].finish_reason == "eos" else ())
             if bar is not None:
                 bar.update(task, advance=len(batch))
     finally:
@@ -450,7 +455,7 @@ class GenerationStream:
         result = _result(tokenizer, len(ids), outcome["new_ids"], eos_ids, params, outcome["elapsed"])
         if params.logprobs is not None:
             result.logprobs = token_logprobs(tokenizer, outcome["new_ids"], outcome["logits"], result.text,
-                                             params.logprobs)
+                                             params.logprobs, eos_ids if result.finish_reason == "eos" else ())
         if result.text.startswith(emitted):
             if len(result.text) > len(emitted):
                 yield result.text[len(emitted) :]
