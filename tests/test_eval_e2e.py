@@ -35,14 +35,17 @@ def run(tmp_path_factory, tiny_model_path, short_context_model, shared_data):
 
 def test_every_suite_reports_metrics_with_cis(run):
     config, report = run
-    assert report["schema"] == "tunelens.eval/v2"
+    assert report["schema"] == "tunelens.eval/v3"
     expected = set(SUITES) if builtin_available() else set(SUITES) - {"builtin"}
     for label in ("base", "tuned"):
         assert set(report["results"][label]) == expected
         for suite, metrics in report["results"][label].items():
             assert metrics, suite
             for name, entry in metrics.items():
-                assert set(entry) == METRIC_KEYS, (suite, name)
+                assert METRIC_KEYS <= set(entry) <= METRIC_KEYS | {"instrument"}, (suite, name)
+    # a refusal rate says which instrument read it and its error (or that the error is unknown)
+    inst = report["results"]["base"]["over_refusal"]["over_refusal_rate"]["instrument"]
+    assert inst["task"] == "refusal" and inst["n"] == 5 and inst["error"]
     ifeval = report["results"]["base"]["ifeval"]
     assert ifeval["prompt_level_strict_acc"]["n"] == 5 and ifeval["inst_level_strict_acc"]["n"] >= 5
     assert report["results"]["base"]["safety"]["refusal_rate_harmful"]["n"] == 5

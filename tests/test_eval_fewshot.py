@@ -201,7 +201,7 @@ def test_builtin_fewshot_end_to_end(tmp_path, tiny_model_path):
                         few_shot={"k": 2, "suites": ["builtin"]}, generation={"max_new_tokens": 4, "batch_size": 16},
                         bootstrap_resamples=100)
     report = evaluate(config, progress=False)
-    assert report["schema"] == "tunelens.eval/v2"
+    assert report["schema"] == "tunelens.eval/v3"
     builtin = report["results"]["base"]["builtin"]
     n_test, n_eval = builtin["pass_rate/test"]["n"], builtin["pass_rate"]["n"]
     assert n_eval == n_test + builtin["pass_rate/heldout"]["n"] and builtin["pass_rate_2shot"]["n"] == n_test
