@@ -71,6 +71,7 @@ def test_tiny_adapter_loads_on_a_second_machine(tmp_path, monkeypatch):
     assert adapter_cfg["base_model_name_or_path"] == "tiny-random"  # rebuilt by tunelens; there is no hub id
     record = read_base_record(out / "adapter")
     assert record["kind"] == "tiny-random" and record["hub_id"] is None and record["tiny_random"]["seed"] == 0
+    assert len(record["weights_sha256"]) == 64
     assert json.loads((out / "manifest.json").read_text())["model"]["base"] == record
     assert read_base_record(out / "merged") == record
     _no_local_paths(out / "adapter", first)
@@ -81,7 +82,12 @@ def test_tiny_adapter_loads_on_a_second_machine(tmp_path, monkeypatch):
 
     taken = _move_to_second_machine(out, first, second, monkeypatch)
     assert not first.exists()
-    after = _logits(str(taken / "adapter"))
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        after = _logits(str(taken / "adapter"))
+    assert not [w for w in caught if "different weights" in str(w.message)]  # the rebuilt weights are the recorded ones
     assert (second / "models" / "tiny-random" / "config.json").is_file()  # rebuilt in the new cache
     assert_close_relative(after, before, rel=1e-5, what="adapter logits on the rebuilt base")
     assert_close_relative(_logits(str(taken / "merged")), before_merged, rel=1e-5, what="merged logits")
@@ -134,6 +140,17 @@ def test_a_different_embedded_gguf_is_reported():
               "gguf": {"file": "SmolLM2-135M-Instruct.Q4_1.gguf", "sha256": "0" * 64}}
     with pytest.warns(UserWarning, match="applied to different weights"):
         assert resolve_base(record) == "smollm2-135m"
+
+
+def test_a_tiny_rebuild_with_other_weights_is_reported(tmp_path, monkeypatch):
+    from tunelens.models.base import resolve_base
+
+    monkeypatch.setenv("TUNELENS_CACHE", str(tmp_path / "cache"))
+    record = {"schema": "tunelens.base/v1", "kind": "tiny-random", "hub_id": None,
+              "tiny_random": {"hidden_size": 32, "intermediate_size": 64, "seed": 5}, "weights_sha256": "0" * 64}
+    with pytest.warns(UserWarning, match="not the recorded"):
+        path = resolve_base(record)
+    assert Path(path).parent == tmp_path / "cache" / "models"
 
 
 def test_hub_base_is_recorded_with_its_revision():

