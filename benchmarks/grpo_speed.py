@@ -8,13 +8,14 @@ the other and prints the table. All variants use the same timing subclass of GRP
 on the first prompts of the builtin suite's train split. The first step is a warm-up; the figures
 are medians over the timed steps.
 
-    python benchmarks/grpo_speed.py --steps 4                      # all variants, SmolLM2-135M
+    OMP_NUM_THREADS=1 python benchmarks/grpo_speed.py --steps 3     # all variants, SmolLM2-135M
     python benchmarks/grpo_speed.py --variant trl_defaults --steps 4
 
 Variants:
   tunelens        train() with method grpo and its defaults (LoRA r16, fp32 on CPU, no gradient
                   checkpointing, kl_beta 0.04: one reference pass per step)
-  tunelens_kl0    the same with kl_beta 0 (TRL's default beta: no reference pass)
+  tunelens_fullhead  the same with TRL's LM head as it is on a CPU (every prompt and completion
+                  position projected onto the vocabulary; tunelens projects the completion ones only)
   trl_defaults    GRPOTrainer + GRPOConfig defaults (bf16 autocast, gradient checkpointing, beta 0),
                   the same LoRA through peft_config
   trl_fp32        TRL defaults with bf16 and gradient checkpointing off
@@ -32,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("tunelens", "tunelens_kl0", "trl_defaults", "trl_fp32")
+VARIANTS = ("tunelens", "tunelens_fullhead", "trl_defaults", "trl_fp32")
 
 
 def prompts_file(tmp: Path, n: int) -> Path:
@@ -47,8 +48,13 @@ def prompts_file(tmp: Path, n: int) -> Path:
     return path
 
 
-def run_tunelens(args, tmp: Path, prompts: Path, kl: float) -> list[dict]:
+def run_tunelens(args, tmp: Path, prompts: Path, kl: float, compact_head: bool = True) -> list[dict]:
     from tunelens.train import TrainConfig, train
+    from tunelens.train import grpo
+
+    if not compact_head:
+        original = grpo.trainer_class
+        grpo.trainer_class = lambda compact_head=True: original(compact_head=False)
 
     out = tmp / "tunelens"
     cfg = TrainConfig(method="grpo", model=args.model, data=[str(prompts)], output_dir=str(out), max_steps=args.steps,
@@ -93,7 +99,8 @@ def run_trl(args, tmp: Path, prompts: Path, fp32: bool) -> list[dict]:
                              "train_tokens_per_s": logs.get("tl/train_tokens_per_s"), "reward": logs.get("reward")})
 
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = trainer_class()(model=str(path), reward_funcs=composed.functions(), args=config, train_dataset=dataset,
+    # TRL as it is: every position through the LM head (compact_head=False); only the timing is added.
+    trainer = trainer_class(compact_head=False)(model=str(path), reward_funcs=composed.functions(), args=config, train_dataset=dataset,
                               processing_class=tok, peft_config=lora, callbacks=[Keep()])
     trainer.train()
     return rows
@@ -106,7 +113,7 @@ def one(args) -> dict:
     prompts = prompts_file(tmp, args.prompts)
     started = time.perf_counter()
     if args.variant.startswith("tunelens"):
-        rows = run_tunelens(args, tmp, prompts, kl=0.0 if args.variant == "tunelens_kl0" else 0.04)
+        rows = run_tunelens(args, tmp, prompts, kl=0.04, compact_head=args.variant == "tunelens")
     else:
         rows = run_trl(args, tmp, prompts, fp32=args.variant == "trl_fp32")
     timed = rows[1:] or rows
@@ -147,6 +154,9 @@ def main() -> None:
         if args.out:
             cmd += ["--out", str(args.out)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
+        if proc.returncode == 0 and not proc.stdout.strip():
+            print(f"{variant}: no result\n{proc.stderr[-3000:]}", file=sys.stderr)
+            continue
         if proc.returncode != 0:
             print(f"{variant}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
             continue

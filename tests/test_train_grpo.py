@@ -4,6 +4,7 @@ rejected with the reason, and SFT then RL continues the SFT adapter."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -281,3 +282,33 @@ def test_the_pipeline_rl_stage_runs_grpo_on_the_sft_adapter(toy, tmp_path):
     manifest = json.loads((run / "rl" / "manifest.json").read_text())
     assert manifest["model"]["start"].startswith(f"adapter {run / 'train' / 'adapter'}")
     assert [r["label"] for r in manifest["rewards"]] == ["suite"]
+
+
+@pytest.mark.numeric
+def test_the_completion_only_lm_head_gives_trls_log_probs_and_gradients(toy):
+    # TRL projects every position onto the vocabulary on a CPU; tunelens only the scored ones.
+    # Same log-probs where scored (zeros elsewhere), same gradients.
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from tunelens.train.grpo import completion_positions_only
+
+    from _numerics import assert_close_relative
+
+    torch.manual_seed(0)
+    ids = torch.randint(4, 15, (3, 12))
+    labels = ids.clone()
+    labels[:, :7] = -100  # the prompt
+    labels[2, 10:] = -100  # padding after a short completion
+    out = {}
+    for compact in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(str(toy["model"]))
+        add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+        with completion_positions_only() if compact else contextlib.nullcontext():
+            res = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        res.log_probs.sum().backward()
+        out[compact] = (res.log_probs.detach(), res.entropy.detach(), model.lm_head.weight.grad.clone())
+    for (a, b), what in zip(zip(out[False], out[True]), ("log_probs", "entropy", "lm_head grad")):
+        assert_close_relative(b, a, rel=1e-5, what=what)
+    assert (out[True][0][:, :6] == 0).all()  # unscored positions are zeros (shifted by one)
