@@ -19,6 +19,11 @@
 - ``dropped_examples.jsonl``  every example not trained on, with its reason
 
 Labels cover assistant turns only, end-of-turn token included (``masking.encode_for_sft``).
+
+GRPO (``method: grpo``, ``tunelens.train.grpo``, docs/grpo.md) reads prompts instead of examples,
+rewards completions with the plug-ins of ``tunelens.train.rewards`` and adds ``rejects.jsonl``
+(prompts no configured reward can check, with the reason) and ``reward_curve.png``; its
+``metrics.jsonl`` rows hold the rewards, KL, completion length and generation/training time.
 """
 
 from tunelens.train.config import LoraSettings, TrainConfig, load_config
