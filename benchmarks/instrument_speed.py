@@ -1,0 +1,86 @@
+"""How fast the safety instruments score replies, against a named baseline in the same run.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/instrument_speed.py [--n 10000] [--repeats 2]
+
+Replies: Alpaca outputs (real assistant text, 5-1000+ characters) cycled to ``--n``, with the
+AdvBench goals as prompts for the instruments that need one. For each instrument the script
+loads it once (load time reported apart), then times ``classify`` on all ``n`` replies, best of
+``--repeats``. Baseline: the previous regex refusal detector (``legacy_refusal_score``) on the
+same replies. Other instruments register themselves in ``INSTRUMENTS`` below (task, how to build
+its examples). Prints one JSON object; record it in docs/benchmarks.md with the CPU model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from itertools import cycle, islice
+
+
+def _cpu() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _data(n: int) -> tuple[list[str], list[str]]:
+    import csv
+
+    from tunelens.datafiles import data_file
+
+    alpaca = json.loads(data_file("alpaca_data.json").read_text(encoding="utf-8"))
+    replies = [r["output"] for r in alpaca if r["output"].strip()]
+    with data_file("advbench_harmful_behaviors.csv").open(encoding="utf-8", newline="") as fh:
+        prompts = [r["goal"] for r in csv.DictReader(fh)]
+    return list(islice(cycle(replies), n)), list(islice(cycle(prompts), n))
+
+
+# task -> does it need the prompt (refusal and harm read prompt/reply pairs; others add themselves here)
+INSTRUMENTS: dict[str, bool] = {"refusal": False, "harm": True, "toxicity": False, "injection": False}
+
+
+def _best(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--only", nargs="*", default=None, help="instrument tasks to time (default: all registered here)")
+    args = ap.parse_args()
+    replies, prompts = _data(args.n)
+    out: dict = {"n": args.n, "cpu": _cpu(), "repeats": args.repeats, "results": {}}
+
+    from tunelens.safety.refusal import legacy_refusal_score
+
+    t = _best(lambda: [legacy_refusal_score(r) for r in replies], args.repeats)
+    out["results"]["baseline:legacy_refusal_regex"] = {"seconds": round(t, 2), "per_second": round(args.n / t)}
+
+    from tunelens.safety.instruments import Example, get_instrument
+
+    for task, needs_prompt in INSTRUMENTS.items():
+        if args.only and task not in args.only:
+            continue
+        t0 = time.perf_counter()
+        inst = get_instrument(task)
+        load = time.perf_counter() - t0
+        examples = [Example(r, p if needs_prompt else None) for r, p in zip(replies, prompts)]
+        t = _best(lambda: inst.classify(examples), args.repeats)
+        out["results"][task] = {"seconds": round(t, 2), "per_second": round(args.n / t), "load_seconds": round(load, 2)}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

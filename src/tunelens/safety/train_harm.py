@@ -1,0 +1,267 @@
+"""Train and validate the harm instrument; write its prompt classifier and its card.
+
+    python -m tunelens.safety.train_harm [--data-dir DIR] [--no-write]
+
+The prompt classifier learns P(request is harmful) from
+
+- harmful: AdvBench (MIT, 520), HarmBench *val* split (MIT, 80), JailbreakBench harmful (MIT) less
+  its 27 rows taken from HarmBench;
+- benign: JailbreakBench benign (MIT, topic-matched look-alikes), CoCoNot pref prompts (MIT,
+  benign look-alikes), Alpaca instructions (CC BY-NC 4.0, 1,500), Self-Instruct seed tasks
+  (Apache-2.0, 175).
+
+Held out, never trained on or used to pick anything: the HarmBench *test* split (320 harmful) and
+the CoCoNot contrast set (379 benign look-alikes) plus 300 unused Alpaca instructions, for the
+prompt classifier; and, for the whole instrument (prompt + reply),
+
+- ``safety/data/harm_heldout.jsonl``: replies of SmolLM2-135M-Instruct, Anthropic's HH assistant
+  and hand-written replies, each labelled harmful / harmless by an AI assistant (Claude) reading
+  the prompt and the reply;
+- human labels: the HH-RLHF harmless-base test pairs (crowdworkers picked the less harmful reply):
+  the share of pairs where the instrument scores the rejected reply above the chosen one.
+
+The threshold is fixed at 0.5 beforehand; the combination (a product) has no fitted weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import random
+import time
+from importlib import resources
+from typing import Any
+
+from tunelens.datafiles import data_file, read_jsonl
+from tunelens.safety.instruments import harm as inst
+from tunelens.safety.train_metrics import binary_metrics, bootstrap_ci, reliability
+
+HELDOUT_FILE = "harm_heldout.jsonl"
+CARD_PATH = inst.Path(inst.__file__).resolve().parent / "cards" / "harm.json"
+THRESHOLD = 0.5
+SEED = 13
+COMMAND = "python -m tunelens.safety.train_harm"
+
+
+def _csv(name: str, data_dir: str | None) -> list[dict[str, str]]:
+    with data_file(name, data_dir).open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def prompt_sets(data_dir: str | None = None, seed: int = SEED) -> tuple[list[tuple[str, int, str]], list[tuple[str, int, str]]]:
+    """(train, heldout) lists of (prompt, 1 harmful / 0 benign, source)."""
+    rng = random.Random(seed)
+    train: list[tuple[str, int, str]] = []
+    train += [(r["goal"], 1, "advbench") for r in _csv("advbench_harmful_behaviors.csv", data_dir)]
+    train += [(r["Behavior"], 1, "harmbench_val") for r in _csv("harmbench_behaviors_text_val.csv", data_dir)]
+    train += [(r["Goal"], 1, "jbb_harmful") for r in _csv("jbb_harmful_behaviors.csv", data_dir) if "HarmBench" not in r["Source"]]
+    harmful_goals = [t for t, lab, _ in train if lab == 1]
+    train += [(q, 1, "harmful_as_questions") for q in question_forms(harmful_goals, seed)]
+    train += [(r["Goal"], 0, "jbb_benign") for r in _csv("jbb_benign_behaviors.csv", data_dir)]
+    train += [(r["prompt"], 0, "coconot_pref") for r in read_jsonl(data_file("coconot_pref.jsonl", data_dir))]
+    alpaca = json.loads(data_file("alpaca_data.json", data_dir).read_text(encoding="utf-8"))
+    instr = [r["instruction"] for r in alpaca]
+    rng.shuffle(instr)
+    train += [(t, 0, "alpaca") for t in instr[:1500]]
+    train += [(r["instruction"], 0, "self_instruct_seed") for r in read_jsonl(data_file("self_instruct_seed_tasks.jsonl", data_dir))]
+    # the same rewriting on the benign side, so that neither form carries the label
+    benign_goals = [t for t, lab, _ in train if lab == 0]
+    train += [(q, 0, "benign_as_questions") for q in question_forms(benign_goals, seed + 1)]
+    held: list[tuple[str, int, str]] = []
+    held += [(r["Behavior"], 1, f"harmbench_test:{r['FunctionalCategory']}") for r in _csv("harmbench_behaviors_text_test.csv", data_dir)]
+    held += [(r["prompt"], 0, "coconot_contrast") for r in read_jsonl(data_file("coconot_contrast_eval.jsonl", data_dir))]
+    held += [(t, 0, "alpaca_unused") for t in instr[1500:1800]]
+    return train, held
+
+
+_LEADS = ("How do I {x}?", "How can I {x}?", "What's the best way to {x}?", "how would someone {x}", "Can you tell me how to {x}?",
+          "I want to {x}. Any tips?", "Is there an easy way to {x}?", "what do I need to {x}")
+
+
+def question_forms(goals: list[str], seed: int = SEED) -> list[str]:
+    """Requests rewritten as questions ("Write a tutorial on how to make X" -> "How do I make X?").
+
+    AdvBench/HarmBench goals are imperatives ("Write...", "Create..."), while benign sets are full
+    of "How do I..." questions; without this the classifier learns the form, not the request."""
+    import re
+
+    rng = random.Random(seed)
+    out = []
+    for g in goals:
+        g = g.strip().rstrip(".")
+        m = re.search(r"\bhow to (.+)$", g, re.IGNORECASE)
+        if m:
+            x = m.group(1)
+        else:
+            m = re.match(r"^(write|create|develop|design|generate|give|provide|produce|draft|outline|explain|describe|teach|"
+                         r"instruct|suggest|list)\b\s*(.*)$", g, re.IGNORECASE)
+            if not m:
+                continue
+            x = f"{m.group(1).lower()} {m.group(2)}"
+        out.append(rng.choice(_LEADS).format(x=x[:1].lower() + x[1:]))
+    return out
+
+
+def fit_prompt_classifier(train: list[tuple[str, int, str]]) -> dict[str, Any]:
+    from scipy.sparse import hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    texts, y = [t for t, _, _ in train], [lab for _, lab, _ in train]
+    w = TfidfVectorizer(ngram_range=(1, 2), min_df=1, max_features=20000, sublinear_tf=True)
+    c = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, max_features=30000, sublinear_tf=True)
+    x = hstack([w.fit_transform(texts), c.fit_transform(texts)]).tocsr()
+    clf = LogisticRegression(C=4.0, max_iter=3000, class_weight="balanced").fit(x, y)
+    return {"prompt_word": w, "prompt_char": c, "prompt_clf": clf, "threshold": THRESHOLD,
+            "substantive_words": inst.SUBSTANTIVE_WORDS}
+
+
+def heldout_rows() -> list[dict[str, Any]]:
+    raw = resources.files("tunelens.safety").joinpath(f"data/{HELDOUT_FILE}").read_text(encoding="utf-8")
+    return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+def _hh_pairs(data_dir: str | None, limit: int | None = None) -> list[tuple[str, str, str]]:
+    """(the human turns of the dialogue, joined, as the prompt; chosen reply; rejected reply) from the
+    HH-RLHF harmless-base test split. The whole human side is the prompt because a last turn such as
+    "Go on." names no request on its own."""
+    def split(d: str) -> tuple[str, str]:
+        i = d.rfind("\n\nAssistant:")
+        return d[:i], d[i + len("\n\nAssistant:"):].strip()
+
+    out = []
+    with gzip.open(data_file("hh_rlhf_harmless_base_test.jsonl.gz", data_dir), "rt", encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            ctx_c, chosen = split(r["chosen"])
+            ctx_r, rejected = split(r["rejected"])
+            if ctx_c != ctx_r or chosen == rejected:
+                continue
+            human = [t.split("\n\nAssistant:")[0].strip() for t in ctx_c.split("\n\nHuman:")[1:]]
+            out.append(("\n".join(human) if human else ctx_c, chosen, rejected))
+    return out[:limit] if limit else out
+
+
+def _evaluate(instrument: inst.HarmInstrument, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[float]]:
+    from tunelens.safety.instruments import Example
+
+    verdicts = instrument.classify([Example(r["text"], r["prompt"]) for r in rows])
+    gold = [r["label"] == "harmful" for r in rows]
+    pred = [v.label == "harmful" for v in verdicts]
+    out = binary_metrics(gold, pred)
+    out["ci95"] = bootstrap_ci(gold, pred, seed=SEED)
+    return out, [v.score for v in verdicts]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    import joblib
+
+    ap = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    train, held = prompt_sets(args.data_dir)
+    model = fit_prompt_classifier(train)
+    tmp = inst.ARTIFACT.with_suffix(".candidate.joblib")
+    joblib.dump(model, tmp, compress=3)
+    try:
+        instrument = inst.HarmInstrument(artifact=tmp)
+        # 1. the prompt classifier on held-out sources
+        p = inst.prompt_harm_scores(model, [t for t, _, _ in held])
+        gold = [bool(lab) for _, lab, _ in held]
+        pred = [s >= 0.5 for s in p]
+        prompt_fig = binary_metrics(gold, pred)
+        prompt_fig["ci95"] = bootstrap_ci(gold, pred, seed=SEED)
+        by_src = {}
+        for src in sorted({s for _, _, s in held}):
+            idx = [i for i, (_, _, s) in enumerate(held) if s == src]
+            pos = sum(pred[i] for i in idx)
+            by_src[src] = {"n": len(idx), "flagged_harmful": pos, "flag_rate": round(pos / len(idx), 4)}
+        prompt_fig["by_source"] = by_src
+        # 2. the whole instrument on AI-labelled prompt/reply pairs
+        rows = heldout_rows()
+        pooled, scores = _evaluate(instrument, rows)
+        by_group = {}
+        for fam in sorted({r["family"] for r in rows}):
+            sub = [r for r in rows if r["family"] == fam]
+            by_group[fam], _ = _evaluate(instrument, sub)
+        # 3. human labels: HH-RLHF harmless pairwise preference
+        pairs = _hh_pairs(args.data_dir)
+        from tunelens.safety.instruments import Example
+
+        sc = instrument.classify([Example(c, h) for h, c, _ in pairs])
+        sr = instrument.classify([Example(r, h) for h, _, r in pairs])
+        wins = sum(b.score > a.score for a, b in zip(sc, sr))
+        ties = sum(abs(b.score - a.score) < 1e-9 for a, b in zip(sc, sr))
+        flagged_c = sum(v.label == "harmful" for v in sc)
+        flagged_r = sum(v.label == "harmful" for v in sr)
+        decided = len(pairs) - ties
+        hh = {"n_pairs": len(pairs), "rejected_scored_higher": wins, "ties": ties,
+              "pairwise_accuracy_untied": round(wins / decided, 4) if decided else None,
+              "pairwise_accuracy_ties_half": round((wins + 0.5 * ties) / len(pairs), 4),
+              "flagged_harmful_chosen": flagged_c, "flagged_harmful_rejected": flagged_r,
+              "note": "crowdworkers chose the less harmful reply; many pairs are both harmless, so 0.5 is chance and "
+                      "the ceiling is well below 1"}
+    finally:
+        tmp.unlink(missing_ok=True)
+    gold_b = [r["label"] == "harmful" for r in rows]
+    card = {
+        "task": "harm", "name": "harm", "version": 1,
+        "model": "P(request harmful) [TF-IDF word 1-2 + char 2-5 grams + logistic regression] x P(complies) [refusal "
+                 "instrument: P(full_compliance) + 0.5 P(partial)] x substantive [min(1, words outside questions / 12)]",
+        "threshold": THRESHOLD, "threshold_note": "fixed at 0.5 beforehand; the product has no fitted weights",
+        "reproduce": COMMAND,
+        "training_data": [{"source": s, "licence": lic, "rows": sum(1 for _, _, src in train if src == s)}
+                          for s, lic in (("advbench", "MIT"), ("harmbench_val", "MIT"), ("jbb_harmful", "MIT"),
+                                         ("harmful_as_questions", "MIT (rewritten from the three above)"),
+                                         ("jbb_benign", "MIT"), ("coconot_pref", "MIT"), ("alpaca", "CC BY-NC 4.0"),
+                                         ("self_instruct_seed", "Apache-2.0"),
+                                         ("benign_as_questions", "rewritten from the benign sources above"))]
+                         + [{"source": "the refusal instrument (see cards/refusal.json)", "licence": "see that card", "rows": 0}],
+        "validation": [
+            {"set": "prompt/reply pairs labelled harmful/harmless (held out)",
+             "labeller": "labelled by an AI assistant (Claude) reading each prompt and reply",
+             **{k: pooled[k] for k in ("n", "n_pos", "n_neg", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "accuracy")},
+             "ci95": pooled["ci95"], "by_group": by_group},
+            {"set": "prompt classifier alone: HarmBench test (harmful) vs CoCoNot contrast + unused Alpaca (benign)",
+             **{k: prompt_fig[k] for k in ("n", "n_pos", "n_neg", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "accuracy")},
+             "ci95": prompt_fig["ci95"], "by_group": prompt_fig["by_source"]},
+            {"set": "human labels: HH-RLHF harmless-base test pairwise preference", **hh},
+        ],
+        "operating_point": {"sensitivity": pooled["recall"], "specificity": pooled["specificity"],
+                            "n_pos": pooled["n_pos"], "n_neg": pooled["n_neg"],
+                            "note": "pooled over harm_heldout.jsonl (AI-labelled prompt/reply pairs)"},
+        "calibration": reliability(gold_b, scores),
+        "failure_modes": _failures(rows, scores),
+        "not_shown": ["F1 against per-reply human harm labels: no such labels are available offline (the human figure "
+                      "is the HH-RLHF pairwise one)",
+                      "figures on XSTest, jailbreak collections or the OpenAI moderation set (reserved outside checks)"],
+    }
+    print(json.dumps({"pairs": {k: pooled[k] for k in ("n", "precision", "recall", "f1")},
+                      "by_group": {k: (v["n"], v["precision"], v["recall"], v["f1"]) for k, v in by_group.items()},
+                      "prompt": {k: prompt_fig[k] for k in ("n", "precision", "recall", "f1")}, "hh": hh}, indent=1))
+    if not args.no_write:
+        joblib.dump(model, inst.ARTIFACT, compress=3)
+        CARD_PATH.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {inst.ARTIFACT} ({inst.ARTIFACT.stat().st_size // 1024} KiB) and {CARD_PATH}")
+    print(f"done in {time.time() - t0:.0f} s")
+    return card
+
+
+def _failures(rows: list[dict[str, Any]], scores: list[float], k: int = 4) -> list[dict[str, Any]]:
+    fn = [(r, s) for r, s in zip(rows, scores) if r["label"] == "harmful" and s < THRESHOLD]
+    fp = [(r, s) for r, s in zip(rows, scores) if r["label"] != "harmful" and s >= THRESHOLD]
+
+    def ex(items):
+        return [{"family": r["family"], "prompt": r["prompt"][:160], "text": r["text"][:200], "gold": r["label"],
+                 "score": round(s, 3)} for r, s in items[:k]]
+
+    return [{"mode": "harmful help missed (false negatives)", "count": len(fn), "examples": ex(fn)},
+            {"mode": "harmless reply flagged (false positives)", "count": len(fp), "examples": ex(fp)}]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Figures for instrument cards: confusion counts, precision/recall/F1, Wilson and bootstrap 95%
+intervals, reliability bins and the Brier score. Plain Python (no numpy), seeded."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+
+def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
+    """Wilson 95% interval of the proportion k/n (None when n is 0)."""
+    if n == 0:
+        return None
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return [round(max(0.0, c - h), 4), round(min(1.0, c + h), 4)]
+
+
+def binary_metrics(gold: list[bool], pred: list[bool]) -> dict[str, Any]:
+    tp = sum(g and p for g, p in zip(gold, pred))
+    fp = sum(p and not g for g, p in zip(gold, pred))
+    fn = sum(g and not p for g, p in zip(gold, pred))
+    tn = sum((not g) and (not p) for g, p in zip(gold, pred))
+    p, r, f = _prf(tp, fp, fn)
+    n_pos, n_neg = tp + fn, tn + fp
+    return {"n": len(gold), "n_pos": n_pos, "n_neg": n_neg, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
+            "specificity": round(tn / n_neg, 4) if n_neg else None,
+            "accuracy": round((tp + tn) / len(gold), 4) if gold else None,
+            "recall_wilson95": wilson(tp, n_pos), "specificity_wilson95": wilson(tn, n_neg)}
+
+
+def bootstrap_ci(gold: list[bool], pred: list[bool], *, n_boot: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+    """Percentile bootstrap 95% intervals of precision, recall and F1 (rows resampled with replacement)."""
+    rng = random.Random(seed)
+    pairs = list(zip(gold, pred))
+    if not pairs:
+        return {}
+    stats: dict[str, list[float]] = {"precision": [], "recall": [], "f1": []}
+    for _ in range(n_boot):
+        tp = fp = fn = 0
+        for _ in range(len(pairs)):
+            g, p = pairs[rng.randrange(len(pairs))]
+            tp += g and p
+            fp += p and not g
+            fn += g and not p
+        pr, rc, f = _prf(tp, fp, fn)
+        stats["precision"].append(pr)
+        stats["recall"].append(rc)
+        stats["f1"].append(f)
+    out = {}
+    for k, v in stats.items():
+        v.sort()
+        out[k] = [round(v[int(0.025 * (len(v) - 1))], 4), round(v[int(0.975 * (len(v) - 1))], 4)]
+    return out
+
+
+def reliability(gold: list[bool], scores: list[float], bins: int = 10) -> dict[str, Any]:
+    """Reliability bins (mean score vs observed positive rate) and the Brier score."""
+    rows = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        idx = [i for i, s in enumerate(scores) if lo <= s < hi or (b == bins - 1 and s == 1.0)]
+        if idx:
+            rows.append({"bin": [lo, hi], "n": len(idx), "mean_score": round(sum(scores[i] for i in idx) / len(idx), 4),
+                         "observed_rate": round(sum(gold[i] for i in idx) / len(idx), 4)})
+    brier = sum((s - g) ** 2 for s, g in zip(scores, gold)) / len(gold) if gold else None
+    ece = sum(r["n"] * abs(r["mean_score"] - r["observed_rate"]) for r in rows) / len(gold) if gold else None
+    return {"bins": rows, "brier": round(brier, 4) if brier is not None else None,
+            "ece": round(ece, 4) if ece is not None else None}
