@@ -236,10 +236,10 @@ def test_a_500_does_not_poison_the_keep_alive_connection(tmp_path, tiny_loaded, 
     guards = app.state.runtime.guards
     real = guards.check_input
 
-    def buggy(messages, documents):
+    def buggy(messages, documents, *roles):  # check_input(messages, documents, roles) since scan_roles
         if "trigger-bug" in messages[-1]["content"]:
             raise RuntimeError("an internal bug")
-        return real(messages, documents)
+        return real(messages, documents, *roles)
 
     monkeypatch.setattr(guards, "check_input", buggy)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
