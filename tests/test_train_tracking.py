@@ -103,6 +103,35 @@ def test_dpo_logs_to_tensorboard(tmp_path, monkeypatch, tiny_model_path):
     assert_close_relative(_tensorboard_losses(cfg.out), _logged_losses(cfg.out), rel=1e-5)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="needs the tensorboard package")
+def test_grpo_logs_to_tensorboard(tmp_path, monkeypatch):
+    import sys
+
+    from _grpo import build
+
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    toy = build(tmp_path / "toy")
+    monkeypatch.syspath_prepend(str(toy["rewards_dir"]))
+    cfg = TrainConfig(method="grpo", model=str(toy["model"]), data=[str(toy["prompts"])], output_dir=str(tmp_path / "out"),
+                      max_length=64, max_steps=2, batch_size=8, seed=0, report_to=["tensorboard"],
+                      grpo={"num_generations": 4, "max_completion_length": 8,
+                            "rewards": [{"name": "format", "options": {"pattern": r"\bapple\b"}}]})
+    try:
+        train(cfg, progress=False)
+    finally:
+        sys.modules.pop("grpo_rewards", None)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    event_files = sorted((cfg.out / "checkpoints" / "runs").rglob("events.out.tfevents.*"))
+    assert event_files
+    acc = EventAccumulator(str(event_files[0].parent))
+    acc.Reload()
+    logged = [json.loads(ln) for ln in (cfg.out / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    rewards = [e.value for e in sorted(acc.Scalars("train/reward"), key=lambda e: e.step)]
+    assert len(rewards) == len(logged) == 2
+    assert_close_relative(rewards, [r["reward"] for r in logged], rel=1e-5, scale=1.0)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is None,
                     reason="the wandb package is not installed (pip install wandb); W&B is tested offline when it is")
 def test_wandb_offline_run_holds_the_loss(tmp_path, monkeypatch, tiny_model_path):

@@ -476,8 +476,10 @@ def _train_grpo(config: TrainConfig, progress: bool) -> TrainResult:
         manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         if resume_from is not None:
             console.print(f"[cyan]resuming from {resume_from}[/]")
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with tracker_errors(config.report_to):
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     interrupted = stopper.received is not None
+    finish_trackers(config.report_to)
 
     result = TrainResult(output_dir=config.out, method="grpo", steps=trainer.state.global_step, final_loss=None,
                          tokens_per_s=None, wall_s=0.0, interrupted=interrupted, data_stats=prompts.stats())
