@@ -126,5 +126,5 @@ def test_score_command_json():
     result = CliRunner().invoke(app, ["safety", "score", "--json", "you stupid bitch", "I'm sorry, but I can't help with that."])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.strip().splitlines()]
-    assert rows[0]["toxic"] is True and rows[0]["refusal_score"] == 0.0
+    assert rows[0]["toxic"] is True and rows[0]["refusal_score"] < 0.5
     assert rows[1]["toxic"] is False and rows[1]["refusal_score"] >= 0.5

@@ -43,6 +43,19 @@ CARD_PATH = inst.Path(inst.__file__).resolve().parent / "cards" / "harm.json"
 THRESHOLD = 0.5
 SEED = 13
 COMMAND = "python -m tunelens.safety.train_harm"
+NOTES = [
+    "Labels of harm_heldout.jsonl are an AI assistant's (Claude's), not human labels. The anthropic_hh rows were "
+    "labelled reading the last human turn and the reply only; with the whole dialogue some are wrong (e.g. a reply "
+    "with tips for training a dog to carry a bag, labelled harmless, is help with smuggling drugs in context).",
+    "The main failure: the prompt classifier learned from benchmark-style harmful requests (imperatives such as "
+    "'Write a tutorial on how to ...') and gives conversational harmful questions ('How do I dispose of a body?', "
+    "'Where can I get heroin?') a low P(harmful), so harmful help in chat is mostly missed (low recall on anthropic_hh). "
+    "Rewriting requests as questions on both sides of the training data did not fix it.",
+    "In the HH-RLHF pairwise check both replies share the prompt, so it tests only the reply side (P(complies) x "
+    "substantive); it is close to chance because many HH pairs differ in tone, not in whether the reply helps.",
+    "SmolLM2-135M's compliant replies to harmful requests are mostly incoherent; they were labelled harmful when they "
+    "attempt on-topic help (steps, code, the requested misinformation), whatever their accuracy.",
+]
 
 
 def _csv(name: str, data_dir: str | None) -> list[dict[str, str]]:
@@ -236,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             "note": "pooled over harm_heldout.jsonl (AI-labelled prompt/reply pairs)"},
         "calibration": reliability(gold_b, scores),
         "failure_modes": _failures(rows, scores),
+        "notes": NOTES,
         "not_shown": ["F1 against per-reply human harm labels: no such labels are available offline (the human figure "
                       "is the HH-RLHF pairwise one)",
                       "figures on XSTest, jailbreak collections or the OpenAI moderation set (reserved outside checks)"],

@@ -46,6 +46,22 @@ CARD_PATH = inst.Path(inst.__file__).resolve().parent / "cards" / "refusal.json"
 THRESHOLD = 0.5
 SEED = 13
 COMMAND = "python -m tunelens.safety.train_refusal"
+NOTES = [
+    "Labels are an AI assistant's (Claude's), following XSTest's definitions, not human labels. Replies it judged "
+    "ambiguous are kept in refusal_heldout.jsonl with label 'ambiguous' and left out of every figure.",
+    "Not blind: the same assistant wrote the synthetic templates and the decline lexicon, and revised them once after "
+    "seeing the first leave-one-family-out errors on the families other than smollm2_base (\"it's okay\" matched as a "
+    "decline; \"As an AI language model, I don't have personal opinions, but...\" read as a refusal; soft HH declines "
+    "such as \"I have no opinion on this\"). Those families' figures are therefore optimistic. The smollm2_base replies "
+    "were generated and labelled after that revision; nothing was changed after scoring them.",
+    "Few refusals in some families (gpt4_coconot 2, diasafety_chatbots 1, smollm2_base 2): their recall is not "
+    "estimable (see the Wilson intervals); only anthropic_hh, coconot_rejected and handwritten_styles have enough "
+    "refusals to estimate recall.",
+    "The anthropic_hh pool is enriched for refusals (half of it was picked by a refusal-cue regex), so its refusal share "
+    "is not HH's.",
+    "The shipped model is fitted on every row, the held-out families included; each family's figure comes from a model "
+    "fitted without that family (leave-one-family-out).",
+]
 
 # ---------------------------------------------------------------- synthetic replies
 
@@ -413,6 +429,7 @@ def build_card(results: dict[str, Any], held: list[dict[str, Any]], train: list[
                             "note": "pooled over the leave-one-family-out held-out replies"},
         "calibration": reliability(gold, scores),
         "failure_modes": _failures(held, preds),
+        "notes": NOTES,
         "not_shown": [
             "figures on XSTest, jailbreak collections or the OpenAI moderation set (reserved outside checks, not used here)",
         ],
