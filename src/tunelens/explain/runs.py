@@ -63,13 +63,34 @@ def _now() -> str:
 
 
 def greedy_responses(loaded: Any, prompts: Sequence[Any], max_new_tokens: int, *, batch_size: int | None = None,
-                     progress: bool = False) -> list[str]:
-    """Greedy responses of a loaded model to message lists or rendered prompt strings, in order."""
+                     progress: bool = False, backend: Any = None) -> list[str]:
+    """Greedy responses of a loaded model to message lists or rendered prompt strings, in order.
+
+    ``backend``: a ``tunelens.generate.backends.Backend`` of the same model (``response_backend``)
+    that generates them instead of ``loaded`` (llama.cpp, vLLM); None or an hf backend: ``loaded``.
+    """
     from tunelens.generate import GenerationParams, generate
 
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0,
                               **({"batch_size": batch_size} if batch_size else {}))
+    if backend is not None and backend.name != "hf":
+        return [r.text for r in backend.generate(list(prompts), params, progress=progress)]
     return [r.text for r in generate(loaded.model, loaded.tokenizer, list(prompts), params, progress=progress)]
+
+
+def response_backend(spec: str, name: str, quant: str, *, say: Callable[[str], None] | None = None) -> Any:
+    """The generation backend ``name`` (hf, llamacpp, vllm, auto) of model ``spec`` for the responses
+    an explanation attributes, or None when that is hf: the explained model's own transformers
+    weights then generate them (a PEFT model unmerged, as it is attributed). Attributions always
+    need transformers (gradients); only the response text comes from here."""
+    from tunelens.generate.backends import choose_backend, load_backend
+
+    chosen, note = choose_backend(name)
+    if note and say:
+        say(note)
+    if chosen == "hf":
+        return None
+    return load_backend(spec, chosen, quant=quant, progress=False, say=say)
 
 
 # ---------------------------------------------------------------- inputs and method options

@@ -176,6 +176,12 @@ class ExplainSection(_Strict):
     faithfulness_items: int = Field(4, ge=0, description="Arithmetic items for the faithfulness check (0 = skip).")
     method: str = Field("input_x_gradient", description="Attribution method (see `tunelens explain --help`).")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget for explained responses and rationales.")
+    backend: Literal["hf", "llamacpp", "vllm", "auto"] | None = Field(
+        None, description="Generation backend for the responses and rationales that are explained (None: "
+        "evaluate.backend). The attributions always run in transformers (they need gradients), on the text "
+        "this backend generated.")
+    quant: Literal["f32", "f16", "q8_0", "q4_k_m"] | None = Field(
+        None, description="GGUF quantisation for a llamacpp explain backend (None: evaluate.quant).")
 
     @field_validator("method")
     @classmethod
@@ -241,6 +247,10 @@ class RunConfig(_Strict):
 
     def directory(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+    def explain_generation(self) -> tuple[str, str]:
+        """(backend, quant) that generate the explain stage's responses: its own settings, else evaluate's."""
+        return self.explain.backend or self.evaluate.backend, self.explain.quant or self.evaluate.quant
 
 
 def train_config(config: RunConfig, data: list[str], output_dir: Path, resume: bool = False) -> TrainConfig:

@@ -255,8 +255,11 @@ def run_evaluate(ctx: Context) -> dict[str, Any]:
 # --- explain ---------------------------------------------------------------------------------
 
 def explain_payload(ctx: Context) -> dict[str, Any]:
-    return {"explain": ctx.config.explain.model_dump(), "base": ctx.config.model,
-            "tuned": path_digest(tuned_model_dir(ctx)), "suite": ctx.config.suite.model_dump()}
+    backend, quant = ctx.config.explain_generation()
+    # The backend that generates the explained responses (hf keeps the hash of old: runs stay complete).
+    generation = {} if backend == "hf" else {"generation": {"backend": backend, "quant": quant}}
+    return {"explain": ctx.config.explain.model_dump(exclude={"backend", "quant"}), "base": ctx.config.model,
+            "tuned": path_digest(tuned_model_dir(ctx)), "suite": ctx.config.suite.model_dump(), **generation}
 
 
 def run_explain(ctx: Context) -> dict[str, Any]:
