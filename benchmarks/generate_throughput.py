@@ -15,6 +15,17 @@ difference to ``hf`` (equal scores are the condition for a speed-up to count).
 
     python benchmarks/generate_throughput.py [--n 64] [--max-new-tokens 64] [--batch-size 16]
         [--quants q8_0,f16] [--rounds 2]
+
+``--latency``: batch-1 latency per generated token of tunelens's ``llamacpp`` backend against a
+bare ``llama_cpp.Llama`` generation loop (``Llama.generate`` greedy, what a llama-cpp-python user
+writes; llama-bench is not shipped by the Python package) on the same GGUF, same threads, one
+prompt at a time, interleaved. Per prompt each side runs with max_new_tokens 1 (prefill + first
+token) and N; decode latency per token = (t(N) - t(1)) / (tokens(N) - 1), summed over prompts,
+in wall time and in this process's CPU time (``time.process_time``: with one thread it is the
+work done, which other jobs on a shared machine do not inflate as they inflate wall time).
+
+    python benchmarks/generate_throughput.py --latency [--quants q8_0] [--n 8] [--max-new-tokens 64]
+        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -61,6 +72,87 @@ def plain_batched(lm, prompts, max_new: int, batch_size: int) -> tuple[list[str]
     return texts, n_tokens
 
 
+def bare_tokens(llm, ids: list[int], max_new: int, eos_ids: set[int]) -> int:
+    """A bare llama-cpp-python greedy loop: tokens generated (EOS counted, as the backends count it)."""
+    n = 0
+    for tok in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, reset=True):
+        n += 1
+        if tok in eos_ids or n >= max_new:
+            break
+    return n
+
+
+def latency(args, prompts: list) -> None:
+    """Batch-1 decode latency per token: the llamacpp backend against a bare ``llama_cpp.Llama`` loop."""
+    from llama_cpp import Llama
+
+    from tunelens.generate.backends import LlamaCppBackend, _cpu_threads
+    from tunelens.generate.engine import encode_prompts
+
+    quant = args.quants.split(",")[0]
+    backend = load_backend(args.model, "llamacpp", quant=quant, say=print)
+    backend.max_parallel = 1  # one sequence: batch 1
+    assert isinstance(backend, LlamaCppBackend)
+    threads = _cpu_threads()
+    ids = [x for x, _ in encode_prompts(backend.tokenizer, prompts, GenerationParams(max_new_tokens=args.max_new_tokens),
+                                         backend.context)]
+    n_ctx = -(-(max(map(len, ids)) + args.max_new_tokens) // 256) * 256
+    llm = Llama(model_path=backend.info.gguf, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+    eos = set(backend.eos_ids)
+    print(f"GGUF {backend.info.gguf} ({quant}); threads {threads}; {len(prompts)} prompts, one at a time; "
+          f"max_new_tokens {args.max_new_tokens}; load {os.getloadavg()[0]:.2f}")
+
+    def ours(k: int, max_new: int) -> tuple[float, float, int]:
+        t, c = time.perf_counter(), time.process_time()
+        (res,) = backend.generate([prompts[k]], GenerationParams(max_new_tokens=max_new))
+        return time.perf_counter() - t, time.process_time() - c, res.completion_tokens
+
+    def bare(k: int, max_new: int) -> tuple[float, float, int]:
+        t, c = time.perf_counter(), time.process_time()
+        n = bare_tokens(llm, ids[k], max_new, eos)
+        return time.perf_counter() - t, time.process_time() - c, n
+
+    longest = max(range(len(ids)), key=lambda k: len(ids[k]))
+    ours(longest, args.max_new_tokens), bare(longest, args.max_new_tokens)  # warm-up; sizes our context once
+    sides = {"tunelens llamacpp": ours, "bare llama_cpp.Llama": bare}
+    wall: dict[str, list[float]] = {name: [] for name in sides}  # decode ms/token per round
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    first: dict[str, list[float]] = {name: [] for name in sides}
+    counts: dict[str, list[int]] = {name: [] for name in sides}
+    for r in range(args.rounds):
+        order = list(sides) if r % 2 == 0 else list(sides)[::-1]
+        acc = {name: [0.0, 0.0, 0] for name in sides}  # wall s, cpu s, tokens (decode only)
+        for k in range(len(prompts)):
+            for name in order:
+                w1, c1, _ = sides[name](k, 1)
+                wn, cn, n = sides[name](k, args.max_new_tokens)
+                first[name].append(w1)
+                if n > 1:
+                    acc[name][0] += wn - w1
+                    acc[name][1] += cn - c1
+                    acc[name][2] += n - 1
+                if r == 0:
+                    counts[name].append(n)
+        for name in sides:
+            wall[name].append(1000 * acc[name][0] / max(acc[name][2], 1))
+            cpu[name].append(1000 * acc[name][1] / max(acc[name][2], 1))
+        print(f"round {r + 1}: " + "  ".join(f"{name} {wall[name][-1]:.2f} ms/token (cpu {cpu[name][-1]:.2f})"
+                                             for name in sides) + f"  load {os.getloadavg()[0]:.2f}", flush=True)
+    if counts["tunelens llamacpp"] != counts["bare llama_cpp.Llama"]:
+        print(f"note: token counts differ: {counts}")
+    print(f"\n{sum(counts['tunelens llamacpp'])} tokens per side per round; medians of {args.rounds} rounds")
+    print("side                    decode wall ms/token   tok/s   decode CPU ms/token   first token wall s")
+    for name in sides:
+        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+        print(f"{name:22s} {w:14.2f} {1000 / w:12.1f} {c:14.2f} {statistics.median(first[name]):18.3f}")
+    for label, d in (("wall", wall), ("CPU", cpu)):
+        ratios = [a / b for a, b in zip(d["tunelens llamacpp"], d["bare llama_cpp.Llama"])]
+        print(f"tunelens / bare ({label}): {statistics.median(ratios):.3f}x (per round: "
+              f"{', '.join(f'{x:.3f}' for x in ratios)}); target <= 1.2x")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    backend.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
@@ -69,6 +161,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--quants", default="q8_0,f16", help="GGUF quantisations for the llamacpp backend")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--latency", action="store_true", help="batch-1 latency per token: llamacpp backend vs bare Llama")
     args = ap.parse_args()
 
     from tunelens.evaluate.ifeval import score_item
@@ -76,6 +169,10 @@ def main() -> None:
 
     rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()[: args.n]]
     prompts = [[{"role": "user", "content": r["prompt"]}] for r in rows]
+    if args.latency:
+        if not llama_cpp_available():
+            raise SystemExit("--latency needs llama-cpp-python")
+        return latency(args, prompts)
     params = GenerationParams(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     lm = load_model(args.model)
     print(f"host CPU: {cpu_model()}; threads={torch.get_num_threads()}; load={os.getloadavg()[0]:.2f}")

@@ -135,7 +135,8 @@ class LlamaCppBackend(Backend):
     name = "llamacpp"
 
     def __init__(self, gguf: Path, tokenizer: Any, info: BackendInfo, eos_ids: list[int], *,
-                 parallel: int = 64, seq_ctx: int | None = None, n_threads: int | None = None):
+                 parallel: int = 64, seq_ctx: int | None = None, n_threads: int | None = None,
+                 flash_attn: bool | None = None):
         lc = _import_llama_cpp()
         self._lc = lc
         lc.llama_backend_init()
@@ -149,6 +150,7 @@ class LlamaCppBackend(Backend):
         self.train_ctx = int(lc.llama_model_n_ctx_train(self._model)) or 4096
         self.max_parallel = max(1, parallel)
         self.threads = n_threads or _cpu_threads()
+        self.flash_attn = flash_attn  # None: llama.cpp's choice (auto)
         self._ctx = None
         self._batch = None
         self.parallel = self.seq_ctx = 0
@@ -173,6 +175,8 @@ class LlamaCppBackend(Backend):
         cparams.n_threads = self.threads
         cparams.n_threads_batch = self.threads
         cparams.kv_unified = False  # each sequence its own slice of the cache (no cross-talk)
+        if self.flash_attn is not None:
+            cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self._ctx = lc.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             raise TunelensError(f"llama.cpp cannot create a context for {self.gguf} ({parallel} x {seq_ctx} tokens)")
@@ -387,10 +391,22 @@ def _import_llama_cpp():
 
 
 def _cpu_threads() -> int:
+    """llama.cpp's threads: as many as torch uses (``torch.get_num_threads()``: the physical cores,
+    ``OMP_NUM_THREADS``, serve's ``torch_threads``), so both backends run under the same setting.
+
+    One knob matters on a shared machine: llama.cpp's OpenMP threads meet at a barrier after every
+    op, and with more threads than free cores each barrier waits for a descheduled thread. Measured
+    on this 2-core host at load average 10-14: q8_0 decode 9.4 tok/s with 1 thread, 0.8-1.8 tok/s
+    with 2 (torch fp32 alike: 10.9 vs 1.7), so ``OMP_NUM_THREADS=1`` there (docs/benchmarks.md)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        import torch
+
+        return max(1, int(torch.get_num_threads()))
+    except Exception:  # pragma: no cover - torch is a dependency; the CPUs otherwise
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:
+            return max(1, os.cpu_count() or 1)
 
 
 def choose_backend(name: str) -> tuple[str, str | None]:
