@@ -29,16 +29,16 @@ TINY: dict[str, Any] = {
 }
 
 # The default run in about 5 minutes on an idle 2-core CPU: the same model, suites and guards with
-# fewer training steps and about a quarter of the evaluation items. Its CIs are wide, so most
+# fewer training steps and about a fifth of the evaluation items. Its CIs are wide, so most
 # differences come out "not concluded"; the summary and report say so (summary.QUICK_NOTE).
 QUICK: dict[str, Any] = {
     "preset": "quick",
     "name": "quick",
-    "train.max_steps": 40,
-    "train.save_steps": 20,
-    "evaluate.limit": 120,  # builtin: the test+heldout part of a size-120 suite, 36 items
-    "evaluate.limits": {"ifeval": 40, "harmful": 40, "over_refusal": 40, "truthfulqa_mc": 40, "bbq": 60},
+    "train.max_steps": 30,
+    "train.save_steps": 15,
+    "evaluate.limit": 100,  # builtin: the test+heldout part of a size-100 suite, 30 items
+    "evaluate.limits": {"ifeval": 30, "harmful": 30, "over_refusal": 30, "truthfulqa_mc": 30, "bbq": 48},
     "explain.n_items": 1,
-    "explain.focus_items": 12,
+    "explain.focus_items": 8,
     "explain.faithfulness_items": 1,
 }
