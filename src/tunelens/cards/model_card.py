@@ -6,7 +6,8 @@ from typing import Any
 
 from tunelens.cards.artifacts import LAYOUT, RunArtifacts
 
-SAFETY_METRICS = ("refusal_rate_harmful", "over_refusal_rate_benign", "toxicity_mean", "toxic_rate")
+SAFETY_METRICS = ("refusal_rate_harmful", "over_refusal_rate_benign", "toxicity_mean", "toxic_rate", "refusal_rate",
+                  "harmful_compliance_rate", "over_refusal_rate", "bias_score_ambig", "bias_score_disambig")
 
 
 def fmt(x: Any, digits: int = 3) -> str:
