@@ -172,3 +172,14 @@ def test_logprobs_of_an_answer_that_ends_on_eos_include_the_eos(trigger_model):
     stream = stream_generate(model, tok, msgs, GenerationParams(max_new_tokens=8, logprobs=2))
     assert "".join(stream) == res.text
     assert [t.token_id for t in stream.result.logprobs] == [t.token_id for t in res.logprobs]
+
+
+@pytest.mark.parametrize("extra", [{"name": "alice"}, {"tool_call_id": "call_1"},
+                                   {"tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}])
+def test_a_message_field_the_server_cannot_honour_is_a_400_naming_it(served, extra):
+    _, client, _ = served
+    field = next(iter(extra))
+    r = client.post("/v1/chat/completions", json={"model": "tiny", "max_tokens": 2,
+                                                  "messages": [{"role": "user", "content": "hi", **extra}]})
+    assert r.status_code == 400, r.text
+    assert field in r.text

@@ -47,7 +47,10 @@ class ContentPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    model_config = _strict("allow")  # OpenAI clients may send name / tool_call_id
+    # No extra fields: a message's name, tool_calls or tool_call_id would change what an OpenAI model
+    # does, and the chat template has no place for them, so they are a 400 naming the field rather
+    # than a silent drop.
+    model_config = _strict()
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: Text | list[ContentPart] | None = ""
 
