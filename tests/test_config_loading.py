@@ -144,7 +144,8 @@ def test_accelerate_child_reads_the_request_with_one_validation(tmp_path, builds
     import tunelens.train.run
 
     monkeypatch.setattr(tunelens.train.run, "train", lambda c, progress=True: seen.append(c) or SimpleNamespace(
-        interrupted=False, steps=1, final_loss=1.0, tokens_per_s=1.0, adapter_dir=c.out, merged_dir=None, model_dir=None))
+        interrupted=False, method="sft", steps=1, final_loss=1.0, tokens_per_s=1.0, adapter_dir=c.out, merged_dir=None,
+        model_dir=None))
     builds.clear()
     result = CliRunner().invoke(app, ["train", "-c", str(request), "-q"])
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -158,7 +159,8 @@ def test_train_and_curate_commands_validate_once(tmp_path, builds, monkeypatch):
     import tunelens.train.run
 
     monkeypatch.setattr(tunelens.train.run, "train", lambda c, progress=True: SimpleNamespace(
-        interrupted=False, steps=1, final_loss=1.0, tokens_per_s=1.0, adapter_dir=c.out, merged_dir=None, model_dir=None))
+        interrupted=False, method="sft", steps=1, final_loss=1.0, tokens_per_s=1.0, adapter_dir=c.out, merged_dir=None,
+        model_dir=None))
     (tmp_path / "t.yaml").write_text("max_steps: 3\nlora: {r: 4}\n")
     result = CliRunner().invoke(app, ["train", "-c", str(tmp_path / "t.yaml"), "-m", "tiny-random", "-d", "x.jsonl",
                                       "-o", str(tmp_path / "o"), "--lora-alpha", "8", "-q"])
