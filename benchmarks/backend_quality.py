@@ -21,6 +21,18 @@ docs/benchmarks.md) and each run's results.json / samples.jsonl under ``OUT/runs
 
     python benchmarks/backend_quality.py [--model smollm2-135m] [--variants hf,llamacpp:f16,llamacpp:q8_0]
         [--builtin-limit 1000] [--ifeval-n 160] [--out test-artifacts/backend_quality]
+
+``--eval-stage RUN_DIR``: the evaluate stage of `tunelens run` (the embedded default run config,
+or ``--run-config FILE``), once per variant with ``evaluate.backend``/``quant`` set to it, on the
+trained adapter and suite split of an existing run (RUN_DIR/train/adapter, RUN_DIR/suite: copied,
+the run itself is not touched), generation cache off, variants alternating over ``--rounds``.
+Each stage's wall time is the pipeline's own (``stages.run_evaluate``), the llamacpp stages
+including the GGUF export of the tuned adapter (its cached file is removed first, as every new run
+trains a new adapter; the base model's GGUF stays cached, as on any machine after the first run).
+Reported: wall time per variant and ratio, and every generative suite's headline metrics per model
+(base, tuned) with the paired CI of variant - hf. Writes ``OUT/eval_stage.json`` / ``.md``.
+
+    python benchmarks/backend_quality.py --eval-stage runs/default --variants hf,llamacpp:q8_0 [--rounds 1]
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+VERDICT = {True: "equal", False: "**different**", None: "(n < 2: no CI)"}
 HEADLINE = {  # suite -> metrics compared (item-level units; inst_* are one unit per instruction)
     "builtin": ["pass_rate", "pass_rate/test", "pass_rate/heldout"],
     "ifeval": ["prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"],
@@ -160,6 +173,121 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def one_stage(source: Path, work: Path, run_config: Path | None, backend: str, quant: str) -> dict:
+    """The evaluate stage of a run (as `tunelens run` runs it) with ``backend``: wall time and results."""
+    import shutil
+
+    from rich.console import Console
+
+    from tunelens.generate.backends import _model_digest
+    from tunelens.models.store import cache_dir
+    from tunelens.pipeline.config import load_run_config
+    from tunelens.pipeline.stages import Context, run_evaluate
+
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(source / "suite", work / "suite")
+    shutil.copytree(source / "train" / "adapter", work / "train" / "adapter")
+    if backend == "llamacpp":  # the tuned adapter is new in every run: its GGUF export is part of the stage
+        for path in (cache_dir() / "gguf").glob(f"{_model_digest(str(work / 'train' / 'adapter'))}-*"):
+            shutil.rmtree(path)
+    config = load_run_config(run_config, {"run_dir": str(work), "evaluate.backend": backend,
+                                          "evaluate.quant": quant, "evaluate.options": {"use_cache": False}})
+    ctx = Context(config=config, dir=work, progress=False, console=Console(stderr=True, quiet=True))
+    start, cpu = time.perf_counter(), time.process_time()
+    run_evaluate(ctx)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    results = json.loads((work / "eval" / "results.json").read_text(encoding="utf-8"))
+    samples = [json.loads(line) for line in (work / "eval" / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_average_end": os.getloadavg()[0],
+            "cost": {label: results["cost"][label] for label in ("base", "tuned")},
+            "backend": {label: results["models"][label]["generation_backend"] for label in ("base", "tuned")},
+            "suites": list(results["results"]["base"]), "samples": samples}
+
+
+def eval_stage(args, variants: list[tuple[str, str, str]]) -> None:
+    import statistics
+
+    from tunelens.evaluate.stats import paired_bootstrap
+    from tunelens.evaluate.suites import all_suites
+
+    source = args.eval_stage
+    if not (source / "train" / "adapter").is_dir() or not (source / "suite").is_dir():
+        sys.exit(f"{source} has no train/adapter or suite/: give the folder of a finished `tunelens run`")
+    stages: dict[str, list[dict]] = {label: [] for label, _, _ in variants}
+    print(f"evaluate stage of {source} per backend; host {cpu_model()}, load {os.getloadavg()[0]:.2f}", flush=True)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # --jobs 2 runs the variants of a round at the same time (each in its own process): on a shared
+    # machine both then see the same load, and the ratio of their wall times is the fair one.
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for r in range(args.rounds):
+            order = variants if r % 2 == 0 else variants[::-1]
+            futures = [(label, pool.submit(one_stage, source, args.out / "stage" / label.replace(" ", "-"),
+                                           args.run_config, backend, quant)) for label, backend, quant in order]
+            for label, fut in futures:
+                res = fut.result()
+                stages[label].append(res)
+                gen = {m: res["cost"][m]["generation_seconds"] for m in ("base", "tuned")}
+                print(f"round {r + 1} {label:14s} stage wall {res['wall_s']:.1f}s (CPU {res['cpu_s']:.1f}s), "
+                      f"generation base {gen['base']:.1f}s tuned {gen['tuned']:.1f}s, "
+                      f"load {res['load_average_end']:.2f}", flush=True)
+    reference = variants[0][0]
+    registry = all_suites()
+    last = {label: runs[-1] for label, runs in stages.items()}
+    comparisons = []
+    for model in ("base", "tuned"):
+        for suite in last[reference]["suites"]:
+            cls = registry.get(suite)
+            if cls is None or not cls.generative:
+                continue
+            for metric in cls.metrics:
+                ref = units({s["item_id"]: s for s in last[reference]["samples"]
+                             if s["model"] == model and s["suite"] == suite}, metric)
+                if not ref:
+                    continue
+                for label in last:
+                    if label == reference:
+                        continue
+                    got = units({s["item_id"]: s for s in last[label]["samples"]
+                                 if s["model"] == model and s["suite"] == suite}, metric)
+                    common = sorted(set(ref) & set(got))
+                    res = paired_bootstrap([ref[u] for u in common], [got[u] for u in common], seed=0,
+                                           higher_is_better=metric not in getattr(cls, "lower_is_better", ()))
+                    comparisons.append({"model": model, "suite": suite, "metric": metric, "variant": label,
+                                        "n": len(common), "reference": sum(ref[u] for u in common) / len(common),
+                                        "value": sum(got[u] for u in common) / len(common), **res,
+                                        "equal_within_ci": None if not res["ci"] else bool(res["ci"][0] <= 0 <= res["ci"][1])})
+    walls = {label: statistics.median(r["wall_s"] for r in runs) for label, runs in stages.items()}
+    lines = [f"| backend | evaluate stage wall s (median of {args.rounds}) | speed-up ({reference} wall / wall) | "
+             "generation s base / tuned |",
+             "|---|---|---|---|"]
+    for label, runs in stages.items():
+        gen = "; ".join(f"{r['cost']['base']['generation_seconds']:.0f} / {r['cost']['tuned']['generation_seconds']:.0f}"
+                        for r in runs)
+        lines.append(f"| {label} | {walls[label]:.1f} | {walls[reference] / walls[label]:.2f}x | {gen} |")
+    lines += ["", f"| model | suite | metric | n | {reference} | variant | value | delta [95% CI] |",
+              "|---|---|---|---|---|---|---|---|"]
+    for c in comparisons:
+        ci = f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if c["ci"] else ""
+        lines.append(f"| {c['model']} | {c['suite']} | `{c['metric']}` | {c['n']} | {c['reference']:.3f} | {c['variant']} "
+                     f"| {c['value']:.3f} | {c['delta']:+.3f} {ci} {VERDICT[c['equal_within_ci']]} |")
+    table = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    doc = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "source_run": str(source),
+           "host": {"cpu": cpu_model(), "cores": os.cpu_count()},
+           "stages": {label: [{k: v for k, v in r.items() if k != "samples"} for r in runs] for label, runs in stages.items()},
+           "wall_s_median": walls, "comparisons": comparisons}
+    doc["jobs"] = args.jobs
+    doc["threads"] = os.environ.get("OMP_NUM_THREADS", "torch default")
+    (args.out / "eval_stage.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    (args.out / "eval_stage.md").write_text(table, encoding="utf-8")
+    print("\n" + table)
+    print(f"wrote {args.out / 'eval_stage.json'} and {args.out / 'eval_stage.md'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
@@ -176,6 +304,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("test-artifacts/backend_quality"))
     ap.add_argument("--cache", action="store_true", help="read/write the evaluation's generation cache (answers "
                     "cached by an earlier run count; its timings are then not this run's)")
+    ap.add_argument("--eval-stage", type=Path, default=None, metavar="RUN_DIR",
+                    help="time the evaluate stage of `tunelens run` per variant on RUN_DIR's adapter (see above)")
+    ap.add_argument("--run-config", type=Path, default=None, help="--eval-stage: run config file (default: embedded)")
+    ap.add_argument("--rounds", type=int, default=1, help="--eval-stage: rounds over the variants (alternating)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (on a shared machine "
                     "with OMP_NUM_THREADS=1: more CPU share; the wall times are then not comparable)")
     args = ap.parse_args()
@@ -190,6 +322,8 @@ def main() -> None:
             print(f"llama-cpp-python is not installed: {', '.join(dropped)} skipped", file=sys.stderr)
     if len(variants) < 2:
         sys.exit("nothing to compare: need the reference and at least one more variant")
+    if args.eval_stage is not None:
+        return eval_stage(args, variants)
     suites = [s.strip() for s in args.suites.split(",") if s.strip()]
     settings = {"builtin": (args.builtin_limit, args.builtin_max_new_tokens),
                 "ifeval": (args.ifeval_n, args.ifeval_max_new_tokens)}
