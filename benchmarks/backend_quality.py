@@ -197,9 +197,16 @@ def one_stage(source: Path, work: Path, run_config: Path | None, backend: str, q
     start, cpu = time.perf_counter(), time.process_time()
     run_evaluate(ctx)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    done = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_average_end": os.getloadavg()[0]}
+    (work / "stage_time.json").write_text(json.dumps(done) + "\n", encoding="utf-8")
+    return stage_result(work)
+
+
+def stage_result(work: Path) -> dict:
+    """A finished stage's time (stage_time.json), results and samples, read back from its folder."""
     results = json.loads((work / "eval" / "results.json").read_text(encoding="utf-8"))
     samples = [json.loads(line) for line in (work / "eval" / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
-    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_average_end": os.getloadavg()[0],
+    return {**json.loads((work / "stage_time.json").read_text(encoding="utf-8")),
             "cost": {label: results["cost"][label] for label in ("base", "tuned")},
             "backend": {label: results["models"][label]["generation_backend"] for label in ("base", "tuned")},
             "suites": list(results["results"]["base"]), "samples": samples}
@@ -224,10 +231,15 @@ def eval_stage(args, variants: list[tuple[str, str, str]]) -> None:
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
         for r in range(args.rounds):
             order = variants if r % 2 == 0 else variants[::-1]
-            futures = [(label, pool.submit(one_stage, source, args.out / "stage" / label.replace(" ", "-"),
-                                           args.run_config, backend, quant)) for label, backend, quant in order]
-            for label, fut in futures:
-                res = fut.result()
+            futures = []
+            for label, backend, quant in order:
+                work = args.out / "stage" / f"{label.replace(' ', '-')}-{r + 1}"
+                if args.reuse and (work / "stage_time.json").is_file():  # finished by an earlier invocation
+                    futures.append((label, None, work))
+                else:
+                    futures.append((label, pool.submit(one_stage, source, work, args.run_config, backend, quant), work))
+            for label, fut, work in futures:
+                res = fut.result() if fut is not None else stage_result(work)
                 stages[label].append(res)
                 gen = {m: res["cost"][m]["generation_seconds"] for m in ("base", "tuned")}
                 print(f"round {r + 1} {label:14s} stage wall {res['wall_s']:.1f}s (CPU {res['cpu_s']:.1f}s), "
@@ -308,6 +320,8 @@ def main() -> None:
                     help="time the evaluate stage of `tunelens run` per variant on RUN_DIR's adapter (see above)")
     ap.add_argument("--run-config", type=Path, default=None, help="--eval-stage: run config file (default: embedded)")
     ap.add_argument("--rounds", type=int, default=1, help="--eval-stage: rounds over the variants (alternating)")
+    ap.add_argument("--reuse", action="store_true", help="--eval-stage: reuse stages an earlier invocation finished "
+                    "(OUT/stage/<variant>-<round>/stage_time.json)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (on a shared machine "
                     "with OMP_NUM_THREADS=1: more CPU share; the wall times are then not comparable)")
     args = ap.parse_args()
