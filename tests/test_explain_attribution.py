@@ -70,6 +70,32 @@ def test_input_x_gradient_batched_equals_one_backward_per_target(tiny):
     assert_close_relative(attr.matrix, np.stack(reference), rel=1e-4, what="batched vs per-target")
 
 
+def test_response_target_is_the_gradient_of_the_summed_log_prob(tiny):
+    """target='response': one row, equal to the sum of the per-token rows for the signed (linear) reduction."""
+    messages = [{"role": "user", "content": "List two fruits."}]
+    per_token = attribute(tiny.model, tiny.tokenizer, messages, "Apples and pears.", "input_x_gradient", reduce="sum")
+    whole = attribute(tiny.model, tiny.tokenizer, messages, "Apples and pears.", "input_x_gradient", reduce="sum",
+                      target="response")
+    assert whole.matrix.shape == (1, len(whole.input_tokens)) and whole.output_tokens == ["(whole response)"]
+    assert whole.output_ids == per_token.output_ids and whole.params["target"] == "response"
+    # The gradient is linear in its target: d(sum_j log p_j) = sum_j d log p_j. Same fp32 sums in
+    # another order: rounding ~1e-6 of the entries' size; a wrong target (one token, or the
+    # L2 norm) moves entries by their own magnitude.
+    assert_close_relative(whole.matrix[0], per_token.matrix.sum(0), rel=1e-4, what="response row vs token rows")
+    # The norm reduction is not linear: the response row's norm is at most the sum of the rows' norms.
+    norm_tok = attribute(tiny.model, tiny.tokenizer, messages, "Apples and pears.", "saliency")
+    norm_all = attribute(tiny.model, tiny.tokenizer, messages, "Apples and pears.", "saliency", target="response")
+    assert np.all(norm_all.matrix[0] <= norm_tok.matrix.sum(0) * (1 + 1e-4) + 1e-12)
+    back = Attribution.from_dict(json.loads(json.dumps(whole.to_dict())))
+    assert back.matrix.shape == (1, len(whole.input_tokens))
+    ig = attribute(tiny.model, tiny.tokenizer, messages, "Apples and pears.", "integrated_gradients", steps=4,
+                   target="response")
+    ig_tok = attribute(tiny.model, tiny.tokenizer, messages, "Apples and pears.", "integrated_gradients", steps=4)
+    assert_close_relative(ig.matrix[0], ig_tok.matrix.sum(0), rel=1e-4, what="IG response row vs token rows")
+    with pytest.raises(TunelensError, match="target"):
+        attribute(tiny.model, tiny.tokenizer, messages, "Apples and pears.", "input_x_gradient", target="sentence")
+
+
 def test_integrated_gradients_rows_are_complete(trigger_model):
     """Each row sums to log p(y_j | prompt) - log p(y_j | every prompt token replaced by the mean embedding), the default baseline."""
     model, tok = trigger_model

@@ -26,13 +26,13 @@ def tiny(tiny_model_path):
 
 def test_saliency_is_registered():
     assert "saliency" in METHODS
-    assert methods.get("saliency").options.keys() == {"target_chunk"}
+    assert methods.get("saliency").options.keys() == {"target_chunk", "target"}
 
 
 def test_saliency_is_the_gradient_norm_of_each_target(tiny):
     messages = [{"role": "user", "content": "List two fruits."}]
     attr = attribute(tiny.model, tiny.tokenizer, messages, "Apples and pears.", "saliency", target_chunk=3)
-    assert attr.method == "saliency" and attr.params == {"target_chunk": 3}
+    assert attr.method == "saliency" and attr.params == {"target_chunk": 3, "target": "token"}
     n_in, n_out = len(attr.input_tokens), len(attr.output_tokens)
     assert attr.matrix.shape == (n_out, n_in) and np.all(attr.matrix >= 0)
     ids = attr.input_ids + attr.output_ids

@@ -14,12 +14,17 @@ from tunelens.explain.methods import DEFAULT, Computed, get
 SCHEMA = "tunelens.attribution/v1"
 
 
+RESPONSE_ROW = "(whole response)"
+
+
 @dataclass
 class Attribution:
     """Attribution of each response token's log-probability to the prompt tokens.
 
     ``matrix[j, i]`` is prompt token i's share in output token j; ``aggregate[i]`` is the sum over
     output tokens (template tokens zeroed when ``exclude_template``). Positive = supports the response.
+    With a gradient method's ``target="response"`` the matrix has one row, labelled
+    ``RESPONSE_ROW``: the attribution of the whole response's summed log-probability.
     """
 
     input_tokens: list[str]
@@ -138,6 +143,9 @@ def attribute(
     if not isinstance(result, Computed):
         result = Computed(result)
     inputs, outputs = token_strings(tokenizer, enc)
+    if options.get("target") == "response":
+        # One row: the whole response's log-probability (gradient methods' target="response").
+        outputs = [RESPONSE_ROW]
     attr = Attribution(
         input_tokens=inputs,
         output_tokens=outputs,

@@ -33,7 +33,8 @@ def forward_logits(model: Any, *, keep: int | None = None, **inputs: Any):
     """Model logits; only the last ``keep`` positions when the model supports ``logits_to_keep``."""
     if keep is not None:
         try:
-            return model(**inputs, logits_to_keep=keep, use_cache=False).logits
+            # A model that takes but ignores logits_to_keep returns every position: cut it here too.
+            return model(**inputs, logits_to_keep=keep, use_cache=False).logits[:, -keep:]
         except TypeError:
             pass
     logits = model(**inputs, use_cache=False).logits
@@ -45,7 +46,10 @@ def response_logprobs(
 ) -> np.ndarray:
     """log p(response token j | prompt variant i, earlier response tokens), shape (n_prompts, n_response).
 
-    Variants may differ in length: rows are right-padded, so positions need no shifting.
+    Variants may differ in length: rows are left-padded (with explicit position ids), so every
+    row's response sits in its last positions and only those get logits. Right padding would
+    need the vocabulary-wide logits of every position: for a 400-token prompt and a 49k
+    vocabulary, 1.3 GB per batch of 16 and a tenth of the model's FLOPs in the LM head.
     """
     import torch
 
@@ -62,12 +66,10 @@ def response_logprobs(
             ids = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
             mask = torch.zeros_like(ids)
             for r, s in enumerate(seqs):
-                ids[r, : len(s)] = torch.tensor(s, device=device)
-                mask[r, : len(s)] = 1
-            logits = forward_logits(model, input_ids=ids, attention_mask=mask)
-            logp = logits.float().log_softmax(-1)
-            for r, i in enumerate(idx):
-                p = len(prompts[i])
-                rows = logp[r, p - 1 : p - 1 + n_resp]
-                out[i] = rows.gather(-1, resp[:, None]).squeeze(-1).double().cpu().numpy()
+                ids[r, width - len(s):] = torch.tensor(s, device=device)
+                mask[r, width - len(s):] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = forward_logits(model, keep=n_resp + 1, input_ids=ids, attention_mask=mask, position_ids=positions)
+            logp = logits[:, :n_resp].float().log_softmax(-1)
+            out[idx] = logp.gather(-1, resp.view(1, -1, 1).expand(len(idx), -1, 1)).squeeze(-1).double().cpu().numpy()
     return out

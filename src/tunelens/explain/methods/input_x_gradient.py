@@ -14,6 +14,8 @@ from tunelens.explain.methods._base import Option, register
     options={
         "reduce": Option("'norm' (non-negative magnitude, as in Inseq) or 'sum' (signed dot product)", default="norm"),
         "target_chunk": Option("response tokens per vmapped backward pass (32)"),
+        "target": Option("'token' (one row per response token) or 'response' (one row: the whole response's "
+                         "summed log-probability, one backward pass, about R times cheaper)", default="token"),
     },
 )
 def compute(model: Any, tokenizer: Any, enc: Any, **options: Any) -> Any:

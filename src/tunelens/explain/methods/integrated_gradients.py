@@ -17,6 +17,8 @@ from tunelens.explain.methods._base import Option, register
         "approximation": Option("captum's quadrature rule", default="gausslegendre"),
         "step_batch": Option("interpolation steps per forward pass (16)"),
         "target_chunk": Option("response tokens per vmapped backward pass (32)"),
+        "target": Option("'token' (one row per response token) or 'response' (one row: the whole response's "
+                         "summed log-probability, one backward pass, about R times cheaper)", default="token"),
         "progress": Option("callback called with the number of steps done", recorded=False),
     },
 )

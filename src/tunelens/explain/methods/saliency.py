@@ -17,7 +17,11 @@ from tunelens.explain.methods._base import Option, register
 @register(
     "saliency",
     summary="L2 norm of the gradient w.r.t. each prompt token's embedding (Simonyan et al.); non-negative",
-    options={"target_chunk": Option("response tokens per vmapped backward pass (32)")},
+    options={
+        "target_chunk": Option("response tokens per vmapped backward pass (32)"),
+        "target": Option("'token' (one row per response token) or 'response' (one row: the whole response's "
+                         "summed log-probability, one backward pass, about R times cheaper)", default="token"),
+    },
 )
 def compute(model: Any, tokenizer: Any, enc: Any, **options: Any) -> Any:
     from tunelens.explain.gradients import gradient_matrix
