@@ -51,7 +51,7 @@ def test_unknown_option_names_the_method_and_the_option(trigger_model):
     model, tok = trigger_model
     with pytest.raises(TunelensError, match=r"attribution method 'attention_rollout' does not take 'steps'; it accepts no options"):
         attribute(model, tok, [{"role": "user", "content": "river apple"}], "red", "rollout", steps=3)
-    with pytest.raises(TunelensError, match=r"'input_x_gradient' does not take 'baseline'; it accepts reduce, target_chunk"):
+    with pytest.raises(TunelensError, match=r"'input_x_gradient' does not take 'baseline'; it accepts reduce, target, target_chunk"):
         attribute(model, tok, [{"role": "user", "content": "river apple"}], "red", "ixg", baseline="zero")
 
 
@@ -101,19 +101,40 @@ def _stage_context(run_dir: Path):
     return Context(config=load_run_config(None, dict(TINY)), dir=run_dir, progress=False, console=Console(quiet=True))
 
 
-def test_cli_and_pipeline_stage_write_one_faithfulness_shape(tmp_path, tiny_model_path):
+def test_cli_and_pipeline_stage_write_one_faithfulness_shape(tmp_path, tiny_model_path, monkeypatch):
+    import tunelens.explain.runs as runs
     from tunelens.pipeline.explain_stage import explain_run
 
-    # The pipeline's explain stage (tiny preset; the tiny model stands in for the tuned one).
+    # The pipeline's explain stage (tiny preset; the tiny model stands in for the tuned one). The
+    # random tiny model's greedy responses are empty, and empty responses are skipped: give both
+    # models a response to explain.
+    monkeypatch.setattr(runs, "greedy_responses", lambda lm, prompts, *a, **k: ["The answer is here."] * len(prompts))
     ctx = _stage_context(tmp_path / "run")
     summary = explain_run(ctx, tiny_model_path)
     explain = json.loads((tmp_path / "run" / "explain" / "explain.json").read_text())
-    staged = json.loads((tmp_path / "run" / "explain" / "faithfulness.json").read_text())
     assert summary["n_items"] == explain["n_items"] == 1
-    assert explain["faithfulness"]["attributions better than random"] == (
-        f"{staged['n_better_than_random']}/{staged['n_items']}")
-    assert [it["id"] for it in staged["items"]] == [hm["id"] for hm in explain["heatmaps"]]
-    assert staged["params"] == {"ks": [0.1, 0.2], "n_random": 4, "seed": ctx.config.seed}
+    # Focus and faithfulness on the focus items, per model, on the whole response's attribution.
+    focus = json.loads((tmp_path / "run" / "explain" / "instruction_focus.json").read_text())
+    faith = explain["explanation_faithfulness"]
+    assert faith["attributed"] == explain["instruction_focus"]["attributed"] == "the whole response's log-probability"
+    for label in ("base", "tuned"):
+        staged = json.loads((tmp_path / "run" / "explain" / f"faithfulness_{label}.json").read_text())
+        assert [it["id"] for it in staged["items"]] == [r["id"] for r in focus[label]["items"]]
+        assert staged["params"] == {"ks": ctx.config.explain.faithfulness_ks, "n_random": ctx.config.explain.faithfulness_random,
+                                    "seed": ctx.config.seed}
+        assert focus[label]["params"] == {"target": "response"}
+        wins = faith["attributions better than random (both gains > 0)"][label]
+        assert wins["n"] == staged["n_items"] and round(wins["value"] * wins["n"]) == staged["n_better_than_random"]
+        gains = [it["comprehensiveness_gain"] for it in staged["items"]]
+        # Its mean is the summary's (float64 means of the same numbers; JSON keeps 17 digits).
+        assert abs(faith["comprehensiveness gain over random tokens"][label]["value"] - sum(gains) / len(gains)) <= \
+            1e-9 * max(1.0, max(abs(g) for g in gains))
+        assert explain["faithfulness"][f"comprehensiveness gain over random tokens ({label})"] == \
+            faith["comprehensiveness gain over random tokens"][label]
+    diffs = [t["comprehensiveness_gain"] - b["comprehensiveness_gain"]
+             for b, t in zip(focus["base"]["items"], focus["tuned"]["items"])]
+    paired = faith["comprehensiveness gain over random tokens"]["tuned - base"]
+    assert paired["n"] == len(diffs) and abs(paired["value"] - sum(diffs) / len(diffs)) <= 1e-9 * max(1.0, *map(abs, diffs))
 
     # `tunelens explain` on the same kind of model.
     out = tmp_path / "cli"

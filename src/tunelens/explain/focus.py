@@ -66,7 +66,7 @@ def _unpack(model: Any) -> tuple[Any, Any]:
 def instruction_focus(
     model: Any, tokenizer: Any, items: list[dict], method: str = DEFAULT, *,
     max_new_tokens: int = 32, n_boot: int = 2000, seed: int = 0, progress: bool = False, skip_errors: bool = False,
-    **method_kwargs: Any,
+    faithfulness_options: dict[str, Any] | None = None, **method_kwargs: Any,
 ) -> dict[str, Any]:
     """Per-item instruction-mass shares and their mean with a bootstrap CI.
 
@@ -74,7 +74,13 @@ def instruction_focus(
     greedy response is generated. With ``skip_errors`` an item that cannot be explained (too long
     for the context, empty generation) keeps its row with a null share and the reason under
     ``skipped``, so rows stay paired across models; otherwise its error is raised.
+
+    ``faithfulness_options`` (None: no check) runs ``faithfulness()`` on each item's attribution
+    too: its rows get ``comprehensiveness_gain``, ``sufficiency_gain`` (over random tokens of the
+    same count) and ``better_than_random``, and the result a ``faithfulness`` summary with CIs.
     """
+    from tunelens.explain.faithfulness import faithfulness
+
     if not items:
         raise TunelensError("instruction_focus needs at least one item")
     rows = []
@@ -94,19 +100,25 @@ def instruction_focus(
         ctx_tok = [t for t in tokens_in_char_span(enc, user_idx, *ctx) if t not in set(instr_tok)]
         mass = np.abs(attr.matrix).sum(0)
         total = mass[instr_tok].sum() + mass[ctx_tok].sum()
-        rows.append({
+        row = {
             "id": item.get("id", str(n)),
             "instruction_share": float(mass[instr_tok].sum() / total) if total > 0 else float("nan"),
             "length_share": len(instr_tok) / max(1, len(instr_tok) + len(ctx_tok)),
             "instruction_tokens": len(instr_tok),
             "context_tokens": len(ctx_tok),
             "response": attr.response,
-        })
+        }
+        if faithfulness_options is not None:
+            f = faithfulness(model, tokenizer, attr, **faithfulness_options)
+            row.update({k: f[k] for k in ("comprehensiveness_gain", "sufficiency_gain", "better_than_random")})
+            row["faithfulness"] = f
+        rows.append(row)
     shares = np.array([r["instruction_share"] for r in rows])
     valid = shares[~np.isnan(shares)]
     lengths = [r["length_share"] for r in rows if "length_share" in r]
-    return {
+    result = {
         "method": method,
+        "params": {k: v for k, v in method_kwargs.items() if not callable(v)},
         "n": int(len(valid)),
         "items": rows,
         "mean": float(valid.mean()) if len(valid) else float("nan"),
@@ -114,6 +126,27 @@ def instruction_focus(
         "length_share_mean": float(np.mean(lengths)) if lengths else float("nan"),
         "skipped": [{"id": r["id"], "reason": r["skipped"]} for r in rows if "skipped" in r],
     }
+    if faithfulness_options is not None:
+        result["faithfulness"] = faithfulness_summary(rows, n_boot, seed)
+        result["faithfulness_options"] = dict(faithfulness_options)
+    return result
+
+
+def faithfulness_summary(rows: list[dict], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Mean comprehensiveness and sufficiency gains over random tokens (bootstrap CIs), and the
+    share of items whose attribution beat random on both (Wilson CI)."""
+    from tunelens.safety.instruments.correction import wilson_interval
+
+    done = [r for r in rows if "comprehensiveness_gain" in r]
+    out: dict[str, Any] = {"n": len(done)}
+    for key in ("comprehensiveness_gain", "sufficiency_gain"):
+        vals = np.array([r[key] for r in done], dtype=float)
+        out[key] = {"mean": float(vals.mean()) if len(vals) else float("nan"), "ci95": bootstrap_ci(vals, n_boot, seed)}
+    wins = sum(bool(r["better_than_random"]) for r in done)
+    lo, hi = wilson_interval(wins, len(done)) if done else (float("nan"), float("nan"))
+    out["better_than_random"] = {"k": wins, "n": len(done), "rate": wins / len(done) if done else float("nan"),
+                                 "ci95": [lo, hi]}
+    return out
 
 
 def paired_focus_difference(base: dict, tuned: dict, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:

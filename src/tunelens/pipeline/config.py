@@ -172,8 +172,18 @@ class EvaluateSection(_Strict):
 class ExplainSection(_Strict):
     enabled: bool = True
     n_items: int = Field(4, ge=1, description="Evaluation items to attribute (heatmaps and instruction focus).")
-    focus_items: int = Field(50, ge=1, description="Items for the base-vs-tuned instruction-focus comparison (paired CI).")
-    faithfulness_items: int = Field(4, ge=0, description="Arithmetic items for the faithfulness check (0 = skip).")
+    focus_items: int = Field(50, ge=1, description="Items for the base-vs-tuned instruction-focus and explanation-"
+                             "faithfulness comparisons (paired CIs).")
+    focus_target: Literal["response", "token"] = Field(
+        "response", description="What the focus and faithfulness items attribute, for a gradient method: the whole "
+        "response's log-probability (one backward pass per item) or each response token's (one row per token, "
+        "about as many times slower as the response is long). The heatmaps are always per token.")
+    faithfulness_ks: list[float] = Field([0.2], min_length=1, description="Fractions of the prompt's tokens "
+                                         "deleted (comprehensiveness) or kept (sufficiency) by the faithfulness check.")
+    faithfulness_random: int = Field(4, ge=1, description="Random selections per fraction that the faithfulness "
+                                     "check compares the top-attributed tokens with.")
+    faithfulness_items: int = Field(4, ge=0, description="Arithmetic items for the rationale-faithfulness check "
+                                    "(does the answer follow the stated reasoning; 0 = skip).")
     method: str = Field("input_x_gradient", description="Attribution method (see `tunelens explain --help`).")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget for explained responses and rationales.")
     backend: Literal["hf", "llamacpp", "vllm", "auto"] | None = Field(
@@ -182,6 +192,13 @@ class ExplainSection(_Strict):
         "this backend generated.")
     quant: Literal["f32", "f16", "q8_0", "q4_k_m"] | None = Field(
         None, description="GGUF quantisation for a llamacpp explain backend (None: evaluate.quant).")
+
+    @field_validator("faithfulness_ks")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < k <= 1 for k in value):
+            raise ValueError(f"every fraction must be in (0, 1], got {value}")
+        return value
 
     @field_validator("method")
     @classmethod

@@ -25,6 +25,7 @@ TINY: dict[str, Any] = {
     "explain.n_items": 1,
     "explain.focus_items": 2,
     "explain.faithfulness_items": 1,
+    "explain.faithfulness_random": 2,
     "explain.max_new_tokens": 6,
 }
 

@@ -324,7 +324,18 @@ def write_report(run_dir: str | Path) -> Path:
     focus = explain.get("instruction_focus")
     if focus:
         parts.append(f"<p>Instruction focus: {_e(focus.get('reading'))} (base {_e(_fmt(focus.get('base')))}, "
-                     f"tuned {_e(_fmt(focus.get('tuned')))}).</p>")
+                     f"tuned {_e(_fmt(focus.get('tuned')))}, tuned - base {_e(_fmt(focus.get('tuned - base')))}; "
+                     f"attributing {_e(focus.get('attributed', 'each response token'))}).</p>")
+    faith = explain.get("explanation_faithfulness")
+    if faith:
+        rows = "".join(f"<tr><td>{_e(what)}</td>" + "".join(f"<td>{_e(_fmt((faith.get(what) or {}).get(lab)))}</td>"
+                                                         for lab in ("base", "tuned", "tuned - base")) + "</tr>"
+                       for what in ("comprehensiveness gain over random tokens", "sufficiency gain over random tokens",
+                                    "attributions better than random (both gains > 0)"))
+        parts.append(f"<p>Explanation faithfulness on {_e(faith.get('items'))} items per model (ERASER: deleting "
+                     f"the top-attributed prompt tokens should cost more log-probability than deleting random "
+                     f"ones, keeping only them should cost less): {_e(faith.get('reading'))}.</p>"
+                     f"<table><tr><th>measure</th><th>base</th><th>tuned</th><th>tuned - base</th></tr>{rows}</table>")
     parts.append("<h2>Artifacts</h2>" + _artifact_links(run_dir) + "</body></html>")
     out = run_dir / "report.html"
     out.write_text("\n".join(parts), encoding="utf-8")

@@ -107,6 +107,18 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
             "less on the instruction (significant)" if ci[1] < 0 else "no significant change")
         rows.append({"what": "Instruction focus (attribution share on the instruction)", "source": "explain/explain.json",
                      "base": focus.get("base"), "tuned": focus.get("tuned"), "delta": diff, "verdict": verdict})
+    faith = explain.get("explanation_faithfulness") or {}
+    for what in ("comprehensiveness gain over random tokens", "sufficiency gain over random tokens"):
+        entries = faith.get(what)
+        if not entries:
+            continue
+        ci = (entries.get("tuned - base") or {}).get("ci")
+        verdict = "no CI (too few items)" if not ci else (
+            "more faithful (significant)" if ci[0] > 0 else
+            "less faithful (significant)" if ci[1] < 0 else "no significant change")
+        rows.append({"what": f"Explanation faithfulness: {what}", "source": "explain/explain.json",
+                     "base": entries.get("base"), "tuned": entries.get("tuned"), "delta": entries.get("tuned - base"),
+                     "verdict": verdict})
     tl = _train_loss(run_dir)
     if tl:
         # Batches are length-grouped, so early and late steps see different kinds of examples: this row
