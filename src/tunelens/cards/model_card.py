@@ -154,7 +154,9 @@ def _explain_section(art: RunArtifacts) -> str:
     faith = ex.get("faithfulness") or {}
     if faith:
         rows = [[k, fmt(v) if not isinstance(v, dict) else fmt_ci(v)] for k, v in faith.items() if k != "per_item"]
-        parts.append("Faithfulness (how much the answer depends on the stated reasoning):\n\n" + _table(["measure", "value"], rows))
+        parts.append("Faithfulness: do the explanations point at the prompt tokens that matter (ERASER comprehensiveness "
+                     "and sufficiency, gains over deleting or keeping random tokens), and does the answer depend on the "
+                     "stated reasoning (rationale checks):\n\n" + _table(["measure", "value"], rows))
     if ex.get("method"):
         parts.append(f"Attribution method: {ex['method']}; {ex.get('n_items', '?')} items; heatmaps under `explain/`.")
     return "\n\n".join(parts) or "_The explain stage wrote no findings._"
