@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelens.errors import TunelensError
-from tunelens.safety.train_toxicity import auroc_ci, binary_figures, wilson
+from tunelens.safety.train_toxicity import auroc_ci, binary_figures, card_tail, wilson
 
 CARD = Path(__file__).resolve().parent / "instruments" / "cards" / "injection.json"
 DOC_NAME = "injection.md"
@@ -403,14 +403,4 @@ def render_doc(card: dict[str, Any]) -> str:
               f"for Rogan–Gladen correction): sensitivity {op['sensitivity']:.3f}, specificity {op['specificity']:.3f}, "
               f"n_pos {op['n_pos']}, n_neg {op['n_neg']}.", "", "## Calibration", "",
               "| score bin | n | mean score | fraction injection |", "| --- | --- | --- | --- |"]
-    for b in card["calibration"]["bins"]:
-        lines.append(f"| {b['bin'][0]:.1f}–{b['bin'][1]:.1f} | {b['n']} | {b['mean_score']:.3f} | {b['fraction_toxic']:.3f} |")
-    lines += ["", "Scores are the maximum over views and are not calibrated probabilities; use the label.", "",
-              "## Failure modes", ""]
-    for f in card["failure_modes"]:
-        if "examples" in f:
-            lines.append(f"- **{f['mode']}** ({f['set']}, {f['count']} rows): "
-                         + "; ".join(f"“{e['text'][:120]}” ({e['score']})" for e in f["examples"]))
-        else:
-            lines.append(f"- **{f['mode']}**: {f['note']}")
-    return "\n".join(lines) + "\n"
+    return card_tail(card, lines, "Scores are the maximum over views and are not calibrated probabilities; use the label.")

@@ -25,13 +25,13 @@ import csv
 import gzip
 import itertools
 import json
-import math
 import random
 import time
 from pathlib import Path
 from typing import Any
 
 from tunelens.errors import TunelensError
+from tunelens.safety.train_metrics import wilson  # noqa: F401  (the injection trainer imports it from here)
 
 CARD = Path(__file__).resolve().parent / "instruments" / "cards" / "toxicity.json"
 DOC_NAME = "toxicity.md"
@@ -51,17 +51,6 @@ MAX_REPLY_CHARS = 2000
 
 
 # -- statistics shared with the injection trainer ----------------------------------------------
-def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
-    """Wilson 95% interval of k/n (None when n == 0)."""
-    if n == 0:
-        return None
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return [round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4)]
-
-
 def auroc_ci(y: list[int], s: list[float], n_boot: int = 500, seed: int = 0) -> tuple[float, list[float]]:
     """AUROC and its percentile-bootstrap 95% interval (resampling positives and negatives apart)."""
     import numpy as np
@@ -455,10 +444,14 @@ def render_doc(card: dict[str, Any]) -> str:
               "", f"Operating point (pooled held-out, used for Rogan–Gladen correction): sensitivity {op['sensitivity']:.3f}, "
               f"specificity {op['specificity']:.3f}, n_pos {op['n_pos']}, n_neg {op['n_neg']}.", "",
               "## Calibration", "", "| score bin | n | mean score | fraction toxic |", "| --- | --- | --- | --- |"]
+    return card_tail(card, lines, "Scores follow the observed rate only roughly and only on this mix of sets; use the label.")
+
+
+def card_tail(card: dict[str, Any], lines: list[str], score_note: str) -> str:
+    """A trained scorer's card in Markdown, finished: its calibration bins, ``score_note`` and failure modes."""
     for b in card["calibration"]["bins"]:
         lines.append(f"| {b['bin'][0]:.1f}–{b['bin'][1]:.1f} | {b['n']} | {b['mean_score']:.3f} | {b['fraction_toxic']:.3f} |")
-    lines += ["", "Scores follow the observed rate only roughly and only on this mix of sets; use the label.", "",
-              "## Failure modes", ""]
+    lines += ["", score_note, "", "## Failure modes", ""]
     for f in card["failure_modes"]:
         if "examples" in f:
             lines.append(f"- **{f['mode']}** ({f['set']}, {f['count']} rows): "
