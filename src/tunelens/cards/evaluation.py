@@ -45,6 +45,13 @@ def verdict_markdown(art: RunArtifacts) -> str:
             delta = _num(g.get("delta")) + (f" [{_num(ci[0])}, {_num(ci[1])}]" if ci else "")
             lines.append(f"| {g['guard']} | {_num(g.get('base'))} | {_num(g.get('tuned'))} | {delta} | "
                          f"{g.get('n') if g.get('n') is not None else '-'} | {g['status']} |")
+    targets = [t for t in s.get("targets") or [] if t["status"] != "not evaluated"]
+    if targets:
+        lines += ["", "Targets of the default run (docs/default-run.md in the tunelens repository):", "",
+                  "| target | tuned - base [95% CI] | n | rule | status |", "|---|---|---|---|---|"]
+        for t in targets:
+            lines.append(f"| {t['target']} | {_num(t['delta'])} [{_num(t['ci'][0])}, {_num(t['ci'][1])}] | "
+                         f"{t['n'] if t['n'] is not None else '-'} | {t['rule']} | {t['status']} |")
     v = s.get("verdicts") or {}
     for key, title in (("improved", "Improved (significant)"), ("regressed", "Regressed (significant)"),
                        ("not concluded", "Not concluded (CI includes 0, or too few items)")):
@@ -92,6 +99,11 @@ def limitation_items(art: RunArtifacts) -> list[str]:
     if "truthfulqa_mc/mc2" in rows:
         out.append("TruthfulQA and BBQ are scored by log-probability of each answer after the chat template, "
                    "without the few-shot preamble of the lm-eval harness: compare with published figures only loosely.")
+    missed = [t for t in s.get("targets") or [] if t.get("status") == "not met"]
+    if missed:
+        out.append("Targets of the default run not met here (docs/default-run.md says what was tried): "
+                   + "; ".join(f"{t['target']} (measured tuned - base {_num(t['delta'])}, 95% CI "
+                               f"[{_num(t['ci'][0])}, {_num(t['ci'][1])}]; rule: {t['rule']})" for t in missed) + ".")
     if s.get("quick"):
         out.append(s.get("note", "quick preset: wide CIs"))
     return out

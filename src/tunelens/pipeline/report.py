@@ -210,6 +210,15 @@ def _verdict_section(summary: dict) -> list[str]:
                          f"<td>{_e(_fmt({'value': g['tuned']}))}</td><td>{_e(_fmt(delta))}</td><td>{_e(g['n'])}</td>"
                          f"<td class='{cls}'>{_e(g['status'])}</td></tr>")
         parts.append("</table>")
+    targets = [t for t in summary.get("targets") or [] if t["status"] != "not evaluated"]
+    if targets:
+        parts.append("<h3>Targets of the default run (docs/default-run.md)</h3><table><tr><th>target</th>"
+                     "<th>tuned - base [95% paired CI]</th><th>n</th><th>rule</th><th>status</th></tr>")
+        for t in targets:
+            cls = "good" if t["status"] == "met" else "bad"
+            parts.append(f"<tr><td>{_e(t['target'])}</td><td>{_e(_fmt({'value': t['delta'], 'ci': t['ci']}))}</td>"
+                         f"<td>{_e(t['n'])}</td><td>{_e(t['rule'])}</td><td class='{cls}'>{_e(t['status'])}</td></tr>")
+        parts.append("</table>")
     v = summary.get("verdicts") or {}
     for key, title, cls in (("improved", "What improved (significant)", "good"),
                             ("regressed", "What regressed (significant)", "bad"),
