@@ -95,6 +95,9 @@ def evaluate(names: list[str], limit: int, suites: list[str]) -> None:
         models.append({"spec": str(stages.tuned_model_dir(stages.Context(
             config=cfg, dir=cfg.directory(), progress=False, console=console))), "label": name})
     values.update(models=models, output_dir="runs/mix-eval")
+    # A dumped config names its defaults explicitly; few-shot's default (gsm8k, "when it runs") must not
+    # become an explicit request for a suite the run does not select.
+    values.pop("few_shot", None)
     if suites:
         values["suites"] = suites
         values["limits"] = {k: v for k, v in values.get("limits", {}).items() if k in suites}

@@ -11,6 +11,9 @@ TINY: dict[str, Any] = {
     "preset": "tiny",
     "model": "tiny-random",
     "suite.n": 60,
+    # The suite alone (all families, no real-data mix): no data folder needed, seconds to curate.
+    "suite.exclude_families": [],
+    "data.mix": {},
     "train.max_steps": 4,
     "train.batch_size": 4,
     "train.max_length": 256,
