@@ -80,6 +80,13 @@ def test_run_curate_leaves_out_excluded_suite_families_and_adds_the_mix(shared_d
     left_out = list(iter_jsonl(tmp_path / "run" / "suite" / "excluded_train.jsonl"))
     assert left_out and {r["meta"]["family"] for r in left_out} == {"safety"}
     assert summary["kept"] == len(curated)
+    # The datasheet (the run's dataset card) says which families were left out and how the mix was decontaminated.
+    sheet = (tmp_path / "run" / "curate" / "datasheet.md").read_text()
+    chosen = sheet[sheet.index("## Training data chosen by the run"):sheet.index("## Configuration")]
+    assert f"safety; {len(left_out)} train records" in chosen and "`suite/excluded_train.jsonl`" in chosen
+    mix = json.loads((tmp_path / "run" / "mix" / "summary.json").read_text())["components"]["refusals"]
+    assert (f"| refusals | `{mix['file']}` | {mix['license']} | 7 | {mix['taken']} | {mix['checked']} | "
+            f"{mix['excluded_as_contaminated']} |") in chosen
     bad = load_run_config(None, {"suite.n": 60, "suite.exclude_families": ["sefety"], "run_dir": str(tmp_path / "r2")})
     with pytest.raises(TunelensError, match="sefety"):
         stages.run_curate(stages.Context(config=bad, dir=tmp_path / "r2", progress=False, console=Console(quiet=True)))

@@ -72,6 +72,7 @@ def run_curate(ctx: Context) -> dict[str, Any]:
         summary = write_suite(ctx.sub("suite"), c.suite.n, c.suite.seed)
         ctx.console.print(f"  built-in suite: {summary['counts']} -> {ctx.sub('suite')}")
         inputs.append(_suite_train_file(ctx))
+    mix = None
     if any(n > 0 for n in c.data.mix.values()):
         from tunelens.data.mixes import build_mix
 
@@ -89,12 +90,50 @@ def run_curate(ctx: Context) -> dict[str, Any]:
         shutil.rmtree(out)
     report = curate(inputs, out, c.data.curate, progress=ctx.progress)
     ctx.console.print(f"  curated: {report.kept} kept, {report.rejected} rejected, {report.changed} changed -> {out}")
+    if mix is not None or c.suite.exclude_families:
+        _datasheet_training_data(out / "datasheet.md", mix, ctx)
     if report.kept == 0:
         reasons = _reject_reasons(out / "rejects.jsonl")
         raise TunelensError(
             f"curation kept no records out of {report.records_in} (rejected: {reasons}); "
             f"nothing to train on. Every reason is in {out / 'rejects.jsonl'}")
     return {"records_in": report.records_in, "kept": report.kept, "rejected": report.rejected, "changed": report.changed}
+
+
+def _datasheet_training_data(path: Path, mix: dict[str, Any] | None, ctx: Context) -> None:
+    """Add to the datasheet how the run chose its training data: the suite families left out, and the
+    real-data mix with its decontamination against the evaluation sets (the curate step's own
+    decontamination section covers only ``data.curate.decontaminate``)."""
+    if not path.is_file():
+        return
+    from tunelens.records import iter_jsonl
+
+    lines = ["## Training data chosen by the run", ""]
+    fams = ctx.config.suite.exclude_families
+    if fams and ctx.config.suite.enabled:
+        left = ctx.sub("suite") / "excluded_train.jsonl"
+        n = sum(1 for _ in iter_jsonl(left)) if left.is_file() else 0
+        lines += [f"Suite families left out of training (`suite.exclude_families`): {', '.join(fams)}; {n} train "
+                  f"records, listed in `suite/excluded_train.jsonl` (their test and held-out items are still evaluated).", ""]
+    if mix is not None:
+        d = mix["decontamination"]
+        lines += [f"Real-data mix (`data.mix`, seed {mix['seed']}), decontaminated before curation: a candidate is "
+                  f"left out when it overlaps ({d['rule']}) any prompt of the evaluation sets "
+                  f"{', '.join(f'`{e}`' for e in d['eval_sets'])} (present in the data folder). Every candidate left "
+                  "out is in `mix/excluded.jsonl` with the evaluation item it overlaps.", "",
+                  "| component | source file | licence | asked | taken | candidates checked | left out as contaminated |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, comp in mix["components"].items():
+            lines.append(f"| {name} | `{comp['file']}` | {comp['license']} | {comp['asked']} | {comp['taken']} | "
+                         f"{comp['checked']} | {comp['excluded_as_contaminated']} |")
+        excluded = list(iter_jsonl(ctx.sub("mix") / "excluded.jsonl")) if (ctx.sub("mix") / "excluded.jsonl").is_file() else []
+        if excluded:
+            lines += ["", "Examples:", ""] + [f"- {e['component']}: \"{e['prompt'][:100]}\" ({e['reason']})"
+                                              for e in excluded[:5]]
+    text = path.read_text(encoding="utf-8")
+    block = "\n".join(lines) + "\n\n"
+    at = text.find("## Configuration")
+    path.write_text(text[:at] + block + text[at:] if at >= 0 else text + "\n" + block, encoding="utf-8")
 
 
 def _suite_train_file(ctx: Context) -> str:
