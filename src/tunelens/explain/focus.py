@@ -149,11 +149,19 @@ def faithfulness_summary(rows: list[dict], n_boot: int = 2000, seed: int = 0) ->
     return out
 
 
+def paired_item_difference(base: dict, tuned: dict, key: str, n_boot: int = 2000, seed: int = 0
+                           ) -> tuple[float, list[float], int]:
+    """Mean of tuned - base of per-item ``key`` over the items both ``instruction_focus`` results scored
+    (a missing or NaN value drops the pair), its bootstrap CI and the number of pairs."""
+    diffs = np.array([tr.get(key, np.nan) - br.get(key, np.nan) for br, tr in zip(base["items"], tuned["items"])],
+                     dtype=float)
+    diffs = diffs[~np.isnan(diffs)]
+    return (float(diffs.mean()) if len(diffs) else float("nan")), bootstrap_ci(diffs, n_boot, seed), int(len(diffs))
+
+
 def paired_focus_difference(base: dict, tuned: dict, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """tuned - base instruction share over paired items (two ``instruction_focus`` results), with a bootstrap CI."""
-    diffs = np.array([tr["instruction_share"] - br["instruction_share"] for br, tr in zip(base["items"], tuned["items"])])
-    diffs = diffs[~np.isnan(diffs)]
-    ci = bootstrap_ci(diffs, n_boot, seed)
+    mean, ci, n = paired_item_difference(base, tuned, "instruction_share", n_boot, seed)
     if np.isnan(ci[0]):
         reading = "too few items for a confidence interval"
     elif ci[0] > 0:
@@ -162,8 +170,7 @@ def paired_focus_difference(base: dict, tuned: dict, n_boot: int = 2000, seed: i
         reading = "tuning moved attribution away from the instruction"
     else:
         reading = "no significant change in instruction focus"
-    return {"difference_mean": float(diffs.mean()) if len(diffs) else float("nan"),
-            "difference_ci95": ci, "n": int(len(diffs)), "reading": reading}
+    return {"difference_mean": mean, "difference_ci95": ci, "n": n, "reading": reading}
 
 
 def compare_instruction_focus(

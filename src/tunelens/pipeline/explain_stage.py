@@ -64,7 +64,7 @@ def _focus(ctx, base, tuned, items: list[dict], responses: dict[str, list[str]])
     quantity, so both measures read the same attribution.
     """
     from tunelens.explain import instruction_focus, methods
-    from tunelens.explain.focus import bootstrap_ci, paired_focus_difference
+    from tunelens.explain.focus import paired_focus_difference, paired_item_difference
 
     e = ctx.config.explain
     keep = [k for k in range(len(items)) if responses["base"][k].strip() and responses["tuned"][k].strip()]
@@ -99,9 +99,7 @@ def _focus(ctx, base, tuned, items: list[dict], responses: dict[str, list[str]])
         for label in ("base", "tuned"):
             s = runs[label]["faithfulness"][key]
             entries[label] = _entry(s["mean"], s["ci95"], runs[label]["faithfulness"]["n"])
-        pairs = [(b.get(key), t.get(key)) for b, t in zip(runs["base"]["items"], runs["tuned"]["items"])]
-        d = np.array([t - b for b, t in pairs if b is not None and t is not None], dtype=float)
-        entries["tuned - base"] = _entry(float(d.mean()) if len(d) else float("nan"), bootstrap_ci(d, 2000, ctx.config.seed), len(d))
+        entries["tuned - base"] = _entry(*paired_item_difference(runs["base"], runs["tuned"], key, seed=ctx.config.seed))
         faith[what] = entries
     faith["attributions better than random (both gains > 0)"] = {
         label: {"value": runs[label]["faithfulness"]["better_than_random"]["rate"],
@@ -155,12 +153,13 @@ def explain_run(ctx, tuned_dir: Path) -> dict[str, Any]:
     if "faithfulness" in measured:
         result["explanation_faithfulness"] = measured["faithfulness"]
     if runs:
-        (out / "instruction_focus.json").write_text(json.dumps(runs, indent=2, default=float), encoding="utf-8")
         for label in ("base", "tuned"):
-            rows = [{"id": r["id"], **r["faithfulness"]} for r in runs[label]["items"] if "faithfulness" in r]
+            rows = [{"id": r["id"], **r.pop("faithfulness")} for r in runs[label]["items"] if "faithfulness" in r]
             write_json(out / f"faithfulness_{label}.json", faithfulness_document(
                 methods.resolve(e.method), rows, ks=tuple(e.faithfulness_ks), n_random=e.faithfulness_random,
                 seed=ctx.config.seed))
+        # Per item: shares and the faithfulness gains; the full checks are in faithfulness_<label>.json.
+        (out / "instruction_focus.json").write_text(json.dumps(runs, indent=2, default=float), encoding="utf-8")
 
     # Each model explains its own greedy response (the reference answer when that is empty).
     sample = records[: e.n_items]
