@@ -137,3 +137,33 @@ def test_cli_bad_input_gives_clear_errors(tmp_path):
                 "--data-dir", str(tmp_path / "nodata"))
     assert proc.returncode == 2 and str(tmp_path / "nodata" / "gsm8k_test.jsonl") in proc.stderr.replace("\n", "")
     assert "Traceback" not in proc.stderr
+
+
+def test_chosen_pairs_are_compared_and_bad_pairs_named(tmp_path, tiny_model_path, short_context_model):
+    # comparisons: [a, b] pairs by label (the rl stage's base/sft/tuned); unknown labels and a model
+    # compared with itself are config errors naming the pair; the CLI takes --compare A:B.
+    from pydantic import ValidationError
+
+    models = [{"spec": str(tiny_model_path), "label": "base"}, {"spec": str(short_context_model), "label": "sft"},
+              {"spec": str(tiny_model_path), "label": "tuned"}]
+    config = EvalConfig(models=models, suites=["builtin"], limit=40, output_dir=tmp_path / "o", cache_dir=tmp_path / "c",
+                        generation={"max_new_tokens": 6, "batch_size": 8}, bootstrap_resamples=200,
+                        comparisons=[("base", "sft"), ("sft", "tuned")])
+    report = evaluate(config, progress=False)
+    assert {(c["a"], c["b"]) for c in report["comparisons"]} == {("base", "sft"), ("sft", "tuned")}
+    c = next(c for c in report["comparisons"] if (c["a"], c["b"]) == ("sft", "tuned") and c["metric"] == "pass_rate")
+    assert c["value_a"] == report["results"]["sft"]["builtin"]["pass_rate"]["value"]
+    assert c["delta"] == pytest.approx(c["value_b"] - c["value_a"], abs=1e-9)
+    assert EvalConfig(models=models, output_dir=tmp_path).pairs() == [("base", "sft"), ("base", "tuned")]
+    with pytest.raises(ValidationError, match=r"comparisons\[1\]: unknown model label\(s\) \['rl'\]"):
+        EvalConfig(models=models, output_dir=tmp_path, comparisons=[("base", "sft"), ("sft", "rl")])
+    with pytest.raises(ValidationError, match=r"comparisons\[0\]: compares 'sft' with itself"):
+        EvalConfig(models=models, output_dir=tmp_path, comparisons=[("sft", "sft")])
+    proc = _cli("eval", "-m", f"base={tiny_model_path}", "-m", f"b={short_context_model}", "--suite", "builtin",
+                "--limit", "40", "--max-new-tokens", "4", "-o", str(tmp_path / "cli"), "--compare", "b:base")
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert {(c["a"], c["b"]) for c in saved["comparisons"]} == {("b", "base")}
+    assert "Δ base - b" in proc.stdout
+    proc = _cli("eval", "-m", f"base={tiny_model_path}", "--suite", "builtin", "-o", str(tmp_path / "x"), "--compare", "base")
+    assert proc.returncode == 2 and "A:B" in proc.stderr and "Traceback" not in proc.stderr

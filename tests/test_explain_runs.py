@@ -149,3 +149,37 @@ def test_cli_and_pipeline_stage_write_one_faithfulness_shape(tmp_path, tiny_mode
         assert doc["n_better_than_random"] + len(doc["not_better_than_random"]) == doc["n_items"] == len(doc["items"])
         assert {"id", "per_k", "better_than_random", "verdict", "comprehensiveness_gain"} <= set(doc["items"][0])
     assert set(staged) == set(direct) and set(staged["items"][0]) == set(direct["items"][0])
+
+
+def test_the_focus_measure_compares_every_pair_it_is_given(tiny_model_path):
+    # Three models (base, sft, tuned) on the same items: each gets its focus and faithfulness, each
+    # pair its paired difference. sft and tuned are the same weights here, so "tuned - sft" is 0.
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from tunelens.models import load_model
+    from tunelens.pipeline.config import load_run_config
+    from tunelens.pipeline.explain_stage import _focus
+
+    lm = load_model(str(tiny_model_path))
+    other = load_model(str(tiny_model_path))
+    config = load_run_config(None, {"explain.faithfulness_random": 2})
+    ctx = SimpleNamespace(config=config, console=Console(quiet=True), progress=False)
+    from tunelens.suite import eval_items
+
+    items = [{**r, "messages": [m for m in r["messages"] if m["role"] != "assistant"]}
+             for r in eval_items(60, 0) if r["meta"].get("context_span") is not None][:3]
+    responses = {"base": ["apple apple", "river river", "stone"], "sft": ["apple", "river", "stone stone"],
+                 "tuned": ["apple", "river", "stone stone"]}
+    out = _focus(ctx, {"base": lm, "sft": other, "tuned": other}, items, responses,
+                 [("base", "sft"), ("base", "tuned"), ("sft", "tuned")])
+    focus = out["focus"]
+    assert {"base", "sft", "tuned", "sft - base", "tuned - base", "tuned - sft"} <= set(focus)
+    assert focus["tuned - sft"]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert focus["tuned"]["value"] == pytest.approx(focus["sft"]["value"], abs=1e-6)
+    assert focus["tuned - base"]["value"] == pytest.approx(focus["tuned"]["value"] - focus["base"]["value"], abs=1e-6)
+    assert "reading (what RL changed, tuned - sft)" in focus
+    faith = out["faithfulness"]["comprehensiveness gain over random tokens"]
+    assert faith["tuned - sft"]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert "reading (tuned - sft)" in out["faithfulness"]

@@ -153,3 +153,36 @@ def test_interrupted_run_resumes(run_dir, monkeypatch):
     assert (run_dir / "train" / "adapter" / "adapter_config.json").is_file()
     assert json.loads((run_dir / "train" / "train_summary.json").read_text())["resumed_from"]
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
+
+
+def test_the_rl_stage_puts_three_models_side_by_side(tmp_path, tiny_model_path):
+    # With rl.enabled, "tuned" is the rl stage's adapter (SFT + RL): evaluate compares base, sft and
+    # tuned item by item (sft - base, tuned - base, tuned - sft), and the summary, report and card
+    # show what RL added.
+    out = tmp_path / "rl"
+    result = _run("--run-dir", str(out), "--set", "rl.enabled=true", "--set", "rl.max_steps=2",
+                  "--set", "rl.grpo.max_completion_length=6")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert list(results["results"]) == ["base", "sft", "tuned"]
+    assert results["models"]["tuned"]["spec"] == str(out / "rl" / "adapter")
+    assert results["models"]["sft"]["spec"] == str(out / "train" / "adapter")
+    pairs = {(c["a"], c["b"]) for c in results["comparisons"]}
+    assert pairs == {("base", "sft"), ("base", "tuned"), ("sft", "tuned")}
+    for c in results["comparisons"]:  # each pair's values are its two models' own results
+        assert c["value_a"] == results["results"][c["a"]][c["suite"]][c["metric"]]["value"]
+        assert c["value_b"] == results["results"][c["b"]][c["suite"]][c["metric"]]["value"]
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["rl"]["rows"]
+    assert rows and summary["rl"]["steps"] == 2
+    seen = next(r for r in rows if r["source"] == "eval/results.json: builtin/pass_rate/test")
+    rl_gain = next(c for c in results["comparisons"] if (c["a"], c["b"]) == ("sft", "tuned")
+                   and (c["suite"], c["metric"]) == ("builtin", "pass_rate/test"))
+    assert seen["tuned - sft"]["value"] == rl_gain["delta"] and seen["sft"] == results["results"]["sft"]["builtin"]["pass_rate/test"]
+    # The base-vs-tuned rows (guards, targets, card numbers) read tuned = SFT + RL against base.
+    main = next(r for r in summary["rows"] if r["source"] == "eval/results.json: builtin/pass_rate/test")
+    assert main["tuned"] == results["results"]["tuned"]["builtin"]["pass_rate/test"]
+    assert "What RL added" in (out / "report.html").read_text()
+    assert "| measure | base | sft | tuned (SFT + RL) |" in (out / "cards" / "model_card.md").read_text()
+    assert json.loads((out / "explain" / "explain.json").read_text())["models"]["sft"] == str(out / "train" / "adapter")
+    assert "What RL added" in result.output

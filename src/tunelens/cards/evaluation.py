@@ -27,6 +27,14 @@ def _num(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "-"
 
 
+def _entry(e: Any) -> str:
+    """A summary entry {value, ci} as "0.123 [0.100, 0.150]"."""
+    if not isinstance(e, dict) or e.get("value") is None:
+        return "-"
+    ci = e.get("ci")
+    return _num(e["value"]) + (f" [{_num(ci[0])}, {_num(ci[1])}]" if ci else "")
+
+
 def verdict_markdown(art: RunArtifacts) -> str:
     """Guard status, the guard table, and what improved / regressed / could not be concluded."""
     s = _summary(art)
@@ -52,6 +60,14 @@ def verdict_markdown(art: RunArtifacts) -> str:
         for t in targets:
             lines.append(f"| {t['target']} | {_num(t['delta'])} [{_num(t['ci'][0])}, {_num(t['ci'][1])}] | "
                          f"{t['n'] if t['n'] is not None else '-'} | {t['rule']} | {t['status']} |")
+    rl = (s.get("rl") or {}).get("rows") or []
+    if rl:
+        lines += ["", f"**Reinforcement learning after SFT.** {s['rl'].get('note', '')}", "",
+                  "| measure | base | sft | tuned (SFT + RL) | sft - base [95% CI] | tuned - sft [95% CI] | reading (RL) |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in rl:
+            lines.append(f"| {r['what']} | " + " | ".join(_entry(r.get(k)) for k in ("base", "sft", "tuned", "sft - base", "tuned - sft"))
+                         + f" | {r['verdict']} |")
     v = s.get("verdicts") or {}
     for key, title in (("improved", "Improved (significant)"), ("regressed", "Regressed (significant)"),
                        ("not concluded", "Not concluded (CI includes 0, or too few items)")):

@@ -73,6 +73,8 @@ def register(app: typer.Typer) -> None:
         cache_dir: Path = typer.Option(None, "--cache-dir", help="Generation cache folder (default: TUNELENS_CACHE/eval-generations)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Ignore and do not write the generation cache."),
         resamples: int = typer.Option(2000, "--bootstrap-resamples", min=100, help="Bootstrap resamples for CIs."),
+        compare: list[str] = typer.Option(None, "--compare", help="A pair of model labels A:B to compare (B - A, paired); "
+                                          "repeat for more (default: the first model against each other one)."),
     ) -> None:
         """Evaluate one or more models on the same prompts and compare them (paired bootstrap CIs)."""
         from rich.console import Console
@@ -85,8 +87,16 @@ def register(app: typer.Typer) -> None:
         for m in model:
             label, sep, spec = m.partition("=")
             models.append({"spec": spec, "label": label} if sep and label and "/" not in label else {"spec": m})
+        pairs = None
+        if compare:
+            pairs = []
+            for pair in compare:
+                a, sep, b = pair.partition(":")
+                if not sep or not a or not b:
+                    raise typer.BadParameter(f"{pair!r}: give two model labels as A:B", param_hint="--compare")
+                pairs.append((a, b))
         config = validate(EvalConfig, dict(
-            models=models, suites=suite, limit=limit, seed=seed, output_dir=output, data_dir=data_dir,
+            models=models, comparisons=pairs, suites=suite, limit=limit, seed=seed, output_dir=output, data_dir=data_dir,
             reference_data=reference_data, cache_dir=cache_dir, use_cache=not no_cache, bootstrap_resamples=resamples,
             generation={"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "batch_size": batch_size,
                         "backend": backend, "quant": quant},
@@ -96,21 +106,22 @@ def register(app: typer.Typer) -> None:
         report = evaluate(config, progress=True)
         console = Console()
         labels = list(report["results"])
-        deltas = {(c["suite"], c["metric"], c["b"]): c for c in report["comparisons"]}
+        deltas = {(c["suite"], c["metric"], c["a"], c["b"]): c for c in report["comparisons"]}
+        pairs = config.pairs()
         table = Table(title="results (CIs, p-values and examples: report.html)")
         table.add_column("suite/metric", overflow="fold")
         for label in labels:
             table.add_column(label, justify="right")
-        for label in labels[1:]:
-            table.add_column(f"Δ {label}", justify="right")
+        for a, b in pairs:
+            table.add_column(f"Δ {b}" if a == labels[0] else f"Δ {b} - {a}", justify="right")
         for suite_name, metrics in report["results"][labels[0]].items():
             for metric in metrics:
                 cells = []
                 for label in labels:
                     e = report["results"][label].get(suite_name, {}).get(metric)
                     cells.append(f"{e['value']:.3f}" if e else "-")
-                for label in labels[1:]:
-                    c = deltas.get((suite_name, metric, label))
+                for a, b in pairs:
+                    c = deltas.get((suite_name, metric, a, b))
                     cells.append(f"{c['delta']:+.3f}{'*' if c['significant'] else ''}" if c else "-")
                 table.add_row(f"{suite_name}/{metric}", *cells)
         console.print(table)

@@ -87,6 +87,9 @@ class EvalConfig(BaseModel):
         "default: a fixed 5% held-out slice of alpaca_data.json.")
     bootstrap_resamples: int = Field(default=2000, ge=100, le=100000)
     use_cache: bool = True
+    comparisons: list[tuple[str, str]] | None = Field(
+        default=None, description="Model pairs [a, b] compared item by item (b - a, paired CI), by label; "
+        "default: the first model against each other one.")
     max_loss_tokens: int = Field(default=1024, ge=16, description="Longest example (tokens) for the loss suite.")
 
     @field_validator("models", mode="before")
@@ -156,8 +159,28 @@ class EvalConfig(BaseModel):
             seen.add(label)
         return self
 
+    @model_validator(mode="after")
+    def _pairs_known(self):
+        if self.comparisons is None:
+            return self
+        labels = self.labels()
+        for i, (a, b) in enumerate(self.comparisons):
+            unknown = [x for x in (a, b) if x not in labels]
+            if unknown:
+                raise ValueError(f"comparisons[{i}]: unknown model label(s) {unknown}; the models are {labels}")
+            if a == b:
+                raise ValueError(f"comparisons[{i}]: compares {a!r} with itself")
+        return self
+
     def labels(self) -> list[str]:
         return [m.label for m in self.models]  # type: ignore[misc]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The (a, b) label pairs compared: ``comparisons``, else the first model against each other one."""
+        if self.comparisons is not None:
+            return list(dict.fromkeys(tuple(p) for p in self.comparisons))
+        labels = self.labels()
+        return [(labels[0], b) for b in labels[1:]]
 
 
 def builtin_available() -> bool:

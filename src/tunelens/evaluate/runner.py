@@ -352,8 +352,8 @@ def _fewshot_vs_zeroshot(runs: list[ModelRun], suites: list[Suite], config: Eval
 
 def _comparisons(runs: list[ModelRun], suites: list[Suite], config: EvalConfig, results: dict) -> list[dict]:
     out = []
-    a = runs[0]
-    for b in runs[1:]:
+    by_label = {r.label: r for r in runs}
+    for a, b in ((by_label[x], by_label[y]) for x, y in config.pairs()):
         for suite in suites:
             for metric in sorted(set(a.units[suite.name]) & set(b.units[suite.name])):
                 ua, ub = a.units[suite.name][metric], b.units[suite.name][metric]

@@ -53,13 +53,14 @@ def _with_response(item: dict, response: str) -> dict:
     return {**item, "messages": item["messages"] + [{"role": "assistant", "content": response}]}
 
 
-def _focus(ctx, base, tuned, items: list[dict], responses: dict[str, list[str]]) -> dict[str, Any]:
-    """Paired base-vs-tuned instruction focus and explanation faithfulness, each model on its own
-    greedy response.
+def _focus(ctx, models: dict[str, Any], items: list[dict], responses: dict[str, list[str]],
+           pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Paired instruction focus and explanation faithfulness of each model on its own greedy
+    response: base and tuned, and with the rl stage also sft; ``pairs`` (a, b) get "b - a".
 
     With a gradient method and ``explain.focus_target: response`` (the default), each item's
     attribution is of the whole response's log-probability: one backward pass per item, which is
-    what lets both models be explained on 50+ items in minutes on a CPU. The faithfulness check
+    what lets the models be explained on 50+ items in minutes on a CPU. The faithfulness check
     (comprehensiveness and sufficiency against random tokens, ERASER) perturbs exactly that
     quantity, so both measures read the same attribution.
     """
@@ -67,56 +68,66 @@ def _focus(ctx, base, tuned, items: list[dict], responses: dict[str, list[str]])
     from tunelens.explain.focus import paired_focus_difference, paired_item_difference
 
     e = ctx.config.explain
-    keep = [k for k in range(len(items)) if responses["base"][k].strip() and responses["tuned"][k].strip()]
-    skipped = [{"id": items[k]["id"], "reason": "empty response from base or tuned: nothing to attribute"}
+    labels = list(models)
+    keep = [k for k in range(len(items)) if all(responses[lab][k].strip() for lab in labels)]
+    skipped = [{"id": items[k]["id"], "reason": f"empty response from {' or '.join(labels)}: nothing to attribute"}
                for k in range(len(items)) if k not in keep]
     if not keep:
-        return {"skipped": skipped, "reading": "no item with a non-empty response from both models"}
+        return {"skipped": skipped, "reading": f"no item with a non-empty response from every model ({', '.join(labels)})"}
     options = {"target": e.focus_target} if e.method in methods.accepting("target") else {}
     faith_options = {"ks": tuple(e.faithfulness_ks), "n_random": e.faithfulness_random, "seed": ctx.config.seed}
     runs = {}
-    for label, lm in (("base", base), ("tuned", tuned)):
+    for label, lm in models.items():
         ctx.console.print(f"  instruction focus and faithfulness ({label}) on {len(keep)} items")
         runs[label] = instruction_focus(lm.model, lm.tokenizer, [_with_response(items[k], responses[label][k]) for k in keep],
                                         e.method, seed=ctx.config.seed, progress=ctx.progress,
                                         faithfulness_options=faith_options, **options)
-    diff = paired_focus_difference(runs["base"], runs["tuned"], seed=ctx.config.seed)
-    focus = {
-        "base": _entry(runs["base"]["mean"], runs["base"]["ci95"], runs["base"]["n"]),
-        "tuned": _entry(runs["tuned"]["mean"], runs["tuned"]["ci95"], runs["tuned"]["n"]),
-        "tuned - base": _entry(diff["difference_mean"], diff["difference_ci95"], diff["n"]),
+    focus: dict[str, Any] = {label: _entry(runs[label]["mean"], runs[label]["ci95"], runs[label]["n"]) for label in labels}
+    readings = {}
+    for a, b in pairs:
+        diff = paired_focus_difference(runs[a], runs[b], seed=ctx.config.seed)
+        focus[f"{b} - {a}"] = _entry(diff["difference_mean"], diff["difference_ci95"], diff["n"])
+        readings[(a, b)] = diff["reading"]
+    focus.update({
         "length share (no preference)": round(float(runs["base"]["length_share_mean"]), 4),
         "attributed": "the whole response's log-probability" if options.get("target") == "response"
                       else "each response token's log-probability",
-        "reading": diff["reading"],
+        "reading": readings[("base", "tuned")],
         "skipped": skipped,
-    }
+    })
+    if ("sft", "tuned") in readings:
+        focus["reading (what RL changed, tuned - sft)"] = readings[("sft", "tuned")]
     faith: dict[str, Any] = {"attributed": focus["attributed"], "items": len(keep),
                              "options": {"ks": list(faith_options["ks"]), "n_random": faith_options["n_random"]}}
     for key, what in (("comprehensiveness_gain", "comprehensiveness gain over random tokens"),
                       ("sufficiency_gain", "sufficiency gain over random tokens")):
         entries = {}
-        for label in ("base", "tuned"):
+        for label in labels:
             s = runs[label]["faithfulness"][key]
             entries[label] = _entry(s["mean"], s["ci95"], runs[label]["faithfulness"]["n"])
-        entries["tuned - base"] = _entry(*paired_item_difference(runs["base"], runs["tuned"], key, seed=ctx.config.seed))
+        for a, b in pairs:
+            entries[f"{b} - {a}"] = _entry(*paired_item_difference(runs[a], runs[b], key, seed=ctx.config.seed))
         faith[what] = entries
     faith["attributions better than random (both gains > 0)"] = {
         label: {"value": runs[label]["faithfulness"]["better_than_random"]["rate"],
                 "ci": runs[label]["faithfulness"]["better_than_random"]["ci95"],
-                "n": runs[label]["faithfulness"]["better_than_random"]["n"]} for label in ("base", "tuned")}
-    readings = []
-    for what, name in (("comprehensiveness gain over random tokens", "comprehensiveness"),
-                       ("sufficiency gain over random tokens", "sufficiency")):
-        ci = faith[what]["tuned - base"]["ci"]
-        readings.append(f"{name}: " + ("too few items for a CI" if ci is None else
-                                       "tuned more faithful (significant)" if ci[0] > 0 else
-                                       "tuned less faithful (significant)" if ci[1] < 0 else "no significant change"))
-    faith["reading"] = "; ".join(readings)
+                "n": runs[label]["faithfulness"]["better_than_random"]["n"]} for label in labels}
+    for a, b in pairs:
+        found = []
+        for what, name in (("comprehensiveness gain over random tokens", "comprehensiveness"),
+                           ("sufficiency gain over random tokens", "sufficiency")):
+            ci = faith[what][f"{b} - {a}"]["ci"]
+            found.append(f"{name}: " + ("too few items for a CI" if ci is None else
+                                        f"{b} more faithful (significant)" if ci[0] > 0 else
+                                        f"{b} less faithful (significant)" if ci[1] < 0 else "no significant change"))
+        faith["reading" if (a, b) == ("base", "tuned") else f"reading ({b} - {a})"] = "; ".join(found)
     return {"focus": focus, "faithfulness": faith, "_runs": runs}
 
 
-def explain_run(ctx, tuned_dir: Path) -> dict[str, Any]:
+def explain_run(ctx, tuned_dir: Path, sft_dir: Path | None = None) -> dict[str, Any]:
+    """Explain base and tuned (``tuned_dir``); with ``sft_dir`` (the rl stage ran, and ``tuned_dir`` is
+    SFT + RL) the focus and faithfulness measures also run on the SFT model, so "tuned - sft" shows
+    what RL changed in the attributions."""
     from tunelens.explain import methods, rationale_faithfulness, render_diff_html
     from tunelens.explain.runs import (attribute_items, faithfulness_document, greedy_responses, response_backend,
                                        write_json)
@@ -128,13 +139,14 @@ def explain_run(ctx, tuned_dir: Path) -> dict[str, Any]:
     (out / "heatmaps").mkdir(parents=True, exist_ok=True)
     base = load_model(ctx.config.model)
     tuned = load_model(str(tuned_dir))
+    sft = load_model(str(sft_dir)) if sft_dir is not None else None
     result: dict[str, Any] = {"method": e.method, "n_items": 0}
     # Which backend generates the explained responses (attributions stay in transformers).
     name, quant = ctx.config.explain_generation()
     chosen, note = choose_backend(name)
     if note:
         ctx.console.print(f"  explained responses: {note}")
-    specs = {"base": ctx.config.model, "tuned": str(tuned_dir)}
+    specs = {"base": ctx.config.model, "tuned": str(tuned_dir), **({"sft": str(sft_dir)} if sft is not None else {})}
     backends = {label: response_backend(spec, chosen, quant, say=lambda line: ctx.console.print(f"  {line}"))
                 for label, spec in specs.items()}
     result["generation"] = {label: backends[label].info.as_dict() if backends[label] is not None else
@@ -143,17 +155,24 @@ def explain_run(ctx, tuned_dir: Path) -> dict[str, Any]:
 
     records = pick_items(ctx, max(e.focus_items, e.n_items))
     items = [_prompt_only(r) for r in records]
-    ctx.console.print(f"  generating base and tuned responses for {len(items)} items ({chosen})")
+    ctx.console.print(f"  generating {', '.join(specs)} responses for {len(items)} items ({chosen})")
     prompts = [i["messages"] for i in items]
     responses = {"base": greedy_responses(base, prompts, e.max_new_tokens, backend=backends["base"]),
                  "tuned": greedy_responses(tuned, prompts, e.max_new_tokens, backend=backends["tuned"])}
-    measured = _focus(ctx, base, tuned, items[: e.focus_items], responses)
+    focus_models = {"base": base, "tuned": tuned}
+    pairs = [("base", "tuned")]
+    if sft is not None:
+        # Only the focus items: the heatmaps and rationale checks stay base vs tuned.
+        responses["sft"] = greedy_responses(sft, prompts[: e.focus_items], e.max_new_tokens, backend=backends["sft"])
+        focus_models = {"base": base, "sft": sft, "tuned": tuned}
+        pairs = [("base", "sft"), ("base", "tuned"), ("sft", "tuned")]
+    measured = _focus(ctx, focus_models, items[: e.focus_items], responses, pairs)
     runs = measured.pop("_runs", None)
     result["instruction_focus"] = measured.get("focus", measured)
     if "faithfulness" in measured:
         result["explanation_faithfulness"] = measured["faithfulness"]
     if runs:
-        for label in ("base", "tuned"):
+        for label in runs:
             rows = [{"id": r["id"], **r.pop("faithfulness")} for r in runs[label]["items"] if "faithfulness" in r]
             write_json(out / f"faithfulness_{label}.json", faithfulness_document(
                 methods.resolve(e.method), rows, ks=tuple(e.faithfulness_ks), n_random=e.faithfulness_random,
@@ -217,5 +236,7 @@ def explain_run(ctx, tuned_dir: Path) -> dict[str, Any]:
     for backend in backends.values():
         if backend is not None:
             backend.close()
+    if sft is not None:
+        result["models"] = {"base": ctx.config.model, "sft": str(sft_dir), "tuned (SFT + RL)": str(tuned_dir)}
     (out / "explain.json").write_text(json.dumps(result, indent=2, default=float), encoding="utf-8")
     return {"n_items": result["n_items"], "focus": (result.get("instruction_focus") or {}).get("reading")}

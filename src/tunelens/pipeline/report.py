@@ -277,6 +277,19 @@ def write_report(run_dir: str | Path) -> Path:
                      f"<td>{_e(_fmt(row['base']))}</td><td>{_e(_fmt(row['tuned']))}</td><td>{_e(_fmt(row['delta']))}</td>"
                      f"<td class='{cls}'>{_e(row['verdict'])}</td></tr>")
     parts.append("</table>")
+    rl = summary.get("rl")
+    if rl:
+        parts.append(f"<h2>What RL added: base, SFT and SFT + RL</h2><p>{_e(rl['note'])}</p><table><tr><th>measure</th>"
+                     "<th>base</th><th>sft</th><th>tuned (SFT + RL)</th><th>sft - base [95% CI]</th>"
+                     "<th>tuned - sft [95% CI]</th><th>reading (RL)</th></tr>")
+        for row in rl["rows"]:
+            cls = "good" if "better" in row["verdict"] or row["verdict"].startswith("more") else "bad" if "worse" in row["verdict"] else ""
+            parts.append(f"<tr><td>{_e(row['what'])}<br><span class='muted'>{_e(row['source'])}</span></td>"
+                         + "".join(f"<td>{_e(_fmt(row.get(k)))}</td>" for k in ("base", "sft", "tuned", "sft - base", "tuned - sft"))
+                         + f"<td class='{cls}'>{_e(row['verdict'])}</td></tr>")
+        parts.append("</table>")
+        if (run_dir / "rl" / "reward_curve.png").is_file():
+            parts.append("<img src='rl/reward_curve.png' alt='RL reward curve'>")
     if summary.get("stage_wall_s"):
         parts.append("<p class='muted'>Stage wall times: " + ", ".join(
             f"{_e(k)} {v:.0f}s" for k, v in summary["stage_wall_s"].items()) + "</p>")

@@ -46,7 +46,7 @@ def _can_resume_training(ctx: stages.Context, state: RunState, digest: str) -> b
 def run_pipeline(config: RunConfig, from_stage: str | None = None, progress: bool = True,
                  console: Console | None = None) -> dict[str, Any]:
     """Run (or resume) every stage into ``config.directory()``; returns the closing summary."""
-    from tunelens.pipeline.summary import build_summary, summary_table
+    from tunelens.pipeline.summary import build_summary, rl_table, summary_table
 
     console = console or Console(stderr=True)
     if from_stage is not None and from_stage not in STAGES:
@@ -111,6 +111,8 @@ def run_pipeline(config: RunConfig, from_stage: str | None = None, progress: boo
     state.save()
     summary = build_summary(run_dir)
     console.print(summary_table(summary))
+    if rl_table(summary) is not None:
+        console.print(rl_table(summary))
     console.print(f"run dir: {run_dir}  report: {run_dir / 'report.html'}  model card: {run_dir / 'cards' / 'model_card.md'}")
     return summary
 

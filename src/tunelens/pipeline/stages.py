@@ -230,6 +230,17 @@ def tuned_model_dir(ctx: Context) -> Path:
     raise TunelensError(f"{ctx.sub('train')} holds no trained adapter or model: rerun with --from train")
 
 
+def final_model_dir(ctx: Context) -> Path:
+    """The model the run delivers, evaluated and explained as "tuned": the rl stage's adapter (SFT + RL)
+    when ``rl.enabled``, else the SFT output."""
+    if not ctx.config.rl.enabled:
+        return tuned_model_dir(ctx)
+    adapter = ctx.sub("rl") / "adapter"
+    if not adapter.is_dir():
+        raise TunelensError(f"{ctx.sub('rl')} holds no RL adapter (rl.enabled is set): rerun with --from rl")
+    return adapter
+
+
 # --- rl --------------------------------------------------------------------------------------
 
 def _rl_config(ctx: Context):
@@ -265,8 +276,14 @@ def eval_config(ctx: Context):
     from tunelens.evaluate import EvalConfig
 
     e, c = ctx.config.evaluate, ctx.config
+    models = [{"spec": c.model, "label": "base"}, {"spec": str(final_model_dir(ctx)), "label": "tuned"}]
+    pairs = None
+    if c.rl.enabled:
+        # Three models side by side: SFT alone, and SFT + RL as "tuned"; "sft -> tuned" is what RL added.
+        models.insert(1, {"spec": str(tuned_model_dir(ctx)), "label": "sft"})
+        pairs = [("base", "sft"), ("base", "tuned"), ("sft", "tuned")]
     values: dict[str, Any] = {
-        "models": [{"spec": c.model, "label": "base"}, {"spec": str(tuned_model_dir(ctx)), "label": "tuned"}],
+        "models": models, "comparisons": pairs,
         "suites": e.suites, "limit": e.limit, "limits": {k: v for k, v in e.limits.items() if k in e.suites},
         # The builtin suite draws test/heldout items from this seed: the same seed as training data.
         "seed": c.suite.seed,
@@ -282,9 +299,14 @@ def eval_config(ctx: Context):
 
 def evaluate_payload(ctx: Context) -> dict[str, Any]:
     cfg = ctx.eval_config()
-    values = cfg.model_dump(mode="json", exclude={"output_dir", "cache_dir", "models", "reference_data"})
-    return {"evaluate": values, "base": ctx.config.model, "tuned": path_digest(tuned_model_dir(ctx)),
-            "reference": path_digest(cfg.reference_data) if cfg.reference_data else None}
+    # comparisons: only when set (the rl stage's three models), so runs without it keep their hash.
+    skip = {"output_dir", "cache_dir", "models", "reference_data"} | ({"comparisons"} if cfg.comparisons is None else set())
+    values = cfg.model_dump(mode="json", exclude=skip)
+    out = {"evaluate": values, "base": ctx.config.model, "tuned": path_digest(final_model_dir(ctx)),
+           "reference": path_digest(cfg.reference_data) if cfg.reference_data else None}
+    if ctx.config.rl.enabled:
+        out["sft"] = path_digest(tuned_model_dir(ctx))
+    return out
 
 
 def run_evaluate(ctx: Context) -> dict[str, Any]:
@@ -301,14 +323,16 @@ def explain_payload(ctx: Context) -> dict[str, Any]:
     backend, quant = ctx.config.explain_generation()
     # The backend that generates the explained responses (hf keeps the hash of old: runs stay complete).
     generation = {} if backend == "hf" else {"generation": {"backend": backend, "quant": quant}}
+    rl = {"sft": path_digest(tuned_model_dir(ctx))} if ctx.config.rl.enabled else {}
     return {"explain": ctx.config.explain.model_dump(exclude={"backend", "quant"}), "base": ctx.config.model,
-            "tuned": path_digest(tuned_model_dir(ctx)), "suite": ctx.config.suite.model_dump(), **generation}
+            "tuned": path_digest(final_model_dir(ctx)), "suite": ctx.config.suite.model_dump(), **generation, **rl}
 
 
 def run_explain(ctx: Context) -> dict[str, Any]:
     from tunelens.pipeline.explain_stage import explain_run
 
-    return explain_run(ctx, tuned_model_dir(ctx))
+    sft = tuned_model_dir(ctx) if ctx.config.rl.enabled else None
+    return explain_run(ctx, final_model_dir(ctx), sft_dir=sft)
 
 
 # --- cards and report ------------------------------------------------------------------------
@@ -316,7 +340,7 @@ def run_explain(ctx: Context) -> dict[str, Any]:
 def report_payload(ctx: Context) -> dict[str, Any]:
     from tunelens import __version__
 
-    keys = ("curate", "train", "evaluate", "explain")
+    keys = ("curate", "train", "rl", "evaluate", "explain")
     markers = {k: (ctx.dir / "stages" / f"{k}.done") for k in keys}
     return {"upstream": {k: path_digest(p) if p.exists() else None for k, p in markers.items()}, "version": __version__}
 

@@ -54,9 +54,9 @@ def _verdict(comp: dict | None) -> str:
     return ("better (significant" if better else "worse (significant") + few + ")"
 
 
-def _find(results: dict, suite: str, metric: str) -> dict | None:
+def _find(results: dict, suite: str, metric: str, a: str = "base", b: str = "tuned") -> dict | None:
     for c in results.get("comparisons") or []:
-        if c.get("suite") == suite and c.get("metric") == metric and c.get("b") == "tuned":
+        if c.get("suite") == suite and c.get("metric") == metric and c.get("a", "base") == a and c.get("b") == b:
             return c
     return None
 
@@ -143,9 +143,45 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
            "train": {k: train.get(k) for k in ("steps", "final_loss", "tokens_per_s", "wall_s")},
            "status": gates["status"], "gates": gates["gates"], "verdicts": verdicts(rows, results),
            "targets": target_results(results), "quick": quick}
+    rl = rl_rows(results, explain)
+    if rl:
+        out["rl"] = {"rows": rl, "note": RL_NOTE, "steps": (_read(run_dir / "rl" / "train_summary.json") or {}).get("steps")}
     if quick:
         out["note"] = QUICK_NOTE
     return out
+
+
+RL_NOTE = ("The rl stage ran: \"tuned\" is SFT + RL (GRPO from the SFT adapter). Each row compares the three "
+           "models on the same items; sft - base is what SFT gave, tuned - sft what RL added on top of it.")
+
+
+def rl_rows(results: dict, explain: dict) -> list[dict[str, Any]]:
+    """With the rl stage: each summary measure for base, sft and tuned (SFT + RL), with the paired
+    differences sft - base and tuned - sft and their CIs. Empty when no "sft" model was evaluated."""
+    res = results.get("results") or {}
+    if "sft" not in res:
+        return []
+    rows = []
+    for suite, metric, label in EVAL_ROWS:
+        vals = {lab: (res.get(lab) or {}).get(suite, {}).get(metric) for lab in ("base", "sft", "tuned")}
+        if all(v is None for v in vals.values()):
+            continue
+        sft_gain, rl_gain = _find(results, suite, metric, "base", "sft"), _find(results, suite, metric, "sft", "tuned")
+        rows.append({"what": label, "source": f"eval/results.json: {suite}/{metric}", **vals,
+                     "sft - base": {"value": sft_gain.get("delta"), "ci": sft_gain.get("ci")} if sft_gain else None,
+                     "tuned - sft": {"value": rl_gain.get("delta"), "ci": rl_gain.get("ci")} if rl_gain else None,
+                     "verdict": _verdict(rl_gain)})
+    focus = explain.get("instruction_focus") or {}
+    if "sft" in focus:
+        diff = focus.get("tuned - sft") or {}
+        ci = diff.get("ci")
+        rows.append({"what": "Instruction focus (attribution share on the instruction)", "source": "explain/explain.json",
+                     "base": focus.get("base"), "sft": focus.get("sft"), "tuned": focus.get("tuned"),
+                     "sft - base": focus.get("sft - base"), "tuned - sft": diff,
+                     "verdict": "no CI (too few items)" if not ci else
+                                "more on the instruction (significant)" if ci[0] > 0 else
+                                "less on the instruction (significant)" if ci[1] < 0 else "no significant change"})
+    return rows
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
@@ -249,6 +285,20 @@ def verdicts(rows: list[dict], results: dict) -> dict[str, list[str]]:
         else:
             out["not concluded"].append(line + ("" if ci else "; no CI"))
     return out
+
+
+def rl_table(summary: dict[str, Any]) -> Table | None:
+    """With the rl stage: base, sft and SFT + RL side by side, and what RL added (tuned - sft)."""
+    rows = (summary.get("rl") or {}).get("rows") or []
+    if not rows:
+        return None
+    table = Table(title="What RL added: base, sft, tuned = SFT + RL (95% CIs)")
+    for col in ("measure", "base", "sft", "tuned", "sft - base", "tuned - sft", "reading (RL)"):
+        table.add_column(col, justify="left" if col in ("measure", "reading (RL)") else "right")
+    for row in rows:
+        table.add_row(row["what"], *(_fmt(row.get(k)) for k in ("base", "sft", "tuned", "sft - base", "tuned - sft")),
+                      row["verdict"])
+    return table
 
 
 def _fmt(entry: dict | None) -> str:
