@@ -274,6 +274,12 @@ def test_the_pipeline_rl_stage_runs_grpo_on_the_sft_adapter(toy, tmp_path):
     with one_thread():
         train(TrainConfig(model=str(toy["model"]), data=[str(sft)], output_dir=str(run / "train"), max_steps=1,
                           batch_size=2, max_length=64), progress=False)
+        # An SFT adapter of the embedded default names the hub id (not reachable offline) in its
+        # adapter_config.json; GRPO must find the base through the base record, as every stage does.
+        cfg_path = run / "train" / "adapter" / "adapter_config.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg_path.write_text(json.dumps({**cfg, "base_model_name_or_path": "no-such-org/offline-model"}))
+        assert (run / "train" / "adapter" / "tunelens_base.json").is_file()
         ctx = stages.Context(config=config, dir=run, progress=False, console=Console(quiet=True))
         payload = stages.rl_payload(ctx)
         summary = stages.run_rl(ctx)

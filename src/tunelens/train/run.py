@@ -427,7 +427,14 @@ def _train_grpo(config: TrainConfig, progress: bool) -> TrainResult:
         # the KL reference, so the reference is the SFT model.
         from peft import PeftModel
 
-        base_spec = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+        from tunelens.models.base import adapter_base
+
+        # The base record, not base_model_name_or_path: for the embedded default that names the hub id
+        # (HuggingFaceTB/SmolLM2-135M-Instruct), which is not reachable offline; the record rebuilds the
+        # dequantised GGUF base the adapter was trained on.
+        base_spec = adapter_base(path)
+        if not base_spec:
+            raise ConfigError(f"adapter {path} names no base model (base_model_name_or_path in adapter_config.json)")
         base_path = resolve_model(base_spec, progress=progress)[0]
         model = PeftModel.from_pretrained(_load_base(config, base_path, precision.name), str(path), is_trainable=True)
         total_params = sum(p.numel() for p in model.get_base_model().parameters())
