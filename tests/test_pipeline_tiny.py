@@ -160,8 +160,9 @@ def test_the_rl_stage_puts_three_models_side_by_side(tmp_path, tiny_model_path):
     # tuned item by item (sft - base, tuned - base, tuned - sft), and the summary, report and card
     # show what RL added.
     out = tmp_path / "rl"
-    result = _run("--run-dir", str(out), "--set", "rl.enabled=true", "--set", "rl.max_steps=2",
-                  "--set", "rl.grpo.max_completion_length=6")
+    args = ("--run-dir", str(out), "--set", "rl.enabled=true", "--set", "rl.max_steps=2", "--set", "rl.save_steps=1",
+            "--set", "rl.grpo.max_completion_length=6")
+    result = _run(*args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     results = json.loads((out / "eval" / "results.json").read_text())
     assert list(results["results"]) == ["base", "sft", "tuned"]
@@ -186,3 +187,20 @@ def test_the_rl_stage_puts_three_models_side_by_side(tmp_path, tiny_model_path):
     assert "| measure | base | sft | tuned (SFT + RL) |" in (out / "cards" / "model_card.md").read_text()
     assert json.loads((out / "explain" / "explain.json").read_text())["models"]["sft"] == str(out / "train" / "adapter")
     assert "What RL added" in result.output
+
+    # An rl stage cut off after a checkpoint resumes from it (same inputs), like training.
+    state = json.loads((out / "run.json").read_text())
+    (out / "stages" / "rl.done").unlink()
+    shutil.rmtree(out / "rl" / "adapter")
+    state["stages"]["rl"]["status"] = "interrupted"
+    (out / "run.json").write_text(json.dumps(state))
+    for later in (out / "rl" / "checkpoints").glob("checkpoint-*"):
+        if later.name != "checkpoint-1":
+            shutil.rmtree(later)  # cut off after step 1 of 2
+    assert (out / "rl" / "checkpoints" / "checkpoint-1").is_dir()
+    again = _run(*args)
+    assert again.exit_code == 0, again.output + repr(again.exception)
+    assert "resuming the interrupted RL" in again.output
+    resumed = json.loads((out / "rl" / "train_summary.json").read_text())
+    assert resumed["resumed_from"].endswith("checkpoint-1") and resumed["steps"] == 2
+    assert (out / "rl" / "adapter" / "adapter_config.json").is_file()

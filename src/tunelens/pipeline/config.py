@@ -243,6 +243,7 @@ class RlSection(_Strict):
     max_steps: int = Field(50, ge=1, description="GRPO optimizer steps.")
     learning_rate: float = Field(1e-4, gt=0, allow_inf_nan=False, description="GRPO learning rate.")
     batch_size: int = Field(8, ge=1, description="Completions per step and process (prompts x num_generations).")
+    save_steps: int = Field(10, ge=1, description="Checkpoint every N GRPO steps: an interrupted rl stage resumes from the last one.")
     grpo: GrpoSettings = Field(default_factory=GrpoSettings, description="Rollouts and rewards (docs/grpo.md).")
 
 
@@ -289,7 +290,8 @@ def rl_config(config: RunConfig, model: Path, data: list[str], output_dir: Path)
     GRPO from the SFT output ``model``."""
     rl = config.rl
     settings = config.train.model_copy(update={"max_steps": rl.max_steps, "learning_rate": rl.learning_rate,
-                                               "batch_size": rl.batch_size, "grpo": rl.grpo, "merge": False})
+                                               "batch_size": rl.batch_size, "save_steps": rl.save_steps,
+                                               "grpo": rl.grpo, "merge": False})
     return TrainConfig.from_settings(settings, method="grpo", model=str(model), data=data, output_dir=str(output_dir))
 
 

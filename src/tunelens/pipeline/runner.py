@@ -37,10 +37,12 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _can_resume_training(ctx: stages.Context, state: RunState, digest: str) -> bool:
+def _can_resume_training(ctx: stages.Context, state: RunState, name: str, digest: str) -> bool:
+    """Whether stage ``name`` (train or rl) was interrupted with the same inputs and left a checkpoint."""
     from tunelens.train.run import last_checkpoint
 
-    return state.in_progress_hash("train") == digest and last_checkpoint(ctx.sub("train") / "checkpoints") is not None
+    return (name in ("train", "rl") and state.in_progress_hash(name) == digest
+            and last_checkpoint(ctx.sub(name) / "checkpoints") is not None)
 
 
 def run_pipeline(config: RunConfig, from_stage: str | None = None, progress: bool = True,
@@ -60,8 +62,8 @@ def run_pipeline(config: RunConfig, from_stage: str | None = None, progress: boo
     if from_stage is not None:
         for name in STAGES[STAGES.index(from_stage):]:
             state.invalidate(name)
-            if name == "train" and (run_dir / "train").exists():
-                shutil.rmtree(run_dir / "train")  # a forced restart trains from scratch
+            if name in ("train", "rl") and (run_dir / name).exists():
+                shutil.rmtree(run_dir / name)  # a forced restart trains from scratch
         state.save()
     ctx = stages.Context(config=config, dir=run_dir, progress=progress, console=console)
     previous = signal.getsignal(signal.SIGTERM)
@@ -89,9 +91,10 @@ def run_pipeline(config: RunConfig, from_stage: str | None = None, progress: boo
                 state.skipped(name)
                 console.print(f"  [green]skipped[/]: already complete with the same inputs and config (hash {digest})")
                 continue
-            ctx.resume_training = name == "train" and _can_resume_training(ctx, state, digest)
+            ctx.resume_training = _can_resume_training(ctx, state, name, digest)
             if ctx.resume_training:
-                console.print("  [cyan]resuming the interrupted training from its last checkpoint[/]")
+                console.print(f"  [cyan]resuming the interrupted {'training' if name == 'train' else 'RL'} "
+                              "from its last checkpoint[/]")
             state.start(name, digest)
             t0 = time.perf_counter()
             summary = run(ctx)

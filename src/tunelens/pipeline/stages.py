@@ -255,13 +255,14 @@ def rl_payload(ctx: Context) -> dict[str, Any]:
 
 
 def run_rl(ctx: Context) -> dict[str, Any]:
-    """GRPO from the SFT output (``rl.enabled``); an interrupted rl stage starts over."""
+    """GRPO from the SFT output (``rl.enabled``); an interrupted rl stage resumes from its last
+    checkpoint (``rl.save_steps``) with the same inputs, exactly as ``tunelens train --resume``."""
     from tunelens.train import train
 
     out = ctx.sub("rl")
-    if out.exists():
-        shutil.rmtree(out)
-    result = train(_rl_config(ctx), progress=ctx.progress)
+    if not ctx.resume_training and out.exists():
+        shutil.rmtree(out)  # a different config, or a forced restart: never mix two runs' checkpoints
+    result = train(_rl_config(ctx).model_copy(update={"resume": ctx.resume_training}), progress=ctx.progress)
     if result.interrupted:
         raise KeyboardInterrupt
     summary = json.loads((out / "train_summary.json").read_text(encoding="utf-8"))
