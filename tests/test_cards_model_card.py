@@ -104,3 +104,19 @@ def test_corrupt_artifact_is_named(run_dir):
     (run_dir / "train" / "manifest.json").write_text("{not json")
     with pytest.raises(TunelensError, match="manifest.json: invalid JSON"):
         load_run(run_dir)
+
+
+def test_the_card_reads_the_tuned_minus_base_comparison_among_several_pairs():
+    # With the rl stage, results.json holds sft - base before tuned - base: the card's delta column
+    # must read the pair of its two columns.
+    from tunelens.cards.model_card import comparison, model_labels
+
+    results = {"results": {"base": {}, "sft": {}, "tuned": {}}, "comparisons": [
+        {"suite": "s", "metric": "m", "a": "base", "b": "sft", "delta": 0.3},
+        {"suite": "s", "metric": "m", "a": "base", "b": "tuned", "delta": 0.1},
+        {"suite": "s", "metric": "m", "a": "sft", "b": "tuned", "delta": -0.2}]}
+    ref, tuned = model_labels(results)
+    assert (ref, tuned) == ("base", "tuned")
+    assert comparison(results, "s", "m", ref, tuned)["delta"] == 0.1
+    assert comparison(results, "s", "m", "sft", "tuned")["delta"] == -0.2
+    assert comparison(results, "s", "m", "tuned", "base") is None

@@ -184,7 +184,14 @@ def test_the_rl_stage_puts_three_models_side_by_side(tmp_path, tiny_model_path):
     main = next(r for r in summary["rows"] if r["source"] == "eval/results.json: builtin/pass_rate/test")
     assert main["tuned"] == results["results"]["tuned"]["builtin"]["pass_rate/test"]
     assert "What RL added" in (out / "report.html").read_text()
-    assert "| measure | base | sft | tuned (SFT + RL) |" in (out / "cards" / "model_card.md").read_text()
+    card = (out / "cards" / "model_card.md").read_text()
+    assert "| measure | base | sft | tuned (SFT + RL) |" in card
+    assert "**Then reinforcement learning**" in card and "The adapter is in `rl/adapter`." in card
+    # The card's results table: base and tuned columns with the tuned - base delta (not sft - base).
+    tb = next(c for c in results["comparisons"] if (c["a"], c["b"]) == ("base", "tuned")
+              and (c["suite"], c["metric"]) == ("builtin", "pass_rate"))
+    row = next(line for line in card.splitlines() if line.startswith("| builtin | pass_rate |"))
+    assert f"{tb['delta']:.3f}" in row.split("|")[5]
     assert json.loads((out / "explain" / "explain.json").read_text())["models"]["sft"] == str(out / "train" / "adapter")
     assert "What RL added" in result.output
 

@@ -42,9 +42,11 @@ def model_labels(results: dict) -> tuple[str | None, str | None]:
     return labels[0], labels[-1] if len(labels) > 1 else None
 
 
-def comparison(results: dict, suite: str, metric: str) -> dict | None:
+def comparison(results: dict, suite: str, metric: str, a: str | None = None, b: str | None = None) -> dict | None:
+    """The paired comparison b - a of ``suite``/``metric`` (any pair when a and b are not given)."""
     for c in results.get("comparisons") or []:
-        if c.get("suite") == suite and c.get("metric") == metric:
+        if (c.get("suite") == suite and c.get("metric") == metric and a in (None, c.get("a"))
+                and b in (None, c.get("b"))):
             return c
     return None
 
@@ -87,7 +89,7 @@ def results_table(art: RunArtifacts, only: tuple[str, ...] | None = None) -> str
                 continue
             base_e = res.get(ref, {}).get(suite, {}).get(metric)
             tuned_e = metrics.get(metric) if tuned else None
-            c = comparison(art.results, suite, metric)
+            c = comparison(art.results, suite, metric, ref, tuned)
             delta = "n/a"
             if c:
                 ci = c.get("ci")
@@ -116,7 +118,31 @@ def _training_section(art: RunArtifacts) -> str:
                        ("tokens_per_s", "training tokens/s"), ("wall_s", "training wall time (s)")):
         if key in ts:
             rows.append([label, fmt_num(ts[key])])
-    return _table(["setting", "value"], rows) + f"\n\nFull config: `{LAYOUT['train_config']}`; loss per step: `{LAYOUT['train_metrics']}`."
+    return (_table(["setting", "value"], rows) + f"\n\nFull config: `{LAYOUT['train_config']}`; loss per step: "
+            f"`{LAYOUT['train_metrics']}`." + _rl_section(art))
+
+
+def _rl_section(art: RunArtifacts) -> str:
+    """The rl stage (GRPO after SFT), when the run had one: the shipped adapter is ``rl/adapter``."""
+    import json
+
+    path = art.run_dir / "rl" / "train_summary.json"
+    if not path.is_file():
+        return ""
+    try:
+        ts = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads((art.run_dir / "rl" / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    rewards = ", ".join(f"{r.get('label') or r.get('name')} (weight {fmt_num(r.get('weight'))})"
+                        for r in manifest.get("rewards") or []) or "-"
+    rows = [["method", "GRPO (reinforcement learning with verifiable rewards), from the SFT adapter"],
+            ["rewards", rewards], ["steps run", fmt_num(ts.get("steps"))],
+            ["mean reward, first / last 5 steps", f"{fmt_num(ts.get('reward_first_steps'))} / {fmt_num(ts.get('reward_last_steps'))}"],
+            ["wall time (s)", fmt_num(ts.get("wall_s"))]]
+    return ("\n\n**Then reinforcement learning** (the run's `rl` stage): the model this card describes is SFT + RL, "
+            "`rl/adapter`, one adapter on the base.\n\n" + _table(["setting", "value"], rows)
+            + "\n\nRewards per step: `rl/metrics.jsonl`; curve: `rl/reward_curve.png`.")
 
 
 def _data_section(art: RunArtifacts) -> str:
@@ -226,6 +252,8 @@ def base_record(art: RunArtifacts) -> dict[str, Any]:
 def _base_section(art: RunArtifacts, base: dict[str, Any], base_line: str) -> str:
     """The base model: its hub id, what the weights trained on really were, how to get the same base."""
     model = art.manifest.get("model") or {}
+    # With the rl stage the delivered adapter is rl/adapter (SFT + RL), on the same base.
+    adapter = "rl/adapter" if (art.run_dir / "rl" / "adapter").is_dir() else LAYOUT["adapter"]
     lines = [f"{base_line}" + (f": {base['weights']}." if base.get("weights") else ".")]
     gguf = base.get("gguf") or {}
     if gguf:
@@ -237,10 +265,11 @@ def _base_section(art: RunArtifacts, base: dict[str, Any], base_line: str) -> st
         lines.append(f"A random test model with no Hub id (so no `base_model`), rebuilt by tunelens from its build "
                      f"parameters `{base.get('tiny_random')}`.")
     if base.get("kind") in ("embedded-gguf", "tiny-random"):
-        lines.append(f"`tunelens.models.load_model(\"{LAYOUT['adapter']}\")` (and `tunelens eval`, `explain`, `serve`, `export`) "
+        lines.append(f"`tunelens.models.load_model(\"{adapter}\")` (and `tunelens eval`, `explain`, `serve`, `export`) "
                      "rebuild this exact base on another machine, offline; the record is "
-                     f"`{LAYOUT['adapter']}/tunelens_base.json`.")
-    lines.append(f"Weights fingerprint `{model.get('fingerprint')}`. The adapter is in `{LAYOUT['adapter']}`.")
+                     f"`{adapter}/tunelens_base.json`.")
+    lines.append(f"Weights fingerprint `{model.get('fingerprint')}`" + (" (of the SFT model)" if adapter != LAYOUT["adapter"] else "")
+                 + f". The adapter is in `{adapter}`.")
     return "\n\n".join(lines)
 
 
