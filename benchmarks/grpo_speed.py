@@ -14,6 +14,8 @@ are medians over the timed steps.
 Variants:
   tunelens        train() with method grpo and its defaults (LoRA r16, fp32 on CPU, no gradient
                   checkpointing, kl_beta 0.04: one reference pass per step)
+  tunelens_unmerged  the same generating through the unmerged LoRA adapter, as TRL does
+                  (grpo.merged_generation: false)
   tunelens_fullhead  the same with TRL's LM head as it is on a CPU (every prompt and completion
                   position projected onto the vocabulary; tunelens projects the completion ones only)
   trl_defaults    GRPOTrainer + GRPOConfig defaults (bf16 autocast, gradient checkpointing, beta 0),
@@ -33,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("tunelens", "tunelens_fullhead", "trl_defaults", "trl_fp32")
+VARIANTS = ("tunelens", "tunelens_unmerged", "tunelens_fullhead", "trl_defaults", "trl_fp32")
 
 
 def prompts_file(tmp: Path, n: int) -> Path:
@@ -48,7 +50,7 @@ def prompts_file(tmp: Path, n: int) -> Path:
     return path
 
 
-def run_tunelens(args, tmp: Path, prompts: Path, kl: float, compact_head: bool = True) -> list[dict]:
+def run_tunelens(args, tmp: Path, prompts: Path, kl: float, compact_head: bool = True, merged: bool = True) -> list[dict]:
     from tunelens.train import TrainConfig, train
     from tunelens.train import grpo
 
@@ -60,7 +62,7 @@ def run_tunelens(args, tmp: Path, prompts: Path, kl: float, compact_head: bool =
     cfg = TrainConfig(method="grpo", model=args.model, data=[str(prompts)], output_dir=str(out), max_steps=args.steps,
                       batch_size=args.batch_size, save_steps=10_000, max_length=512, memory_check=False,
                       grpo={"num_generations": args.generations, "max_completion_length": args.completion_length,
-                            "kl_beta": kl, "rewards": [{"name": "suite"}]})
+                            "kl_beta": kl, "merged_generation": merged, "rewards": [{"name": "suite"}]})
     train(cfg, progress=False)
     return [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
 
@@ -113,7 +115,8 @@ def one(args) -> dict:
     prompts = prompts_file(tmp, args.prompts)
     started = time.perf_counter()
     if args.variant.startswith("tunelens"):
-        rows = run_tunelens(args, tmp, prompts, kl=0.04, compact_head=args.variant == "tunelens")
+        rows = run_tunelens(args, tmp, prompts, kl=0.04, compact_head=args.variant != "tunelens_fullhead",
+                            merged=args.variant != "tunelens_unmerged")
     else:
         rows = run_trl(args, tmp, prompts, fp32=args.variant == "trl_fp32")
     timed = rows[1:] or rows
@@ -137,6 +140,8 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=4)
     ap.add_argument("--completion-length", type=int, default=32)
     ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=1, help="run the variants this many times, interleaved; "
+                    "the table gives medians over the rounds (min-max in brackets)")
     ap.add_argument("--out", type=Path, help="append each variant's JSON result to this file")
     args = ap.parse_args()
     if args.variant:
@@ -146,29 +151,40 @@ def main() -> None:
             with args.out.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(result) + "\n")
         return
-    results = []
-    for variant in args.variants.split(","):
-        cmd = [sys.executable, __file__, "--variant", variant, "--model", args.model, "--steps", str(args.steps),
-               "--batch-size", str(args.batch_size), "--generations", str(args.generations),
-               "--completion-length", str(args.completion_length), "--prompts", str(args.prompts)]
-        if args.out:
-            cmd += ["--out", str(args.out)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
-        if proc.returncode == 0 and not proc.stdout.strip():
-            print(f"{variant}: no result\n{proc.stderr[-3000:]}", file=sys.stderr)
-            continue
-        if proc.returncode != 0:
-            print(f"{variant}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
-            continue
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(json.dumps(results[-1]), flush=True)
-    base = next((r for r in results if r["variant"] == "tunelens"), None)
-    print("\n| variant | step s | generate s | reward s | train s | gen tok/s | train tok/s | tunelens / variant |")
+    results: list[dict] = []
+    for round_ in range(args.rounds):
+        for variant in args.variants.split(","):
+            cmd = [sys.executable, __file__, "--variant", variant, "--model", args.model, "--steps", str(args.steps),
+                   "--batch-size", str(args.batch_size), "--generations", str(args.generations),
+                   "--completion-length", str(args.completion_length), "--prompts", str(args.prompts)]
+            if args.out:
+                cmd += ["--out", str(args.out)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
+            if proc.returncode != 0 or not proc.stdout.strip():
+                print(f"{variant}: {'failed' if proc.returncode else 'no result'}\n{proc.stderr[-3000:]}", file=sys.stderr)
+                continue
+            results.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "round": round_ + 1})
+            print(json.dumps(results[-1]), flush=True)
+
+    def agg(variant: str, key: str) -> tuple[float, float, float] | None:
+        vals = [r[key] for r in results if r["variant"] == variant and r.get(key) is not None]
+        return (statistics.median(vals), min(vals), max(vals)) if vals else None
+
+    def cell(v: tuple[float, float, float] | None) -> str:
+        if v is None:
+            return "-"
+        return f"{v[0]:.2f}" + (f" [{v[1]:.2f}-{v[2]:.2f}]" if args.rounds > 1 else "")
+
+    base = agg("tunelens", "step_s")
+    print(f"\n{args.rounds} round(s); medians over rounds [min-max]")
+    print("| variant | step s | generate s | reward s | train s | gen tok/s | train tok/s | variant / tunelens step |")
     print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        ratio = f"{r['step_s'] / base['step_s']:.2f}x" if base else "-"
-        print(f"| {r['variant']} | {r['step_s']} | {r['generate_s']} | {r['reward_s']} | {r['train_s']} | "
-              f"{r['generate_tokens_per_s']} | {r['train_tokens_per_s']} | {ratio} |")
+    for variant in dict.fromkeys(r["variant"] for r in results):
+        step = agg(variant, "step_s")
+        ratio = f"{step[0] / base[0]:.2f}x" if base and step else "-"
+        print(f"| {variant} | {cell(step)} | {cell(agg(variant, 'generate_s'))} | {cell(agg(variant, 'reward_s'))} | "
+              f"{cell(agg(variant, 'train_s'))} | {cell(agg(variant, 'generate_tokens_per_s'))} | "
+              f"{cell(agg(variant, 'train_tokens_per_s'))} | {ratio} |")
 
 
 if __name__ == "__main__":

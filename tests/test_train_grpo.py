@@ -318,3 +318,39 @@ def test_the_completion_only_lm_head_gives_trls_log_probs_and_gradients(toy):
     for (a, b), what in zip(zip(out[False], out[True]), ("log_probs", "entropy", "lm_head grad")):
         assert_close_relative(b, a, rel=1e-5, what=what)
     assert (out[True][0][:, :6] == 0).all()  # unscored positions are zeros (shifted by one)
+
+
+def test_merged_generation_gives_the_adapters_logits_and_restores_every_weight_exactly(toy):
+    # Rollouts are generated from merged LoRA weights (grpo.merged_generation, the default): inside
+    # the context the model computes what the unmerged adapter computes, and afterwards every base
+    # weight is bit for bit what it was (copied back, not subtracted), so training and resume see
+    # the same model.
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tunelens.train.grpo import merged_lora
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(str(toy["model"]), dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0))
+    with torch.no_grad():  # a non-zero adapter (B starts at zero)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    model.eval()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ids = torch.randint(0, model.config.vocab_size, (2, 12))
+    with torch.no_grad():
+        plain = model(ids).logits
+        with merged_lora(model) as n:
+            merged = model(ids).logits
+            assert all(m.merged for m in model.modules() if hasattr(m, "merged_adapters") and hasattr(m, "lora_A"))
+        after = model(ids).logits
+    assert n > 0
+    scale = plain.abs().max().item()
+    assert (merged - plain).abs().max().item() <= 1e-4 * max(1.0, scale)  # fp32 rounding of W + BA vs xW + xAB
+    assert torch.equal(after, plain)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not any(getattr(m, "merged", False) for m in model.modules() if hasattr(m, "lora_A"))

@@ -157,9 +157,56 @@ def completion_positions_only():
         trl_utils._use_triton = original
 
 
-def trainer_class(compact_head: bool = True) -> type:
+@contextlib.contextmanager
+def merged_lora(model: Any):
+    """Generate from merged weights: each active LoRA adapter's delta is added into its base layer's
+    weight for the duration, so generation runs plain matmuls instead of x W + (x A) B per layer,
+    and each weight is copied back exactly afterwards (not subtracted: W + d - d drifts in floating
+    point, and a resumed run must end with the same weights as an uninterrupted one).
+
+    Why: TRL generates through the PEFT model, and on a CPU the unmerged LoRA path is most of the
+    cost of a generated token for a small model (SmolLM2-135M with r16 on every linear layer:
+    docs/benchmarks.md, "GRPO step time"). Costs one copy of the adapted weights while it lasts. A
+    layer whose base weight is not a plain float tensor (4-bit QLoRA) is left unmerged.
+    """
+    import torch
+
+    stash: list[tuple[Any, str, torch.Tensor]] = []
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # no PEFT: nothing to merge
+        yield 0
+        return
+    try:
+        with torch.no_grad():
+            for module in model.modules():
+                if not isinstance(module, LoraLayer) or module.merged or getattr(module, "disable_adapters", False):
+                    continue
+                base = module.get_base_layer()
+                weight = getattr(base, "weight", None)
+                if not isinstance(weight, torch.Tensor) or type(weight) is not torch.nn.Parameter or \
+                        weight.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+                    continue
+                adapters = [a for a in module.active_adapters if a in getattr(module, "lora_A", {})]
+                if not adapters:
+                    continue
+                stash.append((module, adapters, weight.data.clone()))
+                for name in adapters:
+                    weight.data += module.get_delta_weight(name).to(weight.dtype)
+                    module.merged_adapters.append(name)
+        yield len(stash)
+    finally:
+        with torch.no_grad():
+            for module, adapters, original in stash:
+                module.get_base_layer().weight.data.copy_(original)
+                for name in adapters:
+                    module.merged_adapters.remove(name)
+
+
+def trainer_class(compact_head: bool = True, merged_generation: bool = False) -> type:
     """GRPOTrainer that also measures generation, reward and training time and tokens apart (and,
-    with ``compact_head``, scores only completion positions: :func:`completion_positions_only`)."""
+    with ``compact_head``, scores only completion positions: :func:`completion_positions_only`;
+    with ``merged_generation``, generates from merged LoRA weights: :func:`merged_lora`)."""
     import torch
     from trl import GRPOTrainer
 
@@ -170,10 +217,19 @@ def trainer_class(compact_head: bool = True) -> type:
 
         def _generate_single_turn(self, prompt_ids, *args: Any, **kwargs: Any):
             start = time.perf_counter()
-            completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+            if merged_generation and not self.args.use_vllm and not self._sharded():
+                with merged_lora(self.model):
+                    completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+            else:
+                completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
             self._tl["gen_s"] += time.perf_counter() - start
             self._tl["gen_tokens"] += sum(len(c) for c in completion_ids)
             return completion_ids, logprobs
+
+        def _sharded(self) -> bool:
+            # FSDP and DeepSpeed shard the weights: merging in place there is theirs to do (ZeRO-3
+            # gathers them for generation); DDP and one process hold whole weights.
+            return bool(getattr(self, "is_fsdp_enabled", False) or getattr(self, "is_deepspeed_enabled", False))
 
         def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
             if not compact_head:

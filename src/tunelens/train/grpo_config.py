@@ -74,6 +74,9 @@ class GrpoSettings(BaseModel):
     generation_batch_size: int | None = Field(
         None, ge=1, description="Completions generated at once (default: batch_size x processes x grad_accum).")
     disable_dropout: bool = Field(True, description="No dropout: old, reference and policy log-probs agree.")
+    merged_generation: bool = Field(
+        True, description="Generate the rollouts from merged LoRA weights (copied back exactly after each "
+        "generation): plain matmuls instead of the adapter's extra ones; costs one copy of the adapted weights.")
     use_vllm: bool = Field(False, description="Generate with vLLM (GPU only; needs the vllm package). Untested here.")
     vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in the training process or a server.")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="colocate: share of GPU memory for vLLM.")

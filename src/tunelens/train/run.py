@@ -461,7 +461,7 @@ def _train_grpo(config: TrainConfig, progress: bool) -> TrainResult:
     if progress:
         callbacks.append(RichProgressCallback(f"grpo {config.peft}"))
     dataset = Dataset.from_list([{"prompt": item.messages, "item_index": i} for i, item in enumerate(prompts.items)])
-    trainer = grpo.trainer_class()(model=model, reward_funcs=composed.functions(), args=args, train_dataset=dataset,
+    trainer = grpo.trainer_class(merged_generation=config.grpo.merged_generation)(model=model, reward_funcs=composed.functions(), args=args, train_dataset=dataset,
                                    processing_class=tokenizer, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
