@@ -68,7 +68,7 @@ def train(arms: list[str], overrides: dict, tag: str = "") -> None:
         console.print(row)
 
 
-def evaluate(limit: int, suites: list[str]) -> None:
+def evaluate(limit: int, suites: list[str], arms: list[str] | None = None, out: str = "rl") -> None:
     from tunelens.config_files import validate
     from tunelens.evaluate import EvalConfig, evaluate as run_eval
     from tunelens.pipeline import stages
@@ -81,12 +81,14 @@ def evaluate(limit: int, suites: list[str]) -> None:
     pairs = [["base", "sft"]]
     for info in sorted(Path("runs").glob("rl-*/arm.json")):
         arm = json.loads(info.read_text(encoding="utf-8"))
+        if arms and arm["arm"] not in arms:
+            continue
         if (info.parent / "adapter").is_dir():
             models.append({"spec": str(info.parent / "adapter"), "label": arm["arm"]})
             pairs.append(["base", arm["arm"]])
             if arm.get("from") == "sft":  # what RL added on top of SFT
                 pairs.append(["sft", arm["arm"]])
-    values.update(models=models, comparisons=pairs, output_dir="runs/rl-eval")
+    values.update(models=models, comparisons=pairs, output_dir=f"runs/{out}-eval")
     values.pop("few_shot", None)  # a dumped default would become an explicit request for gsm8k
     if suites:
         values["suites"] = suites
@@ -97,7 +99,7 @@ def evaluate(limit: int, suites: list[str]) -> None:
     t0 = time.perf_counter()
     results = run_eval(cfg, progress=True)
     wall = time.perf_counter() - t0
-    keep = set(config.evaluate.guards) if hasattr(config.evaluate, "guards") else set()
+    keep = set(config.evaluate.guards) | {"harmful/refusal_rate", "ifeval/inst_level_loose_acc"}
     rows = []
     for c in results.get("comparisons", []):
         key = f"{c['suite']}/{c['metric']}"
@@ -105,14 +107,14 @@ def evaluate(limit: int, suites: list[str]) -> None:
             continue
         rows.append({"a": c["a"], "b": c["b"], "metric": key, "value_a": c["value_a"], "value_b": c["value_b"],
                      "diff": c.get("delta"), "ci": c.get("ci"), "significant": c.get("significant")})
-    Path("runs/rl-table.json").write_text(json.dumps({"wall_s": wall, "rows": rows}, indent=2, default=str) + "\n")
+    Path(f"runs/{out}-table.json").write_text(json.dumps({"wall_s": wall, "rows": rows}, indent=2, default=str) + "\n")
     fmt = lambda v: "n/a" if v is None else f"{v:+.3f}"  # noqa: E731
     lines = ["| metric | a | b | a value | b value | b - a [95% CI] |", "| --- | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (r["metric"], r["a"], r["b"])):
         ci = r["ci"] or [None, None]
         lines.append(f"| {r['metric']} | {r['a']} | {r['b']} | {r['value_a']:.3f} | {r['value_b']:.3f} | "
                      f"{fmt(r['diff'])} [{fmt(ci[0])}, {fmt(ci[1])}]{' *' if r['significant'] else ''} |")
-    Path("runs/rl-table.md").write_text("\n".join(lines) + "\n")
+    Path(f"runs/{out}-table.md").write_text("\n".join(lines) + "\n")
     console.print("\n".join(lines))
     console.print(f"evaluation wall time {wall:.0f} s")
 
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="more run-config overrides (rl.*)")
     ap.add_argument("--tag", default="", help="suffix of the arms' names and folders (runs/rl-<arm><tag>)")
     ap.add_argument("--evaluate", action="store_true")
+    ap.add_argument("--arms", default="", help="comma-separated arms to evaluate beside base and sft (default: every trained one)")
+    ap.add_argument("--out", default="rl", help="runs/<out>-eval, runs/<out>-table.md (default: rl)")
     ap.add_argument("--limit", type=int, default=150)
     ap.add_argument("--suites", default="", help="comma-separated suites (default: the run's)")
     args = ap.parse_args(argv)
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.train:
         train(args.train, overrides, args.tag)
     if args.evaluate:
-        evaluate(args.limit, [s for s in args.suites.split(",") if s])
+        evaluate(args.limit, [s for s in args.suites.split(",") if s], [a for a in args.arms.split(",") if a], args.out)
     return 0
 
 

@@ -237,7 +237,8 @@ class LaunchSection(_Strict):
 
 class RlSection(_Strict):
     """GRPO after SFT (``tunelens train --method grpo`` from the SFT adapter, on the suite's train
-    split): off by default, since it is not measured to help yet (docs/grpo.md)."""
+    split): off by default, since on the default it was measured not to help (docs/default-run.md, "Does RL help
+    the default?")."""
 
     enabled: bool = Field(False, description="Run the rl stage: GRPO on the SFT adapter with verifiable rewards.")
     max_steps: int = Field(50, ge=1, description="GRPO optimizer steps.")
