@@ -78,6 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def narrow(values: dict, suites: list[str], limit: int) -> None:
+    """A dumped run eval config, narrowed to ``suites`` (if any) and at most ``limit`` items per suite."""
+    # A dumped config names its defaults explicitly; few-shot's default (gsm8k, "when it runs") must not
+    # become an explicit request for a suite the run does not select.
+    values.pop("few_shot", None)
+    if suites:
+        values["suites"] = suites
+        values["limits"] = {k: v for k, v in values.get("limits", {}).items() if k in suites}
+    if limit:
+        values["limits"] = {k: min(v, limit) for k, v in values.get("limits", {}).items()}
+
+
 def evaluate(names: list[str], limit: int, suites: list[str]) -> None:
     """Base and every mix's adapter in one evaluation (each compared with base, paired), then the
     guard metrics of each as one table."""
@@ -95,14 +107,7 @@ def evaluate(names: list[str], limit: int, suites: list[str]) -> None:
         models.append({"spec": str(stages.tuned_model_dir(stages.Context(
             config=cfg, dir=cfg.directory(), progress=False, console=console))), "label": name})
     values.update(models=models, output_dir="runs/mix-eval")
-    # A dumped config names its defaults explicitly; few-shot's default (gsm8k, "when it runs") must not
-    # become an explicit request for a suite the run does not select.
-    values.pop("few_shot", None)
-    if suites:
-        values["suites"] = suites
-        values["limits"] = {k: v for k, v in values.get("limits", {}).items() if k in suites}
-    if limit:
-        values["limits"] = {k: min(v, limit) for k, v in values.get("limits", {}).items()}
+    narrow(values, suites, limit)
     config = validate(EvalConfig, values, "eval config", "benchmarks/default_mix.py")
     t0 = time.perf_counter()
     results = run_eval(config, progress=True)

@@ -74,7 +74,9 @@ def evaluate(limit: int, suites: list[str], arms: list[str] | None = None, out: 
     from tunelens.pipeline import stages
 
     console = Console()
-    config = _sft_config()
+    config = _sft_config()  # puts benchmarks/ on sys.path
+    from default_mix import narrow
+
     ctx = stages.Context(config=config, dir=config.directory(), progress=True, console=console)
     values = stages.eval_config(ctx).model_dump(mode="json")
     models = [{"spec": config.model, "label": "base"}, {"spec": str(stages.tuned_model_dir(ctx)), "label": "sft"}]
@@ -89,12 +91,7 @@ def evaluate(limit: int, suites: list[str], arms: list[str] | None = None, out: 
             if arm.get("from") == "sft":  # what RL added on top of SFT
                 pairs.append(["sft", arm["arm"]])
     values.update(models=models, comparisons=pairs, output_dir=f"runs/{out}-eval")
-    values.pop("few_shot", None)  # a dumped default would become an explicit request for gsm8k
-    if suites:
-        values["suites"] = suites
-        values["limits"] = {k: v for k, v in values.get("limits", {}).items() if k in suites}
-    if limit:
-        values["limits"] = {k: min(v, limit) for k, v in values.get("limits", {}).items()}
+    narrow(values, suites, limit)
     cfg = validate(EvalConfig, values, "eval config", "benchmarks/rl_vs_sft.py")
     t0 = time.perf_counter()
     results = run_eval(cfg, progress=True)
