@@ -109,10 +109,21 @@ def _decoded_base64(text: str) -> list[str]:
     return out
 
 
-def views(text: str) -> list[tuple[str, str]]:
-    """(view name, text) pairs the detector scores; see the module docstring."""
+def _sentences(norm: str) -> list[str] | None:
+    """The sentences a normalised text is read in two at a time, or None when it gets no windows."""
+    if len(norm) <= WINDOW_MIN_CHARS:
+        return None
+    sents = [s.strip() for s in _SENTENCE.split(norm) if s.strip()]
+    return sents if len(sents) > 2 else None
+
+
+def views(text: str, windows: bool = True) -> list[tuple[str, str]]:
+    """(view name, text) pairs the detector scores; see the module docstring. ``windows=False`` leaves
+    out the text itself and its two-sentence windows when it has them (the fast path scores those from
+    its sentences)."""
     norm = normalise(text)
-    out = [("text", norm)]
+    sents = _sentences(norm)
+    out = [("text", norm)] if windows or sents is None else []
     for rx in _HIDDEN:
         for m in rx.finditer(norm):
             part = m.group(m.lastindex or 0).strip()
@@ -120,12 +131,112 @@ def views(text: str) -> list[tuple[str, str]]:
                 out.append(("hidden", part))
     for dec in _decoded_base64(text):
         out.append(("base64", normalise(dec)))
-    if len(norm) > WINDOW_MIN_CHARS:
-        sents = [s.strip() for s in _SENTENCE.split(norm) if s.strip()]
-        if len(sents) > 2:
-            for i in range(min(len(sents) - 1, MAX_WINDOWS)):
-                out.append(("window", sents[i] + " " + sents[i + 1]))
+    if windows and sents is not None:
+        for i in range(min(len(sents) - 1, MAX_WINDOWS)):
+            out.append(("window", sents[i] + " " + sents[i + 1]))
     return out
+
+
+class _SentenceScorer:
+    """Scores a long text and its two-sentence windows from its sentences' n-gram counts, each sentence
+    counted once, where the pipeline would count every sentence three times (in the text and in two
+    windows): the views' cost, most of the detector's time, is about a third.
+
+    Why our own: sklearn's TF-IDF has no way to reuse counts across overlapping documents. It is exact
+    for the artifact's pipeline (a FeatureUnion of TfidfVectorizers over a logistic regression):
+    ``char_wb`` n-grams stay inside words, and the words of "a b" are those of a then of b, so counts
+    add; word n-grams add too, plus the bigram across each sentence boundary, added here. Then the
+    vectorizers' own sublinear tf, idf and l2 norm, and the classifier's own coefficients. Any other
+    pipeline (or one of these options set otherwise) makes ``build`` return None: the plain path runs.
+    """
+
+    def __init__(self, vectorizers: list[Any], clf: Any):
+        self.vectorizers, self.clf = vectorizers, clf
+        self.tokenizers = [(v.build_preprocessor(), v.build_tokenizer()) if v.analyzer == "word" else None
+                           for v in vectorizers]
+
+    @classmethod
+    def build(cls, pipeline: Any) -> _SentenceScorer | None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import FeatureUnion
+
+        steps = getattr(pipeline, "named_steps", {})
+        union, clf = steps.get("features"), steps.get("clf")
+        if not isinstance(union, FeatureUnion) or not isinstance(clf, LogisticRegression) or union.transformer_weights:
+            return None
+        vecs = [t for _, t in union.transformer_list]
+        for v in vecs:
+            if not isinstance(v, TfidfVectorizer) or not hasattr(v, "idf_") or v.norm != "l2" or not v.use_idf \
+                    or v.binary or callable(v.analyzer) or v.stop_words is not None or v.preprocessor is not None:
+                return None
+            if v.analyzer == "word" and (v.tokenizer is not None or v.ngram_range[1] > 2):
+                return None
+            if v.analyzer not in ("word", "char_wb"):
+                return None
+        if len(clf.classes_) != 2:
+            return None
+        return cls(vecs, clf)
+
+    def score(self, sentence_lists: list[list[str]]) -> list[tuple[float, list[float]]]:
+        """Per text (given as its sentences): (P(injection) of the whole text, of each window)."""
+        import numpy as np
+        from scipy import sparse
+        from sklearn.feature_extraction.text import CountVectorizer
+        from sklearn.preprocessing import normalize
+
+        flat = [s for sents in sentence_lists for s in sents]
+        # One row per view: the text (every sentence), then its windows (sentences i and i + 1).
+        rows, cols, bounds, starts = [], [], [], []
+        row = offset = 0
+        for sents in sentence_lists:
+            n = len(sents)
+            starts.append(row)
+            rows += [row] * n
+            cols += range(offset, offset + n)
+            bounds += [(row, offset + j) for j in range(n - 1)]  # the text holds every boundary
+            row += 1
+            for j in range(min(n - 1, MAX_WINDOWS)):
+                rows += [row, row]
+                cols += [offset + j, offset + j + 1]
+                bounds.append((row, offset + j))
+                row += 1
+            offset += n
+        agg = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(row, len(flat)))
+        blocks = []
+        for vec, tok in zip(self.vectorizers, self.tokenizers):
+            counts = agg @ CountVectorizer.transform(vec, flat)
+            if tok is not None and vec.ngram_range[1] == 2 and bounds:
+                counts = counts + self._boundary_bigrams(vec, tok, flat, bounds, counts.shape)
+            counts = counts.tocsr()
+            counts.sum_duplicates()
+            if vec.sublinear_tf:
+                np.log(counts.data, counts.data)
+                counts.data += 1
+            blocks.append(normalize(counts @ sparse.diags(vec.idf_), norm="l2", copy=False))
+        probs = self.clf.predict_proba(sparse.hstack(blocks).tocsr())[:, 1]  # as the plain path reads it
+        out = []
+        for k, sents in enumerate(sentence_lists):
+            first = starts[k]
+            out.append((float(probs[first]), [float(p) for p in probs[first + 1: first + 1 + min(len(sents) - 1, MAX_WINDOWS)]]))
+        return out
+
+    @staticmethod
+    def _boundary_bigrams(vec, tok, flat, bounds, shape):
+        import numpy as np
+        from scipy import sparse
+
+        pre, split = tok
+        tokens = [split(pre(s)) for s in flat]
+        rows, cols = [], []
+        for row, j in bounds:
+            left, right = tokens[j], tokens[j + 1]
+            if left and right:
+                col = vec.vocabulary_.get(f"{left[-1]} {right[0]}")
+                if col is not None:
+                    rows.append(row)
+                    cols.append(col)
+        return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
 
 
 def rule_hits(text: str) -> list[str]:
@@ -165,24 +276,48 @@ class InjectionInstrument(Instrument):
         self.pipeline = payload["pipeline"]
         self.threshold = float(payload.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold)
         self.info = payload.get("report") or payload.get("info") or {}
+        self._fast = _SentenceScorer.build(self.pipeline)
 
     @classmethod
     def from_pipeline(cls, pipeline, threshold: float = DEFAULT_THRESHOLD) -> InjectionInstrument:
         """An instrument over a fitted pipeline in memory (training and validation)."""
         inst = cls.__new__(cls)
         inst.pipeline, inst.threshold, inst.info = pipeline, float(threshold), {}
+        inst._fast = _SentenceScorer.build(pipeline)
         return inst
 
     def score_texts(self, texts: list[str]) -> list[dict[str, Any]]:
         """Per text: ``score``, ``model_score`` (classifier, best view), ``view`` and ``rules``."""
         if isinstance(texts, str):
             raise TypeError("score_texts() takes a list of texts, not a single string")
-        all_views, owner = [], []
-        for i, t in enumerate(texts):
-            for v in views(t if isinstance(t, str) else ""):
-                all_views.append(v)
-                owner.append(i)
-        probs = self.pipeline.predict_proba([v[1] for v in all_views])[:, 1] if all_views else []
+        fast = getattr(self, "_fast", None)
+        # Per text, its views in a fixed order (text, hidden parts, base64, windows) with their
+        # probabilities: ties keep the first view, so the order is part of the result.
+        per_text: list[list[list[Any]]] = []
+        plain: list[list[Any]] = []  # views scored by the pipeline itself
+        long_texts: list[tuple[list[list[Any]], list[str]]] = []
+        for t in texts:
+            t = t if isinstance(t, str) else ""
+            norm = normalise(t)
+            sents = _sentences(norm) if fast is not None else None
+            entries = [[name, text, None] for name, text in views(t, windows=sents is None)]
+            plain += entries
+            if sents is not None:  # the text and its windows are scored from its sentences
+                head = [["text", norm, None]]
+                windows = [["window", sents[k] + " " + sents[k + 1], None] for k in range(min(len(sents) - 1, MAX_WINDOWS))]
+                long_texts.append((head + windows, sents))
+                entries = head + entries + windows
+            per_text.append(entries)
+        if plain:
+            for e, p in zip(plain, self.pipeline.predict_proba([e[1] for e in plain])[:, 1]):
+                e[2] = float(p)
+        if long_texts:
+            for (fast_entries, _), (p_text, p_windows) in zip(long_texts, fast.score([s for _, s in long_texts])):
+                for e, p in zip(fast_entries, [p_text] + p_windows):
+                    e[2] = p
+        all_views = [(e[0], e[1]) for entries in per_text for e in entries]
+        owner = [i for i, entries in enumerate(per_text) for _ in entries]
+        probs = [e[2] for entries in per_text for e in entries]
         out = [{"score": 0.0, "model_score": 0.0, "view": "text", "rules": []} for _ in texts]
         for (name, text), i, p in zip(all_views, owner, probs):
             n_words = _words(text)
