@@ -40,7 +40,7 @@ def _sft_config(extra: dict | None = None):
     return load_run_config(None, {"name": SFT_RUN, **MIXES["mix_a"], **(extra or {})})
 
 
-def train(arms: list[str], overrides: dict, tag: str = "") -> None:
+def train(arms: list[str], overrides: dict, tag: str = "", prompts_file: str | None = None) -> None:
     from tunelens.pipeline import stages
     from tunelens.pipeline.config import rl_config
     from tunelens.train import train as run_train
@@ -49,7 +49,7 @@ def train(arms: list[str], overrides: dict, tag: str = "") -> None:
     config = _sft_config(overrides)
     ctx = stages.Context(config=config, dir=config.directory(), progress=False, console=console)
     sft = stages.tuned_model_dir(ctx)  # runs/mix-mix_a/train/adapter
-    prompts = ctx.sub("suite") / "train_used.jsonl"
+    prompts = Path(prompts_file) if prompts_file else ctx.sub("suite") / "train_used.jsonl"
     if not prompts.is_file():
         raise SystemExit(f"{prompts} not found: run benchmarks/default_mix.py --train mix_a first")
     for arm in arms:
@@ -61,7 +61,7 @@ def train(arms: list[str], overrides: dict, tag: str = "") -> None:
         result = run_train(cfg, progress=True)
         wall = time.perf_counter() - t0
         summary = json.loads((out / "train_summary.json").read_text(encoding="utf-8"))
-        row = {"arm": arm + tag, "from": "sft" if arm == "sft_rl" else "base", "start": start, "overrides": overrides, "steps": result.steps, "wall_s": round(wall, 1),
+        row = {"arm": arm + tag, "from": "sft" if arm == "sft_rl" else "base", "start": start, "prompts": str(prompts), "overrides": overrides, "steps": result.steps, "wall_s": round(wall, 1),
                "reward_first_steps": summary.get("reward_first_steps"),
                "reward_last_steps": summary.get("reward_last_steps"), "adapter": str(result.adapter_dir)}
         (out / "arm.json").write_text(json.dumps(row, indent=2, default=str) + "\n")
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", nargs="*", default=[], help=f"arms to train: {', '.join(ARMS)}")
     ap.add_argument("--max-steps", type=int, default=None, help="GRPO steps (default: the run's rl.max_steps)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="more run-config overrides (rl.*)")
+    ap.add_argument("--prompts", default=None, help="GRPO prompts file (default: the suite train split SFT used, "
+                    "runs/mix-mix_a/suite/train_used.jsonl; runs/mix-mix_a/suite/train.jsonl adds the safety family)")
     ap.add_argument("--tag", default="", help="suffix of the arms' names and folders (runs/rl-<arm><tag>)")
     ap.add_argument("--evaluate", action="store_true")
     ap.add_argument("--arms", default="", help="comma-separated arms to evaluate beside base and sft (default: every trained one)")
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value)
     if args.train:
-        train(args.train, overrides, args.tag)
+        train(args.train, overrides, args.tag, args.prompts)
     if args.evaluate:
         evaluate(args.limit, [s for s in args.suites.split(",") if s], [a for a in args.arms.split(",") if a], args.out)
     return 0
