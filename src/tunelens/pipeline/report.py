@@ -258,6 +258,11 @@ def _artifact_links(run_dir: Path) -> str:
     return "<ul>" + "\n".join(rows) + "</ul>"
 
 
+def _verdict_class(verdict: str) -> str:
+    """The CSS class of a summary row's reading: good (better / more), bad (worse), or none."""
+    return "good" if "better" in verdict or verdict.startswith("more") else "bad" if "worse" in verdict else ""
+
+
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     summary = build_summary(run_dir)
@@ -272,7 +277,7 @@ def write_report(run_dir: str | Path) -> Path:
     parts.append("<h2>What changed: base vs tuned</h2><table><tr><th>measure</th><th>base</th><th>tuned</th>"
                  "<th>tuned - base [95% CI]</th><th>reading</th></tr>")
     for row in summary["rows"]:
-        cls = "good" if "better" in row["verdict"] or row["verdict"].startswith("more") else "bad" if "worse" in row["verdict"] else ""
+        cls = _verdict_class(row["verdict"])
         parts.append(f"<tr><td>{_e(row['what'])}<br><span class='muted'>{_e(row['source'])}</span>{_instrument_line(row)}</td>"
                      f"<td>{_e(_fmt(row['base']))}</td><td>{_e(_fmt(row['tuned']))}</td><td>{_e(_fmt(row['delta']))}</td>"
                      f"<td class='{cls}'>{_e(row['verdict'])}</td></tr>")
@@ -283,7 +288,7 @@ def write_report(run_dir: str | Path) -> Path:
                      "<th>base</th><th>sft</th><th>tuned (SFT + RL)</th><th>sft - base [95% CI]</th>"
                      "<th>tuned - sft [95% CI]</th><th>reading (RL)</th></tr>")
         for row in rl["rows"]:
-            cls = "good" if "better" in row["verdict"] or row["verdict"].startswith("more") else "bad" if "worse" in row["verdict"] else ""
+            cls = _verdict_class(row["verdict"])
             parts.append(f"<tr><td>{_e(row['what'])}<br><span class='muted'>{_e(row['source'])}</span></td>"
                          + "".join(f"<td>{_e(_fmt(row.get(k)))}</td>" for k in ("base", "sft", "tuned", "sft - base", "tuned - sft"))
                          + f"<td class='{cls}'>{_e(row['verdict'])}</td></tr>")

@@ -61,6 +61,14 @@ def _find(results: dict, suite: str, metric: str, a: str = "base", b: str = "tun
     return None
 
 
+def _focus_verdict(ci: list[float] | None) -> str:
+    """The reading of a paired instruction-focus difference from its CI."""
+    if not ci:
+        return "no CI (too few items)"
+    return ("more on the instruction (significant)" if ci[0] > 0 else
+            "less on the instruction (significant)" if ci[1] < 0 else "no significant change")
+
+
 def _train_loss(run_dir: Path) -> tuple[float, float, int] | None:
     path = run_dir / "train" / "metrics.jsonl"
     if not path.is_file():
@@ -101,10 +109,7 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
     focus = explain.get("instruction_focus")
     if focus:
         diff = focus.get("tuned - base") or {}
-        ci = diff.get("ci")
-        verdict = "no CI (too few items)" if not ci else (
-            "more on the instruction (significant)" if ci[0] > 0 else
-            "less on the instruction (significant)" if ci[1] < 0 else "no significant change")
+        verdict = _focus_verdict(diff.get("ci"))
         rows.append({"what": "Instruction focus (attribution share on the instruction)", "source": "explain/explain.json",
                      "base": focus.get("base"), "tuned": focus.get("tuned"), "delta": diff, "verdict": verdict})
     faith = explain.get("explanation_faithfulness") or {}
@@ -174,13 +179,9 @@ def rl_rows(results: dict, explain: dict) -> list[dict[str, Any]]:
     focus = explain.get("instruction_focus") or {}
     if "sft" in focus:
         diff = focus.get("tuned - sft") or {}
-        ci = diff.get("ci")
         rows.append({"what": "Instruction focus (attribution share on the instruction)", "source": "explain/explain.json",
                      "base": focus.get("base"), "sft": focus.get("sft"), "tuned": focus.get("tuned"),
-                     "sft - base": focus.get("sft - base"), "tuned - sft": diff,
-                     "verdict": "no CI (too few items)" if not ci else
-                                "more on the instruction (significant)" if ci[0] > 0 else
-                                "less on the instruction (significant)" if ci[1] < 0 else "no significant change"})
+                     "sft - base": focus.get("sft - base"), "tuned - sft": diff, "verdict": _focus_verdict(diff.get("ci"))})
     return rows
 
 
