@@ -117,12 +117,16 @@ def _sentences(norm: str) -> list[str] | None:
     return sents if len(sents) > 2 else None
 
 
-def views(text: str, windows: bool = True) -> list[tuple[str, str]]:
-    """(view name, text) pairs the detector scores; see the module docstring. ``windows=False`` leaves
+def views(text: str) -> list[tuple[str, str]]:
+    """(view name, text) pairs the detector scores; see the module docstring."""
+    norm = normalise(text)
+    return _views(text, norm, _sentences(norm), windows=True)
+
+
+def _views(text: str, norm: str, sents: list[str] | None, windows: bool) -> list[tuple[str, str]]:
+    """The views of ``text`` (normalised: ``norm``, its sentences: ``sents``). ``windows=False`` leaves
     out the text itself and its two-sentence windows when it has them (the fast path scores those from
     its sentences)."""
-    norm = normalise(text)
-    sents = _sentences(norm)
     out = [("text", norm)] if windows or sents is None else []
     for rx in _HIDDEN:
         for m in rx.finditer(norm):
@@ -299,10 +303,11 @@ class InjectionInstrument(Instrument):
         for t in texts:
             t = t if isinstance(t, str) else ""
             norm = normalise(t)
-            sents = _sentences(norm) if fast is not None else None
-            entries = [[name, text, None] for name, text in views(t, windows=sents is None)]
+            sents = _sentences(norm)
+            by_sentence = fast is not None and sents is not None
+            entries = [[name, text, None] for name, text in _views(t, norm, sents, windows=not by_sentence)]
             plain += entries
-            if sents is not None:  # the text and its windows are scored from its sentences
+            if by_sentence:  # the text and its windows are scored from its sentences
                 head = [["text", norm, None]]
                 windows = [["window", sents[k] + " " + sents[k + 1], None] for k in range(min(len(sents) - 1, MAX_WINDOWS))]
                 long_texts.append((head + windows, sents))
