@@ -106,6 +106,7 @@ def test_a_missing_artifact_is_named(tmp_path):
         InjectionInstrument(tmp_path / "none.joblib")
 
 
+@pytest.mark.numeric
 def test_the_sentence_fast_path_scores_exactly_what_the_pipeline_scores(inj, shared_data):
     # Long texts and their two-sentence windows are scored from each sentence's counts once
     # (_SentenceScorer); it must give the pipeline's own probability for every view, and the same

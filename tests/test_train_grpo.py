@@ -320,6 +320,7 @@ def test_the_completion_only_lm_head_gives_trls_log_probs_and_gradients(toy):
     assert (out[True][0][:, :6] == 0).all()  # unscored positions are zeros (shifted by one)
 
 
+@pytest.mark.numeric
 def test_merged_generation_gives_the_adapters_logits_and_restores_every_weight_exactly(toy):
     # Rollouts are generated from merged LoRA weights (grpo.merged_generation, the default): inside
     # the context the model computes what the unmerged adapter computes, and afterwards every base
@@ -349,7 +350,9 @@ def test_merged_generation_gives_the_adapters_logits_and_restores_every_weight_e
         after = model(ids).logits
     assert n > 0
     scale = plain.abs().max().item()
-    assert (merged - plain).abs().max().item() <= 1e-4 * max(1.0, scale)  # fp32 rounding of W + BA vs xW + xAB
+    # fp32 rounding of x(W + BA) against xW + xAB: measured 1.0e-7 with logits of 0.3 on AVX-512, one
+    # thread, ATen's portable kernels and AVX2 alike; the bound is 100x that, relative to the logits.
+    assert (merged - plain).abs().max().item() <= 1e-5 * max(1.0, scale)
     assert torch.equal(after, plain)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
