@@ -120,3 +120,16 @@ def test_the_card_reads_the_tuned_minus_base_comparison_among_several_pairs():
     assert comparison(results, "s", "m", ref, tuned)["delta"] == 0.1
     assert comparison(results, "s", "m", "sft", "tuned")["delta"] == -0.2
     assert comparison(results, "s", "m", "tuned", "base") is None
+
+
+def test_an_unreadable_rl_record_is_said_in_the_card_not_dropped(tmp_path):
+    from types import SimpleNamespace
+
+    from tunelens.cards.model_card import _rl_section
+
+    (tmp_path / "rl").mkdir()
+    (tmp_path / "rl" / "train_summary.json").write_text('{"steps": 2}')
+    (tmp_path / "rl" / "manifest.json").write_text("{not json")
+    text = _rl_section(SimpleNamespace(run_dir=tmp_path))
+    assert "could not be read (JSONDecodeError" in text and "--from rl" in text
+    assert _rl_section(SimpleNamespace(run_dir=tmp_path / "none")) == ""

@@ -132,8 +132,9 @@ def _rl_section(art: RunArtifacts) -> str:
     try:
         ts = json.loads(path.read_text(encoding="utf-8"))
         manifest = json.loads((art.run_dir / "rl" / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
+    except (OSError, ValueError) as exc:
+        return (f"\n\n**Then reinforcement learning** (the run's `rl` stage, `rl/adapter`): its record could not be "
+                f"read ({type(exc).__name__}: {exc}); rerun `tunelens run --from rl` to rebuild it.")
     rewards = ", ".join(f"{r.get('label') or r.get('name')} (weight {fmt_num(r.get('weight'))})"
                         for r in manifest.get("rewards") or []) or "-"
     rows = [["method", "GRPO (reinforcement learning with verifiable rewards), from the SFT adapter"],
