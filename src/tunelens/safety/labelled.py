@@ -1,0 +1,110 @@
+"""The project's labelled replies (refusal, harm and harmful-request labels) for the safety instruments.
+
+``safety/data/replies_labelled.jsonl`` holds one row per labelled reply:
+
+- ``id``, ``family`` (the model family that wrote the reply: ``smollm2_base``, ``smollm2_tuned``,
+  ``anthropic_hh``, ``gpt4_coconot``, ``coconot_rejected``), ``model``, ``source``, ``src_id``;
+- the labels ``refusal`` (XSTest's three classes, or ``ambiguous``), ``harm`` (``harmful`` /
+  ``harmless`` / ``ambiguous``) and ``request_harmful`` (``yes`` / ``no`` / ``unclear``), and who
+  gave them (``labeller``);
+- ``split``: ``dev`` rows may be trained on and used to compare designs; ``test`` rows never are.
+  The split is by prompt (SmolLM2's base and tuned replies to one prompt share a side) or by
+  conversation (HH-RLHF) or item (CoCoNot), from a hash, so it does not depend on the labels;
+- the text: replies we generated (SmolLM2's) carry ``prompt`` and ``text``; replies from a public
+  data set carry a reference ``ref`` (file, row key, field) and are read from the data folder
+  (``../shared/data``), not copied into the project.
+
+``load_labelled(data_dir)`` returns the rows with ``prompt`` and ``text`` filled in.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tunelens.datafiles import data_file, read_jsonl
+from tunelens.errors import TunelensError
+
+LABELLED_FILE = "replies_labelled.jsonl"
+REFUSAL_LABELS = ("full_compliance", "full_refusal", "partial_refusal", "ambiguous")
+HARM_LABELS = ("harmful", "harmless", "ambiguous")
+REQUEST_LABELS = ("yes", "no", "unclear")
+
+
+def split_key(row: dict[str, Any]) -> str:
+    """What decides a row's split: the HH-RLHF conversation for HH replies and for SmolLM2 replies to
+    an HH first turn (so no dialogue sits on both sides), else the prompt for SmolLM2 replies (base
+    and tuned replies to one prompt share a side), else the CoCoNot item."""
+    ident = row["src_id"].split(":", 1)[1] if row["family"].startswith("smollm2") else row["src_id"]
+    ident = ident.split(":")[0]
+    if ident.startswith("hh"):
+        return ident
+    if row["family"].startswith("smollm2"):
+        return "prompt:" + row["prompt"].strip().lower()
+    return ident
+
+
+def split_of(key: str) -> str:
+    """``test`` for about half of the keys, ``dev`` for the rest, from a hash of the key only."""
+    return "test" if int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % 2 == 0 else "dev"
+
+
+def hh_split_dialogue(dialogue: str) -> tuple[str, str, str]:
+    """(the human turns joined by newlines, the dialogue before the last assistant turn, that turn)."""
+    k = dialogue.rfind("\n\nAssistant:")
+    ctx, reply = dialogue[:k].strip(), dialogue[k + len("\n\nAssistant:"):].strip()
+    human = [t.split("\n\nAssistant:")[0].strip() for t in ("\n\n" + ctx).split("\n\nHuman:")[1:]]
+    return "\n".join(human), ctx, reply
+
+
+def raw_rows() -> list[dict[str, Any]]:
+    """The shipped rows as stored (third-party texts as references)."""
+    raw = resources.files("tunelens.safety").joinpath(f"data/{LABELLED_FILE}").read_text(encoding="utf-8")
+    return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+class _Sources:
+    """Lazy readers of the referenced public files."""
+
+    def __init__(self, data_dir: str | Path | None):
+        self.data_dir = data_dir
+        self._cache: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        if name not in self._cache:
+            path = data_file(name, self.data_dir)
+            if name.endswith(".jsonl.gz"):
+                with gzip.open(path, "rt", encoding="utf-8") as fh:
+                    self._cache[name] = [json.loads(line) for line in fh if line.strip()]
+            elif name == "coconot_pref.jsonl":
+                self._cache[name] = {r["id"]: r for r in read_jsonl(path)}
+            else:
+                raise TunelensError(f"{LABELLED_FILE}: no reader for referenced file {name!r}")
+        return self._cache[name]
+
+
+def resolve(row: dict[str, Any], sources: _Sources) -> dict[str, Any]:
+    """``row`` with ``prompt`` and ``text`` read from its reference (rows with text are returned as they are)."""
+    ref = row.get("ref")
+    if not ref:
+        return row
+    table = sources.get(ref["file"])
+    try:
+        rec = table[ref["key"]]
+    except (KeyError, IndexError) as exc:
+        raise TunelensError(f"{LABELLED_FILE} row {row['id']}: {ref['file']} has no row {ref['key']!r}") from exc
+    if ref["file"].startswith("hh_rlhf"):
+        prompt, dialogue, text = hh_split_dialogue(rec[ref["field"]])
+        return {**row, "prompt": prompt, "dialogue": dialogue, "text": text}
+    return {**row, "prompt": rec["prompt"], "text": rec[ref["field"]].strip()}
+
+
+def load_labelled(data_dir: str | Path | None = None, *, split: str | None = None) -> list[dict[str, Any]]:
+    """Every labelled row (or those of one ``split``) with ``prompt`` and ``text`` filled in."""
+    sources = _Sources(data_dir)
+    rows = [r for r in raw_rows() if split is None or r["split"] == split]
+    return [resolve(r, sources) for r in rows]

@@ -1,0 +1,74 @@
+"""The project's labelled replies: every row resolves to its text, the split is a function of the
+prompt or conversation only, and no test-split reply or HH dialogue reaches an instrument's training data."""
+
+import collections
+
+import pytest
+
+from tunelens.errors import TunelensError
+from tunelens.safety import labelled
+from tunelens.safety.labelled import HARM_LABELS, REFUSAL_LABELS, REQUEST_LABELS, load_labelled, raw_rows, split_key, split_of
+
+
+@pytest.fixture(scope="module")
+def rows(shared_data):
+    return load_labelled(shared_data)
+
+
+def test_every_row_resolves_with_valid_labels(rows):
+    assert len(rows) == len(raw_rows()) >= 1500
+    for r in rows:
+        assert r["text"].strip() and r["prompt"].strip(), r["id"]
+        assert r["refusal"] in REFUSAL_LABELS and r["harm"] in HARM_LABELS and r["request_harmful"] in REQUEST_LABELS
+        assert r["split"] in ("dev", "test")
+    assert len({r["id"] for r in rows}) == len(rows)
+    # third-party texts are references, not copies; only our own generations carry text
+    for r in raw_rows():
+        assert ("ref" in r) != ("text" in r), r["id"]
+        assert ("ref" in r) == (not r["family"].startswith("smollm2")), r["id"]
+
+
+def test_split_depends_on_the_prompt_or_conversation_only(rows):
+    assert split_key({"family": "smollm2_base", "src_id": "smollm2_base:hh12", "prompt": "x"}) == "hh12"
+    assert split_key({"family": "anthropic_hh", "src_id": "hh12:chosen", "prompt": "y"}) == "hh12"
+    assert split_key({"family": "smollm2_tuned", "src_id": "smollm2_tuned:advbench:3", "prompt": " Hi "}) == "prompt:hi"
+    for r in rows:
+        assert r["split"] == split_of(split_key(r)), r["id"]
+    by_key = collections.defaultdict(set)
+    for r in rows:
+        by_key[split_key(r)].add(r["split"])
+    assert all(len(v) == 1 for v in by_key.values())  # base and tuned replies to one prompt share a side
+    counts = collections.Counter((r["family"], r["split"]) for r in rows)
+    for fam in ("smollm2_base", "smollm2_tuned", "anthropic_hh", "gpt4_coconot", "coconot_rejected"):
+        assert counts[(fam, "dev")] >= 50 and counts[(fam, "test")] >= 50, fam
+
+
+def test_hh_reference_reads_the_last_assistant_turn(rows):
+    hh = next(r for r in rows if r["family"] == "anthropic_hh")
+    assert "Human:" in hh["dialogue"] and "Assistant:" not in hh["text"]
+    assert hh["prompt"].split("\n")[0] in hh["dialogue"]
+
+
+def test_a_missing_reference_is_a_clear_error(shared_data, monkeypatch):
+    bad = [{"id": "X1", "family": "anthropic_hh", "split": "dev",
+            "ref": {"file": "hh_rlhf_harmless_base_test.jsonl.gz", "key": 10 ** 6, "field": "chosen"}}]
+    monkeypatch.setattr(labelled, "raw_rows", lambda: bad)
+    with pytest.raises(TunelensError, match="X1.*has no row"):
+        load_labelled(shared_data)
+
+
+def test_no_test_row_is_trained_on(shared_data, rows):
+    from tunelens.safety import train_harm, train_refusal
+
+    test_ids = {r["src_id"] for r in rows if r["split"] == "test"}
+    test_items = {i.split(":")[0] for i in test_ids if not i.startswith("smollm2")}
+    train = train_refusal.training_rows(str(shared_data))
+    train_ids = {r.get("src_id") for r in train} - {None}
+    assert not train_ids & test_ids
+    assert not {i.split(":")[0] for i in train_ids} & test_items  # not even the other reply of a CoCoNot item
+    assert any(r.get("split") == "dev" for r in train)
+    prompts, _ = train_harm.prompt_sets(str(shared_data))
+    trained = {t.strip().lower() for t, _, _ in prompts}
+    hh_test = [r["prompt"].strip().lower() for r in rows if r["split"] == "test" and r["family"] == "anthropic_hh"]
+    assert hh_test and not set(hh_test) & trained
+    assert any(src == "labelled_dev_requests" for _, _, src in prompts)
