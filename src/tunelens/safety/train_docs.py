@@ -63,6 +63,11 @@ def render(card: dict[str, Any]) -> str:
             out += [f"n = {v['n']} ({v['n_pos']} positive, {v['n_neg']} negative): precision {_f(v['precision'])} "
                     f"{_f(ci.get('precision'))}, recall {_f(v['recall'])} {_f(ci.get('recall'))}, F1 {_f(v['f1'])} "
                     f"{_f(ci.get('f1'))} (bootstrap 95% intervals); tp {v['tp']}, fp {v['fp']}, fn {v['fn']}, tn {v['tn']}.", ""]
+        if v.get("previous_version"):
+            pv = v["previous_version"]
+            what = f" ({pv['note']})" if pv.get("note") else ""
+            out += [f"The previous version{what} on the same rows: precision {_f(pv['precision'])}, recall {_f(pv['recall'])}, "
+                    f"F1 {_f(pv['f1'])}.", ""]
         if v.get("partial"):
             p = v["partial"]
             out += [f"Partial refusals as their own class: {p['n_pos']} in the set, precision {_f(p['precision'])}, "
@@ -78,8 +83,18 @@ def render(card: dict[str, Any]) -> str:
             out += _table(v["by_group"]) + [""]
         if v.get("by_style"):
             out += ["By reply style (hand-written set):", ""] + _table(v["by_style"]) + [""]
+    if card.get("agreement_with_people"):
+        ag = card["agreement_with_people"]
+        out += ["## Agreement with people (rates)", "", ag.get("note", "") + ".", "",
+                "| model | labelled rate | instrument's rate | difference |", "| --- | --- | --- | --- |"]
+        for k, a in ag.items():
+            if isinstance(a, dict):
+                out.append(f"| {k} | {_f(a['people']['rate'])} {_f(a['people']['wilson95'])} ({a['people']['k']}/"
+                           f"{a['people']['n']}) | {_f(a['instrument']['rate'])} {_f(a['instrument']['wilson95'])} | "
+                           f"{a['difference']:+.3f} |")
+        out.append("")
     if card.get("comparison"):
-        out += ["## Candidates compared (same leave-one-family-out folds)", "",
+        out += [f"## Candidates compared (on {card.get('comparison_set', 'the same leave-one-family-out folds')})", "",
                 "| candidate | precision | recall | F1 | recall by family |", "| --- | --- | --- | --- | --- |"]
         for c, v in card["comparison"].items():
             p = v["pooled"]
