@@ -135,6 +135,61 @@ def classify_cmd(
     _finish(summary)
 
 
+@app.command("validate")
+def validate_cmd(
+    task: str = typer.Option(..., "--task", help="refusal or harm."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write the card (JSON) here; its operating_point corrects rates."),
+    judge: str = typer.Option(None, "--judge", help="OpenAI-compatible base URL of an LLM judge to validate instead of the offline instrument."),
+    judge_model: str = typer.Option(None, "--judge-model", help="Model name at the judge endpoint (default: the first it lists)."),
+    judge_timeout: float = typer.Option(60.0, "--judge-timeout", min=1.0, help="Seconds per judge request."),
+    judge_concurrency: int = typer.Option(4, "--judge-concurrency", min=1, help="Judge requests in flight at once."),
+    judge_retries: int = typer.Option(2, "--judge-retries", min=0, help="Retries of a failed judge request."),
+    judge_max_tokens: int = typer.Option(16, "--judge-max-tokens", min=1, help="Longest judge answer."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Folder of the public data (default ../shared/data)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Score only the first N test rows (a quick check; the card says n)."),
+) -> None:
+    """Measure an instrument (or an LLM judge) on the labelled test split and print its card.
+
+    The test split is the half of the project's labelled replies that no offline instrument was
+    trained on: SmolLM2 base and tuned, Anthropic HH, GPT-4 and CoCoNot replies. The card's
+    operating_point is what the rate correction needs.
+    """
+    from tunelens.errors import TunelensError
+    from tunelens.safety.instruments import get_instrument
+    from tunelens.safety.validate import TASKS, rows_for, validate
+
+    if task not in TASKS:
+        raise typer.BadParameter(f"must be one of {', '.join(TASKS)}", param_hint="--task")
+    options = {}
+    if judge:
+        options = {"model": judge_model, "timeout": judge_timeout, "concurrency": judge_concurrency,
+                   "retries": judge_retries, "max_tokens": judge_max_tokens}
+    try:
+        inst = get_instrument(task, judge=judge, **options)
+        total = len(rows_for(task, data_dir, limit))
+        with _progress(total) as bar:
+            job = bar.add_task(f"validate {task}", total=total) if bar else None
+            card = validate(task, inst, data_dir=data_dir, limit=limit,
+                            progress=(lambda n: bar.advance(job, n)) if bar else None)
+    except TunelensError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    v = card["validation"][0]
+    table = Table(title=f"{card['name']} on the labelled test split (n={v['n']}, {v['n_pos']} positive)")
+    for col in ("group", "n", "positives", "precision", "recall", "F1"):
+        table.add_column(col)
+    for name, g in [("all", v), *v["by_group"].items()]:
+        table.add_row(name, str(g["n"]), str(g["n_pos"]), f"{g['precision']:.3f}", f"{g['recall']:.3f}", f"{g['f1']:.3f}")
+    Console().print(table)
+    op = card["operating_point"]
+    print(f"operating point: sensitivity {op['sensitivity']:.3f}, specificity {op['specificity']:.3f}; "
+          f"F1 95% CI {v['ci95']['f1']}; {v['errored']} verdict(s) errored and left out; {card['wall_s']} s")
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {output}")
+
+
 @app.command("redact")
 def redact_cmd(
     src: Path = typer.Argument(..., help="JSONL: one object a line with a 'text' field."),
