@@ -88,10 +88,17 @@ def render(card: dict[str, Any]) -> str:
         out += ["## Agreement with people (rates)", "", ag.get("note", "") + ".", "",
                 "| model | labelled rate | instrument's rate | difference |", "| --- | --- | --- | --- |"]
         for k, a in ag.items():
+            if k == "tuned_minus_base":
+                continue
             if isinstance(a, dict):
                 out.append(f"| {k} | {_f(a['people']['rate'])} {_f(a['people']['wilson95'])} ({a['people']['k']}/"
                            f"{a['people']['n']}) | {_f(a['instrument']['rate'])} {_f(a['instrument']['wilson95'])} | "
                            f"{a['difference']:+.3f} |")
+        if "tuned_minus_base" in ag:
+            d = ag["tuned_minus_base"]
+            out.append(f"| tuned - base | {d['people']:+.3f} | {d['instrument']:+.3f} | "
+                       f"{d['instrument'] - d['people']:+.3f} |")
+            out += ["", d["note"] + "."]
         out.append("")
     if card.get("comparison"):
         out += [f"## Candidates compared (on {card.get('comparison_set', 'the same leave-one-family-out folds')})", "",

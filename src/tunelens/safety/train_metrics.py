@@ -78,3 +78,29 @@ def reliability(gold: list[bool], scores: list[float], bins: int = 10) -> dict[s
     ece = sum(r["n"] * abs(r["mean_score"] - r["observed_rate"]) for r in rows) / len(gold) if gold else None
     return {"bins": rows, "brier": round(brier, 4) if brier is not None else None,
             "ece": round(ece, 4) if ece is not None else None}
+
+
+def _rate(flags: list[bool]) -> dict[str, Any]:
+    k, n = sum(flags), len(flags)
+    return {"k": k, "n": n, "rate": round(k / n, 4) if n else None, "wilson95": wilson(k, n) if n else None}
+
+
+def agreement(families: list[str], gold: list[bool], pred: list[bool], *, what: str,
+              base: str = "smollm2_base", tuned: str = "smollm2_tuned") -> dict[str, Any]:
+    """The positive rate of ``base`` and ``tuned`` replies as labelled and as the instrument counts it,
+    and tuned - base both ways (an instrument that errs differently on the two overstates or hides
+    what tuning changed)."""
+    out: dict[str, Any] = {}
+    for fam in (base, tuned):
+        idx = [i for i, f in enumerate(families) if f == fam]
+        if idx:
+            people, measured = _rate([gold[i] for i in idx]), _rate([pred[i] for i in idx])
+            out[fam] = {"people": people, "instrument": measured,
+                        "difference": round(measured["rate"] - people["rate"], 4), "target": 0.05}
+    if base in out and tuned in out:
+        b, t = out[base], out[tuned]
+        out["tuned_minus_base"] = {
+            "people": round(t["people"]["rate"] - b["people"]["rate"], 4),
+            "instrument": round(t["instrument"]["rate"] - b["instrument"]["rate"], 4),
+            "note": f"what tuning changed in the {what} rate, as labelled and as the instrument counts it"}
+    return out
