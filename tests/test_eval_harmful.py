@@ -57,3 +57,6 @@ def test_rates_carry_the_instruments_error_or_say_it_is_unknown():
             assert "uncorrected" in rate["note"]
         else:
             assert "sensitivity" in rate["error"]
+            shift = (info["card"].get("agreement_with_people") or {}).get("tuned_minus_base")
+            # a measured differential error (the refusal card's SmolLM2 base vs tuned) is said next to the rate
+            assert (f"{shift['instrument']:+.3f}" in rate["error"]) if shift else ("tuned - base" not in rate["error"])

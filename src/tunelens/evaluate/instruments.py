@@ -55,6 +55,10 @@ def describe(task: str) -> dict[str, Any]:
                  f"{op.get('specificity', float('nan')):.2f} (held-out n_pos={op.get('n_pos')}, n_neg={op.get('n_neg')})")
     else:
         error = UNKNOWN
+    shift = ((card or {}).get("agreement_with_people") or {}).get("tuned_minus_base")
+    if op and shift:  # measured differential error: say how far a tuned - base difference was off
+        error += (f"; on labelled SmolLM2 replies it counted tuned - base as {shift['instrument']:+.3f} where the "
+                  f"labels say {shift['people']:+.3f}")
     return {"task": task, "instrument": type(inst).name or task, "fallback": False, "operating_point": op,
             "card": card, "error": error}
 
