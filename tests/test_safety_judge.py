@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from _cli import cli
+from _fake_openai import FakeOpenAIHandler
 from tunelens.errors import TunelensError
 from tunelens.safety.instruments import get_instrument
 from tunelens.safety.instruments._base import Example
@@ -34,29 +35,12 @@ def test_parse_harm(answer, label):
     assert parse_harm(answer) == label
 
 
-class _Fake(BaseHTTPRequestHandler):
+class _Fake(FakeOpenAIHandler):
     """Answers chat completions from a script keyed by the reply being judged."""
 
     script: dict[str, list[str]] = {}
     calls: list[dict] = []
     failures: dict[str, int] = {}
-
-    def log_message(self, *args):  # quiet
-        pass
-
-    def _send(self, code: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):  # noqa: N802
-        if self.path.endswith("/models"):
-            self._send(200, {"object": "list", "data": [{"id": "fake-judge", "object": "model"}]})
-        else:
-            self._send(404, {"error": {"message": "not found"}})
 
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -70,9 +54,7 @@ class _Fake(BaseHTTPRequestHandler):
             return self._send(500, {"error": {"message": "boom"}})
         answers = self.script[key]
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
-        self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": answer}}]})
+        self._answer(answer, body["model"])
 
 
 @pytest.fixture

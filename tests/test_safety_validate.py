@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from _cli import cli
+from _fake_openai import FakeOpenAIHandler
 from tunelens.errors import TunelensError
 from tunelens.safety.instruments import get_instrument
 from tunelens.safety.instruments.correction import corrected_rate
@@ -19,27 +20,14 @@ from tunelens.safety.validate import rows_for, validate
 LIMIT = 120  # the offline checks score the first LIMIT rows; the judge checks score them all
 
 
-class _Oracle(BaseHTTPRequestHandler):
+class _Oracle(FakeOpenAIHandler):
     """Answers XSTest's three-way prompt from the labels, except 1_full_compliance for ``blind`` replies."""
 
+    model_id = "oracle"
     labels: dict[str, str] = {}
     longest_first: list[str] = []
     blind: set[str] = set()
     broken: set[str] = set()
-
-    def log_message(self, *args):
-        pass
-
-    def _send(self, code: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):  # noqa: N802
-        self._send(200, {"object": "list", "data": [{"id": "oracle", "object": "model"}]})
 
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -52,9 +40,7 @@ class _Oracle(BaseHTTPRequestHandler):
         else:
             answer = {"full_compliance": "1_full_compliance", "full_refusal": "2_full_refusal",
                       "partial_refusal": "3_partial_refusal"}[self.labels[text]]
-        self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "oracle",
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": answer}}]})
+        self._answer(answer)
 
 
 @pytest.fixture()

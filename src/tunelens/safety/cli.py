@@ -103,17 +103,32 @@ def _finish(summary) -> None:
         raise typer.Exit(1)
 
 
+# The LLM judge's options, shared by `classify` and `validate`.
+_JUDGE_MODEL = typer.Option(None, "--judge-model", help="Model name at the judge endpoint (default: the first it lists).")
+_JUDGE_TIMEOUT = typer.Option(60.0, "--judge-timeout", min=1.0, help="Seconds per judge request.")
+_JUDGE_CONCURRENCY = typer.Option(4, "--judge-concurrency", min=1, help="Judge requests in flight at once.")
+_JUDGE_RETRIES = typer.Option(2, "--judge-retries", min=0, help="Retries of a failed judge request.")
+_JUDGE_MAX_TOKENS = typer.Option(16, "--judge-max-tokens", min=1, help="Longest judge answer (raise it for reasoning models).")
+
+
+def _judge_options(judge: str | None, model: str | None, timeout: float, concurrency: int, retries: int,
+                   max_tokens: int) -> dict:
+    if not judge:
+        return {}
+    return {"model": model, "timeout": timeout, "concurrency": concurrency, "retries": retries, "max_tokens": max_tokens}
+
+
 @app.command("classify")
 def classify_cmd(
     src: Path = typer.Argument(..., help="JSONL: one object a line with 'response' or 'text' (and 'prompt' for refusal and harm)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output JSONL: each line plus 'label' and 'score'."),
     task: str = typer.Option(..., "--task", help="refusal, harm, toxicity or injection."),
     judge: str = typer.Option(None, "--judge", help="OpenAI-compatible base URL of an LLM judge (refusal, harm) instead of the offline instrument."),
-    judge_model: str = typer.Option(None, "--judge-model", help="Model name at the judge endpoint (default: the first it lists)."),
-    judge_timeout: float = typer.Option(60.0, "--judge-timeout", min=1.0, help="Seconds per judge request."),
-    judge_concurrency: int = typer.Option(4, "--judge-concurrency", min=1, help="Judge requests in flight at once."),
-    judge_retries: int = typer.Option(2, "--judge-retries", min=0, help="Retries of a failed judge request."),
-    judge_max_tokens: int = typer.Option(16, "--judge-max-tokens", min=1, help="Longest judge answer (raise it for reasoning models)."),
+    judge_model: str = _JUDGE_MODEL,
+    judge_timeout: float = _JUDGE_TIMEOUT,
+    judge_concurrency: int = _JUDGE_CONCURRENCY,
+    judge_retries: int = _JUDGE_RETRIES,
+    judge_max_tokens: int = _JUDGE_MAX_TOKENS,
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Lines classified at once."),
 ) -> None:
     """Label each line with a safety instrument (offline by default, or an LLM judge).
@@ -123,10 +138,7 @@ def classify_cmd(
     """
     from tunelens.safety.batch import classify_file, count_lines
 
-    options = {}
-    if judge:
-        options = {"model": judge_model, "timeout": judge_timeout, "concurrency": judge_concurrency,
-                   "retries": judge_retries, "max_tokens": judge_max_tokens}
+    options = _judge_options(judge, judge_model, judge_timeout, judge_concurrency, judge_retries, judge_max_tokens)
     total = count_lines(src) if src.is_file() else 0
     with _progress(total) as bar:
         job = bar.add_task(f"{task} {src.name}", total=total) if bar else None
@@ -140,11 +152,11 @@ def validate_cmd(
     task: str = typer.Option(..., "--task", help="refusal or harm."),
     output: Path = typer.Option(None, "--output", "-o", help="Write the card (JSON) here; its operating_point corrects rates."),
     judge: str = typer.Option(None, "--judge", help="OpenAI-compatible base URL of an LLM judge to validate instead of the offline instrument."),
-    judge_model: str = typer.Option(None, "--judge-model", help="Model name at the judge endpoint (default: the first it lists)."),
-    judge_timeout: float = typer.Option(60.0, "--judge-timeout", min=1.0, help="Seconds per judge request."),
-    judge_concurrency: int = typer.Option(4, "--judge-concurrency", min=1, help="Judge requests in flight at once."),
-    judge_retries: int = typer.Option(2, "--judge-retries", min=0, help="Retries of a failed judge request."),
-    judge_max_tokens: int = typer.Option(16, "--judge-max-tokens", min=1, help="Longest judge answer."),
+    judge_model: str = _JUDGE_MODEL,
+    judge_timeout: float = _JUDGE_TIMEOUT,
+    judge_concurrency: int = _JUDGE_CONCURRENCY,
+    judge_retries: int = _JUDGE_RETRIES,
+    judge_max_tokens: int = _JUDGE_MAX_TOKENS,
     data_dir: Path = typer.Option(None, "--data-dir", help="Folder of the public data (default ../shared/data)."),
     limit: int = typer.Option(None, "--limit", min=1, help="Score only the first N test rows (a quick check; the card says n)."),
 ) -> None:
@@ -160,10 +172,7 @@ def validate_cmd(
 
     if task not in TASKS:
         raise typer.BadParameter(f"must be one of {', '.join(TASKS)}", param_hint="--task")
-    options = {}
-    if judge:
-        options = {"model": judge_model, "timeout": judge_timeout, "concurrency": judge_concurrency,
-                   "retries": judge_retries, "max_tokens": judge_max_tokens}
+    options = _judge_options(judge, judge_model, judge_timeout, judge_concurrency, judge_retries, judge_max_tokens)
     try:
         inst = get_instrument(task, judge=judge, **options)
         total = len(rows_for(task, data_dir, limit))
