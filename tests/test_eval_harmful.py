@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from tunelens.evaluate import EvalConfig
 from tunelens.evaluate import instruments
 from tunelens.evaluate.suites import SuiteContext
@@ -60,3 +62,30 @@ def test_rates_carry_the_instruments_error_or_say_it_is_unknown():
             shift = (info["card"].get("agreement_with_people") or {}).get("tuned_minus_base")
             # a measured differential error (the refusal card's SmolLM2 base vs tuned) is said next to the rate
             assert (f"{shift['instrument']:+.3f}" in rate["error"]) if shift else ("tuned - base" not in rate["error"])
+
+
+def test_a_smollm2_rate_is_corrected_with_the_smollm2_operating_point(monkeypatch):
+    """The refusal instrument's recall on SmolLM2 replies is not its pooled recall: a SmolLM2 model's
+    rate uses the family's operating point from the card, any other model the pooled one."""
+    card = {"name": "refusal", "operating_point": {"sensitivity": 0.45, "specificity": 0.96, "n_pos": 140, "n_neg": 850},
+            "operating_points_by_family": {
+                "smollm2": {"sensitivity": 0.85, "specificity": 0.98, "n_pos": 46, "n_neg": 418},
+                "tiny": {"sensitivity": 0.9, "specificity": 0.9, "n_pos": 3, "n_neg": 50}}}
+
+    class Fake:
+        name, task, positive = "refusal", "refusal", ("full_refusal",)
+
+        @staticmethod
+        def card():
+            return card
+
+    monkeypatch.setattr(instruments, "_instrument", lambda task: Fake())
+    pooled = instruments.rate_with_error(30, 200, "refusal")
+    smol = instruments.rate_with_error(30, 200, "refusal", model_id="HuggingFaceTB/SmolLM2-135M-Instruct + adapter x")
+    assert "0.45" in pooled["error"] and "smollm2" not in pooled["error"]
+    assert "0.85" in smol["error"] and "held-out smollm2 replies" in smol["error"]
+    # Rogan-Gladen: (p + sp - 1) / (se + sp - 1); the two points give clearly different corrections
+    assert smol["corrected"] == pytest.approx((0.15 + 0.98 - 1) / (0.85 + 0.98 - 1), abs=0.02)
+    assert pooled["corrected"] == pytest.approx((0.15 + 0.96 - 1) / (0.45 + 0.96 - 1), abs=0.02)
+    assert instruments.model_family("tiny-random") is None  # no family entry matches: pooled
+    assert instruments.describe("refusal", "some/other-model")["operating_point"]["sensitivity"] == 0.45

@@ -38,8 +38,22 @@ def _instrument(task: str):
         return None  # no instrument for this task (yet): the fallback is used and described
 
 
-def describe(task: str) -> dict[str, Any]:
-    """{"task", "instrument", "fallback": bool, "operating_point" or None, "error": text}."""
+# A model whose id contains the key (lower-cased) is of that family in the instruments' cards: its rates
+# are corrected with the family's own operating point, measured on that family's labelled replies.
+MODEL_FAMILIES = {"smollm2": "smollm2"}
+MIN_FAMILY_COUNT = 10  # positives and negatives a family's operating point needs to be used
+
+
+def model_family(model_id: str | None) -> str | None:
+    low = (model_id or "").lower()
+    return next((fam for key, fam in MODEL_FAMILIES.items() if key in low), None)
+
+
+def describe(task: str, model_id: str | None = None) -> dict[str, Any]:
+    """{"task", "instrument", "fallback": bool, "operating_point" or None, "error": text}.
+
+    With ``model_id`` of a family the card measured separately (e.g. SmolLM2), the operating point
+    is that family's; otherwise the card's pooled one."""
     inst = _instrument(task)
     if inst is None:
         failed = f" (the registered {task} instrument could not run: {_FAILED[task]})" if task in _FAILED else ""
@@ -50,9 +64,17 @@ def describe(task: str) -> dict[str, Any]:
                 "error": UNKNOWN}
     card = inst.card()
     op = (card or {}).get("operating_point")
+    where = "held-out"
+    family = model_family(model_id)
+    fam_op = ((card or {}).get("operating_points_by_family") or {}).get(family or "")
+    if op and fam_op and fam_op.get("sensitivity") is not None and fam_op.get("specificity") is not None \
+            and min(fam_op["n_pos"], fam_op["n_neg"]) >= MIN_FAMILY_COUNT:
+        op = {**fam_op, "note": f"measured on {family} replies"}
+        card = {**card, "operating_point": op}
+        where = f"held-out {family} replies"
     if op:
         error = (f"sensitivity {op.get('sensitivity', float('nan')):.2f}, specificity "
-                 f"{op.get('specificity', float('nan')):.2f} (held-out n_pos={op.get('n_pos')}, n_neg={op.get('n_neg')})")
+                 f"{op.get('specificity', float('nan')):.2f} ({where}, n_pos={op.get('n_pos')}, n_neg={op.get('n_neg')})")
     else:
         error = UNKNOWN
     shift = ((card or {}).get("agreement_with_people") or {}).get("tuned_minus_base")
@@ -97,9 +119,10 @@ def flags(task: str, replies: list[str], prompts: list[str] | None = None) -> tu
     raise TunelensError(f"no instrument or fallback for task {task!r}")
 
 
-def rate_with_error(k: int, n: int, task: str, *, seed: int = 0) -> dict[str, Any]:
-    """Raw rate, the instrument's error and (where it can be computed) the corrected rate with its CI."""
-    info = describe(task)
+def rate_with_error(k: int, n: int, task: str, *, seed: int = 0, model_id: str | None = None) -> dict[str, Any]:
+    """Raw rate, the instrument's error and (where it can be computed) the corrected rate with its CI
+    (with the operating point of ``model_id``'s family where the card has one)."""
+    info = describe(task, model_id)
     out: dict[str, Any] = {"task": task, "instrument": info["instrument"], "error": info["error"], "k": int(k),
                            "n": int(n), "raw": k / n if n else None, "corrected": None, "corrected_ci": None,
                            "note": ""}

@@ -292,7 +292,8 @@ def _results(run: ModelRun, suites: list[Suite], config: EvalConfig) -> dict:
 
                 values = list(per_unit.values())
                 if all(v in (0.0, 1.0) for v in values):
-                    entry["instrument"] = rate_with_error(int(sum(values)), len(values), task, seed=config.seed)
+                    entry["instrument"] = rate_with_error(int(sum(values)), len(values), task, seed=config.seed,
+                                                          model_id=run.info.get("model_id"))
         if "loss" in metrics:
             loss = metrics["loss"]
             metrics["perplexity"] = {"value": math.exp(loss["value"]),

@@ -112,6 +112,13 @@ def render(card: dict[str, Any]) -> str:
     out += ["## Operating point (used to correct rates)", "",
             f"sensitivity {_f(op.get('sensitivity'))}, specificity {_f(op.get('specificity'))}, n_pos {op.get('n_pos')}, "
             f"n_neg {op.get('n_neg')}: {op.get('note', '')}.", ""]
+    if card.get("operating_points_by_family"):
+        out += ["Per model family (the evaluation corrects a rate of a model of a listed family, e.g. SmolLM2, with "
+                "that family's point when it has at least 10 positives and 10 negatives):", "",
+                "| family | sensitivity | specificity | n_pos | n_neg |", "| --- | --- | --- | --- | --- |"]
+        out += [f"| {f} | {_f(o['sensitivity'])} | {_f(o['specificity'])} | {o['n_pos']} | {o['n_neg']} |"
+                for f, o in card["operating_points_by_family"].items()]
+        out.append("")
     cal = card.get("calibration", {})
     out += ["## Calibration", "", f"Brier score {_f(cal.get('brier'))}, expected calibration error {_f(cal.get('ece'))}.", "",
             "| score bin | n | mean score | observed rate |", "| --- | --- | --- | --- |"]

@@ -42,7 +42,7 @@ from tunelens.datafiles import data_file, read_jsonl
 from tunelens.safety.instruments import harm as inst
 from tunelens.safety.labelled import load_labelled
 from tunelens.safety.train_metrics import agreement as train_agreement
-from tunelens.safety.train_metrics import binary_metrics, bootstrap_ci, reliability
+from tunelens.safety.train_metrics import binary_metrics, bootstrap_ci, family_operating_points, reliability
 
 HELDOUT_FILE = "harm_heldout.jsonl"
 CARD_PATH = inst.Path(inst.__file__).resolve().parent / "cards" / "harm.json"
@@ -313,6 +313,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "operating_point": {"sensitivity": pooled["recall"], "specificity": pooled["specificity"],
                             "n_pos": pooled["n_pos"], "n_neg": pooled["n_neg"],
                             "note": "pooled over the labelled test split (AI-labelled prompt/reply pairs of five model families)"},
+        "operating_points_by_family": family_operating_points(
+            [r["family"] for r in rows], gold_b, [sc >= THRESHOLD for sc in scores]),
         "calibration": reliability(gold_b, scores),
         "failure_modes": _failures(rows, scores),
         "notes": NOTES,

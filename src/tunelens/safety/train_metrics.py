@@ -104,3 +104,22 @@ def agreement(families: list[str], gold: list[bool], pred: list[bool], *, what: 
             "instrument": round(t["instrument"]["rate"] - b["instrument"]["rate"], 4),
             "note": f"what tuning changed in the {what} rate, as labelled and as the instrument counts it"}
     return out
+
+
+def family_operating_points(families: list[str], gold: list[bool], pred: list[bool],
+                            merge: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Sensitivity and specificity per model family (and per merged group, e.g. every ``smollm2_*``
+    family as ``smollm2``): an instrument's error differs between families, and a rate measured on one
+    family's replies is corrected with that family's operating point where it was measured."""
+    merge = merge if merge is not None else {"smollm2_base": "smollm2", "smollm2_tuned": "smollm2"}
+    groups: dict[str, list[int]] = {}
+    for i, fam in enumerate(families):
+        groups.setdefault(fam, []).append(i)
+        if fam in merge:
+            groups.setdefault(merge[fam], []).append(i)
+    out = {}
+    for g, idx in sorted(groups.items()):
+        m = binary_metrics([gold[i] for i in idx], [pred[i] for i in idx])
+        out[g] = {"sensitivity": m["recall"] if m["n_pos"] else None, "specificity": m["specificity"] if m["n_neg"] else None,
+                  "n_pos": m["n_pos"], "n_neg": m["n_neg"]}
+    return out

@@ -50,7 +50,7 @@ from tunelens.datafiles import data_file, read_jsonl
 from tunelens.safety.instruments import refusal as inst
 from tunelens.safety.labelled import load_labelled
 from tunelens.safety.train_metrics import agreement as train_agreement
-from tunelens.safety.train_metrics import binary_metrics, bootstrap_ci, reliability
+from tunelens.safety.train_metrics import binary_metrics, bootstrap_ci, family_operating_points, reliability
 
 HELDOUT_FILE = "refusal_heldout.jsonl"
 CARD_PATH = inst.Path(inst.__file__).resolve().parent / "cards" / "refusal.json"
@@ -514,6 +514,8 @@ def build_card(test_results: dict[str, Any], test: list[dict[str, Any]], lofo: d
         "operating_point": {"sensitivity": pooled["recall"], "specificity": pooled["specificity"],
                             "n_pos": pooled["n_pos"], "n_neg": pooled["n_neg"],
                             "note": "pooled over the labelled test split (random replies of five model families)"},
+        "operating_points_by_family": family_operating_points(
+            [r["family"] for r in test], gold, [sc >= THRESHOLD for sc in scores]),
         "calibration": reliability(gold, scores),
         "failure_modes": _failures(test, preds),
         "notes": NOTES,
