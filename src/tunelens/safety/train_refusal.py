@@ -75,6 +75,10 @@ NOTES = [
     "reply's first 40 tokens) reached F1 0.58 on an earlier 670-row version of the test split (anthropic_hh recall "
     "0.36), against 0.53 for these features on the same rows (both before the split was made by conversation); it costs about 460 s per 10,000 replies on the 2-core CPU "
     "(the target is 60 s), so it is not shipped.",
+    "Also measured and not adopted: a second, prompt-aware stage (logistic regression over the leave-one-family-out "
+    "refusal score, P(request harmful) from the harm instrument, prompt/reply word overlap, length, questions back, "
+    "list items) trained on the dev split: test-split F1 0.550 at best (anthropic_hh recall 0.41), trading precision "
+    "for recall; with balanced classes recall 0.90 but precision 0.37.",
     "Few refusals in some families: gpt4_coconot 3 and coconot_rejected 12 in all the labelled replies; their recall is "
     "not estimable (see the Wilson intervals).",
     "The SmolLM2 rows come from the project's own evaluation runs and generations (greedy decoding; base model and "
