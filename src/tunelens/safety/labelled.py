@@ -15,6 +15,16 @@
   (``../shared/data``), not copied into the project.
 
 ``load_labelled(data_dir)`` returns the rows with ``prompt`` and ``text`` filled in.
+
+Where the SmolLM2 replies come from (all greedy): ``eval:...`` rows are replies from the project's
+evaluation runs (the ``harmful`` and ``over_refusal`` suites: AdvBench, HarmBench, JailbreakBench
+benign and CoCoNot contrast prompts, the suites' own generation settings); ``smollm2_base`` is the
+base model, ``smollm2_tuned`` the default run's LoRA adapter (480 replies) and 50 replies of one
+variant of it (``model`` = ``smollm2_sft_rl_36_lr5e4``, SFT then GRPO, see docs/default-run.md);
+``generated:hh_rlhf_*:first_turn`` rows are replies of the base model and the default adapter to
+the first human turn of HH-RLHF harmless-base (140) and helpful-base (40) test dialogues, 96 new
+tokens, batch 16. The non-SmolLM2 rows were drawn at random from their files (HH-RLHF harmless-base
+test: a random side of a random dialogue; CoCoNot pref: random items, chosen or rejected).
 """
 
 from __future__ import annotations
