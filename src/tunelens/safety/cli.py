@@ -175,11 +175,10 @@ def validate_cmd(
     options = _judge_options(judge, judge_model, judge_timeout, judge_concurrency, judge_retries, judge_max_tokens)
     try:
         inst = get_instrument(task, judge=judge, **options)
-        total = len(rows_for(task, data_dir, limit))
-        with _progress(total) as bar:
-            job = bar.add_task(f"validate {task}", total=total) if bar else None
-            card = validate(task, inst, data_dir=data_dir, limit=limit,
-                            progress=(lambda n: bar.advance(job, n)) if bar else None)
+        rows = rows_for(task, data_dir, limit)
+        with _progress(len(rows)) as bar:
+            job = bar.add_task(f"validate {task}", total=len(rows)) if bar else None
+            card = validate(task, inst, rows=rows, progress=(lambda n: bar.advance(job, n)) if bar else None)
     except TunelensError as exc:
         Console(stderr=True).print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None

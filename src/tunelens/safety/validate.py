@@ -39,15 +39,17 @@ def rows_for(task: str, data_dir: str | Path | None = None, limit: int | None = 
 
 
 def validate(task: str, instrument: Any, *, data_dir: str | Path | None = None, limit: int | None = None,
-             batch_size: int = 32, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """The card of ``instrument`` (an ``Instrument`` of ``task``) from the labelled test split."""
+             batch_size: int = 32, progress: Callable[[int], None] | None = None,
+             rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The card of ``instrument`` (an ``Instrument`` of ``task``) from the labelled test split
+    (``rows``: that split as ``rows_for`` gives it, when the caller already has it)."""
     if task not in TASKS:
         raise TunelensError(f"validate: task must be one of {', '.join(TASKS)}, got {task!r}")
     if instrument.task != task:
         raise TunelensError(f"validate: the instrument does {instrument.task!r}, not {task!r}")
     from tunelens.safety.instruments import Example
 
-    rows = rows_for(task, data_dir, limit)
+    rows = rows_for(task, data_dir, limit) if rows is None else rows
     if not rows:
         raise TunelensError("validate: no labelled test rows to score")
     t0 = time.time()
@@ -77,13 +79,12 @@ def validate(task: str, instrument: Any, *, data_dir: str | Path | None = None, 
 
     fn = [(r, v) for (r, v), g, p in zip(scored, gold, pred) if g and not p]
     fp = [(r, v) for (r, v), g, p in zip(scored, gold, pred) if p and not g]
-    detail = getattr(verdicts[0], "detail", {}) or {}
-    name = f"judge:{detail['judge']}" if "judge" in detail else (type(instrument).name or task)
+    name = f"judge:{instrument.model}" if type(instrument).name == "judge" else (type(instrument).name or task)
     return {
         "task": task, "name": name, "version": 1,
         "validation": [{
             "set": "labelled test split (safety/data/replies_labelled.jsonl)",
-            "labeller": "labelled by an AI assistant (Claude), see docs/instruments/refusal.md",
+            "labeller": "labelled by an AI assistant (Claude), see docs/instruments/labelling-guide.md",
             **{k: pooled[k] for k in ("n", "n_pos", "n_neg", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "accuracy")},
             "ci95": bootstrap_ci(gold, pred, seed=SEED), "by_group": by_group,
             "errored": len(errors), "errored_examples": [{"family": r["family"], "detail": v.detail} for r, v in errors[:4]],
