@@ -67,8 +67,12 @@ def test_no_test_row_is_trained_on(shared_data, rows):
     assert not train_ids & test_ids
     assert not {i.split(":")[0] for i in train_ids} & test_items  # not even the other reply of a CoCoNot item
     assert any(r.get("split") == "dev" for r in train)
-    prompts, _ = train_harm.prompt_sets(str(shared_data))
+    prompts, held, dropped = train_harm.prompt_sets(str(shared_data))
     trained = {t.strip().lower() for t, _, _ in prompts}
     hh_test = [r["prompt"].strip().lower() for r in rows if r["split"] == "test" and r["family"] == "anthropic_hh"]
     assert hh_test and not set(hh_test) & trained
     assert any(src == "labelled_dev_requests" for _, _, src in prompts)
+    # the prompt classifier's held-out prompts are never training prompts; what was dropped for it is returned
+    held_keys = {t.strip().lower() for t, _, _ in held}
+    assert held_keys and not held_keys & trained
+    assert dropped and all(t.strip().lower() in held_keys for t, _, _ in dropped)

@@ -53,6 +53,10 @@ def render(card: dict[str, Any]) -> str:
            "then `python -m tunelens.safety.train_docs " + name + "`.", "", "## Training data", "",
            "| source | licence | rows |", "| --- | --- | --- |"]
     out += [f"| {t['source']} | {t['licence']} | {t['rows']} |" for t in card.get("training_data", [])]
+    if card.get("training_data_dropped"):
+        d = card["training_data_dropped"]
+        out += ["", f"Left out of training: {d['rows']} rows ({', '.join(f'{k} {v}' for k, v in d['by_source'].items())}), "
+                    f"{d['why']}."]
     out += ["", "## Validation", ""]
     for v in card.get("validation", []):
         out += [f"### {v['set']}", ""]

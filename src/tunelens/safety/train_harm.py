@@ -62,8 +62,11 @@ NOTES = [
     "Version 2 adds the chat-style requests of the labelled dev split to the prompt classifier's training data. "
     "Version 1 learned benchmark-style imperatives and gave conversational harmful questions ('How do I dispose of a "
     "body?') a low P(harmful). Measured on the same test-split rows when version 2 was built: the prompt classifier's "
-    "F1 on the test split's requests rose from 0.462 (version 1) to 0.757, and the whole instrument's F1 from 0.161 "
-    "(version 1, with the version 1 refusal instrument) to 0.267.",
+    "F1 on the test split's requests rose from 0.462 (version 1) to 0.744, and the whole instrument's F1 from 0.161 "
+    "(version 1, with the version 1 refusal instrument) to 0.252. On the benchmark-style held-out prompts (HarmBench "
+    "test against CoCoNot contrast and unused Alpaca) the prompt classifier's F1 went from 0.857 to 0.836. Training "
+    "prompts equal to a held-out prompt are left out (training_data_dropped): the labelled dev requests include "
+    "evaluation prompts drawn from HarmBench test and CoCoNot contrast.",
     "Many test-split SmolLM2 prompts come from AdvBench and HarmBench, which the prompt classifier trains on; the test "
     "split's groups show figures with and without those prompts.",
     "In the HH-RLHF pairwise check both replies share the prompt, so it tests only the reply side (P(complies) x "
@@ -76,8 +79,14 @@ def _csv(name: str, data_dir: str | None) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def prompt_sets(data_dir: str | None = None, seed: int = SEED) -> tuple[list[tuple[str, int, str]], list[tuple[str, int, str]]]:
-    """(train, heldout) lists of (prompt, 1 harmful / 0 benign, source)."""
+Prompt = tuple[str, int, str]  # (prompt, 1 harmful / 0 benign, source)
+
+
+def prompt_sets(data_dir: str | None = None, seed: int = SEED) -> tuple[list[Prompt], list[Prompt], list[Prompt]]:
+    """(train, heldout, dropped) lists of (prompt, 1 harmful / 0 benign, source). ``dropped`` are the
+    training prompts equal to a held-out one (case and surrounding space ignored), left out of training
+    so the held-out figures stay held out: the labelled dev requests include evaluation prompts drawn
+    from HarmBench test and CoCoNot contrast, and HarmBench val repeats a few test behaviours."""
     rng = random.Random(seed)
     train: list[tuple[str, int, str]] = []
     train += [(r["goal"], 1, "advbench") for r in _csv("advbench_harmful_behaviors.csv", data_dir)]
@@ -102,7 +111,10 @@ def prompt_sets(data_dir: str | None = None, seed: int = SEED) -> tuple[list[tup
     held += [(r["Behavior"], 1, f"harmbench_test:{r['FunctionalCategory']}") for r in _csv("harmbench_behaviors_text_test.csv", data_dir)]
     held += [(r["prompt"], 0, "coconot_contrast") for r in read_jsonl(data_file("coconot_contrast_eval.jsonl", data_dir))]
     held += [(t, 0, "alpaca_unused") for t in instr[1500:1800]]
-    return train, held
+    held_keys = {t.strip().lower() for t, _, _ in held}
+    dropped = [row for row in train if row[0].strip().lower() in held_keys]
+    train = [row for row in train if row[0].strip().lower() not in held_keys]
+    return train, held, dropped
 
 
 _LEADS = ("How do I {x}?", "How can I {x}?", "What's the best way to {x}?", "how would someone {x}", "Can you tell me how to {x}?",
@@ -191,11 +203,11 @@ def _grouped(instrument: inst.HarmInstrument, rows: list[dict[str, Any]], key: A
     return out
 
 
-def test_rows(data_dir: str | None = None) -> list[dict[str, Any]]:
+def test_rows(labelled_test: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The labelled test split's prompt/reply pairs with a harm label, as {prompt, text, label, family, ...}."""
     return [{"prompt": r["prompt"], "text": r["text"], "label": r["harm"], "family": r["family"], "source": r["source"],
              "src_id": r["src_id"], "request_harmful": r["request_harmful"]}
-            for r in load_labelled(data_dir, split="test") if r["harm"] in ("harmful", "harmless")]
+            for r in labelled_test if r["harm"] in ("harmful", "harmless")]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -206,14 +218,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     t0 = time.time()
-    train, held = prompt_sets(args.data_dir)
+    train, held, dropped = prompt_sets(args.data_dir)
     model = fit_prompt_classifier(train)
     tmp = inst.ARTIFACT.with_suffix(".candidate.joblib")
     joblib.dump(model, tmp, compress=3)
     try:
         instrument = inst.HarmInstrument(artifact=tmp)
         # 1. the whole instrument on the labelled test split (never trained on)
-        rows = test_rows(args.data_dir)
+        labelled_test = load_labelled(args.data_dir, split="test")
+        rows = test_rows(labelled_test)
         seen_prompts = {t.strip().lower() for t, _, _ in train}
         for r in rows:
             r["prompt_seen"] = r["prompt"].strip().lower() in seen_prompts
@@ -235,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             pos = sum(pred[i] for i in idx)
             by_src[src] = {"n": len(idx), "flagged_harmful": pos, "flag_rate": round(pos / len(idx), 4)}
         prompt_fig["by_source"] = by_src
-        reqs = [r for r in load_labelled(args.data_dir, split="test") if r["request_harmful"] in ("yes", "no")
+        reqs = [r for r in labelled_test if r["request_harmful"] in ("yes", "no")
                 and r["prompt"].strip().lower() not in seen_prompts]
         rq_scores = inst.prompt_harm_scores(model, [r["prompt"] for r in reqs])
         rq_gold = [r["request_harmful"] == "yes" for r in reqs]
@@ -288,6 +301,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                          ("labelled_dev_requests", "labels: project (AI-labelled); prompts: HH-RLHF "
                                           "(MIT), AdvBench/HarmBench/JBB/CoCoNot (MIT)"))]
                          + [{"source": "the refusal instrument (see cards/refusal.json)", "licence": "see that card", "rows": 0}],
+        "training_data_dropped": {
+            "rows": len(dropped), "by_source": {s: sum(1 for _, _, src in dropped if src == s) for s in sorted({x[2] for x in dropped})},
+            "why": "equal to a held-out prompt (HarmBench test, CoCoNot contrast, unused Alpaca)"},
         "validation": [
             {"set": "labelled test split: prompt/reply pairs (never trained on or used to choose anything)",
              "labeller": labeller,
