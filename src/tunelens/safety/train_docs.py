@@ -85,6 +85,9 @@ def render(card: dict[str, Any]) -> str:
             out += ["Families: " + "; ".join(f"{k} (n={f['n']}, from {', '.join(f['sources'])})" for k, f in v["families"].items()) + ".", ""]
         if v.get("by_group"):
             out += _table(v["by_group"]) + [""]
+        if v.get("by_text_seen"):
+            out += ["By whether the reply's exact text is also a training text (templated replies recur word for word):", ""]
+            out += _table(v["by_text_seen"]) + [""]
         if v.get("by_style"):
             out += ["By reply style (hand-written set):", ""] + _table(v["by_style"]) + [""]
     if card.get("agreement_with_people"):

@@ -418,6 +418,19 @@ def validate_test(train: list[dict[str, Any]], test: list[dict[str, Any]]) -> di
             idx = [i for i, r in enumerate(test) if r["family"] == fam]
             by_family[fam] = _summary([gold[i] for i in idx], [pr[i] for i in idx], ci=False)
         results[c] = {"pooled": _summary(gold, pr, ci=c == "tfidf+cues"), "by_family": by_family}
+    # Templated replies ("I can't help with that.") recur word for word across prompts, so some test replies are
+    # also training texts: the chosen model's figures with and without them.
+    seen = {r["text"].strip() for r in train}
+    gold, pr = [r["label"] for r in test], probs["tfidf+cues"]
+    results["_by_text_seen"] = {}
+    for name, keep in (("reply text never a training text", False), ("reply text also a training text", True)):
+        idx = [i for i, r in enumerate(test) if (r["text"].strip() in seen) == keep]
+        results["_by_text_seen"][name] = _summary([gold[i] for i in idx], [pr[i] for i in idx], ci=False)
+    for fam in ("smollm2_tuned", "smollm2_base", "anthropic_hh"):
+        idx = [i for i, r in enumerate(test) if r["family"] == fam and r["text"].strip() not in seen]
+        if idx:
+            results["_by_text_seen"][f"{fam}, reply text never a training text"] = _summary(
+                [gold[i] for i in idx], [pr[i] for i in idx], ci=False)
     chosen = probs["tfidf+cues"]
     agreement = train_agreement([r["family"] for r in test], [r["label"] != "full_compliance" for r in test],
                                 [p[1] + p[2] >= THRESHOLD for p in chosen], what="refusal-or-partial")
@@ -497,8 +510,9 @@ def build_card(test_results: dict[str, Any], test: list[dict[str, Any]], lofo: d
                                                                        "family's source, see SOURCES.md"),
                            "rows": n} for fam, n in sorted(counts.items())],
         "validation": [
-            _validation_entry("labelled test split (never trained on or used to choose anything), refusal or partial vs "
-                              "full compliance", labeller, pooled, chosen["by_family"], _families(test)),
+            {**_validation_entry("labelled test split (never trained on or used to choose anything), refusal or partial "
+                                 "vs full compliance", labeller, pooled, chosen["by_family"], _families(test)),
+             "by_text_seen": test_results["_by_text_seen"]},
             _validation_entry("leave-one-family-out over the dev split and the first labelled set (a model family never "
                               "seen in training)", labeller + " (the first set partly picked by a refusal-cue regex)",
                               lofo["tfidf+cues"]["pooled"], lofo["tfidf+cues"]["by_family"],
