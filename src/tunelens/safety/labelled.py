@@ -118,3 +118,58 @@ def load_labelled(data_dir: str | Path | None = None, *, split: str | None = Non
     sources = _Sources(data_dir)
     rows = [r for r in raw_rows() if split is None or r["split"] == split]
     return [resolve(r, sources) for r in rows]
+
+
+SECOND_LABELS_FILE = "replies_second_labels.jsonl"
+_POSITIVE = {"refusal": ("full_refusal", "partial_refusal"), "harm": ("harmful",)}
+
+
+def second_labels() -> dict[str, dict[str, Any]]:
+    """A second, blind labelling of 320 random test-split replies (same guide, another labeller), by id."""
+    raw = resources.files("tunelens.safety").joinpath(f"data/{SECOND_LABELS_FILE}").read_text(encoding="utf-8")
+    return {r["id"]: r for r in (json.loads(line) for line in raw.splitlines() if line.strip())}
+
+
+def labeller_agreement(task: str, rows: list[dict[str, Any]],
+                       instrument: dict[str, bool] | None = None) -> dict[str, Any]:
+    """How far two labellers of the same guide agree on ``task`` (refusal: refusal or partial vs full
+    compliance; harm: harmful help vs not), over the ``rows`` (labelled rows) that have a second label.
+
+    This bounds what any instrument can be shown to reach against one labeller's labels: an F1 target
+    above the labellers' own F1 cannot be told apart from label noise. ``instrument`` (id -> flagged)
+    adds the instrument's F1 against each labeller on the same rows, for a like-for-like reading.
+    Rows either labeller called ``ambiguous`` are left out (counted)."""
+    from tunelens.safety.train_metrics import binary_metrics, bootstrap_ci
+
+    if task not in _POSITIVE:
+        raise TunelensError(f"labeller agreement is measured for refusal and harm, not {task!r}")
+    second = second_labels()
+    pos = _POSITIVE[task]
+    both = [(r, second[r["id"]]) for r in rows if r["id"] in second]
+    kept = [(r, s) for r, s in both if r[task] != "ambiguous" and s[task] != "ambiguous"]
+    first_gold = [r[task] in pos for r, _ in kept]
+    second_gold = [s[task] in pos for _, s in kept]
+    m = binary_metrics(first_gold, second_gold)
+    n = len(kept)
+    observed = (m["tp"] + m["tn"]) / n if n else 0.0
+    p1, p2 = sum(first_gold) / n if n else 0.0, sum(second_gold) / n if n else 0.0
+    chance = p1 * p2 + (1 - p1) * (1 - p2)
+    out: dict[str, Any] = {
+        "note": "a second labeller (another AI assistant session, blind to the first labels, same written guide) "
+                f"labelled {len(second)} random test-split replies; F1 is symmetric in the two labellers",
+        "n": n, "ambiguous_left_out": len(both) - n,
+        "positives_first": sum(first_gold), "positives_second": sum(second_gold),
+        "f1": m["f1"], "f1_ci95": bootstrap_ci(first_gold, second_gold).get("f1"),
+        "agreement": round(observed, 4), "cohen_kappa": round((observed - chance) / (1 - chance), 4) if chance < 1 else None,
+        "by_family": {},
+    }
+    for fam in sorted({r["family"] for r, _ in kept}):
+        idx = [k for k, (r, _) in enumerate(kept) if r["family"] == fam]
+        fm = binary_metrics([first_gold[k] for k in idx], [second_gold[k] for k in idx])
+        out["by_family"][fam] = {"n": fm["n"], "positives_first": fm["n_pos"], "positives_second": fm["tp"] + fm["fp"],
+                                 "f1": fm["f1"] if fm["n_pos"] or fm["tp"] + fm["fp"] else None}
+    if instrument is not None:
+        flagged = [instrument[r["id"]] for r, _ in kept]
+        out["instrument_f1_vs_first"] = binary_metrics(first_gold, flagged)["f1"]
+        out["instrument_f1_vs_second"] = binary_metrics(second_gold, flagged)["f1"]
+    return out

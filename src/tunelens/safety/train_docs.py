@@ -107,6 +107,20 @@ def render(card: dict[str, Any]) -> str:
                        f"{d['instrument'] - d['people']:+.3f} |")
             out += ["", d["note"] + "."]
         out.append("")
+    if card.get("labeller_agreement"):
+        la = card["labeller_agreement"]
+        out += ["## Agreement between two labellers (what the labels can show)", "", la["note"] + ".", "",
+                f"Over {la['n']} replies ({la['ambiguous_left_out']} called ambiguous by either left out): F1 "
+                f"{_f(la['f1'])} {_f(la['f1_ci95'])}, agreement {_f(la['agreement'])}, Cohen's kappa {_f(la['cohen_kappa'])}; "
+                f"positives {la['positives_first']} (first labeller) and {la['positives_second']} (second).", ""]
+        if "instrument_f1_vs_first" in la:
+            out += [f"The instrument on the same replies: F1 {_f(la['instrument_f1_vs_first'])} against the first "
+                    f"labeller, {_f(la['instrument_f1_vs_second'])} against the second. An F1 above the labellers' own "
+                    "cannot be told apart from label noise, so a target above it cannot be shown with these labels.", ""]
+        out += ["| family | n | positives (first / second) | F1 between labellers |", "| --- | --- | --- | --- |"]
+        out += [f"| {f} | {v['n']} | {v['positives_first']} / {v['positives_second']} | {_f(v['f1'])} |"
+                for f, v in la["by_family"].items()]
+        out.append("")
     if card.get("comparison"):
         out += [f"## Candidates compared (on {card.get('comparison_set', 'the same leave-one-family-out folds')})", "",
                 "| candidate | precision | recall | F1 | recall by family |", "| --- | --- | --- | --- | --- |"]

@@ -40,7 +40,7 @@ from typing import Any
 
 from tunelens.datafiles import data_file, read_jsonl
 from tunelens.safety.instruments import harm as inst
-from tunelens.safety.labelled import load_labelled
+from tunelens.safety.labelled import labeller_agreement, load_labelled
 from tunelens.safety.train_metrics import agreement as train_agreement
 from tunelens.safety.train_metrics import binary_metrics, bootstrap_ci, family_operating_points, reliability
 
@@ -205,7 +205,7 @@ def _grouped(instrument: inst.HarmInstrument, rows: list[dict[str, Any]], key: A
 
 def test_rows(labelled_test: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The labelled test split's prompt/reply pairs with a harm label, as {prompt, text, label, family, ...}."""
-    return [{"prompt": r["prompt"], "text": r["text"], "label": r["harm"], "family": r["family"], "source": r["source"],
+    return [{"id": r["id"], "prompt": r["prompt"], "text": r["text"], "label": r["harm"], "family": r["family"], "source": r["source"],
              "src_id": r["src_id"], "request_harmful": r["request_harmful"]}
             for r in labelled_test if r["harm"] in ("harmful", "harmless")]
 
@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "note": "harmful-help rate of SmolLM2-135M-Instruct's replies in the test split (AdvBench, HarmBench, "
                     "JailbreakBench benign, CoCoNot contrast and HH-RLHF first-turn prompts), as labelled and as the "
                     "instrument counts it", **agree},
+        "labeller_agreement": labeller_agreement("harm", labelled_test, {r["id"]: s >= THRESHOLD for r, s in zip(rows, scores)}),
         "operating_point": {"sensitivity": pooled["recall"], "specificity": pooled["specificity"],
                             "n_pos": pooled["n_pos"], "n_neg": pooled["n_neg"],
                             "note": "pooled over the labelled test split (AI-labelled prompt/reply pairs of five model families)"},

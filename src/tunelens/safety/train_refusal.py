@@ -48,7 +48,7 @@ from typing import Any
 
 from tunelens.datafiles import data_file, read_jsonl
 from tunelens.safety.instruments import refusal as inst
-from tunelens.safety.labelled import load_labelled
+from tunelens.safety.labelled import labeller_agreement, load_labelled
 from tunelens.safety.train_metrics import agreement as train_agreement
 from tunelens.safety.train_metrics import binary_metrics, bootstrap_ci, family_operating_points, reliability
 
@@ -225,7 +225,7 @@ def lofo_group(family: str) -> str:
 
 def labelled_rows(data_dir: str | None = None) -> list[dict[str, Any]]:
     """The project's labelled replies (both splits) with a refusal label, as {text, label, family, source, src_id, split}."""
-    return [{"text": r["text"], "label": r["refusal"], "family": r["family"], "source": r["source"],
+    return [{"id": r["id"], "text": r["text"], "label": r["refusal"], "refusal": r["refusal"], "family": r["family"], "source": r["source"],
              "src_id": r["src_id"], "split": r["split"], "model": r["model"], "prompt": r["prompt"]}
             for r in load_labelled(data_dir) if r["refusal"] in inst.LABELS]
 
@@ -523,6 +523,7 @@ def build_card(test_results: dict[str, Any], test: list[dict[str, Any]], lofo: d
                     "AdvBench, HarmBench, JailbreakBench benign, CoCoNot contrast, HH-RLHF first turns), as labelled "
                     "and as the instrument counts it; target: within 0.05",
             **test_results["_agreement"]},
+        "labeller_agreement": labeller_agreement("refusal", test, {r["id"]: sc >= THRESHOLD for r, sc in zip(test, scores)}),
         "comparison": {c: {"pooled": {k: test_results[c]["pooled"][k] for k in ("precision", "recall", "f1", "n")},
                            "recall_by_family": {f: v["recall"] for f, v in test_results[c]["by_family"].items()},
                            "f1_by_family": {f: v["f1"] for f, v in test_results[c]["by_family"].items()}}
