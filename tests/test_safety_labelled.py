@@ -76,3 +76,31 @@ def test_no_test_row_is_trained_on(shared_data, rows):
     held_keys = {t.strip().lower() for t, _, _ in held}
     assert held_keys and not held_keys & trained
     assert dropped and all(t.strip().lower() in held_keys for t, _, _ in dropped)
+
+
+def test_second_labels_cover_test_rows_only_and_agreement_is_a_direct_count(rows):
+    second = labelled.second_labels()
+    by_id = {r["id"]: r for r in rows}
+    assert len(second) >= 300
+    for i, s in second.items():
+        assert by_id[i]["split"] == "test", i  # a blind relabelling of test replies, never of training ones
+        assert s["refusal"] in REFUSAL_LABELS and s["harm"] in HARM_LABELS and s["request_harmful"] in REQUEST_LABELS
+    test = [r for r in rows if r["split"] == "test"]
+    ag = labelled.labeller_agreement("refusal", test)
+    pairs = [(by_id[i]["refusal"], s["refusal"]) for i, s in second.items()
+             if "ambiguous" not in (by_id[i]["refusal"], s["refusal"])]
+    pos = ("full_refusal", "partial_refusal")
+    tp = sum(a in pos and b in pos for a, b in pairs)
+    fp_fn = sum((a in pos) != (b in pos) for a, b in pairs)
+    assert ag["n"] == len(pairs) and ag["ambiguous_left_out"] == len(second) - len(pairs)
+    assert ag["f1"] == pytest.approx(2 * tp / (2 * tp + fp_fn), abs=1e-4)
+    assert ag["positives_first"] == sum(a in pos for a, _ in pairs)
+    assert sum(f["n"] for f in ag["by_family"].values()) == ag["n"]
+    assert ag["f1_ci95"][0] <= ag["f1"] <= ag["f1_ci95"][1]
+    # an instrument that copies the first labeller scores F1 1 against it, and the labellers' F1 against the second
+    copy = {r["id"]: r["refusal"] in pos for r in test}
+    with_inst = labelled.labeller_agreement("refusal", test, copy)
+    assert with_inst["instrument_f1_vs_first"] == 1.0
+    assert with_inst["instrument_f1_vs_second"] == pytest.approx(ag["f1"], abs=1e-4)
+    with pytest.raises(TunelensError, match="refusal and harm"):
+        labelled.labeller_agreement("toxicity", test)
