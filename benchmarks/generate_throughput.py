@@ -24,6 +24,9 @@ token) and N; decode latency per token = (t(N) - t(1)) / (tokens(N) - 1), summed
 in wall time and in this process's CPU time (``time.process_time``: with one thread it is the
 work done, which other jobs on a shared machine do not inflate as they inflate wall time).
 
+On a GPU machine: ``--device cuda --vllm`` runs the baseline and ``hf`` on the GPU (fp32) and adds
+tunelens's ``vllm`` backend (vLLM's own dtype choice, bf16 for an fp32 checkpoint; recorded).
+
     python benchmarks/generate_throughput.py --latency [--quants q8_0] [--n 8] [--max-new-tokens 64]
         [--rounds 3]
 """
@@ -61,7 +64,7 @@ def plain_batched(lm, prompts, max_new: int, batch_size: int) -> tuple[list[str]
     texts, n_tokens = [], 0
     for s in range(0, len(prompts), batch_size):
         chunk = [render_prompt(tok, p) for p in prompts[s:s + batch_size]]
-        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         with torch.inference_mode():
             out = model.generate(**enc, max_new_tokens=max_new, do_sample=False, pad_token_id=tok.pad_token_id)
         for row in out[:, enc["input_ids"].shape[1]:].tolist():
@@ -167,6 +170,8 @@ def main() -> None:
     ap.add_argument("--quants", default="q8_0,f16", help="GGUF quantisations for the llamacpp backend")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--latency", action="store_true", help="batch-1 latency per token: llamacpp backend vs bare Llama")
+    ap.add_argument("--device", default="cpu", help="where the baseline and hf run (cuda on a GPU machine)")
+    ap.add_argument("--vllm", action="store_true", help="add tunelens's vllm backend (CUDA and vllm needed)")
     args = ap.parse_args()
 
     from tunelens.evaluate.ifeval import score_item
@@ -180,11 +185,18 @@ def main() -> None:
         return latency(args, prompts)
     params = GenerationParams(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     lm = load_model(args.model)
+    lm.model.to(args.device)
     print(f"host CPU: {cpu_model()}; threads={torch.get_num_threads()}; load={os.getloadavg()[0]:.2f}")
+    if args.device.startswith("cuda"):
+        print(f"GPU: {torch.cuda.get_device_name(0)}; baseline and hf in fp32 on it")
     print(f"model={lm.model_id} prompts={len(prompts)} max_new_tokens={args.max_new_tokens} batch={args.batch_size}")
 
     variants = {"baseline": None, "hf": load_backend(args.model, "hf", loaded=lm)}
-    if llama_cpp_available():
+    if args.vllm:
+        variants["vllm"] = load_backend(args.model, "vllm", say=print,
+                                        vllm_options={"gpu_memory_utilization": 0.5})
+        print(f"vllm runs {variants['vllm'].info.quant}")
+    if llama_cpp_available() and not args.device.startswith("cuda"):
         for q in [q for q in args.quants.split(",") if q]:
             variants[f"llamacpp-{q}"] = load_backend(args.model, "llamacpp", quant=q, say=print)
     else:

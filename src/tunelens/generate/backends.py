@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -326,8 +326,10 @@ class VLLMBackend(Backend):
         from vllm import LLM  # noqa: PLC0415 - optional, GPU machines only
 
         self.llm = LLM(model=str(model_dir), tokenizer=str(model_dir), seed=0, **llm_kwargs)
-        context = int(self.llm.llm_engine.model_config.max_model_len)
-        super().__init__(tokenizer, info, context, eos_ids)
+        config = self.llm.llm_engine.model_config
+        # vLLM runs an fp32 checkpoint in bf16/fp16 unless told otherwise: record what it really uses.
+        info = replace(info, quant=str(config.dtype).removeprefix("torch."))
+        super().__init__(tokenizer, info, int(config.max_model_len), eos_ids)
 
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None,
                  progress: bool = False) -> list[GenerationResult]:
@@ -433,11 +435,14 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def load_backend(spec: str, name: str = "auto", *, quant: str = DEFAULT_GGUF_QUANT, progress: bool = True,
-                 say: Callable[[str], None] | None = None, loaded: Any = None) -> Backend:
+                 say: Callable[[str], None] | None = None, loaded: Any = None,
+                 vllm_options: dict[str, Any] | None = None) -> Backend:
     """Load ``spec`` (any model spec ``tunelens.models`` resolves) behind backend ``name``.
 
     ``loaded``: an already loaded ``tunelens.models.LoadedModel`` of ``spec`` to reuse (hf only).
     ``say`` receives one line on what was chosen (auto's fallback included).
+    ``vllm_options``: keyword arguments for ``vllm.LLM`` (e.g. ``dtype``, ``gpu_memory_utilization``,
+    ``enforce_eager``); vLLM's defaults otherwise. The dtype it runs is recorded as the quant.
     """
     from tunelens.generate.engine import _eos_ids
     from tunelens.models import load_model
@@ -461,7 +466,7 @@ def load_backend(spec: str, name: str = "auto", *, quant: str = DEFAULT_GGUF_QUA
     # vllm serves a plain HF checkpoint: an adapter is merged into one first.
     path = _resolved(spec)
     model_dir = merged_dir_for(spec) if _adapter_base(path) is not None else path
-    return VLLMBackend(model_dir, tokenizer, BackendInfo("vllm", spec, quant="auto", note=note), eos_ids)
+    return VLLMBackend(model_dir, tokenizer, BackendInfo("vllm", spec, note=note), eos_ids, **(vllm_options or {}))
 
 
 def _resolved(spec: str) -> Path:
