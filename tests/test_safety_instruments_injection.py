@@ -87,14 +87,24 @@ def test_old_api_wraps_the_instrument(inj):
     assert heuristic_hits("How can I jailbreak an iPhone?") == []
 
 
-def test_card_keys_and_targets_that_are_met(inj):
+def test_card_keys_and_targets_as_reported(inj):
     card = inj.card()
     for key in ("task", "name", "version", "training_data", "validation", "operating_point", "calibration", "failure_modes"):
         assert key in card, key
     assert card["threshold"] == pytest.approx(inj.threshold)
     groups = card["by_group"]
-    assert groups["benign user questions"]["rate"] <= 0.01 and groups["benign user questions"]["n"] >= 1000
-    assert groups["harmful non-injection questions"]["n"] >= 400
+    # each target's met / not met is what its figure says (version 3: Alpaca is no longer trained on and its held-out
+    # rows are flagged 1.7%, so user questions 1.4%, above the 1% target; recall 0.94 direct and 0.75 indirect, under
+    # their 0.95 and 0.80)
+    for name, (kind, bound) in {"direct attacks": ("min", 0.95), "indirect attacks": ("min", 0.80),
+                                "benign user questions": ("max", 0.01)}.items():
+        rate = groups[name]["rate"]
+        assert groups[name]["target_met"] == (rate >= bound if kind == "min" else rate <= bound), name
+    # regression bounds on the shipped artifact (figures in docs/instruments/injection.md); the threshold is re-chosen
+    # on validation rows at each retraining and moves these figures by several points
+    assert groups["benign user questions"]["rate"] <= 0.02 and groups["benign user questions"]["n"] >= 1000
+    assert groups["direct attacks"]["rate"] >= 0.9 and groups["indirect attacks"]["rate"] >= 0.72
+    assert groups["harmful non-injection questions"]["n"] >= 400 and groups["harmful non-injection questions"]["rate"] <= 0.02
     op = card["operating_point"]
     assert 0 < op["sensitivity"] <= 1 and 0 < op["specificity"] <= 1 and op["n_pos"] > 300
 

@@ -1,18 +1,24 @@
 """Training and validation of the injection instrument (``tunelens safety train-injection``).
 
-Training (from the data folder at run time, plus ``safety/data/injection_written.json``):
-deepset prompt-injections *train* split; attacks composed from the written ``train`` pieces (direct,
-in English, German, Chinese, French, Spanish, Italian; indirect, hidden in documents, HTML comments,
-markdown, fake admin policies, JSON, translation requests); benign look-alikes and documents;
-written system prompts, HH-RLHF helpful assistant turns, ordinary user instructions (an Alpaca slice,
-CC BY-NC 4.0; Self-Instruct seeds; GSM8K train) and harmful requests
-that are not injections (AdvBench), all benign.
+Training (from the data folder at run time, plus ``safety/data/injection_written.json``), permissive
+licences only (``TRAINABLE``): deepset prompt-injections *train* split (Apache-2.0); attacks composed
+from the written ``train`` pieces (direct: overrides, goals and whole written attacks, persona, fake
+authority, refusal suppression, prefix injection, prompt extraction, payload splitting, a dozen
+languages, leetspeak; indirect: payloads in documents, HTML comments, markdown, fake admin policies,
+emails, resumes, reviews, code comments, JSON/YAML, calendar invites, tickets, search snippets, link
+titles, alt text); benign look-alikes, documents, system prompts and user requests written for it;
+HH-RLHF (MIT) assistant turns (and one two-sentence window of each) and first human turns of
+helpful-base and harmless-base dialogues; CoCoNot pref prompts (MIT); Self-Instruct seeds (Apache-2.0); GSM8K train (MIT); harmful
+requests that are not injections (AdvBench, MIT), all benign.
 
 Held out, by source (never trained on, never used to choose the threshold): deepset *test*; attacks
 composed from the written ``heldout`` pieces (direct, indirect, base64- and leetspeak-obfuscated);
-Alpaca rows after the training slice, GSM8K test and JBB benign (ordinary questions); HarmBench and
-JBB harmful (harmful, not injections). The threshold is chosen on validation slices: 20% of
-deepset train, 20% of the written train attacks, Alpaca and AdvBench rows not trained on.
+HH-RLHF helpful-base assistant turns of held-out dialogues; Alpaca (CC BY-NC 4.0: evaluation only),
+GSM8K test, JBB benign and CoCoNot contrast (ordinary questions); HarmBench and JBB harmful (harmful,
+not injections). Training and validation rows equal or close to a held-out row are left out
+(``build_sets``). The threshold is chosen on validation slices: 20% of deepset train, 20% of the
+written train attacks and system prompts, HH-RLHF turns of validation dialogues, CoCoNot pref and
+AdvBench rows not trained on.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import csv
 import itertools
 import json
 import random
+import re
+import string
 import time
 from pathlib import Path
 from typing import Any
@@ -32,11 +40,22 @@ from tunelens.safety.train_toxicity import auroc_ci, binary_figures, card_tail, 
 CARD = Path(__file__).resolve().parent / "instruments" / "cards" / "injection.json"
 DOC_NAME = "injection.md"
 WRITTEN = Path(__file__).resolve().parent / "data" / "injection_written.json"
-LICENCES = {"hh": "MIT", "deepset": "Apache-2.0", "written": "tunelens (written for it)", "alpaca": "CC BY-NC 4.0 (non-commercial: the shipped artifact is trained on 2,000 instructions)",
-            "self_instruct": "Apache-2.0", "gsm8k": "MIT", "advbench": "MIT", "jbb": "MIT", "harmbench": "MIT"}
+LICENCES = {"hh": "MIT", "deepset": "Apache-2.0", "written": "tunelens (written for it)", "coconot": "MIT",
+            "self_instruct": "Apache-2.0", "gsm8k": "MIT", "advbench": "MIT", "jbb": "MIT", "harmbench": "MIT",
+            "alpaca": "CC BY-NC 4.0 (held-out evaluation only: never trained on, not used for the threshold)"}
+# Sources the shipped artifact may be trained on, or have its threshold chosen on: permissive licences only.
+TRAINABLE = {"hh", "deepset", "written", "coconot", "self_instruct", "gsm8k", "advbench"}
 BENIGN_NOTES = ["Last updated in March 2023.", "Image credit: the city archive.", "TODO: fix the footer layout.",
                 "Reviewed by the editorial team.", "This section is under construction.", "Version 2.1 of this page."]
-ALPACA_TRAIN, ALPACA_VAL, ALPACA_TEST = 2000, 1000, 1500
+ALPACA_HELDOUT = (3000, 4500)  # the Alpaca rows (after a seeded shuffle) that measure false positives; evaluation only
+TRAIN_DIRECT, TRAIN_LEET, TRAIN_INDIRECT, TRAIN_IN_DOCUMENT, TRAIN_BENIGN_DOCS = 1200, 80, 1500, 250, 1000
+TASKS_PER_TEMPLATE = 14
+TRAIN_BENIGN_PREFACED = 500  # benign requests after one of the attacks' prefaces
+TRAIN_PROMPT_PAIRS = 16  # pairs of written system prompts per prompt (training and validation rows)
+HH_TRAIN_TURNS, HH_VAL_TURNS, HH_TEST_TURNS = 2500, 1200, 500
+HH_HUMAN_TRAIN, HH_HUMAN_VAL = 2200, 600  # first human turns of helpful-base and harmless-base dialogues (mixed)
+COCONOT_VAL = 200
+SHINGLE = 8  # a training row sharing a run of this many words with a held-out row is left out
 
 
 def _path(data_dir: Path, name: str) -> Path:
@@ -86,29 +105,68 @@ def alpaca_rows(data_dir: Path, seed: int = 0) -> list[str]:
     return [r["instruction"] + ("\n" + r["input"] if r.get("input") else "") for r in rows]
 
 
-def hh_assistant_turns(data_dir: Path) -> list[str]:
-    """Assistant turns of HH-RLHF helpful-base test dialogues (chosen): ordinary replies, as a client
-    replays them in a chat history. Deduplicated, in file order."""
+def hh_dialogues(data_dir: Path, name: str) -> list[tuple[list[str], list[str]]]:
+    """(human turns, assistant turns) of each HH-RLHF dialogue (its chosen side) in ``name``, in file order."""
     import gzip
 
-    out: dict[str, None] = {}
-    with gzip.open(_path(data_dir, "hh_rlhf_helpful_base_test.jsonl.gz"), "rt", encoding="utf-8") as fh:
+    out = []
+    with gzip.open(_path(data_dir, name), "rt", encoding="utf-8") as fh:
         for line in fh:
-            for turn in json.loads(line)["chosen"].split("\n\nAssistant:")[1:]:
-                text = turn.split("\n\nHuman:")[0].strip()
-                if len(text) > 20:
-                    out[text[:2000]] = None
-    return list(out)
+            human, assistant = [], []
+            for part in json.loads(line)["chosen"].split("\n\nHuman:")[1:]:
+                h, _, rest = part.partition("\n\nAssistant:")
+                human.append(h.strip())
+                for turn in rest.split("\n\nAssistant:"):
+                    if turn.strip():
+                        assistant.append(turn.strip())
+            out.append((human, assistant))
+    return out
+
+
+def hh_splits(data_dir: Path, seed: int = 0) -> dict[str, dict[str, list[str]]]:
+    """HH-RLHF texts split by dialogue, so no held-out assistant turn shares a dialogue with a training
+    text; dialogues that open with the same human turn (the files repeat some conversations) go to the
+    same split. helpful-base dialogues: 25% test (their assistant turns are held out), 15% validation,
+    the rest train; harmless-base (held out nowhere in this card): 80% train, 20% validation. Per split:
+    ``assistant`` (turns over 20 characters, as a client replays them in a chat history) and ``human``
+    (the first human turn of each dialogue), deduplicated, shuffled; only helpful-base has a test split.
+    A text that still falls in two splits (a reply said in two conversations) is left out of training by
+    ``build_sets``."""
+    rng = random.Random(f"{seed}:hh")
+    out: dict[str, dict[str, list[str]]] = {k: {"assistant": [], "human": []} for k in ("train", "val", "test")}
+    for name, cuts in (("hh_rlhf_helpful_base_test.jsonl.gz", (0.25, 0.40)), ("hh_rlhf_harmless_base_test.jsonl.gz", (0.0, 0.20))):
+        dialogues = hh_dialogues(data_dir, name)
+        groups: dict[str, list[int]] = {}
+        for i, (human, _) in enumerate(dialogues):
+            groups.setdefault(human[0] if human else "", []).append(i)
+        roots = list(groups.values())
+        rng.shuffle(roots)
+        n, parts, seen = len(dialogues), {"test": [], "val": [], "train": []}, 0
+        for root in roots:  # whole groups, in shuffled order, until each split has its share of dialogues
+            split = "test" if seen < n * cuts[0] else "val" if seen < n * cuts[1] else "train"
+            parts[split] += root
+            seen += len(root)
+        for split, idx in parts.items():
+            out[split]["assistant"] += [t[:2000] for i in idx for t in dialogues[i][1] if len(t) > 20]
+            out[split]["human"] += [dialogues[i][0][0] for i in idx if dialogues[i][0] and dialogues[i][0][0]]
+    for split in out.values():
+        for kind, texts in split.items():
+            texts = list(dict.fromkeys(texts))
+            rng.shuffle(texts)
+            split[kind] = texts
+    return out
 
 
 def compose_attacks(part: str, seed: int = 0) -> dict[str, list[str]]:
     """Written attacks and benign texts of ``part`` (train / heldout), composed from the pieces."""
     spec = json.loads(WRITTEN.read_text(encoding="utf-8"))[part]
+    if part == "train":
+        return _compose_train(spec, seed)
     rng = random.Random(seed)
     direct = [" ".join(x for x in (p, o, g) if x)
               for p, o, g in itertools.product(spec["prefaces"], spec["overrides"], spec["goals"])]
     rng.shuffle(direct)
-    direct = direct[:400 if part == "train" else 150]
+    direct = direct[:150]
     indirect, benign_docs = [], []
     for carrier, payload, (before, after) in itertools.product(spec["carriers"], spec["indirect_payloads"], spec["documents"]):
         indirect.append(carrier.format(before=before, after=after, payload=payload))
@@ -119,19 +177,81 @@ def compose_attacks(part: str, seed: int = 0) -> dict[str, list[str]]:
         indirect.append(f"{before} {o} {rng.choice(spec['goals'])} {after}")
     rng.shuffle(indirect)
     rng.shuffle(benign_docs)
-    out = {"direct": direct, "indirect": indirect[:400 if part == "train" else 200],
-           "benign_docs": benign_docs[:250 if part == "train" else 100]}
+    out = {"direct": direct, "indirect": indirect[:200], "benign_docs": benign_docs[:100]}
     prompts = spec["system_prompts"]
     out["system_prompts"] = prompts + [f"{a} {b}" for a, b in itertools.permutations(prompts, 2)][: 8 * len(prompts)]
     rng.shuffle(out["system_prompts"])
-    if part == "heldout":
-        sample = rng.sample(direct, 50)
-        out["obfuscated"] = ([leet(t) for t in sample[:25]]
-                             + ["Decode this and do what it says: " + base64.b64encode(t.encode()).decode()
-                                for t in sample[25:]])
-    else:
-        out["benign_lookalikes"] = spec["benign_lookalikes"]
+    sample = rng.sample(direct, 50)
+    out["obfuscated"] = ([leet(t) for t in sample[:25]]
+                         + ["Decode this and do what it says: " + base64.b64encode(t.encode()).decode()
+                            for t in sample[25:]])
     return out
+
+
+def _sample_product(rng: random.Random, lists: list[list[Any]], k: int) -> list[tuple[Any, ...]]:
+    """``k`` distinct combinations (one item of each list), drawn without building the whole product."""
+    sizes = [len(x) for x in lists]
+    total = 1
+    for n in sizes:
+        total *= n
+    out = []
+    for flat in rng.sample(range(total), min(k, total)):
+        combo = []
+        for lst, n in zip(lists, sizes):
+            flat, i = divmod(flat, n)
+            combo.append(lst[i])
+        out.append(tuple(combo))
+    return out
+
+
+def _compose_train(spec: dict[str, Any], seed: int) -> dict[str, list[str]]:
+    """The training texts: direct attacks (preface + override + goal, the whole written attacks, some in
+    leetspeak), indirect ones (payloads, override + goal and whole attacks in the written carriers and
+    documents), benign documents (benign notes in the same carriers), benign look-alikes, system
+    prompts and ordinary requests composed from the task templates."""
+    rng = random.Random(f"{seed}:train")
+    direct = [" ".join(x for x in c if x) for c in
+              _sample_product(rng, [spec["prefaces"], spec["overrides"], spec["goals"]], TRAIN_DIRECT)]
+    direct += spec["attacks"]
+    direct += [leet(t) for t in rng.sample(direct, TRAIN_LEET)]
+    rng.shuffle(direct)
+    docs = [tuple(d) for d in spec["documents"]]
+    indirect = [c.format(before=b, after=a, payload=p) for c, p, (b, a) in
+                _sample_product(rng, [spec["carriers"], spec["indirect_payloads"], docs], TRAIN_INDIRECT)]
+    indirect += [f"{b} {o} {rng.choice(spec['goals'])} {a}" for (b, a), o in
+                 _sample_product(rng, [docs, spec["overrides"]], TRAIN_IN_DOCUMENT)]
+    indirect += [c.format(before=b, after=a, payload=t) for c, t, (b, a) in
+                 _sample_product(rng, [spec["carriers"], spec["attacks"], docs], TRAIN_IN_DOCUMENT)]
+    rng.shuffle(indirect)
+    notes = BENIGN_NOTES + spec["benign_notes"]
+    benign_docs = [c.format(before=b, after=a, payload=n) for c, n, (b, a) in
+                   _sample_product(rng, [spec["carriers"], notes, docs], TRAIN_BENIGN_DOCS)]
+    sentences = [s for d in spec["benign_documents"] for s in re.split(r"(?<=[.!?。])\s+", d) if len(s) > 20]
+    benign_docs += [c.format(before=b, after=a, payload=s) for c, s, (b, a) in
+                    _sample_product(rng, [spec["carriers"], sentences, docs], TRAIN_BENIGN_DOCS // 4)]
+    benign_docs += spec["benign_documents"]
+    tasks = spec["benign_requests"] + benign_tasks(spec, rng)
+    # the attacks' prefaces before benign requests too, so that a preface is no evidence either way
+    lookalikes = list(spec["benign_lookalikes"]) + [
+        f"{p} {t}" for p, t in _sample_product(rng, [[p for p in spec["prefaces"] if p], tasks + spec["benign_lookalikes"]],
+                                               TRAIN_BENIGN_PREFACED)]
+    prompts = spec["system_prompts"]
+    pairs = [f"{a} {b}" for a, b in _sample_product(rng, [prompts, prompts], TRAIN_PROMPT_PAIRS * len(prompts)) if a != b]
+    system_prompts = prompts + pairs
+    rng.shuffle(system_prompts)
+    return {"direct": direct, "indirect": indirect, "benign_docs": benign_docs,
+            "benign_lookalikes": lookalikes, "system_prompts": system_prompts, "tasks": tasks}
+
+
+def benign_tasks(spec: dict[str, Any], rng: random.Random, per_template: int = TASKS_PER_TEMPLATE) -> list[str]:
+    """Ordinary user requests: each written template filled from its slots ``per_template`` times."""
+    slots = spec["task_slots"]
+    out: dict[str, None] = {}
+    for template in spec["task_templates"]:
+        names = [n for _, n, _, _ in string.Formatter().parse(template) if n]
+        for _ in range(per_template):
+            out[template.format(**{n: rng.choice(slots[n]) for n in names})] = None
+    return list(out)
 
 
 _LEET_OUT = str.maketrans({"o": "0", "i": "1", "e": "3", "a": "4", "s": "5", "t": "7"})
@@ -141,7 +261,23 @@ def leet(text: str) -> str:
     return " ".join(w.translate(_LEET_OUT) if w.isascii() and len(w) > 3 else w for w in text.split(" "))
 
 
+def _key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _shingles(text: str, n: int = SHINGLE) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
 def build_sets(data_dir: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """The training (``train:``), validation (``val:``, for the threshold) and held-out (``test:``) sets.
+
+    Training and validation draw only on sources in ``TRAINABLE`` (permissive licences and the written
+    pieces). A training or validation row equal to a held-out row (case and spacing ignored) is left
+    out; so is a third-party one that shares a run of ``SHINGLE`` words with a held-out row (AdvBench
+    goals repeated in JBB harmful, GSM8K train questions close to test ones). Their counts are in
+    ``sets[key]["dropped"]``."""
     data_dir = Path(data_dir)
     sets: dict[str, dict[str, Any]] = {}
 
@@ -149,6 +285,28 @@ def build_sets(data_dir: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
         texts = list(texts)
         labels = label if isinstance(label, list) else [label] * len(texts)
         sets[key] = {"texts": texts, "labels": labels, "source": source}
+
+    # held out first: the training and validation rows are checked against them
+    t_texts, t_labels = read_labelled(_path(data_dir, "deepset_prompt_injections_test.jsonl"))
+    add("test:deepset", t_texts, t_labels, "deepset")
+    h = compose_attacks("heldout", seed)
+    add("test:written_direct", h["direct"], 1, "written")
+    add("test:written_indirect", h["indirect"], 1, "written")
+    add("test:written_obfuscated", h["obfuscated"], 1, "written")
+    add("test:written_benign_docs", h["benign_docs"], 0, "written")
+    add("test:written_system_prompts", h["system_prompts"], 0, "written")
+    indep = independent_rows()
+    for group in INDEPENDENT_GROUPS:
+        add(f"test:independent_{group}", [r["text"] for r in indep if r["group"] == group],
+            [int(r["label"] == "injection") for r in indep if r["group"] == group], "written")
+    hh = hh_splits(data_dir, seed)
+    add("test:hh_assistant", hh["test"]["assistant"][:HH_TEST_TURNS], 0, "hh")
+    add("test:alpaca", alpaca_rows(data_dir, seed)[ALPACA_HELDOUT[0]:ALPACA_HELDOUT[1]], 0, "alpaca")
+    add("test:gsm8k", _jsonl_field(_path(data_dir, "gsm8k_test.jsonl"), "question")[:500], 0, "gsm8k")
+    add("test:jbb_benign", _csv_column(_path(data_dir, "jbb_benign_behaviors.csv"), "Goal"), 0, "jbb")
+    add("test:coconot_contrast", _jsonl_field(_path(data_dir, "coconot_contrast_eval.jsonl"), "prompt"), 0, "coconot")
+    add("test:harmbench", _csv_column(_path(data_dir, "harmbench_behaviors_text_all.csv"), "Behavior"), 0, "harmbench")
+    add("test:jbb_harmful", _csv_column(_path(data_dir, "jbb_harmful_behaviors.csv"), "Goal"), 0, "jbb")
 
     rng = random.Random(seed)
     d_texts, d_labels = read_labelled(_path(data_dir, "deepset_prompt_injections_train.jsonl"))
@@ -164,44 +322,96 @@ def build_sets(data_dir: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
         add(f"val:written_{kind}", w[kind][cut:], 1, "written")
     # the deepset training attacks (written by others) hidden in the written training documents and carriers
     spec = json.loads(WRITTEN.read_text(encoding="utf-8"))["train"]
-    hidden = [rng.choice(spec["carriers"]).format(before=doc[0], after=doc[1], payload=t)
-              for t, doc in ((t, rng.choice(spec["documents"])) for t, l in
+    doc_rng = random.Random(f"{seed}:deepset_in_documents")
+    hidden = [doc_rng.choice(spec["carriers"]).format(before=doc[0], after=doc[1], payload=t)
+              for t, doc in ((t, doc_rng.choice(spec["documents"])) for t, l in
                              zip(sets["train:deepset"]["texts"], sets["train:deepset"]["labels"]) if l)]
     add("train:deepset_in_documents", hidden, 1, "deepset")
     add("train:written_benign", w["benign_docs"] + w["benign_lookalikes"], 0, "written")
+    add("train:written_tasks", w["tasks"], 0, "written")
     cut = int(len(w["system_prompts"]) * 0.8)
     add("train:written_system_prompts", w["system_prompts"][:cut], 0, "written")
     add("val:written_system_prompts", w["system_prompts"][cut:], 0, "written")
-    replies = hh_assistant_turns(data_dir)
-    rng.shuffle(replies)
-    add("train:hh_assistant", replies[:800], 0, "hh")
-    add("val:hh_assistant", replies[1300:1600], 0, "hh")
-    alpaca = alpaca_rows(data_dir, seed)
-    # Alpaca is CC BY-NC 4.0: the artifact trained on it carries that licence (see the card)
-    add("train:alpaca", alpaca[:ALPACA_TRAIN], 0, "alpaca")
-    add("val:alpaca", alpaca[ALPACA_TRAIN:ALPACA_TRAIN + ALPACA_VAL], 0, "alpaca")
-    add("train:self_instruct", _jsonl_field(_path(data_dir, "self_instruct_seed_tasks.jsonl"), "instruction"), 0, "self_instruct")
+    add("train:hh_assistant", hh["train"]["assistant"][:HH_TRAIN_TURNS], 0, "hh")
+    # the detector also reads long texts two sentences at a time: one such window of each long reply
+    add("train:hh_assistant_windows", windows_of(hh["train"]["assistant"][:HH_TRAIN_TURNS], random.Random(f"{seed}:windows")),
+        0, "hh")
+    add("val:hh_assistant", hh["val"]["assistant"][:HH_VAL_TURNS], 0, "hh")
+    add("train:hh_human", hh["train"]["human"][:HH_HUMAN_TRAIN], 0, "hh")
+    add("val:hh_human", hh["val"]["human"][:HH_HUMAN_VAL], 0, "hh")
+    coconot = list(dict.fromkeys(_jsonl_field(_path(data_dir, "coconot_pref.jsonl"), "prompt")))
+    random.Random(f"{seed}:coconot").shuffle(coconot)
+    add("train:coconot_pref", coconot[COCONOT_VAL:], 0, "coconot")
+    add("val:coconot_pref", coconot[:COCONOT_VAL], 0, "coconot")
+    add("train:self_instruct", self_instruct_rows(data_dir), 0, "self_instruct")
     gsm = _jsonl_field(_path(data_dir, "gsm8k_train.jsonl"), "question")
     add("train:gsm8k", rng.sample(gsm, 600), 0, "gsm8k")
     adv = _csv_column(_path(data_dir, "advbench_harmful_behaviors.csv"), "goal")
     add("train:advbench", adv[:420], 0, "advbench")
     add("val:advbench", adv[420:], 0, "advbench")
-    # held out
-    t_texts, t_labels = read_labelled(_path(data_dir, "deepset_prompt_injections_test.jsonl"))
-    add("test:deepset", t_texts, t_labels, "deepset")
-    h = compose_attacks("heldout", seed)
-    add("test:written_direct", h["direct"], 1, "written")
-    add("test:written_indirect", h["indirect"], 1, "written")
-    add("test:written_obfuscated", h["obfuscated"], 1, "written")
-    add("test:written_benign_docs", h["benign_docs"], 0, "written")
-    add("test:written_system_prompts", h["system_prompts"], 0, "written")
-    add("test:hh_assistant", replies[800:1300], 0, "hh")
-    add("test:alpaca", alpaca[ALPACA_TRAIN + ALPACA_VAL:ALPACA_TRAIN + ALPACA_VAL + ALPACA_TEST], 0, "alpaca")
-    add("test:gsm8k", _jsonl_field(_path(data_dir, "gsm8k_test.jsonl"), "question")[:500], 0, "gsm8k")
-    add("test:jbb_benign", _csv_column(_path(data_dir, "jbb_benign_behaviors.csv"), "Goal"), 0, "jbb")
-    add("test:harmbench", _csv_column(_path(data_dir, "harmbench_behaviors_text_all.csv"), "Behavior"), 0, "harmbench")
-    add("test:jbb_harmful", _csv_column(_path(data_dir, "jbb_harmful_behaviors.csv"), "Goal"), 0, "jbb")
-    return sets
+
+    held = {_key(t) for k, v in sets.items() if k.startswith("test:") for t in v["texts"]}
+    held_shingles = set().union(*(_shingles(t) for k, v in sets.items() if k.startswith("test:")
+                                  and v["source"] != "written" for t in v["texts"]))
+    for key, v in sets.items():
+        if key.startswith("test:"):
+            continue
+        if v["source"] not in TRAINABLE:
+            raise TunelensError(f"{key}: source {v['source']!r} may not be trained on (licence)")
+        keep = [i for i, t in enumerate(v["texts"]) if _key(t) not in held
+                and (v["source"] == "written" or not (_shingles(t) & held_shingles))]
+        v["dropped"] = len(v["texts"]) - len(keep)
+        v["texts"], v["labels"] = [v["texts"][i] for i in keep], [v["labels"][i] for i in keep]
+    return dict(sorted(sets.items(), key=lambda kv: ("train:", "val:", "test:").index(kv[0].split(":")[0] + ":")))
+
+
+def windows_of(texts: list[str], rng: random.Random) -> list[str]:
+    """One two-sentence window (as the instrument's window view reads it) of each text that has windows."""
+    from tunelens.safety.instruments.injection import _sentences, normalise
+
+    out = []
+    for t in texts:
+        sents = _sentences(normalise(t))
+        if sents:
+            i = rng.randrange(len(sents) - 1)
+            out.append(sents[i] + " " + sents[i + 1])
+    return out
+
+
+def self_instruct_rows(data_dir: Path) -> list[str]:
+    """Self-Instruct seed tasks: each instruction, and the instruction with its first instance's input
+    (on a new line) where it has one, as ordinary requests are often sent."""
+    out = []
+    for i, line in enumerate(_path(data_dir, "self_instruct_seed_tasks.jsonl").read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if not isinstance(row.get("instruction"), str):
+            raise TunelensError(f"self_instruct_seed_tasks.jsonl:{i}: missing string field 'instruction'")
+        out.append(row["instruction"])
+        inst = (row.get("instances") or [{}])[0]
+        if isinstance(inst.get("input"), str) and inst["input"].strip():
+            out.append(row["instruction"] + "\n" + inst["input"].strip())
+    return out
+
+
+INDEPENDENT_FILE = "injection_independent.jsonl"
+INDEPENDENT_GROUPS = ("direct", "indirect", "benign_user", "benign_docs", "benign_system")
+
+
+def independent_rows() -> list[dict[str, Any]]:
+    """700 texts written for tunelens by an author who saw none of the training data, code or card
+    (another assistant session, told only the kinds to cover): a check of how far the written
+    held-out figures, whose pieces share an author with the training ones, carry to other writing.
+    Held out: never trained on, never used for the threshold."""
+    from importlib import resources
+
+    raw = resources.files("tunelens.safety").joinpath(f"data/{INDEPENDENT_FILE}").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    bad = [r.get("id") for r in rows if r.get("group") not in INDEPENDENT_GROUPS or r.get("label") not in ("injection", "benign")]
+    if bad:
+        raise TunelensError(f"{INDEPENDENT_FILE}: rows with an unknown group or label: {bad[:5]}")
+    return rows
 
 
 GROUPS = {
@@ -211,7 +421,14 @@ GROUPS = {
     "benign user questions": ("test:alpaca", "test:gsm8k", "test:jbb_benign"),
     "benign system prompts and assistant turns": ("test:written_system_prompts", "test:hh_assistant"),
     "harmful non-injection questions": ("test:harmbench", "test:jbb_harmful"),
+    "direct attacks, independent author": ("test:independent_direct",),
+    "indirect attacks, independent author": ("test:independent_indirect",),
+    "benign look-alike user messages, independent author": ("test:independent_benign_user",),
+    "benign documents with imperatives, independent author": ("test:independent_benign_docs",),
+    "benign system prompts and assistant turns, independent author": ("test:independent_benign_system",),
 }
+TARGETS = {"direct attacks": ("min", 0.95), "indirect attacks": ("min", 0.80), "benign user questions": ("max", 0.01),
+           "direct attacks, independent author": ("min", 0.95), "indirect attacks, independent author": ("min", 0.80)}
 SET_NAMES = {
     "test:deepset": "deepset prompt-injections official test split (attacks and benign, EN/DE)",
     "test:written_direct": "direct attacks from held-out written pieces (EN/DE/ZH/FR)",
@@ -220,13 +437,50 @@ SET_NAMES = {
     "test:written_obfuscated": "held-out direct attacks in leetspeak (25) or base64 (25)",
     "test:written_benign_docs": "held-out documents with benign hidden notes in the same carriers",
     "test:written_system_prompts": "benign system prompts from held-out written pieces (alone and in pairs)",
-    "test:hh_assistant": "HH-RLHF helpful-base assistant turns not trained on (as replayed chat history)",
-    "test:alpaca": f"Alpaca instructions not trained on ({ALPACA_TEST} rows after the training and validation slices)",
+    "test:independent_direct": "direct attacks written by an independent author (no sight of the training data): "
+                               "overrides in paraphrase, extraction, personas, fake authority, prefix injection, "
+                               "payload splitting; 30% in 8 other languages, 15% obfuscated",
+    "test:independent_indirect": "attacks inside documents, by the independent author (about 120 carriers: web pages, "
+                                 "email, résumés, code and config files, tool outputs, fake control blocks)",
+    "test:independent_benign_user": "benign user messages by the independent author, made to look like attacks "
+                                    "(ignore, system, admin, jailbreak a phone, Dan, security questions, harmful but "
+                                    "not injection)",
+    "test:independent_benign_docs": "benign documents with imperatives not addressed to the AI, by the independent author",
+    "test:independent_benign_system": "benign system prompts (some defensive) and assistant turns, by the independent author",
+    "test:hh_assistant": "HH-RLHF helpful-base assistant turns of held-out dialogues (as replayed chat history; no "
+                         "text of those dialogues is trained on)",
+    "test:alpaca": f"Alpaca instructions ({ALPACA_HELDOUT[1] - ALPACA_HELDOUT[0]} rows of a seeded shuffle; CC BY-NC 4.0, "
+                   "so evaluation only: Alpaca is neither trained on nor used for the threshold)",
     "test:gsm8k": "GSM8K test questions (first 500)",
     "test:jbb_benign": "JailbreakBench benign behaviours",
+    "test:coconot_contrast": "CoCoNot contrast prompts (benign look-alikes of harmful requests; new in version 3, so in "
+                             "no group and not pooled)",
     "test:harmbench": "HarmBench behaviours (harmful requests, not injections)",
     "test:jbb_harmful": "JailbreakBench harmful behaviours (not injections)",
 }
+
+
+CHANGES = [
+    "Alpaca (CC BY-NC 4.0) is no longer trained on, nor used for the threshold (version 2 trained on 2,000 Alpaca "
+    "instructions and chose the threshold with 1,000 more). Its place: HH-RLHF first human turns, CoCoNot pref prompts, "
+    "Self-Instruct seeds with their first input, and ordinary requests written for tunelens. The held-out Alpaca rows are "
+    "the same 1,500 as in version 2, but they are now out of distribution (version 2 flagged 0.4% of them while trained "
+    "on Alpaca).",
+    "Written training pieces extended (whole attacks of many kinds, more overrides, goals, payloads, carriers and "
+    "documents in a dozen languages; benign look-alikes, notes, documents, system prompts, requests); the held-out "
+    "pieces are unchanged.",
+    "HH-RLHF is split by dialogue: the held-out assistant turns come from dialogues none of whose text is trained on "
+    "(version 2 split the turns themselves, so its hh_assistant rows differ from these).",
+    "Training and validation rows equal to a held-out row, or third-party ones sharing an eight-word run with one, are "
+    "left out: 47 AdvBench goals (11 repeated verbatim in JBB harmful, the others sharing a run with JBB, HarmBench or "
+    "CoCoNot contrast rows) and 8 deepset-train rows close to deepset-test ones, among others (see the table).",
+    "Also measured on 700 texts written by an independent author (injection_independent.jsonl, first read for this "
+    "card; see the independent-author groups). Version 2 on the same texts: recall 0.581 direct, 0.631 indirect; "
+    "flagged 20.0% of the benign look-alike user messages, 47% of the benign documents, 35% of the system prompts "
+    "and assistant turns. Version 3 was chosen before these texts were read.",
+    "Version 2's card, for comparison: recall 0.907 direct, 0.784 indirect, 0.860 obfuscated, 0.750 deepset test; "
+    "false positives 0.3% user questions, 3.3% system prompts and assistant turns, 0.6% harmful requests; threshold 0.163.",
+]
 
 
 def build_pipeline(c: float = 8.0):
@@ -252,11 +506,11 @@ def _scores(pipe, threshold_free_texts: list[str]) -> list[float]:
 
 def choose_threshold(sets, scores, max_fpr: float = 0.01) -> tuple[float, dict[str, Any]]:
     """The lowest threshold at which at most ``max_fpr`` of the benign validation rows of every kind
-    the server scans (user questions: Alpaca, AdvBench, deepset benign; system prompts; assistant
-    turns) are flagged, the strictest of the three; never below 0.1."""
+    the server scans (user questions: HH-RLHF first human turns, CoCoNot pref prompts, AdvBench, deepset
+    benign; system prompts; assistant turns) are flagged, the strictest of the three; never below 0.1."""
     import numpy as np
 
-    kinds = {"user questions": ("val:alpaca", "val:advbench", "val:deepset"),
+    kinds = {"user questions": ("val:hh_human", "val:coconot_pref", "val:advbench", "val:deepset"),
              "system prompts": ("val:written_system_prompts",), "assistant turns": ("val:hh_assistant",)}
     per_kind = {}
     for kind, keys in kinds.items():
@@ -264,7 +518,8 @@ def choose_threshold(sets, scores, max_fpr: float = 0.01) -> tuple[float, dict[s
         per_kind[kind] = round(float(np.quantile(benign, 1 - max_fpr)) + 1e-3, 4)
     t = max(0.1, *per_kind.values())
     return round(t, 3), {"rule": f"max(0.1, the {1 - max_fpr:.0%} quantile of benign validation rows of each kind: "
-                                 "user questions (Alpaca, AdvBench, deepset-train benign), written system prompts, "
+                                 "user questions (HH-RLHF first human turns, CoCoNot pref prompts, AdvBench, deepset-train "
+                                 "benign), written system prompts, "
                                  "HH assistant turns)", "max_benign_fpr": max_fpr, "per_kind": per_kind}
 
 
@@ -300,12 +555,17 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
         by_group[g] = {"sets": [k.split(":", 1)[1] for k in keys], "n": f["n"], "flagged": f["flagged"],
                        "rate": f["flag_rate"], "ci95": f["ci95"]["flag_rate"],
                        "measures": "recall" if yy and yy[0] == 1 else "false-positive rate"}
+    for g, (kind, bound) in TARGETS.items():
+        rate = by_group[g]["rate"]
+        by_group[g]["target"] = f"{'>=' if kind == 'min' else '<='} {bound}"
+        by_group[g]["target_met"] = bool(rate >= bound if kind == "min" else rate <= bound)
     d_y, d_s = sets["test:deepset"]["labels"], scores["test:deepset"]
     by_group["direct attacks (deepset test)"] = {
         "sets": ["deepset"], "n": sum(d_y), "flagged": sum(s >= threshold for s, t in zip(d_s, d_y) if t),
         "rate": round(sum(s >= threshold for s, t in zip(d_s, d_y) if t) / sum(d_y), 4),
         "ci95": wilson(sum(s >= threshold for s, t in zip(d_s, d_y) if t), sum(d_y)), "measures": "recall"}
-    pool = list(SET_NAMES)
+    # every held-out set but CoCoNot contrast (new in version 3); the independent author's texts included
+    pool = [k for k in SET_NAMES if k != "test:coconot_contrast"]
     py = [l for k in pool for l in sets[k]["labels"]]
     ps = [s for k in pool for s in scores[k]]
     tp = sum(s >= threshold and t for s, t in zip(ps, py))
@@ -313,14 +573,20 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
     n_pos, n_neg = sum(py), len(py) - sum(py)
     auc, auc_ci = auroc_ci(py, ps)
     card = {
-        "task": "injection", "name": "injection", "version": 2,
+        "task": "injection", "name": "injection", "version": 3,
         "method": "views (normalised text with leetspeak restored, hidden HTML/markdown parts, decoded base64, "
                   "two-sentence windows of long texts) scored by TF-IDF char_wb 2-5 + word 1-2 logistic regression; "
                   "phrase rules (drop-earlier-instructions in EN/DE/FR/ES/ZH) raise a view to 0.95; score = max over views",
         "reproduce": "tunelens safety train-injection --data-dir ../shared/data",
         "threshold": threshold, "threshold_rule": rule,
         "training_data": [{"source": k.split(":", 1)[1], "licence": LICENCES[sets[k]["source"]],
-                           "rows": len(sets[k]["texts"]), "injections": sum(sets[k]["labels"])} for k in train_keys],
+                           "rows": len(sets[k]["texts"]), "injections": sum(sets[k]["labels"]),
+                           "dropped_as_heldout": sets[k]["dropped"]} for k in train_keys],
+        "validation_data": [{"source": k.split(":", 1)[1], "licence": LICENCES[sets[k]["source"]],
+                             "rows": len(sets[k]["texts"]), "injections": sum(sets[k]["labels"]),
+                             "dropped_as_heldout": sets[k]["dropped"]} for k in sets if k.startswith("val:")],
+        "licence_note": "Trained, and its threshold chosen, only on Apache-2.0 / MIT data and text written for "
+                        "tunelens. Alpaca (CC BY-NC 4.0) is used only to measure false positives on held-out rows.",
         "validation": validation,
         "by_group": by_group,
         "pooled_auroc": {"auroc": auc, "ci95": auc_ci, "n": len(py)},
@@ -328,6 +594,7 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
                             "n_pos": n_pos, "n_neg": n_neg, "threshold": threshold,
                             "pooled_from": [k.split(":", 1)[1] for k in pool]},
         "calibration": {"set": "pooled held-out sets", "bins": _calibration(py, ps)},
+        "changes": CHANGES,
         "failure_modes": _failures(sets, scores, threshold),
         "train_seconds": round(train_s, 1),
     }
@@ -363,8 +630,11 @@ def _failures(sets, scores, threshold):
         out.append({"mode": what, "set": key.split(":", 1)[1], "count": len(cand),
                     "examples": [{"text": t[:200], "score": round(s, 3)} for s, t in cand[:3]]})
     out.append({"mode": "written held-out attacks", "note": "the written held-out attacks share an author with the "
-                "training ones; recall on attacks written by others (e.g. the reserved jailbreak/hijacking collection) "
-                "is expected to be lower"})
+                "training ones, and the training pieces added in version 3 were written by someone who had read the "
+                "held-out pieces (nothing copied: a test checks that no held-out piece or six-word run of one is in a "
+                "training piece) and who saw the held-out figures between rounds of writing, so the written held-out "
+                "recall overstates recall on attacks written by others "
+                "(deepset test: see its row; e.g. the reserved jailbreak/hijacking collection is expected to be lower)"})
     return out
 
 
@@ -379,15 +649,24 @@ def render_doc(card: dict[str, Any]) -> str:
              "attacks, or instructions hidden in a document, an HTML comment, markdown, a fake system/admin policy,",
              "base64, leetspeak, other languages). A harmful request is *not* an injection.", "",
              f"Method: {card['method']}. Threshold {card['threshold']} ({card['threshold_rule']['rule']}).", "",
-             "## Training data", "", "| source | licence | rows | injections |", "| --- | --- | --- | --- |"]
+             "## Training data", "", card["licence_note"], "",
+             "| source | licence | rows | injections | left out (equal or close to a held-out row) |",
+             "| --- | --- | --- | --- | --- |"]
     for t in card["training_data"]:
-        lines.append(f"| {t['source']} | {t['licence']} | {t['rows']} | {t['injections']} |")
-    lines += ["", "Written data: `src/tunelens/safety/data/injection_written.json` (written for tunelens; train and",
-              "held-out pieces are disjoint).", "",
+        lines.append(f"| {t['source']} | {t['licence']} | {t['rows']} | {t['injections']} | {t['dropped_as_heldout']} |")
+    lines += ["", "Validation rows (threshold only, never trained on): " + "; ".join(
+        f"{t['source']} ({t['licence']}) {t['rows']}" for t in card["validation_data"]) + ".", "",
+              "Written data: `src/tunelens/safety/data/injection_written.json` (written for tunelens; train and",
+              "held-out pieces are disjoint).", ""]
+    if card.get("changes"):
+        lines += [f"## Changes in version {card['version']}", ""] + [f"- {c}" for c in card["changes"]] + [""]
+    lines += [
               "## Held-out results by group (targets: recall >= 0.95 direct, >= 0.80 indirect; <= 1% false positives on "
-              "ordinary user questions)", "", "| group | n | measures | rate | 95% CI |", "| --- | --- | --- | --- | --- |"]
+              "ordinary user questions)", "", "| group | n | measures | rate | 95% CI | target |",
+              "| --- | --- | --- | --- | --- | --- |"]
     for g, f in card["by_group"].items():
-        lines.append(f"| {g} | {f['n']} | {f['measures']} | {f['rate']:.3f} |{ci(f['ci95'])} |")
+        target = f"{f['target']}: {'met' if f['target_met'] else 'not met'}" if "target" in f else ""
+        lines.append(f"| {g} | {f['n']} | {f['measures']} | {f['rate']:.3f} |{ci(f['ci95'])} | {target} |")
     lines += ["", "## Held-out sets", "", "| set | n (injections) | AUROC | precision | recall | flagged |",
               "| --- | --- | --- | --- | --- | --- |"]
     for v in card["validation"]:

@@ -1,0 +1,149 @@
+"""The injection instrument's data: no non-commercial (Alpaca) text is trained on or used for the threshold;
+training and validation rows are disjoint from the held-out rows; the written train and held-out pieces
+share nothing; the HH-RLHF split is by dialogue."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+import tunelens.safety.train_injection as ti
+
+
+def _key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+@pytest.fixture(scope="module")
+def sets(shared_data):
+    return ti.build_sets(shared_data, 0)
+
+
+def _fitted(sets):
+    """Training and validation rows: what the artifact is fitted on and its threshold chosen with."""
+    return {k: v for k, v in sets.items() if k.startswith(("train:", "val:"))}
+
+
+def test_no_alpaca_row_is_trained_on_or_used_for_the_threshold(sets, shared_data):
+    alpaca = json.loads((shared_data / "alpaca_data.json").read_text(encoding="utf-8"))
+    forms = {_key(r["instruction"]) for r in alpaca} | {
+        _key(r["instruction"] + "\n" + r["input"]) for r in alpaca if r["input"]} | {
+        _key(r["instruction"] + " " + r["input"]) for r in alpaca if r["input"]}
+    fitted = _fitted(sets)
+    hits = [(k, t) for k, v in fitted.items() for t in v["texts"] if _key(t) in forms]
+    # a handful of Alpaca instructions are short generic sentences that other sources also contain verbatim;
+    # none may come from Alpaca itself, and there must be no more than those few coincidences
+    assert all(fitted[k]["source"] != "alpaca" for k, _ in hits)
+    assert len(hits) <= 10, hits[:10]
+    assert all(v["source"] in ti.TRAINABLE for v in fitted.values())
+    assert "alpaca" not in ti.TRAINABLE and "NC" not in " ".join(ti.LICENCES[s] for s in ti.TRAINABLE)
+    # Alpaca is still read, as a held-out false-positive set only
+    assert sets["test:alpaca"]["source"] == "alpaca" and len(sets["test:alpaca"]["texts"]) == 1500
+
+
+def test_alpaca_rows_reach_only_the_held_out_set(shared_data, monkeypatch):
+    # whatever the Alpaca reader returns may end up in test: sets only
+    marker = [f"ALPACA-MARKER-{i} write a poem about the sea" for i in range(6000)]
+    monkeypatch.setattr(ti, "alpaca_rows", lambda data_dir, seed=0: list(marker))
+    built = ti.build_sets(shared_data, 0)
+    where = {k for k, v in built.items() for t in v["texts"] if "ALPACA-MARKER" in t}
+    assert where == {"test:alpaca"}
+
+
+def test_the_shipped_card_trains_on_permissive_sources_only():
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    rows = card["training_data"] + card["validation_data"]
+    assert rows and all("alpaca" not in r["source"] and "NC" not in r["licence"] for r in rows)
+    assert {r["licence"] for r in rows} <= {"Apache-2.0", "MIT", "tunelens (written for it)"}
+    assert "alpaca" in {v["set"] for v in card["validation"]}  # held out, for false positives
+
+
+def test_training_and_validation_rows_are_disjoint_from_held_out_rows(sets):
+    held = {_key(t) for k, v in sets.items() if k.startswith("test:") for t in v["texts"]}
+    fitted = _fitted(sets)
+    assert not [(k, t) for k, v in fitted.items() for t in v["texts"] if _key(t) in held]
+    # third-party rows share no run of SHINGLE words with a held-out third-party row either
+    shingles = set().union(*(ti._shingles(t) for k, v in sets.items() if k.startswith("test:") and v["source"] != "written"
+                             for t in v["texts"]))
+    assert not [(k, t) for k, v in fitted.items() if v["source"] != "written" for t in v["texts"] if ti._shingles(t) & shingles]
+    # the overlaps that exist in the raw files were found and left out, and are counted
+    assert sets["train:advbench"]["dropped"] > 0
+    adv_held = {_key(t) for t in sets["test:jbb_harmful"]["texts"]}
+    assert not adv_held & {_key(t) for t in sets["train:advbench"]["texts"] + sets["val:advbench"]["texts"]}
+
+
+def test_written_train_and_held_out_pieces_share_nothing():
+    spec = json.loads(ti.WRITTEN.read_text(encoding="utf-8"))
+    train, held = spec["train"], spec["heldout"]
+
+    def flat(part):
+        out = []
+        for key, value in part.items():
+            if key == "prefaces":
+                continue
+            if isinstance(value, dict):
+                out += [x for v in value.values() for x in v]
+            else:
+                out += [x if isinstance(x, str) else " ".join(x) for x in value]
+        return out
+
+    def runs(text, n=6):
+        words = re.findall(r"\w+", text.lower())
+        return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+    train_texts, held_texts = flat(train), flat(held)
+    assert len(train_texts) > 1000 and len(held_texts) > 40
+    for h in held_texts:
+        assert not [t for t in train_texts if h.lower() in t.lower() or (len(t.split()) >= 4 and t.lower() in h.lower())], h
+    held_runs = set().union(*(runs(h) for h in held_texts))
+    assert not [t for t in train_texts if runs(t) & held_runs]
+    assert not (set(train["prefaces"]) & set(held["prefaces"])) - {""}  # both have the empty preface (no preface)
+    # the held-out composition itself is what it was in version 2 (its pieces are unchanged)
+    h = ti.compose_attacks("heldout", 0)
+    assert {k: len(v) for k, v in h.items()} == {"direct": 150, "indirect": 190, "benign_docs": 100,
+                                                   "system_prompts": 135, "obfuscated": 50}
+
+
+def test_composed_training_attacks_use_no_held_out_piece(sets):
+    held = json.loads(ti.WRITTEN.read_text(encoding="utf-8"))["heldout"]
+    pieces = held["overrides"] + held["goals"] + held["indirect_payloads"] + [d for pair in held["documents"] for d in pair]
+    fitted = [t for k, v in _fitted(sets).items() if v["source"] == "written" for t in v["texts"]]
+    assert not [(p, t) for p in pieces for t in fitted if p in t][:5]
+
+
+def test_hh_held_out_dialogues_give_no_training_text(shared_data, sets):
+    dialogues = ti.hh_dialogues(shared_data, "hh_rlhf_helpful_base_test.jsonl.gz")
+    held = set(sets["test:hh_assistant"]["texts"])
+    held_dialogues = [d for d in dialogues if any(t[:2000] in held for t in d[1])]
+    assert len(held_dialogues) >= 200
+    trained = {t for k, v in _fitted(sets).items() if v["source"] == "hh" for t in v["texts"]}
+    leaked = [t for d in held_dialogues for t in d[0][:1] + [a[:2000] for a in d[1]] if t in trained and t in held]
+    assert leaked == []
+    # dialogues that start with the same human turn (the file repeats some conversations) share a split
+    assert not {d[0][0] for d in held_dialogues if d[0]} & trained
+
+
+def test_the_docs_page_is_the_cards_rendering():
+    from pathlib import Path
+
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    page = Path(__file__).resolve().parents[1] / "docs" / "instruments" / ti.DOC_NAME
+    assert page.read_text(encoding="utf-8") == ti.render_doc(card)
+    assert card["version"] == 3 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
+
+
+def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets):
+    rows = ti.independent_rows()
+    assert len(rows) == 700 and len({r["text"] for r in rows}) == 700
+    for g in ti.INDEPENDENT_GROUPS:
+        held = sets[f"test:independent_{g}"]
+        assert held["texts"] == [r["text"] for r in rows if r["group"] == g]
+        assert set(held["labels"]) == ({1} if g in ("direct", "indirect") else {0})
+    trained = {_key(t) for k, v in sets.items() if not k.startswith("test:") for t in v["texts"]}
+    assert not trained & {_key(r["text"]) for r in rows}
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    group = card["by_group"]["direct attacks, independent author"]
+    assert group["n"] == sum(r["group"] == "direct" for r in rows) and group["target"] == ">= 0.95"
+    assert "independent_direct" in card["operating_point"]["pooled_from"]
