@@ -7,7 +7,7 @@ inspectable in the verdict's ``detail``:
 - ``p_request_harmful``: a prompt classifier (TF-IDF word 1-2-grams and char 2-5-grams +
   logistic regression) trained on harmful requests (AdvBench, HarmBench val, JailbreakBench
   harmful) against benign ones, look-alikes included (JailbreakBench benign, CoCoNot pref prompts,
-  Alpaca and Self-Instruct seed instructions), plus the chat-style requests (HH-RLHF dialogues,
+  Self-Instruct seed instructions, GSM8K questions), plus the chat-style requests (HH-RLHF dialogues,
   evaluation prompts) of the project's labelled dev split (``tunelens.safety.labelled``);
 - ``p_complies``: from the refusal instrument, P(full_compliance) + 1/2 P(partial_refusal)
   (a partial refusal often carries part of the content);
