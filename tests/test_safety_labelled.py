@@ -75,7 +75,12 @@ def test_no_test_row_is_trained_on(shared_data, rows):
     # the prompt classifier's held-out prompts are never training prompts; what was dropped for it is returned
     held_keys = {t.strip().lower() for t, _, _ in held}
     assert held_keys and not held_keys & trained
-    assert dropped and all(t.strip().lower() in held_keys for t, _, _ in dropped)
+    # and no prompt of the test split is a training prompt (the rows came from the same public sets)
+    test_prompts = {r["prompt"].strip().lower() for r in rows if r["split"] == "test"}
+    assert not test_prompts & trained
+    assert dropped and all(t.strip().lower() in (held_keys if src.endswith("(a held-out prompt)") else test_prompts)
+                           for t, _, src in dropped)
+    assert {src.rsplit(" (", 1)[1] for _, _, src in dropped} == {"a held-out prompt)", "a test-split prompt)"}
 
 
 def test_second_labels_cover_test_rows_only_and_agreement_is_a_direct_count(rows):
