@@ -28,8 +28,9 @@ def test_shipped_injection_classifier_on_the_deepset_test_split(shared_data):
     positives = sum(row["label"] for row in rows)
     precision, recall = tp / (tp + fp), tp / positives
     # the instrument's threshold is chosen on validation data (<= 1% flagged of each benign kind it scans), not
-    # at 0.5: on this split its precision is 0.882 (German news questions flagged; see its card)
-    assert precision >= 0.85 and recall >= 0.7, (precision, recall)
+    # at 0.5: on this split its precision is 0.952 and recall 0.667 (version 4; version 3 had 0.733: its extra
+    # training texts raised recall on two independent authors' attacks by 0.15-0.3 and cost this; see its card)
+    assert precision >= 0.85 and recall >= 0.65, (precision, recall)
     # ordinary imperative instructions are not injections (deepset's benign rows are mostly questions)
     alpaca = json.loads((shared_data / "alpaca_data.json").read_text())[-300:]
     flagged = [r.flagged for r in load_detector().detect([a["instruction"] for a in alpaca])]

@@ -295,10 +295,11 @@ def build_sets(data_dir: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
     add("test:written_obfuscated", h["obfuscated"], 1, "written")
     add("test:written_benign_docs", h["benign_docs"], 0, "written")
     add("test:written_system_prompts", h["system_prompts"], 0, "written")
-    indep = independent_rows()
-    for group in INDEPENDENT_GROUPS:
-        add(f"test:independent_{group}", [r["text"] for r in indep if r["group"] == group],
-            [int(r["label"] == "injection") for r in indep if r["group"] == group], "written")
+    for name, file, groups in INDEPENDENT_SETS:
+        indep = independent_rows(file, groups)
+        for group in groups:
+            add(f"test:{name}_{group}", [r["text"] for r in indep if r["group"] == group],
+                [int(r["label"] == "injection") for r in indep if r["group"] == group], "written")
     hh = hh_splits(data_dir, seed)
     add("test:hh_assistant", hh["test"]["assistant"][:HH_TEST_TURNS], 0, "hh")
     add("test:alpaca", alpaca_rows(data_dir, seed)[ALPACA_HELDOUT[0]:ALPACA_HELDOUT[1]], 0, "alpaca")
@@ -329,6 +330,10 @@ def build_sets(data_dir: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
     add("train:deepset_in_documents", hidden, 1, "deepset")
     add("train:written_benign", w["benign_docs"] + w["benign_lookalikes"], 0, "written")
     add("train:written_tasks", w["tasks"], 0, "written")
+    # whole texts by a second author, who saw none of the other data (added in version 4, all to training)
+    second = second_author_rows()
+    add("train:second_author_attacks", [r["text"] for r in second if r["label"] == "injection"], 1, "written")
+    add("train:second_author_benign", [r["text"] for r in second if r["label"] == "benign"], 0, "written")
     cut = int(len(w["system_prompts"]) * 0.8)
     add("train:written_system_prompts", w["system_prompts"][:cut], 0, "written")
     add("val:written_system_prompts", w["system_prompts"][cut:], 0, "written")
@@ -395,22 +400,48 @@ def self_instruct_rows(data_dir: Path) -> list[str]:
     return out
 
 
-INDEPENDENT_FILE = "injection_independent.jsonl"
-INDEPENDENT_GROUPS = ("direct", "indirect", "benign_user", "benign_docs", "benign_system")
+SECOND_AUTHOR_FILE = "injection_second_author.jsonl"
 
 
-def independent_rows() -> list[dict[str, Any]]:
-    """700 texts written for tunelens by an author who saw none of the training data, code or card
-    (another assistant session, told only the kinds to cover): a check of how far the written
-    held-out figures, whose pieces share an author with the training ones, carry to other writing.
-    Held out: never trained on, never used for the threshold."""
+def second_author_rows() -> list[dict[str, Any]]:
+    """About 1,200 training texts (direct and indirect attacks; benign look-alike messages, documents with
+    imperatives for a human reader, system prompts) written for tunelens by a second author who read none of
+    the project's data, code or cards, only a list of the kinds to cover: written to widen what the
+    training pieces, all by one author, teach."""
     from importlib import resources
 
-    raw = resources.files("tunelens.safety").joinpath(f"data/{INDEPENDENT_FILE}").read_text(encoding="utf-8")
+    raw = resources.files("tunelens.safety").joinpath(f"data/{SECOND_AUTHOR_FILE}").read_text(encoding="utf-8")
     rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
-    bad = [r.get("id") for r in rows if r.get("group") not in INDEPENDENT_GROUPS or r.get("label") not in ("injection", "benign")]
+    bad = [k for k, r in enumerate(rows, 1) if r.get("label") not in ("injection", "benign") or not str(r.get("text", "")).strip()]
     if bad:
-        raise TunelensError(f"{INDEPENDENT_FILE}: rows with an unknown group or label: {bad[:5]}")
+        raise TunelensError(f"{SECOND_AUTHOR_FILE}: lines without a text or with an unknown label: {bad[:5]}")
+    return rows
+
+
+INDEPENDENT_FILE = "injection_independent.jsonl"
+INDEPENDENT_GROUPS = ("direct", "indirect", "benign_user", "benign_docs", "benign_system")
+# Held-out texts by authors who saw none of the training data, code or card (assistant sessions told only
+# the kinds to cover): (set name, file, groups). The first was first read for version 3's card; the
+# second was written while version 4's extra training data was being written by another author, and
+# first read to decide between versions 3 and 4 (rule fixed beforehand: adopt 4 if its attack recall
+# minus its look-alike false-positive rate is higher and ordinary questions stay within 2%).
+INDEPENDENT_SETS = (
+    ("independent", INDEPENDENT_FILE, INDEPENDENT_GROUPS),
+    ("independent2", "injection_independent_2.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+)
+
+
+def independent_rows(file: str = INDEPENDENT_FILE, groups: tuple[str, ...] = INDEPENDENT_GROUPS) -> list[dict[str, Any]]:
+    """The held-out texts of one independent author (see ``INDEPENDENT_SETS``): a check of how far the
+    written held-out figures, whose pieces share an author with the training ones, carry to other
+    writing. Never trained on, never used for the threshold."""
+    from importlib import resources
+
+    raw = resources.files("tunelens.safety").joinpath(f"data/{file}").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    bad = [r.get("id") for r in rows if r.get("group") not in groups or r.get("label") not in ("injection", "benign")]
+    if bad:
+        raise TunelensError(f"{file}: rows with an unknown group or label: {bad[:5]}")
     return rows
 
 
@@ -426,9 +457,16 @@ GROUPS = {
     "benign look-alike user messages, independent author": ("test:independent_benign_user",),
     "benign documents with imperatives, independent author": ("test:independent_benign_docs",),
     "benign system prompts and assistant turns, independent author": ("test:independent_benign_system",),
+    "direct attacks, independent author 2": ("test:independent2_direct",),
+    "indirect attacks, independent author 2": ("test:independent2_indirect",),
+    "ordinary user questions (30% not English), independent author 2": ("test:independent2_ordinary",),
+    "benign look-alikes (messages, documents, system prompts), independent author 2": (
+        "test:independent2_benign_user", "test:independent2_benign_docs", "test:independent2_benign_system"),
 }
 TARGETS = {"direct attacks": ("min", 0.95), "indirect attacks": ("min", 0.80), "benign user questions": ("max", 0.01),
-           "direct attacks, independent author": ("min", 0.95), "indirect attacks, independent author": ("min", 0.80)}
+           "direct attacks, independent author": ("min", 0.95), "indirect attacks, independent author": ("min", 0.80),
+           "direct attacks, independent author 2": ("min", 0.95), "indirect attacks, independent author 2": ("min", 0.80),
+           "ordinary user questions (30% not English), independent author 2": ("max", 0.01)}
 SET_NAMES = {
     "test:deepset": "deepset prompt-injections official test split (attacks and benign, EN/DE)",
     "test:written_direct": "direct attacks from held-out written pieces (EN/DE/ZH/FR)",
@@ -447,6 +485,14 @@ SET_NAMES = {
                                     "not injection)",
     "test:independent_benign_docs": "benign documents with imperatives not addressed to the AI, by the independent author",
     "test:independent_benign_system": "benign system prompts (some defensive) and assistant turns, by the independent author",
+    "test:independent2_direct": "direct attacks by a second independent author (a third writer in all); about a third "
+                                "in other languages, 15% obfuscated",
+    "test:independent2_indirect": "attacks inside documents and tool outputs, by the second independent author",
+    "test:independent2_benign_user": "benign look-alike user messages, by the second independent author",
+    "test:independent2_benign_docs": "benign documents with imperatives for a human reader, by the second independent author",
+    "test:independent2_benign_system": "benign system prompts and assistant turns, by the second independent author",
+    "test:independent2_ordinary": "plain everyday user questions without trigger words (30% in other languages), by the "
+                                  "second independent author",
     "test:hh_assistant": "HH-RLHF helpful-base assistant turns of held-out dialogues (as replayed chat history; no "
                          "text of those dialogues is trained on)",
     "test:alpaca": f"Alpaca instructions ({ALPACA_HELDOUT[1] - ALPACA_HELDOUT[0]} rows of a seeded shuffle; CC BY-NC 4.0, "
@@ -461,6 +507,19 @@ SET_NAMES = {
 
 
 CHANGES = [
+    "Version 4 adds 1,300 whole training texts by a second author who read none of the project's data, code or cards "
+    "(injection_second_author.jsonl: 300 direct and 300 indirect attacks, 300 benign look-alike messages, 250 benign "
+    "documents with imperatives, 150 system prompts and assistant turns; about 30% not English), and 62 benign requests "
+    "to decode base64, hex or ROT13 (in the written benign look-alikes). The threshold rule is the same (it now gives "
+    "0.402). How it was chosen: with the second author's texts alone it beat version 3 on the second independent "
+    "author's texts by a rule fixed beforehand (attack recall minus look-alike false-positive rate: 0.767 - 0.281 = "
+    "0.486 for version 3, 0.950 - 0.217 = 0.733; ordinary questions 4.5% -> 1.0% flagged, version 3's false positives "
+    "there all in other languages). That model flagged a harmless 'Please decode: <base64 of a weather report>' (a "
+    "unit test): the second author's obfuscated attacks all ask to decode something, and no benign text did. The "
+    "decode requests were added for it and kept under a second rule fixed beforehand (the same measure may fall by at "
+    "most 0.02: 0.933 - 0.217 = 0.716). On the first independent author's texts, version 3 -> 4: recall 0.781 -> 0.912 "
+    "direct, 0.750 -> 0.969 indirect; look-alikes flagged 18.6% -> 13.6% (messages), 42% -> 43% (documents), 25% -> 23% "
+    "(system prompts). The deepset test recall fell, 0.733 -> 0.667.",
     "Alpaca (CC BY-NC 4.0) is no longer trained on, nor used for the threshold (version 2 trained on 2,000 Alpaca "
     "instructions and chose the threshold with 1,000 more). Its place: HH-RLHF first human turns, CoCoNot pref prompts, "
     "Self-Instruct seeds with their first input, and ordinary requests written for tunelens. The held-out Alpaca rows are "
@@ -573,7 +632,7 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
     n_pos, n_neg = sum(py), len(py) - sum(py)
     auc, auc_ci = auroc_ci(py, ps)
     card = {
-        "task": "injection", "name": "injection", "version": 3,
+        "task": "injection", "name": "injection", "version": 4,
         "method": "views (normalised text with leetspeak restored, hidden HTML/markdown parts, decoded base64, "
                   "two-sentence windows of long texts) scored by TF-IDF char_wb 2-5 + word 1-2 logistic regression; "
                   "phrase rules (drop-earlier-instructions in EN/DE/FR/ES/ZH) raise a view to 0.95; score = max over views",
