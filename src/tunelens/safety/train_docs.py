@@ -109,7 +109,7 @@ def render(card: dict[str, Any]) -> str:
         out.append("")
     if card.get("labeller_agreement"):
         la = card["labeller_agreement"]
-        out += ["## Agreement between two labellers (what the labels can show)", "", la["note"] + ".", "",
+        out += ["## Agreement between two labellers (what the labels can show)", "", la["note"][:1].upper() + la["note"][1:] + ".", "",
                 f"Over {la['n']} replies ({la['ambiguous_left_out']} called ambiguous by either left out): F1 "
                 f"{_f(la['f1'])} {_f(la['f1_ci95'])}, agreement {_f(la['agreement'])}, Cohen's kappa {_f(la['cohen_kappa'])}; "
                 f"positives {la['positives_first']} (first labeller) and {la['positives_second']} (second).", ""]
