@@ -682,7 +682,10 @@ def _failures(sets, scores, threshold):
     out = []
     for key, want, what in (("test:deepset", 1, "deepset attack missed"), ("test:written_indirect", 1, "indirect attack missed"),
                             ("test:alpaca", 0, "ordinary instruction flagged"), ("test:harmbench", 0, "harmful request flagged"),
-                            ("test:deepset", 0, "deepset benign flagged")):
+                            ("test:deepset", 0, "deepset benign flagged"),
+                            ("test:independent2_direct", 1, "direct attack by an independent author missed"),
+                            ("test:independent_benign_docs", 0, "benign document with imperatives (independent author) flagged"),
+                            ("test:independent2_benign_user", 0, "benign look-alike message (independent author 2) flagged")):
         v = sets[key]
         cand = sorted(((scores[key][i], v["texts"][i]) for i in range(len(v["texts"]))
                        if v["labels"][i] == want and ((scores[key][i] >= threshold) != bool(want))), reverse=not want)
