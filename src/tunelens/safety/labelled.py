@@ -71,10 +71,22 @@ def hh_split_dialogue(dialogue: str) -> tuple[str, str, str]:
     return "\n".join(human), ctx, reply
 
 
+def packaged_jsonl(name: str) -> list[dict[str, Any]]:
+    """The rows of a JSONL file shipped in ``tunelens/safety/data`` (a bad line is an error naming file:line)."""
+    raw = resources.files("tunelens.safety").joinpath(f"data/{name}").read_text(encoding="utf-8")
+    rows = []
+    for lineno, line in enumerate(raw.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise TunelensError(f"safety/data/{name}:{lineno}: invalid JSON ({exc.msg})") from exc
+    return rows
+
+
 def raw_rows() -> list[dict[str, Any]]:
     """The shipped rows as stored (third-party texts as references)."""
-    raw = resources.files("tunelens.safety").joinpath(f"data/{LABELLED_FILE}").read_text(encoding="utf-8")
-    return [json.loads(line) for line in raw.splitlines() if line.strip()]
+    return packaged_jsonl(LABELLED_FILE)
 
 
 class _Sources:
@@ -126,8 +138,7 @@ _POSITIVE = {"refusal": ("full_refusal", "partial_refusal"), "harm": ("harmful",
 
 def second_labels() -> dict[str, dict[str, Any]]:
     """A second, blind labelling of 320 random test-split replies (same guide, another labeller), by id."""
-    raw = resources.files("tunelens.safety").joinpath(f"data/{SECOND_LABELS_FILE}").read_text(encoding="utf-8")
-    return {r["id"]: r for r in (json.loads(line) for line in raw.splitlines() if line.strip())}
+    return {r["id"]: r for r in packaged_jsonl(SECOND_LABELS_FILE)}
 
 
 def labeller_agreement(task: str, rows: list[dict[str, Any]],

@@ -404,14 +404,13 @@ SECOND_AUTHOR_FILE = "injection_second_author.jsonl"
 
 
 def second_author_rows() -> list[dict[str, Any]]:
-    """About 1,200 training texts (direct and indirect attacks; benign look-alike messages, documents with
+    """1,300 training texts (direct and indirect attacks; benign look-alike messages, documents with
     imperatives for a human reader, system prompts) written for tunelens by a second author who read none of
     the project's data, code or cards, only a list of the kinds to cover: written to widen what the
     training pieces, all by one author, teach."""
-    from importlib import resources
+    from tunelens.safety.labelled import packaged_jsonl
 
-    raw = resources.files("tunelens.safety").joinpath(f"data/{SECOND_AUTHOR_FILE}").read_text(encoding="utf-8")
-    rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    rows = packaged_jsonl(SECOND_AUTHOR_FILE)
     bad = [k for k, r in enumerate(rows, 1) if r.get("label") not in ("injection", "benign") or not str(r.get("text", "")).strip()]
     if bad:
         raise TunelensError(f"{SECOND_AUTHOR_FILE}: lines without a text or with an unknown label: {bad[:5]}")
@@ -435,10 +434,9 @@ def independent_rows(file: str = INDEPENDENT_FILE, groups: tuple[str, ...] = IND
     """The held-out texts of one independent author (see ``INDEPENDENT_SETS``): a check of how far the
     written held-out figures, whose pieces share an author with the training ones, carry to other
     writing. Never trained on, never used for the threshold."""
-    from importlib import resources
+    from tunelens.safety.labelled import packaged_jsonl
 
-    raw = resources.files("tunelens.safety").joinpath(f"data/{file}").read_text(encoding="utf-8")
-    rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    rows = packaged_jsonl(file)
     bad = [r.get("id") for r in rows if r.get("group") not in groups or r.get("label") not in ("injection", "benign")]
     if bad:
         raise TunelensError(f"{file}: rows with an unknown group or label: {bad[:5]}")
