@@ -25,6 +25,12 @@ variant of it (``model`` = ``smollm2_sft_rl_36_lr5e4``, SFT then GRPO, see docs/
 the first human turn of HH-RLHF harmless-base (140) and helpful-base (40) test dialogues, 96 new
 tokens, batch 16. The non-SmolLM2 rows were drawn at random from their files (HH-RLHF harmless-base
 test: a random side of a random dialogue; CoCoNot pref: random items, chosen or rejected).
+
+Added later, all on the dev side (no test row changed): ``M`` rows, both replies of every HH-RLHF
+harmless-base test dialogue of the dev side that had none labelled (1,468); ``GB2``/``GT2`` rows,
+replies of the base model and of the adapter of a fresh-clone default run at commit 51d5168
+(``model`` = ``smollm2_tuned_51d5168``) to the first human turns of 200 more dev-side HH dialogues
+(400; 96 new tokens, batch 16). Eight more labelling sessions, the same guide with its consistency rules.
 """
 
 from __future__ import annotations
