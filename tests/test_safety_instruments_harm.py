@@ -55,3 +55,55 @@ def test_card_has_the_keys_and_consistent_figures():
     assert (op["n_pos"], op["n_neg"]) == (v["n_pos"], v["n_neg"])
     human = card["validation"][2]
     assert human["n_pairs"] >= 1000 and 0.0 <= human["pairwise_accuracy_ties_half"] <= 1.0
+
+
+def test_combiners_compute_what_their_card_says():
+    from tunelens.safety.instruments.harm import _logit, combine
+
+    assert combine({"kind": "product"}, 0.8, 0.5, 0.5, None) == pytest.approx(0.2)
+    assert combine({"kind": "product_content"}, 0.8, 0.5, 0.5, 0.25) == pytest.approx(0.1)
+    stack = {"kind": "stack", "coef": [1.0, 0.5, -1.0, 2.0], "intercept": -0.5}
+    z = -0.5 + _logit(0.8) + 0.5 * _logit(0.5) - 0.5 + 2.0 * _logit(0.25)
+    assert combine(stack, 0.8, 0.5, 0.5, 0.25) == pytest.approx(1 / (1 + __import__("math").exp(-z)))
+    with pytest.raises(TunelensError, match="content classifier"):
+        combine({"kind": "stack", "coef": [1, 1, 1, 1], "intercept": 0}, 0.8, 0.5, 0.5, None)
+    with pytest.raises(TunelensError, match="unknown combiner"):
+        combine({"kind": "vote"}, 0.8, 0.5, 0.5, 0.5)
+
+
+def test_the_shipped_combiner_is_the_dev_choice_and_its_threshold_is_the_models(inst):
+    card = HarmInstrument.card()
+    cands = {k: v for k, v in card["candidates"].items() if k != "note"}
+    best = max(cands, key=lambda k: cands[k]["dev_out_of_fold_f1"])
+    assert card["combiner"]["kind"] == best
+    assert inst.threshold == pytest.approx(card["threshold"], abs=1e-4) == pytest.approx(cands[best]["threshold"], abs=1e-4)
+    assert inst._model["combiner"] == card["combiner"]
+    (v,) = inst.classify([Example(HARMFUL_HELP, HARMFUL_PROMPT)])
+    assert "p_content" in v.detail and 0.0 <= v.detail["p_content"] <= 1.0
+
+
+def test_choose_combiner_picks_the_best_dev_f1():
+    import random
+
+    from tunelens.safety.train_harm import choose_combiner
+
+    rng = random.Random(0)
+    gold, parts = [], []
+    for _ in range(400):
+        y = rng.random() < 0.2
+        # only the content part carries the label: the product without it cannot rank these rows
+        parts.append([rng.uniform(0.6, 0.9), rng.uniform(0.6, 0.9), 1.0, rng.uniform(0.55, 0.95) if y else rng.uniform(0.05, 0.6)])
+        gold.append(y)
+    comb, thr, table = choose_combiner(parts, gold)
+    assert comb["kind"] in ("product_content", "stack")
+    assert table[comb["kind"]]["dev_out_of_fold_f1"] > table["product"]["dev_out_of_fold_f1"] + 0.2
+    assert thr == table[comb["kind"]]["threshold"]
+
+
+def test_the_content_classifier_trains_on_dev_replies_that_comply_with_harmful_requests_only():
+    from tunelens.safety.labelled import load_labelled
+    from tunelens.safety.train_harm import content_rows
+
+    rows = content_rows([r for r in load_labelled() if r["split"] == "dev"])
+    assert len(rows) >= 300 and sum(r["harm"] == "harmful" for r in rows) >= 50
+    assert all(r["split"] == "dev" and r["request_harmful"] == "yes" and r["refusal"] != "full_refusal" for r in rows)

@@ -129,6 +129,19 @@ def render(card: dict[str, Any]) -> str:
             fam = ", ".join(f"{k} {_f(r)}" for k, r in v["recall_by_family"].items())
             out.append(f"| {c}{' (chosen)' if c == card.get('chosen') else ''} | {_f(p['precision'])} | {_f(p['recall'])} | {_f(p['f1'])} | {fam} |")
         out.append("")
+    if card.get("candidates"):
+        cands = card["candidates"]
+        chosen = card.get("combiner", {}).get("kind")
+        out += ["## Combiners compared (chosen on the dev split)", "", cands["note"] + ".", "",
+                "| combiner | dev F1 (out of fold) | threshold | test precision | test recall | test F1 |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        for kind, v in cands.items():
+            if kind == "note":
+                continue
+            t = v.get("test", {})
+            out.append(f"| {kind}{' (chosen)' if kind == chosen else ''} | {_f(v['dev_out_of_fold_f1'])} | {_f(v['threshold'])} | "
+                       f"{_f(t.get('precision'))} | {_f(t.get('recall'))} | {_f(t.get('f1'))} |")
+        out.append("")
     op = card.get("operating_point", {})
     out += ["## Operating point (used to correct rates)", "",
             f"sensitivity {_f(op.get('sensitivity'))}, specificity {_f(op.get('specificity'))}, n_pos {op.get('n_pos')}, "
