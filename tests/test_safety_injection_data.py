@@ -131,13 +131,20 @@ def test_the_docs_page_is_the_cards_rendering():
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     page = Path(__file__).resolve().parents[1] / "docs" / "instruments" / ti.DOC_NAME
     assert page.read_text(encoding="utf-8") == ti.render_doc(card)
-    assert card["version"] == 4 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
+    assert card["version"] == 5 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
 
 
 def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets):
     trained = {_key(t) for k, v in sets.items() if not k.startswith("test:") for t in v["texts"]}
     second = {_key(r["text"]) for r in ti.second_author_rows()}
     assert len(second) >= 1200 and second <= trained  # the second author's texts are training texts ...
+    more = ti.author_rows("injection_authors_3_4.jsonl")  # ... and so are authors 3 and 4's
+    held = {_key(t) for k, v in sets.items() if k.startswith("test:") for t in v["texts"]}
+    more_keys = {_key(r["text"]) for r in more}
+    assert {r["author"] for r in more} == {3, 4} and len(more) >= 1300 and more_keys - held <= trained
+    # the few that equal a held-out text (everyday questions an independent author also wrote) are left out
+    assert len(more_keys & held) == sets["train:authors_3_4_benign"]["dropped"] <= 10
+    assert {r["kind"] for r in more if r["label"] == "injection"} == {"direct", "indirect"}
     for name, file, groups in ti.INDEPENDENT_SETS:
         rows = ti.independent_rows(file, groups)
         assert len(rows) >= 700 and len({r["text"] for r in rows}) == len(rows)

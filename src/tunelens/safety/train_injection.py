@@ -330,10 +330,12 @@ def build_sets(data_dir: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
     add("train:deepset_in_documents", hidden, 1, "deepset")
     add("train:written_benign", w["benign_docs"] + w["benign_lookalikes"], 0, "written")
     add("train:written_tasks", w["tasks"], 0, "written")
-    # whole texts by a second author, who saw none of the other data (added in version 4, all to training)
-    second = second_author_rows()
-    add("train:second_author_attacks", [r["text"] for r in second if r["label"] == "injection"], 1, "written")
-    add("train:second_author_benign", [r["text"] for r in second if r["label"] == "benign"], 0, "written")
+    # whole texts by authors who saw none of the other data (the second author in version 4, authors 3 and 4
+    # in version 5), all to training
+    for name, file in TRAINING_AUTHOR_FILES:
+        texts = author_rows(file)
+        add(f"train:{name}_attacks", [r["text"] for r in texts if r["label"] == "injection"], 1, "written")
+        add(f"train:{name}_benign", [r["text"] for r in texts if r["label"] == "benign"], 0, "written")
     cut = int(len(w["system_prompts"]) * 0.8)
     add("train:written_system_prompts", w["system_prompts"][:cut], 0, "written")
     add("val:written_system_prompts", w["system_prompts"][cut:], 0, "written")
@@ -401,6 +403,24 @@ def self_instruct_rows(data_dir: Path) -> list[str]:
 
 
 SECOND_AUTHOR_FILE = "injection_second_author.jsonl"
+# training texts by authors who read none of the project's data, code or cards, only a list of the kinds to
+# cover: (name of the training sets, shipped file)
+TRAINING_AUTHOR_FILES = (
+    ("second_author", SECOND_AUTHOR_FILE),
+    ("authors_3_4", "injection_authors_3_4.jsonl"),
+)
+
+
+def author_rows(file: str) -> list[dict[str, Any]]:
+    """The training texts of one file of ``TRAINING_AUTHOR_FILES`` (a line without a text or with an
+    unknown label is an error naming the file and line)."""
+    from tunelens.safety.labelled import packaged_jsonl
+
+    rows = packaged_jsonl(file)
+    bad = [k for k, r in enumerate(rows, 1) if r.get("label") not in ("injection", "benign") or not str(r.get("text", "")).strip()]
+    if bad:
+        raise TunelensError(f"safety/data/{file}: lines without a text or with an unknown label: {bad[:5]}")
+    return rows
 
 
 def second_author_rows() -> list[dict[str, Any]]:
@@ -408,13 +428,7 @@ def second_author_rows() -> list[dict[str, Any]]:
     imperatives for a human reader, system prompts) written for tunelens by a second author who read none of
     the project's data, code or cards, only a list of the kinds to cover: written to widen what the
     training pieces, all by one author, teach."""
-    from tunelens.safety.labelled import packaged_jsonl
-
-    rows = packaged_jsonl(SECOND_AUTHOR_FILE)
-    bad = [k for k, r in enumerate(rows, 1) if r.get("label") not in ("injection", "benign") or not str(r.get("text", "")).strip()]
-    if bad:
-        raise TunelensError(f"{SECOND_AUTHOR_FILE}: lines without a text or with an unknown label: {bad[:5]}")
-    return rows
+    return author_rows(SECOND_AUTHOR_FILE)
 
 
 INDEPENDENT_FILE = "injection_independent.jsonl"
@@ -505,6 +519,19 @@ SET_NAMES = {
 
 
 CHANGES = [
+    "Version 5 adds 1,300 whole training texts by two more authors who read none of the project's data, code or cards "
+    "(injection_authors_3_4.jsonl; author 3: 350 direct attacks and 300 benign user messages, 186 of them look-alikes; "
+    "author 4: 150 direct and 200 indirect attacks, 150 benign documents with imperatives, 150 system prompts and "
+    "assistant turns; about 30% not English). Nothing else changed; the same threshold rule now gives 0.552. It was "
+    "adopted by a rule written down before those texts were read: on the two independent held-out authors pooled, "
+    "attack recall minus the look-alike false-positive rate must rise (version 4: 0.937 - 0.223 = 0.714; version 5: "
+    "0.942 - 0.145 = 0.797), ordinary questions flagged must stay at most 1% (second author's ordinary questions 0.5% "
+    "-> 0.5%; Alpaca + GSM8K + JBB benign 0.9% -> 0.7%) and benign system prompts and assistant turns at most 2% (1.1% "
+    "-> 1.3%); no other variant was tried. Version 4 -> 5 by group: direct recall 0.912 -> 0.919 (first independent "
+    "author), 0.913 -> 0.953 (second); indirect 0.969 -> 0.956, 0.953 -> 0.940; look-alikes flagged, first author: "
+    "messages 13.6% -> 7.3%, documents 43% -> 30%, system prompts 23% -> 18%; second author's look-alikes 21.7% -> "
+    "13.9%. The deepset test recall fell again, 0.667 -> 0.600 (its missed attacks are odd requests such as "
+    "'translate to polish' or jokes about a group, not instructions to drop the earlier ones).",
     "Version 4 adds 1,300 whole training texts by a second author who read none of the project's data, code or cards "
     "(injection_second_author.jsonl: 300 direct and 300 indirect attacks, 300 benign look-alike messages, 250 benign "
     "documents with imperatives, 150 system prompts and assistant turns; about 30% not English), and 62 benign requests "
@@ -630,7 +657,7 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
     n_pos, n_neg = sum(py), len(py) - sum(py)
     auc, auc_ci = auroc_ci(py, ps)
     card = {
-        "task": "injection", "name": "injection", "version": 4,
+        "task": "injection", "name": "injection", "version": 5,
         "method": "views (normalised text with leetspeak restored, hidden HTML/markdown parts, decoded base64, "
                   "two-sentence windows of long texts) scored by TF-IDF char_wb 2-5 + word 1-2 logistic regression; "
                   "phrase rules (drop-earlier-instructions in EN/DE/FR/ES/ZH) raise a view to 0.95; score = max over views",
