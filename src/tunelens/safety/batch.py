@@ -136,17 +136,19 @@ def _text_field(obj: dict[str, Any]) -> tuple[str | None, str | None]:
 
 def classify_file(task: str, src: Path, out: Path, *, judge: str | None = None,
                   judge_options: dict[str, Any] | None = None, instrument: Instrument | None = None,
-                  batch_size: int = 64, progress: Progress | None = None) -> BatchSummary:
+                  instrument_name: str | None = None, batch_size: int = 64,
+                  progress: Progress | None = None) -> BatchSummary:
     """Classify each line of ``src`` (``prompt`` and ``response`` or ``text``) with the ``task``'s
     instrument (the offline default, or the LLM judge at ``judge``); write each line plus
-    ``label`` and ``score`` to ``out`` and the lines that could not be classified to the rejects."""
+    ``label`` and ``score`` to ``out`` and the lines that could not be classified to the rejects.
+    ``instrument_name`` picks another registered instrument of the task (e.g. ``refusal-lm``)."""
     if task not in TASKS:
         raise TunelensError(f"unknown safety task {task!r}: choose one of {', '.join(TASKS)}")
     if batch_size < 1:
         raise TunelensError(f"batch size must be >= 1, got {batch_size}")
     src, out = Path(src), Path(out)
     lines = _lines(src)
-    inst = instrument or get_instrument(task, judge=judge, **(judge_options or {}))
+    inst = instrument or get_instrument(task, judge=judge, name=instrument_name, **(judge_options or {}))
     needs_prompt = task in PROMPT_TASKS or inst.needs_prompt
     summary = BatchSummary(str(src), str(out), str(rejects_path(out)))
     writer = _Writer(out, summary)

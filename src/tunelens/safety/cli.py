@@ -130,6 +130,8 @@ def classify_cmd(
     judge_retries: int = _JUDGE_RETRIES,
     judge_max_tokens: int = _JUDGE_MAX_TOKENS,
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Lines classified at once."),
+    instrument: str = typer.Option(None, "--instrument", help="Another offline instrument of the task by name "
+                                   "(refusal-lm: reads the request with SmolLM2; slower, see its card)."),
 ) -> None:
     """Label each line with a safety instrument (offline by default, or an LLM judge).
 
@@ -143,7 +145,7 @@ def classify_cmd(
     with _progress(total) as bar:
         job = bar.add_task(f"{task} {src.name}", total=total) if bar else None
         summary = classify_file(task, src, output, judge=judge, judge_options=options, batch_size=batch_size,
-                                progress=(lambda n: bar.advance(job, n)) if bar else None)
+                                instrument_name=instrument, progress=(lambda n: bar.advance(job, n)) if bar else None)
     _finish(summary)
 
 
@@ -159,6 +161,7 @@ def validate_cmd(
     judge_max_tokens: int = _JUDGE_MAX_TOKENS,
     data_dir: Path = typer.Option(None, "--data-dir", help="Folder of the public data (default ../shared/data)."),
     limit: int = typer.Option(None, "--limit", min=1, help="Score only the first N test rows (a quick check; the card says n)."),
+    instrument: str = typer.Option(None, "--instrument", help="Another offline instrument of the task by name (e.g. refusal-lm)."),
 ) -> None:
     """Measure an instrument (or an LLM judge) on the labelled test split and print its card.
 
@@ -174,7 +177,7 @@ def validate_cmd(
         raise typer.BadParameter(f"must be one of {', '.join(TASKS)}", param_hint="--task")
     options = _judge_options(judge, judge_model, judge_timeout, judge_concurrency, judge_retries, judge_max_tokens)
     try:
-        inst = get_instrument(task, judge=judge, **options)
+        inst = get_instrument(task, judge=judge, name=instrument, **options)
         rows = rows_for(task, data_dir, limit)
         with _progress(len(rows)) as bar:
             job = bar.add_task(f"validate {task}", total=len(rows)) if bar else None

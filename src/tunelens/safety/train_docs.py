@@ -16,7 +16,8 @@ from typing import Any
 from tunelens.safety.instruments._base import CARD_DIR
 
 DOCS_DIR = Path(__file__).resolve().parents[3] / "docs" / "instruments"
-TITLES = {"refusal": "Refusal instrument", "harm": "Harm instrument"}
+TITLES = {"refusal": "Refusal instrument", "harm": "Harm instrument",
+          "refusal-lm": "Context-aware refusal instrument (opt-in)"}
 
 
 def _f(x: Any) -> str:
@@ -49,6 +50,10 @@ def render(card: dict[str, Any]) -> str:
            f"src/tunelens/safety/instruments/cards/{name}.json; do not edit by hand -->", "",
            f"**Model.** {card.get('model', '')}", "",
            f"**Threshold.** {card.get('threshold')} ({card.get('threshold_note', '')}).", "",
+           *([f"**Cost.** {card['cost']['seconds_per_10000_replies']} s per 10,000 replies ({card['cost']['note']}).", ""]
+             if card.get("cost") else []),
+           *([f"**Chosen on the dev split.** {', '.join(f'{k}: {v}' for k, v in card['dev_choices'].items())}.", ""]
+             if card.get("dev_choices") else []),
            f"**Reproduce.** `{card.get('reproduce', '')}` (reads `../shared/data`; writes the model and this card's JSON), "
            "then `python -m tunelens.safety.train_docs " + name + "`.", "", "## Training data", "",
            "| source | licence | rows |", "| --- | --- | --- |"]

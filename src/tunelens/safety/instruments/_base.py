@@ -18,7 +18,8 @@ injection  injection / benign                                          P(injecti
 =========  ==========================================================  =========================
 
 A plug-in is a module of this package that decorates an :class:`Instrument` subclass with
-:func:`register`. ``get_instrument(task)`` returns the offline default; ``get_instrument(task,
+:func:`register`. ``get_instrument(task)`` returns the offline default, ``get_instrument(task, name=...)`` another
+instrument of the task (e.g. ``refusal-lm``); ``get_instrument(task,
 judge=URL)`` the LLM judge where the task supports one.
 
 Floor: ``safety`` (imports ``registry``, ``errors`` and the standard library here).
@@ -104,17 +105,23 @@ def register(cls: type[Instrument]) -> type[Instrument]:
 _CACHE: dict[tuple[str, str | None], Instrument] = {}
 
 
-def get_instrument(task: str, *, judge: str | None = None, **options: Any) -> Instrument:
-    """The offline instrument of ``task`` (cached), or the LLM judge at ``judge`` (an
-    OpenAI-compatible base URL) for the tasks that have one."""
+def get_instrument(task: str, *, judge: str | None = None, name: str | None = None, **options: Any) -> Instrument:
+    """The offline instrument of ``task`` (cached), another registered instrument of that task by ``name``
+    (e.g. ``refusal-lm``), or the LLM judge at ``judge`` (an OpenAI-compatible base URL) for the tasks that
+    have one."""
     if task not in TASKS:
         raise TunelensError(f"unknown safety task {task!r}: choose one of {', '.join(TASKS)}")
     if judge:
         cls = REGISTRY.get("judge")
         return cls(task=task, base_url=judge, **options)  # type: ignore[call-arg]
-    key = (task, None)
+    if name and name != task:
+        names = sorted(n for n in REGISTRY.names() if n != "judge" and REGISTRY.get(n).task == task)
+        if name not in names:
+            raise TunelensError(f"no {task} instrument named {name!r}: the {task} instruments are {', '.join(names)}")
+    name = name or task
+    key = (name, None)
     if key not in _CACHE or options:
-        inst = REGISTRY.get(task)(**options)
+        inst = REGISTRY.get(name)(**options)
         if options:
             return inst
         _CACHE[key] = inst
