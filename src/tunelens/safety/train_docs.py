@@ -17,7 +17,7 @@ from tunelens.safety.instruments._base import CARD_DIR
 
 DOCS_DIR = Path(__file__).resolve().parents[3] / "docs" / "instruments"
 TITLES = {"refusal": "Refusal instrument", "harm": "Harm instrument",
-          "refusal-lm": "Context-aware refusal instrument (opt-in)"}
+          "refusal-lm": "Refusal instrument with a SmolLM2 probe (opt-in)", "harm-lm": "Harm instrument with a SmolLM2 probe (opt-in)"}
 
 
 def _f(x: Any) -> str:

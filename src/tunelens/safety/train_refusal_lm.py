@@ -37,27 +37,41 @@ PROBE_CS = (0.003, 0.01, 0.03)
 COST_SAMPLE = 256
 
 
-def _features(rows: list[dict[str, Any]], cache: Path | None) -> Any:
-    """SmolLM2 features of ``rows`` (by id), read from / written to ``cache`` when given."""
+def features_for(rows: list[dict[str, Any]], cache: Path | None) -> Any:
+    """SmolLM2 features of ``rows`` (``id``, ``prompt``, ``text``), in their order. With ``cache`` (an .npz),
+    rows already there (same settings) are read from it, the others computed and added to it."""
     import numpy as np
 
     config = {"layers": list(inst.LAYERS), "prompt_tokens": inst.PROMPT_TOKENS, "reply_tokens": inst.REPLY_TOKENS,
               "base_model": inst.BASE_MODEL}
-    ids = [r["id"] for r in rows]
+    have: dict[str, Any] = {}
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
-            if json.loads(str(z["config"])) == config and list(z["ids"]) == ids:
-                return z["x"]
-        print(f"{cache}: made for other rows or settings; recomputing", flush=True)
-    t0 = time.time()
-    x = inst.reader().features([r["prompt"] for r in rows], [r["text"] for r in rows])
-    print(f"features of {len(rows)} replies in {time.time() - t0:.0f} s", flush=True)
-    if cache is not None:
-        np.savez(cache, x=x, ids=np.array(ids), config=json.dumps(config))
-    return x
+            if json.loads(str(z["config"])) == config:
+                have = {str(i): row for i, row in zip(z["ids"], z["x"])}
+            else:
+                print(f"{cache}: made with other settings; recomputing", flush=True)
+    missing = [r for r in rows if r["id"] not in have]
+    if missing:
+        t0 = time.time()
+        x = inst.reader().features([r["prompt"] for r in missing], [r["text"] for r in missing])
+        print(f"features of {len(missing)} replies in {time.time() - t0:.0f} s", flush=True)
+        have.update({r["id"]: row for r, row in zip(missing, x)})
+        if cache is not None:
+            ids = sorted(have)
+            np.savez(cache, x=np.stack([have[i] for i in ids]), ids=np.array(ids), config=json.dumps(config))
+    return np.stack([have[r["id"]] for r in rows])
 
 
-def _fit_probe(x: Any, y: list[bool], c: float) -> dict[str, Any]:
+def seconds_per_10k(rows: list[dict[str, Any]]) -> int:
+    """Feature extraction time per 10,000 replies, timed on ``rows`` (the model load apart)."""
+    inst.reader()
+    t0 = time.perf_counter()
+    inst.reader().features([r["prompt"] for r in rows], [r["text"] for r in rows])
+    return round((time.perf_counter() - t0) / len(rows) * 10_000)
+
+
+def fit_probe(x: Any, y: list[bool], c: float) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -66,7 +80,7 @@ def _fit_probe(x: Any, y: list[bool], c: float) -> dict[str, Any]:
     return {"scaler": scaler, "probe": probe}
 
 
-def _best_threshold(gold: list[bool], scores: list[float]) -> tuple[float, float]:
+def best_threshold(gold: list[bool], scores: list[float]) -> tuple[float, float]:
     from sklearn.metrics import precision_recall_curve
 
     p, r, t = precision_recall_curve(gold, scores)
@@ -91,13 +105,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     labelled = train_refusal.labelled_rows(args.data_dir)  # rows with a refusal label (ambiguous left out)
     dev = [r for r in labelled if r["split"] == "dev"]
     test = [r for r in labelled if r["split"] == "test"]
-    x_all = _features(dev + test, args.features_cache)
-    # the cost, timed on 256 test replies whatever the cache held (the model load apart)
-    sample = test[:COST_SAMPLE]
-    inst.reader()
-    t_cost = time.perf_counter()
-    inst.reader().features([r["prompt"] for r in sample], [r["text"] for r in sample])
-    seconds_per_10k = round((time.perf_counter() - t_cost) / len(sample) * 10_000)
+    x_all = features_for(dev + test, args.features_cache)
+    cost = seconds_per_10k(test[:COST_SAMPLE])  # timed whatever the cache held
     xd, xt = x_all[: len(dev)], x_all[len(dev):]
     yd = [r["label"] != "full_compliance" for r in dev]
     yt = [r["label"] != "full_compliance" for r in test]
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def probe_oof(c: float) -> list[float]:
         def fp(outside, inside):
-            m = _fit_probe(xd[outside], [yd[i] for i in outside], c)
+            m = fit_probe(xd[outside], [yd[i] for i in outside], c)
             return inst.probe_scores(m, xd[inside])
         return out_of_fold(fp)
 
@@ -125,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     oof_probe_by_c = {}
     for c in PROBE_CS:
         oof_probe_by_c[c] = probe_oof(c)
-        probe_choice[str(c)] = round(_best_threshold(yd, oof_probe_by_c[c])[1], 4)
+        probe_choice[str(c)] = round(best_threshold(yd, oof_probe_by_c[c])[1], 4)
     best_c = max(PROBE_CS, key=lambda c: probe_choice[str(c)])
     oof_probe = oof_probe_by_c[best_c]
     # the default instrument's out-of-fold scores: refitted without each fold's dev rows
@@ -144,9 +153,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return list(lr.predict_proba([z[i] for i in inside])[:, 1])
 
     oof_stack = out_of_fold(stack_fp)
-    threshold, dev_f1 = _best_threshold(yd, oof_stack)
+    threshold, dev_f1 = best_threshold(yd, oof_stack)
     stack = LogisticRegression(max_iter=2000).fit(z, yd)
-    probe = _fit_probe(xd, yd, best_c)
+    probe = fit_probe(xd, yd, best_c)
     model = {**probe, "stack_coef": [float(v) for v in stack.coef_[0]], "stack_intercept": float(stack.intercept_[0]),
              "threshold": round(threshold, 4), "base_model": inst.BASE_MODEL, "probe_c": best_c}
 
@@ -200,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "operating_points_by_family": family_operating_points(families, yt, pred),
         "calibration": reliability(yt, scores),
         "dev_choices": {"probe_c_out_of_fold_f1": probe_choice, "chosen_c": best_c, "stack_out_of_fold_f1": round(dev_f1, 4)},
-        "cost": {"seconds_per_10000_replies": seconds_per_10k,
+        "cost": {"seconds_per_10000_replies": cost,
                  "note": f"feature extraction timed on {COST_SAMPLE} test replies on this machine (SmolLM2 forward pass up to layer "
                          f"{max(inst.LAYERS)}, batches of {inst.BATCH}); the default refusal instrument takes about 3 s"},
         "failure_modes": [],
@@ -234,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(json.dumps({"test": {k: pooled[k] for k in ("n", "n_pos", "precision", "recall", "f1")},
                       "default_on_test": {k: default[k] for k in ("precision", "recall", "f1")},
                       "by_family_recall": {f: by_family[f]["recall"] for f in fams},
-                      "dev": card["dev_choices"], "threshold": model["threshold"], "cost_s_per_10k": seconds_per_10k}, indent=1))
+                      "dev": card["dev_choices"], "threshold": model["threshold"], "cost_s_per_10k": cost}, indent=1))
     if not args.no_write:
         inst.ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
         joblib.dump(model, inst.ARTIFACT, compress=3)
