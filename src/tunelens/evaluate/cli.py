@@ -75,6 +75,9 @@ def register(app: typer.Typer) -> None:
         resamples: int = typer.Option(2000, "--bootstrap-resamples", min=100, help="Bootstrap resamples for CIs."),
         compare: list[str] = typer.Option(None, "--compare", help="A pair of model labels A:B to compare (B - A, paired); "
                                           "repeat for more (default: the first model against each other one)."),
+        instrument: list[str] = typer.Option(None, "--instrument", help="TASK=NAME: score a safety task's rates with "
+                                             "another instrument, e.g. refusal=refusal-lm, harm=harm-lm (slower, more "
+                                             "accurate; docs/safety.md). Repeat for more."),
     ) -> None:
         """Evaluate one or more models on the same prompts and compare them (paired bootstrap CIs)."""
         from rich.console import Console
@@ -95,8 +98,14 @@ def register(app: typer.Typer) -> None:
                 if not sep or not a or not b:
                     raise typer.BadParameter(f"{pair!r}: give two model labels as A:B", param_hint="--compare")
                 pairs.append((a, b))
+        chosen: dict[str, str] = {}
+        for item in instrument or []:
+            task, sep, name = item.partition("=")
+            if not sep or not task or not name:
+                raise typer.BadParameter(f"{item!r}: give TASK=NAME, e.g. refusal=refusal-lm", param_hint="--instrument")
+            chosen[task.strip()] = name.strip()
         config = validate(EvalConfig, dict(
-            models=models, comparisons=pairs, suites=suite, limit=limit, seed=seed, output_dir=output, data_dir=data_dir,
+            instruments=chosen, models=models, comparisons=pairs, suites=suite, limit=limit, seed=seed, output_dir=output, data_dir=data_dir,
             reference_data=reference_data, cache_dir=cache_dir, use_cache=not no_cache, bootstrap_resamples=resamples,
             generation={"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "batch_size": batch_size,
                         "backend": backend, "quant": quant},

@@ -91,6 +91,9 @@ class EvalConfig(BaseModel):
         default=None, description="Model pairs [a, b] compared item by item (b - a, paired CI), by label; "
         "default: the first model against each other one.")
     max_loss_tokens: int = Field(default=1024, ge=16, description="Longest example (tokens) for the loss suite.")
+    instruments: dict[str, str] = Field(
+        default_factory=dict, description="Another registered safety instrument for a task's rates, e.g. "
+        "{refusal: refusal-lm, harm: harm-lm} (slower, more accurate; docs/safety.md); default: each task's own.")
 
     @field_validator("models", mode="before")
     @classmethod
@@ -119,6 +122,19 @@ class EvalConfig(BaseModel):
         if not out:
             raise ValueError("no suite selected")
         return list(dict.fromkeys(out))
+
+    @field_validator("instruments")
+    @classmethod
+    def _known_instruments(cls, value: dict[str, str]) -> dict[str, str]:
+        from tunelens.safety.instruments import REGISTRY, TASKS
+
+        for task, name in value.items():
+            if task not in TASKS:
+                raise ValueError(f"unknown safety task {task!r}; the tasks are {', '.join(TASKS)}")
+            names = sorted(n for n in REGISTRY.names() if n != "judge" and REGISTRY.get(n).task == task)
+            if name not in names:
+                raise ValueError(f"{task}: no instrument named {name!r}; the {task} instruments are {', '.join(names)}")
+        return value
 
     @field_validator("limits")
     @classmethod

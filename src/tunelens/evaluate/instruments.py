@@ -15,26 +15,48 @@ Rogan–Gladen corrected rate with an interval that includes the instrument's er
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tunelens.errors import TunelensError
 
 UNKNOWN = "instrument error unknown"
-_FAILED: dict[str, str] = {}  # task -> why its registered instrument could not run (the fallback was used)
+_FAILED: dict[str, str] = {}  # instrument name -> why it could not run (the fallback was used)
+_CHOSEN: dict[str, str] = {}  # task -> the instrument chosen for it (EvalConfig.instruments), else the task's own
+
+
+@contextmanager
+def using(choice: dict[str, str] | None) -> Iterator[None]:
+    """Within the block, each task of ``choice`` is scored by the instrument named there
+    (``EvalConfig.instruments``, e.g. ``{"refusal": "refusal-lm"}``); the others by their default."""
+    before = dict(_CHOSEN)
+    _CHOSEN.clear()
+    _CHOSEN.update(choice or {})
+    try:
+        yield
+    finally:
+        _CHOSEN.clear()
+        _CHOSEN.update(before)
+
+
+def _name(task: str) -> str:
+    return _CHOSEN.get(task, task)
 
 
 def _instrument(task: str):
-    if task in _FAILED:
+    name = _name(task)
+    if name in _FAILED:
         return None
     try:
         from tunelens.safety.instruments import get_instrument
     except ImportError:
         return None
     try:
-        return get_instrument(task)
+        return get_instrument(task, name=name)
     except TunelensError as exc:
         if not str(exc).startswith("unknown "):  # registered but cannot load (e.g. its model file is not built)
-            _FAILED[task] = str(exc)
+            _FAILED[name] = str(exc)
         return None  # no instrument for this task (yet): the fallback is used and described
 
 
@@ -56,7 +78,8 @@ def describe(task: str, model_id: str | None = None) -> dict[str, Any]:
     is that family's; otherwise the card's pooled one."""
     inst = _instrument(task)
     if inst is None:
-        failed = f" (the registered {task} instrument could not run: {_FAILED[task]})" if task in _FAILED else ""
+        name = _name(task)
+        failed = f" (the registered {task} instrument {name} could not run: {_FAILED[name]})" if name in _FAILED else ""
         name = {"refusal": "tunelens.safety.refusal pattern detector (score >= 0.5)",
                 "toxicity": "tunelens.safety.toxicity builtin classifier",
                 "harm": "not refused (proxy: no harm instrument)"}.get(task, task) + failed
@@ -95,7 +118,7 @@ def flags(task: str, replies: list[str], prompts: list[str] | None = None) -> tu
         try:
             verdicts = inst.classify([Example(text=r, prompt=p) for r, p in zip(replies, prompts)])
         except (TunelensError, OSError) as exc:  # e.g. its model file is not built: say so and use the fallback
-            _FAILED[task] = str(exc)
+            _FAILED[_name(task)] = str(exc)
             return flags(task, replies, prompts)
         if len(verdicts) != len(replies):
             raise TunelensError(f"the {task} instrument returned {len(verdicts)} verdicts for {len(replies)} replies")

@@ -393,6 +393,13 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
     """Evaluate ``config.models`` on ``config.suites``; write and return the results dict."""
     if not isinstance(config, EvalConfig):
         raise TunelensError("evaluate() takes an EvalConfig")
+    from tunelens.evaluate.instruments import using
+
+    with using(config.instruments):  # the safety rates' instruments (each task's default unless chosen)
+        return _evaluate(config, progress)
+
+
+def _evaluate(config: EvalConfig, progress: bool) -> dict:
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = SuiteContext(config)
