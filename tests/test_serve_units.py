@@ -28,7 +28,7 @@ def test_shipped_injection_classifier_on_the_deepset_test_split(shared_data):
     positives = sum(row["label"] for row in rows)
     precision, recall = tp / (tp + fp), tp / positives
     # the instrument's threshold is chosen on validation data (<= 1% flagged of each benign kind it scans), not
-    # at 0.5: on this split its recall is 0.600 (version 5; version 4 had 0.667, version 3 0.733: each version's
+    # at 0.5: on this split its recall is 0.600 (versions 5 and 6; version 4 had 0.667, version 3 0.733: each version's
     # extra texts by independent authors raised recall on other independent authors' attacks and cut the
     # look-alikes it flags, and cost this; the missed deepset attacks are odd requests, not overrides; see its card)
     assert precision >= 0.85 and recall >= 0.55, (precision, recall)
