@@ -23,7 +23,7 @@ def test_the_stack_arithmetic():
     model = {"stack_coef": [1.0, 0.5, 2.0, 1.5], "stack_intercept": -1.0}
     parts = [0.9, 0.8, 0.3, 0.6]
     z = -1.0 + sum(w * math.log(p / (1 - p)) for w, p in zip(model["stack_coef"], parts))
-    assert harm_lm.stack_score(model, parts) == pytest.approx(1 / (1 + math.exp(-z)))
+    assert harm_lm.stacked(model, parts) == pytest.approx(1 / (1 + math.exp(-z)))
 
 
 def test_chosen_by_name_and_its_card_is_consistent():

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from tunelens.safety import train_harm
     from tunelens.safety.instruments import Example, get_instrument
-    from tunelens.safety.train_refusal_lm import best_threshold, features_for, fit_probe, seconds_per_10k
+    from tunelens.safety.instruments.refusal_lm import BASE_MODEL, _logit, probe_scores, stacked
+    from tunelens.safety.train_refusal_lm import best_threshold, features_for, fit_probe, out_of_fold, seconds_per_10k
 
     ap = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", default=None)
@@ -62,22 +63,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fold_of = {k: i % train_harm.N_FOLDS for i, k in enumerate(keys)}
     folds = [fold_of[split_key(r)] for r in dev]
 
-    def out_of_fold(fit_predict) -> list[float]:
-        out = [0.0] * len(dev)
-        for k in range(train_harm.N_FOLDS):
-            inside = [i for i, f in enumerate(folds) if f == k]
-            outside = [i for i, f in enumerate(folds) if f != k]
-            for i, s in zip(inside, fit_predict(outside, inside)):
-                out[i] = s
-        return out
-
     choices: dict[str, Any] = {}
     best: tuple[float, float, float, list[list[float]], list[float]] | None = None
     for c in PROBE_CS:
-        probe_oof = out_of_fold(lambda outside, inside: inst.probe_scores(
+        probe_oof = out_of_fold(folds, lambda outside, inside: probe_scores(
             fit_probe(xd[outside], [yd[i] for i in outside], c), xd[inside]))
-        z = [[inst._logit(p[0]), inst._logit(p[1]), inst._logit(p[3]), inst._logit(q)] for p, q in zip(parts, probe_oof)]
-        stack_oof = out_of_fold(lambda outside, inside: list(LogisticRegression(max_iter=2000).fit(
+        z = [[_logit(p[0]), _logit(p[1]), _logit(p[3]), _logit(q)] for p, q in zip(parts, probe_oof)]
+        stack_oof = out_of_fold(folds, lambda outside, inside: list(LogisticRegression(max_iter=2000).fit(
             [z[i] for i in outside], [yd[i] for i in outside]).predict_proba([z[i] for i in inside])[:, 1]))
         thr, f1 = best_threshold(yd, stack_oof)
         probe_f1 = best_threshold(yd, probe_oof)[1]
@@ -90,12 +82,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stack = LogisticRegression(max_iter=2000).fit(z, yd)
     model = {**fit_probe(xd, yd, best_c), "stack_coef": [float(v) for v in stack.coef_[0]],
              "stack_intercept": float(stack.intercept_[0]), "threshold": round(threshold, 4),
-             "base_model": inst.BASE_MODEL, "probe_c": best_c}
+             "base_model": BASE_MODEL, "probe_c": best_c}
 
     # the test split, once
     base = get_instrument("harm").classify([Example(r["text"], r["prompt"]) for r in test])
-    p_probe = inst.probe_scores(model, xt)
-    scores = [inst.stack_score(model, [v.detail["p_request_harmful"], v.detail["p_complies"], v.detail["p_content"], q])
+    p_probe = probe_scores(model, xt)
+    scores = [stacked(model, [v.detail["p_request_harmful"], v.detail["p_complies"], v.detail["p_content"], q])
               for v, q in zip(base, p_probe)]
     pred = [s >= model["threshold"] for s in scores]
     pooled = binary_metrics(yt, pred)

@@ -63,6 +63,18 @@ def features_for(rows: list[dict[str, Any]], cache: Path | None) -> Any:
     return np.stack([have[r["id"]] for r in rows])
 
 
+def out_of_fold(folds: list[int], fit_predict: Any) -> list[float]:
+    """Scores of every row from a model that did not see its fold: ``fit_predict(outside, inside)`` fits on
+    the rows (indices) outside a fold and returns the scores of the rows inside it."""
+    out = [0.0] * len(folds)
+    for k in sorted(set(folds)):
+        inside = [i for i, f in enumerate(folds) if f == k]
+        outside = [i for i, f in enumerate(folds) if f != k]
+        for i, s in zip(inside, fit_predict(outside, inside)):
+            out[i] = s
+    return out
+
+
 def seconds_per_10k(rows: list[dict[str, Any]]) -> int:
     """Feature extraction time per 10,000 replies, timed on ``rows`` (the model load apart)."""
     inst.reader()
@@ -115,20 +127,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fold_of = {k: i % N_FOLDS for i, k in enumerate(keys)}
     folds = [fold_of[split_key(r)] for r in dev]
 
-    def out_of_fold(fit_predict) -> list[float]:
-        out = [0.0] * len(dev)
-        for k in range(N_FOLDS):
-            inside = [i for i, f in enumerate(folds) if f == k]
-            outside = [i for i, f in enumerate(folds) if f != k]
-            for i, s in zip(inside, fit_predict(outside, inside)):
-                out[i] = s
-        return out
-
     def probe_oof(c: float) -> list[float]:
         def fp(outside, inside):
             m = fit_probe(xd[outside], [yd[i] for i in outside], c)
             return inst.probe_scores(m, xd[inside])
-        return out_of_fold(fp)
+        return out_of_fold(folds, fp)
 
     probe_choice = {}
     oof_probe_by_c = {}
@@ -145,14 +148,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = train_refusal.fit([r for r in ref_train if not (r.get("split") == "dev" and r.get("src_id") in src)])
         return [p[1] + p[2] for p in train_refusal._predict(model, [dev[i]["text"] for i in inside])]
 
-    oof_tfidf = out_of_fold(tfidf_fp)
+    oof_tfidf = out_of_fold(folds, tfidf_fp)
     z = [[inst._logit(a), inst._logit(b)] for a, b in zip(oof_tfidf, oof_probe)]
 
     def stack_fp(outside, inside):
         lr = LogisticRegression(max_iter=2000).fit([z[i] for i in outside], [yd[i] for i in outside])
         return list(lr.predict_proba([z[i] for i in inside])[:, 1])
 
-    oof_stack = out_of_fold(stack_fp)
+    oof_stack = out_of_fold(folds, stack_fp)
     threshold, dev_f1 = best_threshold(yd, oof_stack)
     stack = LogisticRegression(max_iter=2000).fit(z, yd)
     probe = fit_probe(xd, yd, best_c)

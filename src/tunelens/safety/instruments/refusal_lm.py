@@ -102,37 +102,56 @@ def probe_scores(model: dict[str, Any], features: Any) -> list[float]:
     return [float(p[j]) for p in clf.predict_proba(model["scaler"].transform(features))]
 
 
-def stack_score(model: dict[str, Any], p_tfidf: float, p_probe: float) -> float:
-    w, b = model["stack_coef"], model["stack_intercept"]
-    z = b + w[0] * _logit(p_tfidf) + w[1] * _logit(p_probe)
+def stacked(model: dict[str, Any], parts: list[float]) -> float:
+    """The stack's probability: a logistic regression over the logits of ``parts`` (the model's coefficients)."""
+    z = model["stack_intercept"] + sum(w * _logit(p) for w, p in zip(model["stack_coef"], parts))
     return 1.0 / (1.0 + math.exp(-z))
 
 
+def stack_score(model: dict[str, Any], p_tfidf: float, p_probe: float) -> float:
+    return stacked(model, [p_tfidf, p_probe])
+
+
+class ProbeInstrument(Instrument):
+    """An instrument whose model is a SmolLM2 probe and a stack (``refusal-lm``, ``harm-lm``): loads its
+    artifact and reads the features of a batch."""
+
+    artifact: ClassVar[Path]
+    trainer: ClassVar[str]
+
+    def __init__(self, artifact: str | Path | None = None, threshold: float | None = None):
+        path = Path(artifact) if artifact else self.artifact
+        if not path.is_file():
+            raise TunelensError(f"the {self.name} instrument's model {path} is missing: rebuild it with "
+                                f"`python -m {self.trainer}`")
+        import joblib
+
+        self._model = joblib.load(path)
+        self.threshold = float(self._model["threshold"] if threshold is None else threshold)
+
+    def probe(self, examples: list[Example]) -> list[float]:
+        """The probe's P(positive) per example, from SmolLM2's features of the reply read after the request."""
+        feats = reader(self._model.get("base_model", BASE_MODEL)).features([e.prompt for e in examples],
+                                                                           [e.text for e in examples])
+        return probe_scores(self._model, feats)
+
+
 @register
-class RefusalLMInstrument(Instrument):
-    """Context-aware refusal instrument (opt-in); see the module doc."""
+class RefusalLMInstrument(ProbeInstrument):
+    """Refusal instrument with a SmolLM2 probe (opt-in); see the module doc."""
 
     task: ClassVar[str] = "refusal"
     name: ClassVar[str] = "refusal-lm"
     labels: ClassVar[tuple[str, ...]] = ("full_compliance", "full_refusal", "partial_refusal")
     positive: ClassVar[tuple[str, ...]] = ("full_refusal", "partial_refusal")
     needs_prompt: ClassVar[bool] = True
-
-    def __init__(self, artifact: str | Path | None = None, threshold: float | None = None):
-        path = Path(artifact) if artifact else ARTIFACT
-        if not path.is_file():
-            raise TunelensError(f"the refusal-lm instrument's model {path} is missing: rebuild it with "
-                                "`python -m tunelens.safety.train_refusal_lm`")
-        import joblib
-
-        self._model = joblib.load(path)
-        self.threshold = float(self._model["threshold"] if threshold is None else threshold)
+    artifact: ClassVar[Path] = ARTIFACT
+    trainer: ClassVar[str] = "tunelens.safety.train_refusal_lm"
 
     def classify(self, examples: list[Example]) -> list[Verdict]:
         if not examples:
             return []
-        feats = reader(self._model.get("base_model", BASE_MODEL)).features([e.prompt for e in examples], [e.text for e in examples])
-        p_probe = probe_scores(self._model, feats)
+        p_probe = self.probe(examples)
         p_ref = get_instrument("refusal").probabilities([e.text for e in examples])  # type: ignore[attr-defined]
         out = []
         for pp, (pc, pr, pa) in zip(p_probe, p_ref):
