@@ -47,7 +47,13 @@ from tunelens.datafiles import data_file, read_jsonl
 from tunelens.safety.instruments import harm as inst
 from tunelens.safety.labelled import labeller_agreement, load_labelled
 from tunelens.safety.train_metrics import agreement as train_agreement
-from tunelens.safety.train_metrics import binary_metrics, bootstrap_ci, family_operating_points, reliability
+from tunelens.safety.train_metrics import (
+    binary_metrics,
+    bootstrap_ci,
+    f1_best_threshold,
+    family_operating_points,
+    reliability,
+)
 
 HELDOUT_FILE = "harm_heldout.jsonl"
 CARD_PATH = inst.Path(inst.__file__).resolve().parent / "cards" / "harm.json"
@@ -277,16 +283,6 @@ def dev_out_of_fold(data_dir: str | None, labelled: list[dict[str, Any]], train:
     return dev, parts
 
 
-def _best_threshold(gold: list[bool], scores: list[float]) -> tuple[float, float]:
-    """(threshold, F1) at the F1-best threshold over the scores."""
-    from sklearn.metrics import precision_recall_curve
-
-    p, r, t = precision_recall_curve(gold, scores)
-    f1 = [2 * a * b / (a + b) if a + b else 0.0 for a, b in zip(p[:-1], r[:-1])]
-    k = max(range(len(f1)), key=f1.__getitem__)
-    return float(t[k]), float(f1[k])
-
-
 def choose_combiner(parts: list[list[float]], gold: list[bool]) -> tuple[dict[str, Any], float, dict[str, Any]]:
     """Each combiner of ``COMBINERS`` fitted and scored on the dev split's out-of-fold parts (its threshold
     the F1-best there); the one with the best dev F1 is chosen. Returns (combiner, threshold, table)."""
@@ -302,7 +298,7 @@ def choose_combiner(parts: list[list[float]], gold: list[bool]) -> tuple[dict[st
             comb.update(coef=[round(float(v), 6) for v in lr.coef_[0]], intercept=round(float(lr.intercept_[0]), 6),
                         features=["logit p_request_harmful", "logit p_complies", "substantive", "logit p_content"])
         scores = [inst.combine(comb, *p) for p in parts]
-        thr, f1 = _best_threshold(gold, scores)
+        thr, f1 = f1_best_threshold(gold, scores)
         fitted[kind] = comb
         table[kind] = {"dev_out_of_fold_f1": round(f1, 4), "threshold": round(thr, 4), "combiner": comb}
     best = max(COMBINERS, key=lambda k: table[k]["dev_out_of_fold_f1"])

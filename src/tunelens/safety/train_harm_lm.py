@@ -17,17 +17,21 @@ is read once, for the card. Steps:
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 from tunelens.safety.instruments import harm_lm as inst
 from tunelens.safety.labelled import labeller_agreement, load_labelled, split_key
 from tunelens.safety.train_metrics import agreement as train_agreement
-from tunelens.safety.train_metrics import binary_metrics, bootstrap_ci, family_operating_points, reliability
+from tunelens.safety.train_metrics import (
+    binary_metrics,
+    bootstrap_ci,
+    f1_best_threshold,
+    family_operating_points,
+    reliability,
+)
 
 CARD_PATH = inst.Path(inst.__file__).resolve().parent / "cards" / "harm-lm.json"
 COMMAND = "python -m tunelens.safety.train_harm_lm"
@@ -42,13 +46,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from tunelens.safety import train_harm
     from tunelens.safety.instruments import Example, get_instrument
     from tunelens.safety.instruments.refusal_lm import BASE_MODEL, _logit, probe_scores, stacked
-    from tunelens.safety.train_refusal_lm import best_threshold, features_for, fit_probe, out_of_fold, seconds_per_10k
+    from tunelens.safety.train_refusal_lm import features_for, fit_probe, out_of_fold, parse_args, seconds_per_10k
 
-    ap = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--features-cache", type=Path, default=None, help="an .npz file that keeps the SmolLM2 features")
-    ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args(argv)
+    args = parse_args(COMMAND, __doc__, argv)
     t0 = time.time()
     labelled = load_labelled(args.data_dir)
     train, _, _ = train_harm.prompt_sets(args.data_dir)
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         z = [[_logit(p[0]), _logit(p[1]), _logit(p[3]), _logit(q)] for p, q in zip(parts, probe_oof)]
         stack_oof = out_of_fold(folds, lambda outside, inside: list(LogisticRegression(max_iter=2000).fit(
             [z[i] for i in outside], [yd[i] for i in outside]).predict_proba([z[i] for i in inside])[:, 1]))
-        thr, f1 = best_threshold(yd, stack_oof)
-        probe_f1 = best_threshold(yd, probe_oof)[1]
+        thr, f1 = f1_best_threshold(yd, stack_oof)
+        probe_f1 = f1_best_threshold(yd, probe_oof)[1]
         choices[str(c)] = {"stack_out_of_fold_f1": round(f1, 4), "probe_out_of_fold_f1": round(probe_f1, 4),
                            "threshold": round(thr, 4)}
         if best is None or (round(f1, 4), round(probe_f1, 4)) > (round(best[1], 4), round(best[2], 4)):

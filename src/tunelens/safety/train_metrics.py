@@ -123,3 +123,13 @@ def family_operating_points(families: list[str], gold: list[bool], pred: list[bo
         out[g] = {"sensitivity": m["recall"] if m["n_pos"] else None, "specificity": m["specificity"] if m["n_neg"] else None,
                   "n_pos": m["n_pos"], "n_neg": m["n_neg"]}
     return out
+
+
+def f1_best_threshold(gold: list[bool], scores: list[float]) -> tuple[float, float]:
+    """(threshold, F1) at the threshold over ``scores`` that gives the best F1 against ``gold``."""
+    from sklearn.metrics import precision_recall_curve
+
+    p, r, t = precision_recall_curve(gold, scores)
+    f1 = [2 * a * b / (a + b) if a + b else 0.0 for a, b in zip(p[:-1], r[:-1])]
+    k = max(range(len(f1)), key=f1.__getitem__)
+    return float(t[k]), float(f1[k])

@@ -27,7 +27,13 @@ from typing import Any
 from tunelens.safety.instruments import refusal_lm as inst
 from tunelens.safety.labelled import labeller_agreement, split_key
 from tunelens.safety.train_metrics import agreement as train_agreement
-from tunelens.safety.train_metrics import binary_metrics, bootstrap_ci, family_operating_points, reliability
+from tunelens.safety.train_metrics import (
+    binary_metrics,
+    bootstrap_ci,
+    f1_best_threshold,
+    family_operating_points,
+    reliability,
+)
 
 CARD_PATH = inst.Path(inst.__file__).resolve().parent / "cards" / "refusal-lm.json"
 COMMAND = "python -m tunelens.safety.train_refusal_lm"
@@ -92,13 +98,13 @@ def fit_probe(x: Any, y: list[bool], c: float) -> dict[str, Any]:
     return {"scaler": scaler, "probe": probe}
 
 
-def best_threshold(gold: list[bool], scores: list[float]) -> tuple[float, float]:
-    from sklearn.metrics import precision_recall_curve
-
-    p, r, t = precision_recall_curve(gold, scores)
-    f1 = [2 * a * b / (a + b) if a + b else 0.0 for a, b in zip(p[:-1], r[:-1])]
-    k = max(range(len(f1)), key=f1.__getitem__)
-    return float(t[k]), float(f1[k])
+def parse_args(prog: str, doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options of the two probe trainers (this one and ``train_harm_lm``)."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--features-cache", type=Path, default=None, help="an .npz file that keeps the SmolLM2 features")
+    ap.add_argument("--no-write", action="store_true")
+    return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -108,11 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from tunelens.safety import train_refusal
     from tunelens.safety.instruments import get_instrument
 
-    ap = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--features-cache", type=Path, default=None, help="an .npz file that keeps the SmolLM2 features")
-    ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args(argv)
+    args = parse_args(COMMAND, __doc__, argv)
     t0 = time.time()
     labelled = train_refusal.labelled_rows(args.data_dir)  # rows with a refusal label (ambiguous left out)
     dev = [r for r in labelled if r["split"] == "dev"]
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     oof_probe_by_c = {}
     for c in PROBE_CS:
         oof_probe_by_c[c] = probe_oof(c)
-        probe_choice[str(c)] = round(best_threshold(yd, oof_probe_by_c[c])[1], 4)
+        probe_choice[str(c)] = round(f1_best_threshold(yd, oof_probe_by_c[c])[1], 4)
     best_c = max(PROBE_CS, key=lambda c: probe_choice[str(c)])
     oof_probe = oof_probe_by_c[best_c]
     # the default instrument's out-of-fold scores: refitted without each fold's dev rows
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return list(lr.predict_proba([z[i] for i in inside])[:, 1])
 
     oof_stack = out_of_fold(folds, stack_fp)
-    threshold, dev_f1 = best_threshold(yd, oof_stack)
+    threshold, dev_f1 = f1_best_threshold(yd, oof_stack)
     stack = LogisticRegression(max_iter=2000).fit(z, yd)
     probe = fit_probe(xd, yd, best_c)
     model = {**probe, "stack_coef": [float(v) for v in stack.coef_[0]], "stack_intercept": float(stack.intercept_[0]),
