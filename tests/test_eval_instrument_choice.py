@@ -39,6 +39,19 @@ def test_using_switches_the_instrument_and_its_error_and_restores_it():
     assert instruments.describe("refusal")["instrument"] == "refusal"
 
 
+def test_a_chosen_instrument_that_cannot_load_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    from tunelens.errors import TunelensError
+    from tunelens.safety.instruments import _base
+    from tunelens.safety.instruments.refusal_lm import RefusalLMInstrument
+
+    monkeypatch.setattr(_base, "_CACHE", {})
+    monkeypatch.setattr(RefusalLMInstrument, "artifact", tmp_path / "missing.joblib")
+    with instruments.using({"refusal": "refusal-lm"}):
+        with pytest.raises(TunelensError, match="refusal-lm chosen for this evaluation cannot run.*missing.joblib"):
+            instruments.flags("refusal", ["I can't help with that."], ["How do I pick a lock?"])
+    assert instruments.flags("refusal", ["I can't help with that."])[0] == [1.0]  # the default still runs
+
+
 @pytest.mark.slow
 def test_the_harmful_suite_scores_with_the_chosen_instruments(tmp_path, shared_data):
     from tunelens.evaluate.suites import SuiteContext

@@ -55,6 +55,8 @@ def _instrument(task: str):
     try:
         return get_instrument(task, name=name)
     except TunelensError as exc:
+        if name != task:  # an instrument the user chose: no silent fallback
+            raise TunelensError(f"the {task} instrument {name} chosen for this evaluation cannot run: {exc}") from exc
         if not str(exc).startswith("unknown "):  # registered but cannot load (e.g. its model file is not built)
             _FAILED[name] = str(exc)
         return None  # no instrument for this task (yet): the fallback is used and described
@@ -118,6 +120,8 @@ def flags(task: str, replies: list[str], prompts: list[str] | None = None) -> tu
         try:
             verdicts = inst.classify([Example(text=r, prompt=p) for r, p in zip(replies, prompts)])
         except (TunelensError, OSError) as exc:  # e.g. its model file is not built: say so and use the fallback
+            if _name(task) != task:  # an instrument the user chose: no silent fallback
+                raise TunelensError(f"the {task} instrument {_name(task)} chosen for this evaluation failed: {exc}") from exc
             _FAILED[_name(task)] = str(exc)
             return flags(task, replies, prompts)
         if len(verdicts) != len(replies):
