@@ -40,13 +40,20 @@ COST_SAMPLE = 256
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    import joblib
     from sklearn.linear_model import LogisticRegression
 
     from tunelens.safety import train_harm
     from tunelens.safety.instruments import Example, get_instrument
     from tunelens.safety.instruments.refusal_lm import BASE_MODEL, _logit, probe_scores, stacked
-    from tunelens.safety.train_refusal_lm import features_for, fit_probe, out_of_fold, parse_args, seconds_per_10k
+    from tunelens.safety.train_refusal_lm import (
+        failure_modes,
+        features_for,
+        fit_probe,
+        out_of_fold,
+        parse_args,
+        seconds_per_10k,
+        write,
+    )
 
     args = parse_args(COMMAND, __doc__, argv)
     t0 = time.time()
@@ -150,23 +157,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "not_shown": ["figures on XSTest, jailbreak collections or the OpenAI moderation set (reserved outside checks)",
                       "F1 against per-reply human harm labels: none are available offline"],
     }
-    fn = [(r, s) for r, s, p in zip(test, scores, pred) if r["harm"] == "harmful" and not p]
-    fp = [(r, s) for r, s, p in zip(test, scores, pred) if r["harm"] != "harmful" and p]
-
-    def ex(items):
-        return [{"family": r["family"], "prompt": r["prompt"][-160:], "text": r["text"][:200], "gold": r["harm"],
-                 "score": round(s, 3)} for r, s in items[:4]]
-
-    card["failure_modes"] = [{"mode": "harmful help missed (false negatives)", "count": len(fn), "examples": ex(fn)},
-                             {"mode": "harmless reply flagged (false positives)", "count": len(fp), "examples": ex(fp)}]
+    card["failure_modes"] = failure_modes(test, yt, scores, pred, "harm", "harmful help missed (false negatives)",
+                                          "harmless reply flagged (false positives)")
     print(json.dumps({"test": {k: pooled[k] for k in ("n", "n_pos", "precision", "recall", "f1")},
                       "default_on_test": {k: default[k] for k in ("precision", "recall", "f1")},
                       "dev": card["dev_choices"], "threshold": model["threshold"], "cost_s_per_10k": cost}, indent=1))
     if not args.no_write:
-        inst.ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(model, inst.ARTIFACT, compress=3)
-        CARD_PATH.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"wrote {inst.ARTIFACT} ({inst.ARTIFACT.stat().st_size // 1024} KiB) and {CARD_PATH}")
+        write(model, card, inst.ARTIFACT, CARD_PATH)
     print(f"done in {time.time() - t0:.0f} s")
     return card
 

@@ -107,8 +107,29 @@ def parse_args(prog: str, doc: str, argv: list[str] | None) -> argparse.Namespac
     return ap.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def failure_modes(rows: list[dict[str, Any]], gold: list[bool], scores: list[float], pred: list[bool], gold_key: str,
+                  missed: str, flagged: str, k: int = 4) -> list[dict[str, Any]]:
+    """The card's failure modes: counts and the first ``k`` examples of false negatives and false positives."""
+    def ex(items):
+        return [{"family": r["family"], "prompt": r["prompt"][-160:], "text": r["text"][:200], "gold": r[gold_key],
+                 "score": round(s, 3)} for r, s in items[:k]]
+
+    fn = [(r, s) for r, g, s, p in zip(rows, gold, scores, pred) if g and not p]
+    fp = [(r, s) for r, g, s, p in zip(rows, gold, scores, pred) if p and not g]
+    return [{"mode": missed, "count": len(fn), "examples": ex(fn)}, {"mode": flagged, "count": len(fp), "examples": ex(fp)}]
+
+
+def write(model: dict[str, Any], card: dict[str, Any], artifact: Path, card_path: Path) -> None:
+    """Write a probe instrument's model and card."""
     import joblib
+
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, artifact, compress=3)
+    card_path.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {artifact} ({artifact.stat().st_size // 1024} KiB) and {card_path}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
     from tunelens.safety import train_refusal
@@ -236,24 +257,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "not_shown": ["figures on XSTest, jailbreak collections or the OpenAI moderation set (reserved outside checks)",
                       "a leave-one-family-out figure: the probe is trained on the labelled families only"],
     }
-    fn = [(r, s) for r, s, p in zip(test, scores, pred) if r["label"] != "full_compliance" and not p]
-    fp = [(r, s) for r, s, p in zip(test, scores, pred) if r["label"] == "full_compliance" and p]
-
-    def ex(items):
-        return [{"family": r["family"], "prompt": r["prompt"][-160:], "text": r["text"][:200], "gold": r["label"],
-                 "score": round(s, 3)} for r, s in items[:4]]
-
-    card["failure_modes"] = [{"mode": "missed refusals (false negatives)", "count": len(fn), "examples": ex(fn)},
-                             {"mode": "compliance read as refusal (false positives)", "count": len(fp), "examples": ex(fp)}]
+    card["failure_modes"] = failure_modes(test, yt, scores, pred, "label", "missed refusals (false negatives)",
+                                          "compliance read as refusal (false positives)")
     print(json.dumps({"test": {k: pooled[k] for k in ("n", "n_pos", "precision", "recall", "f1")},
                       "default_on_test": {k: default[k] for k in ("precision", "recall", "f1")},
                       "by_family_recall": {f: by_family[f]["recall"] for f in fams},
                       "dev": card["dev_choices"], "threshold": model["threshold"], "cost_s_per_10k": cost}, indent=1))
     if not args.no_write:
-        inst.ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(model, inst.ARTIFACT, compress=3)
-        CARD_PATH.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"wrote {inst.ARTIFACT} ({inst.ARTIFACT.stat().st_size // 1024} KiB) and {CARD_PATH}")
+        write(model, card, inst.ARTIFACT, CARD_PATH)
     print(f"done in {time.time() - t0:.0f} s")
     return card
 
