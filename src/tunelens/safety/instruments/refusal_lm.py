@@ -74,6 +74,8 @@ class _Reader:
                     x = torch.tensor([s + [pad] * (width - len(s)) for s in ids])
                     att = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in ids])
                     reply = torch.tensor([m + [0] * (width - len(m)) for m in masks]).unsqueeze(-1).float()
+                    # the network is cut after layer max(LAYERS): its hidden_states[max(LAYERS)] is that layer's
+                    # output after the final norm (the model applies it to the last layer it runs); the others are raw
                     hs = inner(input_ids=x, attention_mask=att, output_hidden_states=True).hidden_states
                     pooled = [(hs[k] * reply).sum(1) / reply.sum(1).clamp(min=1) for k in LAYERS]
                     out.append(torch.cat(pooled, -1).float().numpy())
