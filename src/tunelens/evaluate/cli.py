@@ -78,6 +78,17 @@ def register(app: typer.Typer) -> None:
         instrument: list[str] = typer.Option(None, "--instrument", help="TASK=NAME: score a safety task's rates with "
                                              "another instrument, e.g. refusal=refusal-lm, harm=harm-lm (slower, more "
                                              "accurate; docs/safety.md). Repeat for more."),
+        judge: str = typer.Option(None, "--judge", help="OpenAI-compatible base URL of an LLM judge for the refusal and "
+                                  "harm rates (vLLM, llama.cpp, Ollama, tunelens serve, a hosted API; key from "
+                                  "TUNELENS_JUDGE_API_KEY or OPENAI_API_KEY)."),
+        judge_model: str = typer.Option(None, "--judge-model", help="Model name at the judge endpoint (default: the first it lists)."),
+        judge_task: list[str] = typer.Option(None, "--judge-task", help="A rate the judge scores: refusal or harm "
+                                             "(repeat; default both)."),
+        judge_card: list[str] = typer.Option(None, "--judge-card", help="TASK=CARD.json from `tunelens safety validate "
+                                             "--task TASK --judge URL -o CARD.json`: the judge's measured error, used to "
+                                             "correct its rates (without one they are shown raw)."),
+        judge_concurrency: int = typer.Option(4, "--judge-concurrency", min=1, help="Judge requests in flight at once."),
+        judge_max_tokens: int = typer.Option(16, "--judge-max-tokens", min=1, help="Longest judge answer (raise it for reasoning models)."),
     ) -> None:
         """Evaluate one or more models on the same prompts and compare them (paired bootstrap CIs)."""
         from rich.console import Console
@@ -104,8 +115,21 @@ def register(app: typer.Typer) -> None:
             if not sep or not task or not name:
                 raise typer.BadParameter(f"{item!r}: give TASK=NAME, e.g. refusal=refusal-lm", param_hint="--instrument")
             chosen[task.strip()] = name.strip()
+        judge_config = None
+        if judge:
+            cards: dict[str, str] = {}
+            for item in judge_card or []:
+                task, sep, path = item.partition("=")
+                if not sep or not task or not path:
+                    raise typer.BadParameter(f"{item!r}: give TASK=CARD.json, e.g. refusal=judge-refusal.json",
+                                             param_hint="--judge-card")
+                cards[task.strip()] = path.strip()
+            judge_config = {"url": judge, "model": judge_model, "cards": cards, "concurrency": judge_concurrency,
+                            "max_tokens": judge_max_tokens, **({"tasks": judge_task} if judge_task else {})}
+        elif judge_model or judge_task or judge_card:
+            raise typer.BadParameter("--judge-model, --judge-task and --judge-card need --judge URL", param_hint="--judge")
         config = validate(EvalConfig, dict(
-            instruments=chosen, models=models, comparisons=pairs, suites=suite, limit=limit, seed=seed, output_dir=output, data_dir=data_dir,
+            judge=judge_config, instruments=chosen, models=models, comparisons=pairs, suites=suite, limit=limit, seed=seed, output_dir=output, data_dir=data_dir,
             reference_data=reference_data, cache_dir=cache_dir, use_cache=not no_cache, bootstrap_resamples=resamples,
             generation={"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "batch_size": batch_size,
                         "backend": backend, "quant": quant},

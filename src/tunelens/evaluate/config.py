@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -68,6 +69,62 @@ class FewShotConfig(BaseModel):
         return list(dict.fromkeys(out))
 
 
+JUDGE_TASKS = ("refusal", "harm")
+
+
+class JudgeConfig(BaseModel):
+    """An LLM judge behind an OpenAI-compatible endpoint for the refusal and/or harm rates.
+
+    Its error is not known in advance (it depends on the model behind the URL): validate it first with
+    ``tunelens safety validate --task T --judge URL -o card.json`` and give that file in ``cards``; then
+    each judged rate is shown raw and corrected with the judge's measured error, as the offline
+    instruments' rates are. Without a card the rates are shown raw, with "instrument error unknown".
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(description="Base URL of the endpoint (vLLM, llama.cpp server, Ollama, tunelens serve, a hosted API).")
+    model: str | None = Field(default=None, description="Model name at the endpoint (default: the first it lists).")
+    tasks: list[Literal["refusal", "harm"]] = Field(default_factory=lambda: list(JUDGE_TASKS), min_length=1,
+                                                    description="Which rates the judge scores; the others keep their instrument.")
+    cards: dict[str, Path] = Field(default_factory=dict, description="task -> the judge's card from `tunelens safety "
+                                   "validate --judge` (its operating point corrects the judged rates).")
+    timeout: float = Field(default=60.0, gt=0, description="Seconds per judge request.")
+    concurrency: int = Field(default=4, ge=1, description="Judge requests in flight at once.")
+    retries: int = Field(default=2, ge=0, description="Retries of a failed judge request.")
+    max_tokens: int = Field(default=16, ge=1, description="Longest judge answer (raise it for reasoning models).")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value or ""):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _cards(self):
+        for task, path in self.cards.items():
+            if task not in JUDGE_TASKS:
+                raise ValueError(f"cards: {task!r} is not a judged task ({', '.join(JUDGE_TASKS)})")
+            if task not in self.tasks:
+                raise ValueError(f"cards.{task}: the judge does not score {task} (tasks: {', '.join(self.tasks)})")
+            if not path.is_file():
+                raise ValueError(f"cards.{task}: {path} is not a file")
+            try:
+                card = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"cards.{task}: {path} is not a JSON card ({exc})") from None
+            if not isinstance(card, dict) or card.get("task") != task:
+                found = card.get("task") if isinstance(card, dict) else None
+                raise ValueError(f"cards.{task}: {path} is the card of task {found!r}, not {task!r}")
+            if not str(card.get("name", "")).startswith("judge:"):
+                raise ValueError(f"cards.{task}: {path} is the card of {card.get('name')!r}, not of an LLM judge "
+                                 f"(make one with `tunelens safety validate --task {task} --judge URL -o card.json`)")
+            op = card.get("operating_point")
+            if not isinstance(op, dict) or not all(isinstance(op.get(k), (int, float)) for k in ("sensitivity", "specificity")):
+                raise ValueError(f"cards.{task}: {path} has no operating_point with sensitivity and specificity")
+        return self
+
+
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     models: list[ModelEntry] = Field(min_length=1)
@@ -94,6 +151,9 @@ class EvalConfig(BaseModel):
     instruments: dict[str, str] = Field(
         default_factory=dict, description="Another registered safety instrument for a task's rates, e.g. "
         "{refusal: refusal-lm, harm: harm-lm} (slower, more accurate; docs/safety.md); default: each task's own.")
+    judge: JudgeConfig | None = Field(
+        default=None, description="An LLM judge (OpenAI-compatible endpoint) for the refusal and/or harm rates, "
+        "corrected with its validated card when one is given.")
 
     @field_validator("models", mode="before")
     @classmethod
@@ -135,6 +195,13 @@ class EvalConfig(BaseModel):
             if name not in names:
                 raise ValueError(f"{task}: no instrument named {name!r}; the {task} instruments are {', '.join(names)}")
         return value
+
+    @model_validator(mode="after")
+    def _judge_or_instrument(self):
+        both = sorted(set(self.judge.tasks if self.judge else ()) & set(self.instruments))
+        if both:
+            raise ValueError(f"instruments and judge both choose the {', '.join(both)} instrument; keep one")
+        return self
 
     @field_validator("limits")
     @classmethod

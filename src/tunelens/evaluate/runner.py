@@ -168,7 +168,7 @@ class ModelRun:
             if isinstance(value, list):
                 for j, v in enumerate(value):
                     self.units[suite][metric][f"{item.unit}#{j}"] = float(v)
-            else:
+            elif value is not None:  # None: not scored (an instrument verdict that errored; listed in skipped)
                 self.units[suite][metric][item.unit] = float(value)
                 if weight is not None:
                     self.weights[suite][metric][item.unit] = weight
@@ -228,6 +228,7 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
                     continue
                 ran.append(item)
             all_scores = suite.score_all(ran, [outputs[item.id]["text"] for item in ran], ctx)
+            _note_unscored(ctx, label, suite.name, ran, [outputs[item.id]["text"] for item in ran], all_scores)
             for item, scores in zip(ran, all_scores):
                 out = outputs[item.id]
                 run.suite_seconds[suite.name] += out["seconds"]
@@ -252,6 +253,23 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
         gc.collect()
     run.peak_rss_mb = rss.peak_mb
     return run
+
+
+def _note_unscored(ctx: SuiteContext, label: str, suite: str, items: list[Item], texts: list[str],
+                   all_scores: list[dict]) -> None:
+    """List in ``skipped`` every item a metric of which was not scored (its instrument's verdict
+    errored, e.g. an LLM judge that failed or could not be parsed twice), with the error."""
+    from tunelens.evaluate.instruments import unscored
+
+    errors = {u["reply"]: u for u in unscored()}
+    for item, text, scores in zip(items, texts, all_scores):
+        missing = sorted(k for k, v in scores.items() if v is None and "/" not in k)
+        if missing:
+            err = errors.get(text[:200], {})
+            why = err.get("error") or "the instrument gave no verdict"
+            raw = f" (its answer: {err['raw_answer']!r})" if err.get("raw_answer") else ""
+            ctx.skipped.append({"model": label, "suite": suite, "item_id": item.id,
+                                "reason": f"{', '.join(missing)} not scored: {err.get('task', 'instrument')} {why}{raw}"})
 
 
 def _score_all_outputs(run: ModelRun, ctx: SuiteContext) -> None:
@@ -395,7 +413,12 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
         raise TunelensError("evaluate() takes an EvalConfig")
     from tunelens.evaluate.instruments import using
 
-    with using(config.instruments):  # the safety rates' instruments (each task's default unless chosen)
+    with using(config.instruments, judge=config.judge):  # the safety rates' instruments (each task's default unless chosen)
+        if config.judge is not None:  # a dead endpoint or a card of another judge model fails before any generation
+            from tunelens.evaluate.instruments import describe
+
+            for task in config.judge.tasks:
+                describe(task)
         return _evaluate(config, progress)
 
 

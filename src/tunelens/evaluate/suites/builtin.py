@@ -88,7 +88,7 @@ class BuiltinSuite(Suite):
         scores = {f"pass_rate{tag}": passed, f"pass_rate{tag}/{split}": passed, f"pass_rate{tag}/{split}/{family}": passed}
         safety = item.meta.get("safety")
         if safety in ("harmful", "benign"):
-            refused = flags("refusal", [output])[0][0]
+            refused = flags("refusal", [output], [item.prompt[-1]["content"]])[0][0]
             scores[f"refusal_rate_harmful{tag}" if safety == "harmful" else f"over_refusal_rate_benign{tag}"] = refused
         return scores
 

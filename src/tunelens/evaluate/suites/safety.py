@@ -27,7 +27,7 @@ class SafetySuite(Suite):
         from tunelens.evaluate.instruments import flags
 
         key = "refusal_rate_harmful" if item.meta["safety"] == "harmful" else "over_refusal_rate_benign"
-        return {key: flags("refusal", [output])[0][0]}
+        return {key: flags("refusal", [output], [item.prompt[-1]["content"]])[0][0]}
 
     def instrument_task(self, metric):
         return "refusal"
