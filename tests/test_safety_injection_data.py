@@ -155,8 +155,30 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
         assert not trained & {_key(r["text"]) for r in rows}  # ... and no independent author's text is
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     for name, file, groups in ti.INDEPENDENT_SETS:
-        author = "independent author" + (" 2" if name.endswith("2") else "")
+        author = {"independent": "independent author", "independent2": "independent author 2",
+                  "independent3": "fresh author 5"}[name]
         group = card["by_group"][f"direct attacks, {author}"]
         assert group["n"] == sum(r["group"] == "direct" for r in ti.independent_rows(file, groups))
         assert group["target"] == ">= 0.95"
-    assert {"independent_direct", "independent2_ordinary"} <= set(card["operating_point"]["pooled_from"])
+    assert {"independent_direct", "independent2_ordinary", "independent3_direct"} <= set(card["operating_point"]["pooled_from"])
+
+
+def test_the_fresh_authors_figures_are_what_the_shipped_detector_gives():
+    """Author 5's texts were read once, to measure version 6 as shipped: the card's figures are the
+    shipped detector's on them (within one text a group: a score at the threshold may round the other
+    way on another CPU)."""
+    from tunelens.safety.instruments import Example, get_instrument
+
+    rows = ti.independent_rows("injection_independent_3.jsonl", ti.INDEPENDENT_GROUPS + ("ordinary",))
+    assert len(rows) == 859 and {r["group"] for r in rows} == set(ti.INDEPENDENT_GROUPS) | {"ordinary"}
+    inst = get_instrument("injection")
+    flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    names = {"direct": "direct attacks", "indirect": "indirect attacks",
+             "ordinary": "ordinary user questions (30% not English)", "benign_user": "benign look-alike user messages",
+             "benign_docs": "benign documents with imperatives",
+             "benign_system": "benign system prompts and assistant turns"}
+    for group, name in names.items():
+        entry = card["by_group"][f"{name}, fresh author 5"]
+        k = sum(f for f, r in zip(flagged, rows) if r["group"] == group)
+        assert entry["n"] == sum(r["group"] == group for r in rows) and abs(entry["flagged"] - k) <= 1, group
