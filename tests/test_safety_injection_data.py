@@ -156,11 +156,18 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     for name, file, groups in ti.INDEPENDENT_SETS:
         author = {"independent": "independent author", "independent2": "independent author 2",
-                  "independent3": "fresh author 5"}[name]
+                  "independent3": "fresh author 5", "independent4": "author 8"}[name]
         group = card["by_group"][f"direct attacks, {author}"]
         assert group["n"] == sum(r["group"] == "direct" for r in ti.independent_rows(file, groups))
         assert group["target"] == ">= 0.95"
-    assert {"independent_direct", "independent2_ordinary", "independent3_direct"} <= set(card["operating_point"]["pooled_from"])
+    assert {"independent_direct", "independent2_ordinary", "independent3_direct", "independent4_ordinary"} <= set(
+        card["operating_point"]["pooled_from"])
+    # the texts written for the version 7 that was not adopted parse, and none is a held-out text
+    for name, file in ti.UNADOPTED_AUTHOR_FILES:
+        rows = ti.author_rows(file)
+        assert len(rows) == 1299 and {r["label"] for r in rows} == {"injection", "benign"}
+        assert not {_key(r["text"]) for r in rows} & {_key(t) for k, v in sets.items() if k.startswith("test:")
+                                                       for t in v["texts"]}
 
 
 def test_the_fresh_authors_figures_are_what_the_shipped_detector_gives():
