@@ -131,7 +131,7 @@ def test_the_docs_page_is_the_cards_rendering():
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     page = Path(__file__).resolve().parents[1] / "docs" / "instruments" / ti.DOC_NAME
     assert page.read_text(encoding="utf-8") == ti.render_doc(card)
-    assert card["version"] == 6 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
+    assert card["version"] == 7 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
 
 
 def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets):
@@ -156,18 +156,21 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     for name, file, groups in ti.INDEPENDENT_SETS:
         author = {"independent": "independent author", "independent2": "independent author 2",
-                  "independent3": "fresh author 5", "independent4": "author 8"}[name]
+                  "independent3": "fresh author 5", "independent4": "author 8", "independent5": "author 10"}[name]
         group = card["by_group"][f"direct attacks, {author}"]
         assert group["n"] == sum(r["group"] == "direct" for r in ti.independent_rows(file, groups))
         assert group["target"] == ">= 0.95"
-    assert {"independent_direct", "independent2_ordinary", "independent3_direct", "independent4_ordinary"} <= set(
+    assert {"independent_direct", "independent2_ordinary", "independent3_direct", "independent4_ordinary",
+            "independent5_direct"} <= set(
         card["operating_point"]["pooled_from"])
-    # the texts written for the version 7 that was not adopted parse, and none is a held-out text
-    for name, file in ti.UNADOPTED_AUTHOR_FILES:
+    # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
+    for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600)):
+        assert (name, file) in ti.TRAINING_AUTHOR_FILES
         rows = ti.author_rows(file)
-        assert len(rows) == 1299 and {r["label"] for r in rows} == {"injection", "benign"}
-        assert not {_key(r["text"]) for r in rows} & {_key(t) for k, v in sets.items() if k.startswith("test:")
-                                                       for t in v["texts"]}
+        assert len(rows) == n_rows
+        fitted_n = sum(len(sets[f"train:{name}_{kind}"]["texts"]) + sets[f"train:{name}_{kind}"]["dropped"]
+                       for kind in ("attacks", "benign"))
+        assert fitted_n == n_rows
 
 
 def test_the_fresh_authors_figures_are_what_the_shipped_detector_gives():
@@ -189,3 +192,27 @@ def test_the_fresh_authors_figures_are_what_the_shipped_detector_gives():
         entry = card["by_group"][f"{name}, fresh author 5"]
         k = sum(f for f, r in zip(flagged, rows) if r["group"] == group)
         assert entry["n"] == sum(r["group"] == group for r in rows) and abs(entry["flagged"] - k) <= 1, group
+
+
+def test_version_7_was_decided_on_author_10_as_the_card_says(sets):
+    """Author 10's texts decided version 7 by the committed rule: no text shares 8 words with a training or
+    validation text (those were left out before reading, so the training rows do not depend on the set), and
+    the shipped detector's counts are the ones the decision quotes (within one text a group)."""
+    from tunelens.safety.instruments import Example, get_instrument
+
+    rows = ti.independent_rows("injection_independent_5.jsonl", ti.INDEPENDENT_GROUPS + ("ordinary",))
+    fitted = [t for k, v in sets.items() if not k.startswith("test:") for t in v["texts"]]
+    shingles = set().union(*(ti._shingles(t) for t in fitted))
+    keys = {_key(t) for t in fitted}
+    assert len(rows) == 788 and not [r["id"] for r in rows if _key(r["text"]) in keys or ti._shingles(r["text"]) & shingles]
+    inst = get_instrument("injection")
+    flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
+    count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
+             for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
+    look = [sum(count[g][j] for g in ("benign_user", "benign_docs", "benign_system")) for j in (0, 1)]
+    for (k, n), (want_k, want_n) in ((count["direct"], (130, 137)), (count["indirect"], (139, 146)),
+                                     (look, (28, 324)), (count["ordinary"], (0, 181))):
+        assert n == want_n and abs(k - want_k) <= 1, (k, n)
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    assert "130 of 137" in card["changes"][0] and "preregistration/injection-v7.md" in card["changes"][0]
+    assert abs(card["by_group"]["direct attacks, author 10"]["flagged"] - count["direct"][0]) <= 1

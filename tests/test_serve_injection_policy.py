@@ -56,12 +56,15 @@ def test_benign_system_prompt_and_names_pass(default_client):
 
 
 def test_an_attack_split_across_two_user_turns_is_flagged_joined(tmp_path, tiny_loaded):
-    # at threshold 0.9 neither half is flagged alone (they score about 0.57 and 0.82); joined they score about 0.94
+    # a threshold between the halves and the whole: neither half is flagged alone (version 7: about 0.37 and 0.80),
+    # joined they are (about 0.90). The threshold is taken halfway, so a retrained detector keeps the test's point
+    # as long as joining raises the score clearly above both halves.
     from tunelens.safety.injection import load_detector
 
     halves = [r.score for r in load_detector().detect([FIRST, SECOND, FIRST + "\n" + SECOND])]
-    assert max(halves[:2]) < 0.9 <= halves[2], halves  # what the rest of the test relies on
-    app = make_app(tmp_path, tiny_loaded, guardrails={"injection": {"threshold": 0.9}, "toxicity": {"enabled": False}})
+    assert halves[2] - max(halves[:2]) >= 0.05, halves  # what the rest of the test relies on
+    threshold = round((max(halves[:2]) + halves[2]) / 2, 3)
+    app = make_app(tmp_path, tiny_loaded, guardrails={"injection": {"threshold": threshold}, "toxicity": {"enabled": False}})
     client = _client(app)
     try:
         out = _post(client, [{"role": "user", "content": FIRST}, {"role": "assistant", "content": "Go on."},

@@ -408,12 +408,15 @@ SECOND_AUTHOR_FILE = "injection_second_author.jsonl"
 TRAINING_AUTHOR_FILES = (
     ("second_author", SECOND_AUTHOR_FILE),
     ("authors_3_4", "injection_authors_3_4.jsonl"),
+    # version 7: 650 attacks by author 6 (400 direct, 250 indirect, 47% of those subtle; one, the well-known "I have
+    # been PWNED" attack, is left out as author 5 wrote it too) and 650 benign look-alikes by author 7 (first tried
+    # alone, as candidate 7a, and not adopted: see CHANGES) ...
+    ("authors_6_7", "injection_authors_6_7.jsonl"),
+    # ... and 600 ordinary user questions by author 9, 60% not in English (23 languages), about 15% using words such
+    # as "ignore", "admin" or "developer mode" in their everyday sense: against 7a's false positives on ordinary
+    # questions in Russian, Korean and Arabic. 7 equal to held-out texts are left out by build_sets.
+    ("author_9", "injection_author_9.jsonl"),
 )
-# Written for a version 7 that was not adopted (see CHANGES): 650 attacks by author 6 (400 direct, 250 indirect,
-# 47% of those subtle; one, the well-known "I have been PWNED" attack, is left out as author 5 wrote it too) and 650
-# benign look-alikes by author 7. Not trained on; kept for a later version, which must then be judged on texts by a
-# new author.
-UNADOPTED_AUTHOR_FILES = (("authors_6_7", "injection_authors_6_7.jsonl"),)
 
 
 def author_rows(file: str) -> list[dict[str, Any]]:
@@ -451,10 +454,15 @@ INDEPENDENT_SETS = (
     # down before the texts existed: nothing in the detector, its data or its threshold is changed on the
     # strength of these texts. A later version must be judged on texts by a new author, not these.
     ("independent3", "injection_independent_3.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
-    # The fourth (author 8) was written with authors 6 and 7's training texts and read to decide version 7 by a
-    # rule written down before any of them existed; version 7 failed it (see CHANGES), so these are version 6's
-    # figures on texts it never saw, but the set has now served one decision.
+    # The fourth (author 8) was written with authors 6 and 7's training texts and read to decide candidate 7a by a
+    # rule written down before any of them existed; 7a failed it (see CHANGES). Version 7 trains on those texts too,
+    # so author 8's figures are now those of a set that has served one decision on a related candidate.
     ("independent4", "injection_independent_4.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    # The fifth (author 10: two assistant sessions, attacks and ordinary questions / benign look-alikes) was written
+    # after the rule that decided version 7 was committed (docs/instruments/preregistration/injection-v7.md), and read
+    # to decide it: version 7 passed. 72 of its 860 texts share a run of SHINGLE words with a training or validation
+    # text (or equal one) and were left out before it was read, so the training rows are the same with it or without.
+    ("independent5", "injection_independent_5.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
 )
 
 
@@ -493,6 +501,11 @@ GROUPS = {
     "ordinary user questions (30% not English), author 8": ("test:independent4_ordinary",),
     "benign look-alikes (messages, documents, system prompts), author 8": (
         "test:independent4_benign_user", "test:independent4_benign_docs", "test:independent4_benign_system"),
+    "direct attacks, author 10": ("test:independent5_direct",),
+    "indirect attacks, author 10": ("test:independent5_indirect",),
+    "ordinary user questions (30% not English), author 10": ("test:independent5_ordinary",),
+    "benign look-alikes (messages, documents, system prompts), author 10": (
+        "test:independent5_benign_user", "test:independent5_benign_docs", "test:independent5_benign_system"),
     "direct attacks, fresh author 5": ("test:independent3_direct",),
     "indirect attacks, fresh author 5": ("test:independent3_indirect",),
     "ordinary user questions (30% not English), fresh author 5": ("test:independent3_ordinary",),
@@ -507,7 +520,9 @@ TARGETS = {"direct attacks": ("min", 0.95), "indirect attacks": ("min", 0.80), "
            "direct attacks, fresh author 5": ("min", 0.95), "indirect attacks, fresh author 5": ("min", 0.80),
            "ordinary user questions (30% not English), fresh author 5": ("max", 0.01),
            "direct attacks, author 8": ("min", 0.95), "indirect attacks, author 8": ("min", 0.80),
-           "ordinary user questions (30% not English), author 8": ("max", 0.01)}
+           "ordinary user questions (30% not English), author 8": ("max", 0.01),
+           "direct attacks, author 10": ("min", 0.95), "indirect attacks, author 10": ("min", 0.80),
+           "ordinary user questions (30% not English), author 10": ("max", 0.01)}
 SET_NAMES = {
     "test:deepset": "deepset prompt-injections official test split (attacks and benign, EN/DE)",
     "test:written_direct": "direct attacks from held-out written pieces (EN/DE/ZH/FR)",
@@ -548,7 +563,7 @@ SET_NAMES = {
     "test:independent3_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                   "author 5 (its two writers wrote one question alike; the copy is left out)",
     "test:independent4_direct": "direct attacks by author 8 (written after version 6, with the training texts of "
-                                "a version 7 candidate, and read once to decide it)",
+                                "candidate 7a, and read once to decide it; version 7 trains on those texts too)",
     "test:independent4_indirect": "attacks inside documents and tool outputs, by author 8 (about 30% subtle)",
     "test:independent4_benign_user": "benign look-alike user messages, by author 8",
     "test:independent4_benign_docs": "benign documents with imperatives for a human reader, by author 8",
@@ -556,6 +571,15 @@ SET_NAMES = {
     "test:independent4_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                   "author 8 (6 questions equal to training texts, e.g. 'Write a haiku about autumn "
                                   "rain.', are left out, and one look-alike message)",
+    "test:independent5_direct": "direct attacks by author 10 (written after the version 7 rule was committed, read to "
+                                "decide it; 13 sharing 8 words with a training text left out, e.g. the classic DAN text)",
+    "test:independent5_indirect": "attacks inside documents, web pages, code and tool outputs, by author 10 (about 30% "
+                                  "subtle)",
+    "test:independent5_benign_user": "benign look-alike user messages, by author 10",
+    "test:independent5_benign_docs": "benign documents with imperatives for a human reader, by author 10",
+    "test:independent5_benign_system": "benign system prompts, developer messages and assistant turns, by author 10",
+    "test:independent5_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                  "author 10 (19 sharing 8 words with a training text left out)",
     "test:hh_assistant": "HH-RLHF helpful-base assistant turns of held-out dialogues (as replayed chat history; no "
                          "text of those dialogues is trained on)",
     "test:alpaca": f"Alpaca instructions ({ALPACA_HELDOUT[1] - ALPACA_HELDOUT[0]} rows of a seeded shuffle; CC BY-NC 4.0, "
@@ -570,7 +594,20 @@ SET_NAMES = {
 
 
 CHANGES = [
-    "A version 7 candidate was tried and NOT adopted. It added 1,300 training texts by two more authors who saw "
+    "Version 7 adds 1,899 training texts: authors 6 and 7's 1,299 (below, candidate 7a) and 600 ordinary user questions "
+    "by author 9, 60% not in English (23 languages; 7 equal to held-out texts left out), written against 7a's false "
+    "positives on ordinary questions in Russian, Korean and Arabic. It was decided on a fresh author 10 by a rule "
+    "committed before author 9 or author 10 wrote anything (docs/instruments/preregistration/injection-v7.md; the "
+    "same four conditions as for 7a). 72 of author 10's 860 texts share 8 words with a training or validation text "
+    "and were left out before reading; on the other 788, version 6 -> 7: direct recall 128 -> 130 of 137 (0.934 -> "
+    "0.949), indirect 132 -> 139 of 146 (0.904 -> 0.952), look-alikes flagged 38 -> 28 of 324 (11.7% -> 8.6%; the "
+    "measure 0.801 -> 0.864), ordinary questions 0 of 181 for both; Alpaca + GSM8K + JBB benign 0.57% (<= 1%), "
+    "benign system prompts and assistant turns 1.1% (<= 2%): all four hold, so version 7 is adopted. The threshold "
+    "rule is the same (it now gives 0.545). An identical earlier run of this rule, with other texts by an author 9 "
+    "and an author 10, was lost in a machine restart before anything was committed; its figures were seen (it "
+    "would also have passed) but are not evidence. Author 10's texts are a held-out set (independent5) that has "
+    "served this one decision.",
+    "Candidate 7a was tried and NOT adopted. It added 1,300 training texts by two more authors who saw "
     "nothing of the project (author 6: 400 direct and 250 indirect attacks, about half of the indirect ones subtle; "
     "author 7: 650 benign look-alike messages, documents and system prompts) and was judged on a fresh author 8 by a "
     "rule written down before any of those texts existed: adopt if attack recall minus look-alike false-positive "
@@ -737,7 +774,7 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
     n_pos, n_neg = sum(py), len(py) - sum(py)
     auc, auc_ci = auroc_ci(py, ps)
     card = {
-        "task": "injection", "name": "injection", "version": 6,
+        "task": "injection", "name": "injection", "version": 7,
         "method": "views (normalised text with leetspeak restored, hidden HTML/markdown parts, decoded base64, "
                   "two-sentence windows of long texts) scored by TF-IDF char_wb 2-5 + word 1-2 logistic regression; "
                   "phrase rules (drop-earlier-instructions in EN/DE/FR/ES/ZH) raise a view to 0.95; score = max over views",
