@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tunelens.data.pii import PII_TYPES, iban_ok, luhn_ok, redact, redact_many
+from tunelens.safety.pii import _VERSION_CONTEXT
 
 
 @pytest.mark.parametrize(
@@ -105,6 +107,9 @@ _ipv6 = st.ip_addresses(v=6).map(lambda ip: ip.compressed).filter(lambda s: "." 
 @given(before=_filler, after=_filler, pii=st.one_of(_email, _card(), _ipv4, _ipv6))
 def test_no_supported_pii_survives_redaction(before, after, pii):
     text = f"{before} {pii} {after}"
+    # A dotted quad right after a section or version word ("ch 1.0.0.0", "fig 10.2.3.4") is a section number by
+    # design, not an IP (test_context_keeps_lookalikes); the filler's letters can spell "ch" and "fig".
+    assume(not (_VERSION_CONTEXT.search(before + " ") and re.fullmatch(r"\d+(?:\.\d+){3}", pii)))
     out, counts = redact(text)
     assert pii not in out, (text, out)
     assert sum(counts.values()) >= 1
@@ -157,6 +162,7 @@ def test_added_formats(text, kind):
     "Upgrade to version 1.2.3.4 today", "release v2.10.3.1", "see section 3.1.4.2", "clause 4.3.2.1 applies",
     "ISBN 978-3-16-148410-0", "order 114-3941689-8772269", "binary 0101011000 and 1001101000",
     "Cite a 2016 Supreme Court case.", "String 1: food String 2: bar", "123456789 is nine digits",
+    "ch 1.0.0.0 ", "see fig 10.2.3.4",  # once drawn by the property test below (a chapter, not an address)
 ])
 def test_context_keeps_lookalikes(text):
     assert redact(text) == (text, {})
