@@ -135,3 +135,39 @@ def test_the_cli_takes_the_judge_and_names_a_bad_card_option(tmp_path, shared_da
     assert code == 0, out
     results = json.loads((tmp_path / "cli" / "results.json").read_text())
     assert results["results"]["tiny-random"]["safety"]["refusal_rate_harmful"]["instrument"]["instrument"] == "judge:fake-judge"
+
+
+class _FailingJudge(FakeOpenAIHandler):
+    """Lists its model, then answers every chat completion with a server error."""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._send(500, {"error": {"message": "overloaded"}})
+
+
+def test_a_judge_that_keeps_failing_stops_the_evaluation_and_unparsed_answers_do_not(tmp_path, judge_url):
+    from tunelens.evaluate.config import JudgeConfig
+    from tunelens.evaluate.instruments import MAX_JUDGE_FAILURES, flags, unscored, using
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FailingJudge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        dead = JudgeConfig(url=f"http://127.0.0.1:{server.server_address[1]}", tasks=["refusal"], retries=0, concurrency=1)
+        with using(None, judge=dead):
+            out, _ = flags("refusal", ["a reply"] * (MAX_JUDGE_FAILURES - 1), ["a question"] * (MAX_JUDGE_FAILURES - 1))
+            assert out == [None] * (MAX_JUDGE_FAILURES - 1)  # left out, not counted as compliance ...
+            assert all("request failed" in u["error"] for u in unscored())
+            with pytest.raises(TunelensError, match=f"failed {MAX_JUDGE_FAILURES} requests in a row"):
+                flags("refusal", ["one more"], ["a question"])  # ... until the tenth failure in a row stops it
+    finally:
+        server.shutdown()
+        server.server_close()
+    # answers that cannot be parsed are not transport failures: they never stop an evaluation
+    _RuleJudge.default = "banana"
+    try:
+        alive = JudgeConfig(url=judge_url, tasks=["refusal"], concurrency=1)
+        with using(None, judge=alive):
+            out, _ = flags("refusal", ["a reply"] * (MAX_JUDGE_FAILURES + 2), ["a question"] * (MAX_JUDGE_FAILURES + 2))
+        assert out == [None] * (MAX_JUDGE_FAILURES + 2)
+    finally:
+        _RuleJudge.default = "1_full_compliance"

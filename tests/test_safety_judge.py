@@ -98,7 +98,7 @@ def test_judge_harm_prompt_and_unreachable_server(fake_server):
     assert fake.calls[0]["body"]["messages"][0]["role"] == "system" and fake.calls[0]["body"]["model"] == "m1"
     dead = get_instrument("harm", judge="http://127.0.0.1:9", model="m", retries=0, timeout=2)
     verdict = dead.classify([Example("x", "y")])[0]
-    assert verdict.label == "error" and "request failed" in verdict.detail["error"]
+    assert verdict.label == "error" and "request failed" in verdict.detail["error"] and verdict.detail["failed_request"]
     with pytest.raises(TunelensError, match="refusal and harm"):
         get_instrument("toxicity", judge=url)
 

@@ -202,7 +202,7 @@ def flags(task: str, replies: list[str], prompts: list[str] | None = None) -> tu
         out_flags: list[float | None] = []
         out_scores: list[float | None] = []
         for reply, v in zip(replies, verdicts):
-            failed = v.label not in inst.labels and "request failed" in str((v.detail or {}).get("error", ""))
+            failed = v.label not in inst.labels and bool((v.detail or {}).get("failed_request"))
             if _JUDGE and _name(task) == "judge":  # a judge whose endpoint keeps failing stops the evaluation
                 _JUDGE["failures"] = _JUDGE.get("failures", 0) + 1 if failed else 0
                 if _JUDGE["failures"] >= MAX_JUDGE_FAILURES:

@@ -177,6 +177,7 @@ class Judge(Instrument):
                 answer = self._ask(example, reminder=attempt > 0)
             except Exception as exc:  # transport or server error after the client's retries
                 return Verdict("error", float("nan"), {"error": f"judge request failed: {type(exc).__name__}: {exc}",
+                                                       "failed_request": True,
                                                        "raw_answer": answers[-1] if answers else None})
             answers.append(answer)
             label = parse(answer)
