@@ -105,6 +105,16 @@ def test_outputs_cost_and_cache(run):
         assert again["cost"][label]["speed_source"].startswith("cache")
         assert report["cost"][label]["speed_source"] == "this run"
     assert again["results"]["base"]["ifeval"] == report["results"]["base"]["ifeval"]
+    # ... and every log-probability (TruthfulQA, BBQ, loss) too: no forward pass, the same figures
+    for label in ("base", "tuned"):
+        first, rerun = report["cost"][label]["cached_logprobs"], again["cost"][label]["cached_logprobs"]
+        assert first["found"] == 0 and first["looked_up"] > 0
+        assert rerun["found"] == rerun["looked_up"] == first["looked_up"]
+        for suite in ("truthfulqa_mc", "bbq", "loss"):
+            assert again["results"][label][suite] == report["results"][label][suite]
+    off = evaluate(config.model_copy(update={"output_dir": out.parent / "nocache", "use_cache": False}), progress=False)
+    assert off["cost"]["base"]["cached_logprobs"] == {"found": 0, "looked_up": 0}
+    assert off["cost"]["base"]["cached_generations"] == 0
 
 
 def test_fewshot_vs_zeroshot_cost_single_model(tmp_path, tiny_model_path, shared_data):

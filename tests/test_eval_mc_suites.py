@@ -51,7 +51,7 @@ def test_shared_prefix_scores_equal_full_sequences():
     pairs = [([{"role": "user", "content": q}], c) for q in ("why sky", "sky blue why")
              for c in ("yes", "no maybe blue", "maybe", "blue sky yes no")]
     shared = continuation_logprobs(model, tok, pairs, batch_size=3)
-    full = continuation_logprobs(model, tok, pairs, batch_size=3, share_prefix=False)
+    full = continuation_logprobs(model, tok, pairs, batch_size=3, engine="full")
     for (a, na), (b, nb) in zip(shared, full):
         assert na == nb
         assert a == pytest.approx(b, rel=1e-4, abs=1e-4)

@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         reference_data: Path = typer.Option(None, "--reference-data", help="Curated JSONL of conversations for ROUGE-L and held-out loss "
                                             "(default: a fixed 5% held-out slice of Alpaca)."),
         cache_dir: Path = typer.Option(None, "--cache-dir", help="Generation cache folder (default: TUNELENS_CACHE/eval-generations)."),
-        no_cache: bool = typer.Option(False, "--no-cache", help="Ignore and do not write the generation cache."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Ignore and do not write the generation and log-prob caches."),
         resamples: int = typer.Option(2000, "--bootstrap-resamples", min=100, help="Bootstrap resamples for CIs."),
         compare: list[str] = typer.Option(None, "--compare", help="A pair of model labels A:B to compare (B - A, paired); "
                                           "repeat for more (default: the first model against each other one)."),

@@ -455,7 +455,7 @@ def load_backend(spec: str, name: str = "auto", *, quant: str = DEFAULT_GGUF_QUA
 
     if chosen == "hf":
         lm = loaded if loaded is not None else load_model(spec, merge_adapter=True)
-        return HFBackend(_merged(lm.model), lm.tokenizer, BackendInfo("hf", spec, quant="fp32", note=note))
+        return HFBackend(merged_model(lm.model), lm.tokenizer, BackendInfo("hf", spec, quant="fp32", note=note))
 
     tokenizer = _tokenizer_for(spec)
     eos_ids = _eos_ids(_ConfigOnly(spec), tokenizer)
@@ -503,8 +503,8 @@ def _tokenizer_for(spec: str) -> Any:
     return load_tokenizer(spec)
 
 
-def _merged(model: Any) -> Any:
-    """A PEFT model merged into its base (generation only: no unmerged LoRA matmuls)."""
+def merged_model(model: Any) -> Any:
+    """A PEFT model merged into its base (no unmerged LoRA matmuls); any other model as it is."""
     if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
         return model.merge_and_unload()
     return model
@@ -551,7 +551,7 @@ def merged_dir_for(spec: str) -> Path:
 
     def build(tmp: Path) -> None:
         lm = load_model(spec)
-        _merged(lm.model).save_pretrained(tmp, safe_serialization=True)
+        merged_model(lm.model).save_pretrained(tmp, safe_serialization=True)
         lm.tokenizer.save_pretrained(tmp)
 
     return build_atomically(target, build, force=False, what=f"the merged checkpoint of {spec}",

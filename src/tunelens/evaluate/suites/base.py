@@ -40,6 +40,7 @@ class Item:
 class SuiteContext:
     config: Any  # the run's EvalConfig (evaluate.config imports the suites, so it is not imported here)
     skipped: list[dict] = field(default_factory=list)
+    logprob_cache: Any = None  # the model being scored's LogprobCache, set by the runner per model
     _toxicity: Any = field(default=None, repr=False)
 
     @property

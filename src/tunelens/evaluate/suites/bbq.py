@@ -118,7 +118,8 @@ class BBQSuite(Suite):
 
         pairs = [(item.prompt, answer) for item in items for answer in item.reference["answers"]]
         scored = continuation_logprobs(loaded.model, loaded.tokenizer, pairs, batch_size=ctx.config.generation.batch_size,
-                                       max_tokens=ctx.config.max_loss_tokens)
+                                       max_tokens=ctx.config.max_loss_tokens,
+                                       cache=getattr(ctx, "logprob_cache", None))
         out = []
         for n, item in enumerate(items):
             lps = scored[3 * n:3 * n + 3]

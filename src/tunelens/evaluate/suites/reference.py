@@ -81,14 +81,14 @@ class LossSuite(Suite):
         return [Item(self.name, ex["id"], ex["messages"]) for ex in reference_examples(ctx)]
 
     def run(self, loaded, items: list[Item], ctx: SuiteContext, label: str) -> list[tuple[Item, dict, dict]]:
-        """Returns (item, scores, extra sample fields); ``scores`` carries the token weight."""
-        import torch
-
+        """Returns (item, scores, extra sample fields); ``scores`` carries the token weight. All items
+        are scored together by the packed engine (``tunelens.evaluate.logprob.sequence_nll``)."""
+        from tunelens.evaluate.logprob import sequence_nll
         from tunelens.generate import context_limit
         from tunelens.train.masking import IGNORE_INDEX, encode_for_sft
 
         limit = min(context_limit(loaded.model) or ctx.config.max_loss_tokens, ctx.config.max_loss_tokens)
-        out = []
+        kept, sequences = [], []
         for item in items:
             enc = encode_for_sft(loaded.tokenizer, item.prompt, None)
             if enc["length"] > limit:
@@ -99,13 +99,11 @@ class LossSuite(Suite):
                 ctx.skipped.append({"model": label, "suite": self.name, "item_id": item.id,
                                     "reason": "no assistant tokens to score"})
                 continue
-            ids = torch.tensor([enc["input_ids"]])
-            labels = torch.tensor([enc["labels"]])
-            with torch.inference_mode():
-                logits = loaded.model(input_ids=ids).logits[0, :-1].float()
-            targets = labels[0, 1:]
-            nll = torch.nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
-            tokens = int((targets != IGNORE_INDEX).sum())
-            loss = float(nll) / tokens
+            kept.append(item)
+            sequences.append((enc["input_ids"], enc["labels"]))
+        out = []
+        for item, (nll, tokens) in zip(kept, sequence_nll(loaded.model, sequences, ignore_index=IGNORE_INDEX,
+                                                                 cache=getattr(ctx, "logprob_cache", None))):
+            loss = nll / tokens
             out.append((item, {"loss": loss, "_weight": float(tokens)}, {"tokens": tokens, "perplexity": math.exp(loss)}))
         return out

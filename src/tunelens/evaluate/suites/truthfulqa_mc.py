@@ -83,7 +83,8 @@ class TruthfulQAMCSuite(Suite):
                     slots.append((item.id, key, y))
         scored = continuation_logprobs(loaded.model, loaded.tokenizer, pairs,
                                        batch_size=ctx.config.generation.batch_size,
-                                       max_tokens=ctx.config.max_loss_tokens)
+                                       max_tokens=ctx.config.max_loss_tokens,
+                                       cache=getattr(ctx, "logprob_cache", None))
         per: dict[str, dict[str, list[tuple[float, int]]]] = {}
         bad: set[str] = set()
         for (item_id, key, y), res in zip(slots, scored):
