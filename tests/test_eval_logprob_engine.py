@@ -242,3 +242,16 @@ def test_sequence_without_a_supervised_token_scores_zero_tokens(toy):
 
     with pytest.raises(TunelensError, match="sequence 0: 3 ids but 2 labels"):
         sequence_nll(model, [([4, 5, 6], [-100, 5])])
+
+
+def test_a_cached_pair_longer_than_max_tokens_is_still_left_out(toy, tmp_path):
+    from tunelens.evaluate.cache import LogprobCache
+    from tunelens.evaluate.logprob import continuation_logprobs
+
+    model, tok = toy
+    pairs = _pairs()[5:7]  # the long prompt: about 40 tokens
+    first = continuation_logprobs(model, tok, pairs, cache=LogprobCache(tmp_path, "fp"))
+    assert all(x is not None for x in first)
+    again = LogprobCache(tmp_path, "fp")
+    assert continuation_logprobs(model, tok, pairs, max_tokens=20, cache=again) == [None, None]
+    assert again.hits == 0

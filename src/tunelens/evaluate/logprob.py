@@ -307,7 +307,8 @@ def continuation_logprobs(model: Any, tokenizer: Any, pairs: Sequence[tuple[Any,
     scores: list[tuple[float, int] | None] = [None] * len(unique)
     cache_keys = [cache.key("continuation", text, cont) for text, cont in unique] if cache is not None else []
     for i, key in enumerate(cache_keys):
-        scores[i] = cache.get(key)
+        if max_tokens is None or len(encoded[i][0]) <= max_tokens:  # too long stays None, cached or not
+            scores[i] = cache.get(key)
     order = sorted((i for i, (ids, _) in enumerate(encoded)
                     if scores[i] is None and (max_tokens is None or len(ids) <= max_tokens)),
                    key=lambda i: len(encoded[i][0]))
