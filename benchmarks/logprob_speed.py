@@ -111,8 +111,9 @@ def main() -> None:
                                   "speedup_best": round(best[base_name] / best["packed"], 2),
                                   "max_abs_diff": diff}
         print(json.dumps({name: report["suites"][name]}), flush=True)
-    total = {k: sum(min(s["seconds"][k2]) for s in report["suites"].values()
-                    for k2 in s["seconds"] if (k2 == "packed") == (k == "packed")) for k in ("packed", "baseline")}
+    suites = report["suites"].values()
+    total = {"packed": sum(min(s["seconds"]["packed"]) for s in suites),
+             "baseline": sum(min(s["seconds"][s["baseline"]]) for s in suites)}
     report["total_best_seconds"] = {k: round(v, 2) for k, v in total.items()}
     report["total_speedup"] = round(total["baseline"] / total["packed"], 2)
     print(json.dumps(report, indent=1))

@@ -16,6 +16,21 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _read_lines(path: Path) -> list[dict]:
+    """The entries of a cache file; a torn line from an interrupted run is skipped (recomputed)."""
+    rows = []
+    if path.is_file():
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict) and "key" in row:
+                    rows.append(row)
+    return rows
+
+
 def _append_lines(path: Path, lines: list[str]) -> None:
     """Append JSON lines; a torn last line left by an interrupted writer is ended first, so the new
     first line is not glued onto it (and lost with it)."""
@@ -34,15 +49,7 @@ class GenerationCache:
         self.enabled = enabled
         params_hash = _digest(json.dumps(params_key, sort_keys=True))[:16]
         self.path = Path(root) / f"{fingerprint}-{params_hash}.jsonl"
-        self._entries: dict[str, dict] = {}
-        if enabled and self.path.is_file():
-            with self.path.open(encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a torn last line from an interrupted run: regenerate that prompt
-                    self._entries[row["key"]] = row
+        self._entries: dict[str, dict] = {row["key"]: row for row in _read_lines(self.path)} if enabled else {}
 
     def get(self, rendered_prompt: str) -> dict | None:
         return self._entries.get(_digest(rendered_prompt)) if self.enabled else None
@@ -75,17 +82,11 @@ class LogprobCache:
     def __init__(self, root: Path, fingerprint: str, enabled: bool = True):
         self.enabled = enabled
         self.path = Path(root) / f"{fingerprint}-logprobs-v{LOGPROB_CACHE_VERSION}.jsonl"
-        self._entries: dict[str, tuple[float, int]] = {}
+        self._entries: dict[str, tuple[float, int]] = {
+            row["key"]: (float(row["value"]), int(row["tokens"])) for row in _read_lines(self.path)
+            if {"value", "tokens"} <= row.keys()} if enabled else {}
         self.hits = 0
         self.misses = 0
-        if enabled and self.path.is_file():
-            with self.path.open(encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        row = json.loads(line)
-                        self._entries[row["key"]] = (float(row["value"]), int(row["tokens"]))
-                    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                        continue
 
     @staticmethod
     def key(kind: str, *parts: Any) -> str:

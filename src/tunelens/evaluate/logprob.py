@@ -165,7 +165,7 @@ def _packed_scores(model: Any, trees: list[_Tree], n_slots: int, *, row_tokens: 
     parts = _head_and_body(model)
     first = next(model.parameters())
     dtype, device = first.dtype, first.device
-    lowest = torch.finfo(dtype).min if dtype.is_floating_point else torch.finfo(torch.float32).min
+    lowest = torch.finfo(dtype).min
     rows = _pack(trees, row_tokens)
     rows.sort(key=lambda r: -sum(len(trees[i]) for i in r))
     start = 0
@@ -206,7 +206,7 @@ def _packed_scores(model: Any, trees: list[_Tree], n_slots: int, *, row_tokens: 
         if not targets:
             continue  # nothing to score in these rows (sequences without a supervised token)
         allowed &= torch.ones((width, width), dtype=torch.bool).tril()  # causal within the layout
-        mask = torch.zeros((len(batch), 1, width, width), dtype=dtype if dtype.is_floating_point else torch.float32)
+        mask = torch.zeros((len(batch), 1, width, width), dtype=dtype)
         mask.masked_fill_(~allowed.unsqueeze(1), lowest)
         ids, pos, mask = ids.to(device), pos.to(device), mask.to(device)
         where = (torch.tensor(where_r, device=device), torch.tensor(where_c, device=device))
@@ -268,6 +268,58 @@ def sequence_nll(model: Any, sequences: Sequence[tuple[list[int], list[int]]], *
     return out
 
 
+def _packed_pair_scores(model: Any, encoded: list[tuple[list[int], int]], keep: list[int]) -> dict[int, tuple[float, int]]:
+    """The packed engine on (prompt + continuation) pairs: one tree per distinct prompt."""
+    trees: dict[tuple[int, ...], _Tree] = {}
+    for i in keep:
+        seq, begin = encoded[i]
+        prefix = tuple(seq[:begin])
+        if prefix not in trees:
+            trees[prefix] = _Tree(list(prefix))
+        tree, cont = trees[prefix], seq[begin:]
+        index = len(tree)  # where this branch starts in the tree's layout
+        tree.targets.append((begin - 1, cont[0], i))
+        tree.targets.extend((index + t - 1, cont[t], i) for t in range(1, len(cont)))
+        tree.branches.append(cont[:-1])
+    if not trees:
+        return {}
+    out = _packed_scores(model, list(trees.values()), len(encoded))
+    return {i: out[i] for i in keep}
+
+
+def _full_scores(model: Any, encoded: list[tuple[list[int], int]], batch_size: int, keep: list[int],
+                 pad: int) -> dict[int, tuple[float, int]]:
+    """Every (prompt + continuation) in full, in right-padded batches: the reference."""
+    import torch
+
+    out: dict[int, tuple[float, int]] = {}
+    for start in range(0, len(keep), batch_size):
+        batch = keep[start:start + batch_size]
+        width = max(len(encoded[i][0]) for i in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        rows, cols, targets = [], [], []
+        for r, i in enumerate(batch):
+            seq, begin = encoded[i]
+            ids[r, :len(seq)] = torch.tensor(seq)
+            mask[r, :len(seq)] = 1
+            for t in range(begin, len(seq)):  # the logits at t - 1 predict token t
+                rows.append(r)
+                cols.append(t - 1)
+                targets.append(seq[t])
+        with torch.inference_mode():
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            picked = logits[torch.tensor(rows), torch.tensor(cols)].float()
+            lp = torch.log_softmax(picked, dim=-1)[torch.arange(len(targets)), torch.tensor(targets)]
+        sums = [0.0] * len(batch)
+        for r, value in zip(rows, lp.tolist()):
+            sums[r] += value
+        for r, i in enumerate(batch):
+            seq, begin = encoded[i]
+            out[i] = (sums[r], len(seq) - begin)
+    return out
+
+
 def continuation_logprobs(model: Any, tokenizer: Any, pairs: Sequence[tuple[Any, str]], *,
                           batch_size: int = DEFAULT_BATCH, max_tokens: int | None = None,
                           engine: str = "packed", cache: Any = None) -> list[tuple[float, int] | None]:
@@ -278,8 +330,6 @@ def continuation_logprobs(model: Any, tokenizer: Any, pairs: Sequence[tuple[Any,
     ``tunelens.evaluate.cache.LogprobCache`` of this model (pairs found there are not recomputed)."""
     if engine not in ENGINES:
         raise TunelensError(f"unknown log-prob engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    import torch
-
     from tunelens.generate import render_prompt
 
     rendered: dict[int, str] = {}
@@ -304,67 +354,29 @@ def continuation_logprobs(model: Any, tokenizer: Any, pairs: Sequence[tuple[Any,
         if not c:
             raise TunelensError(f"continuation {cont!r} has no tokens")
         encoded.append((p + c, len(p)))
+    fits = [max_tokens is None or len(ids) <= max_tokens for ids, _ in encoded]  # too long: None, cached or not
     scores: list[tuple[float, int] | None] = [None] * len(unique)
     cache_keys = [cache.key("continuation", text, cont) for text, cont in unique] if cache is not None else []
     for i, key in enumerate(cache_keys):
-        if max_tokens is None or len(encoded[i][0]) <= max_tokens:  # too long stays None, cached or not
+        if fits[i]:
             scores[i] = cache.get(key)
-    order = sorted((i for i, (ids, _) in enumerate(encoded)
-                    if scores[i] is None and (max_tokens is None or len(ids) <= max_tokens)),
-                   key=lambda i: len(encoded[i][0]))
-    computed = list(order)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = sorted((i for i in range(len(encoded)) if fits[i] and scores[i] is None), key=lambda i: len(encoded[i][0]))
     was_training = getattr(model, "training", False)
     model.eval()
     try:
         if engine == "packed":
-            trees: dict[tuple[int, ...], _Tree] = {}
-            for i in order:
-                seq, begin = encoded[i]
-                tree = trees.setdefault(tuple(seq[:begin]), _Tree(seq[:begin]))
-                cont = seq[begin:]
-                index = len(tree)  # where this branch starts in the tree's layout
-                tree.targets.append((begin - 1, cont[0], i))
-                tree.targets.extend((index + t - 1, cont[t], i) for t in range(1, len(cont)))
-                tree.branches.append(cont[:-1])
-            if trees:
-                packed_out = _packed_scores(model, list(trees.values()), len(encoded))
-                for i in order:
-                    scores[i] = packed_out[i]
-            order = []
+            computed = _packed_pair_scores(model, encoded, order)
         elif engine == "prefix_cache":
-            for i, value in _shared_prefix_scores(model, encoded, batch_size, order).items():
-                scores[i] = value
-            order = []
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            width = max(len(encoded[i][0]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            rows, cols, targets = [], [], []
-            for r, i in enumerate(batch):
-                seq, begin = encoded[i]
-                ids[r, :len(seq)] = torch.tensor(seq)
-                mask[r, :len(seq)] = 1
-                for t in range(begin, len(seq)):  # the logits at t - 1 predict token t
-                    rows.append(r)
-                    cols.append(t - 1)
-                    targets.append(seq[t])
-            with torch.inference_mode():
-                logits = model(input_ids=ids, attention_mask=mask).logits
-                picked = logits[torch.tensor(rows), torch.tensor(cols)].float()
-                lp = torch.log_softmax(picked, dim=-1)[torch.arange(len(targets)), torch.tensor(targets)]
-            sums: dict[int, float] = {}
-            counts: dict[int, int] = {}
-            for r, value in zip(rows, lp.tolist()):
-                sums[r] = sums.get(r, 0.0) + value
-                counts[r] = counts.get(r, 0) + 1
-            for r, i in enumerate(batch):
-                scores[i] = (sums[r], counts[r])
+            computed = _shared_prefix_scores(model, encoded, batch_size, order)
+        else:
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            computed = _full_scores(model, encoded, batch_size, order, pad)
     finally:
         if was_training:
             model.train()
+    for i, value in computed.items():
+        scores[i] = value
     if cache is not None:
-        cache.put_many([(cache_keys[i], scores[i]) for i in computed if scores[i] is not None])
+        cache.put_many([(cache_keys[i], value) for i, value in computed.items()])
     index = {k: i for i, k in enumerate(unique)}
     return [scores[index[k]] for k in keys]
