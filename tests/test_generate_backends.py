@@ -23,7 +23,7 @@ def test_auto_says_what_it_chose(monkeypatch):
 
     monkeypatch.setattr(b, "vllm_available", lambda: False)
     monkeypatch.setattr(b, "llama_cpp_available", lambda: False)
-    assert choose_backend("auto") == ("hf", "auto: hf (llama-cpp-python is not installed; `make setup` builds it when it can)")
+    assert choose_backend("auto") == ("hf", "auto: hf (llama-cpp-python is not installed; `make llamacpp` (part of `make demo` and `make test`) builds it when it can)")
     monkeypatch.setattr(b, "llama_cpp_available", lambda: True)
     assert choose_backend("auto")[0] == "llamacpp"
     with pytest.raises(ConfigError, match="vllm package and a CUDA GPU"):
@@ -67,7 +67,7 @@ def test_hf_backend_merges_an_adapter(tmp_path, tiny_model_path):
     assert_close_relative(m, a, rel=1e-4, what="merged vs adapter logits")  # merge = one rounding per weight
 
 
-@pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (make setup builds it when it can)")
+@pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (make llamacpp builds it when it can)")
 def test_llamacpp_backend_gives_the_same_result_shape_and_greedy_text_as_hf_at_f32(tiny_model_path):
     """At f32 the GGUF holds the same weights: greedy text, token counts and finish reasons match hf."""
     params = GenerationParams(max_new_tokens=8)

@@ -38,11 +38,11 @@ def _prompts(ctx) -> list[list[dict]]:
 
 
 def test_explain_generation_follows_evaluate_unless_set():
-    assert load_run_config(None).explain_generation() == ("hf", "q8_0")
+    assert load_run_config(None).explain_generation() == ("hf", "auto")
     cfg = load_run_config(None, {"evaluate.backend": "llamacpp", "evaluate.quant": "f16"})
     assert cfg.explain_generation() == ("llamacpp", "f16")
     cfg = load_run_config(None, {"evaluate.backend": "llamacpp", "explain.backend": "hf"})
-    assert cfg.explain_generation() == ("hf", "q8_0")
+    assert cfg.explain_generation() == ("hf", "auto")
     with pytest.raises(Exception, match="explain.backend"):
         load_run_config(None, {"explain.backend": "onnx"})
 
@@ -56,7 +56,7 @@ def test_explain_hash_is_unchanged_for_hf_and_follows_the_backend(tmp_path, tiny
     assert "generation" not in hf and "backend" not in hf["explain"] and "quant" not in hf["explain"]
     assert stages.explain_payload(_ctx(tmp_path, **{"explain.backend": "hf"})) == hf
     cpp = stages.explain_payload(_ctx(tmp_path, **{"evaluate.backend": "llamacpp"}))
-    assert cpp["generation"] == {"backend": "llamacpp", "quant": "q8_0"}
+    assert cpp["generation"] == {"backend": "llamacpp", "quant": "auto"}
     assert stages.explain_payload(_ctx(tmp_path, **{"explain.backend": "llamacpp", "explain.quant": "f16"})) \
         != cpp
 
@@ -126,7 +126,7 @@ def test_the_configured_backend_generates_and_hf_attributes_its_text(tmp_path, t
     assert rationale["n_evaluated"] == 1 and rationale["items"][0]["final_answer"] == 3.0
 
 
-@pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (make setup builds it when it can)")
+@pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (make llamacpp builds it when it can)")
 def test_llamacpp_generates_the_explained_responses(tmp_path, tiny_model_path):
     from tunelens.generate import GenerationParams
     from tunelens.generate.backends import load_backend

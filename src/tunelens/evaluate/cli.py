@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option("hf", "--backend", help="Generation backend: hf (transformers fp32, the reference; "
                                     "an adapter is merged first), llamacpp (llama.cpp on the model's GGUF export), "
                                     "vllm (CUDA), auto (the fastest available, saying which)."),
-        quant: str = typer.Option("q8_0", "--quant", help="GGUF quantisation for --backend llamacpp: f32, f16, q8_0, q4_k_m."),
+        quant: str = typer.Option("auto", "--quant", help="GGUF quantisation for --backend llamacpp: f32, f16, q8_0, "
+                                  "q4_k_m, or auto (f16 where llama.cpp was built with AVX-512, else q8_0)."),
         few_shot: int = typer.Option(5, "--few-shot", min=1, max=16, help="Exemplars (k) in each k-shot prompt."),
         few_shot_suites: str = typer.Option(None, "--few-shot-suites", help="Suites that also get a k-shot variant, "
                                             f"comma-separated: {', '.join(FEWSHOT_SUITES)}, or none (default: gsm8k). "

@@ -33,8 +33,9 @@ class GenerationConfig(BaseModel):
     backend: Literal["hf", "llamacpp", "vllm", "auto"] = Field(
         default="hf", description="Generation backend (tunelens.generate.backends): hf = transformers fp32, the "
         "reference; llamacpp = llama.cpp on the model's GGUF export; vllm = CUDA; auto = the fastest available.")
-    quant: Literal["f32", "f16", "q8_0", "q4_k_m"] = Field(
-        default="q8_0", description="GGUF quantisation for the llamacpp backend.")
+    quant: Literal["f32", "f16", "q8_0", "q4_k_m", "auto"] = Field(
+        default="auto", description="GGUF quantisation for the llamacpp backend; auto = f16 where llama.cpp was "
+        "built with AVX-512 (faster for batches there), else q8_0.")
 
 
 FEWSHOT_SUITES = tuple(name for name, suite in _SUITES.items() if suite.few_shot)  # can add a k-shot variant of every item

@@ -66,11 +66,10 @@ def check_quant(quant: str) -> str:
 
 
 def _llama_cpp_available() -> bool:
-    try:
-        import llama_cpp  # noqa: F401
-    except Exception:  # ImportError, or a broken native library
-        return False
-    return True
+    """Installed, and built for this CPU (checked in a child process: see tunelens.generate.cpu)."""
+    from tunelens.generate.backends import llama_cpp_available
+
+    return llama_cpp_available()
 
 
 def check_output(output: str | Path) -> Path:

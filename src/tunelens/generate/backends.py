@@ -4,7 +4,9 @@
   uses (explain, training). A PEFT adapter is merged into its base before generating: LoRA's
   unmerged matmuls cost more than half the speed (14.6 vs 24.2 tok/s measured in a default run).
 - ``llamacpp``: llama-cpp-python on a GGUF exported from the model (``tunelens export``), f16 or
-  q8_0 by default for quality. The prompt is rendered and tokenised by the model's own HF
+  q8_0 by default for quality (``quant="auto"``: f16 where llama.cpp was built with AVX-512, else
+  q8_0, see :func:`resolve_quant`). The build is checked against this CPU first
+  (``tunelens.generate.cpu``). The prompt is rendered and tokenised by the model's own HF
   tokenizer and the reply decoded by it too, so prompt tokens, stop strings, token counts and
   finish reasons come from the same code as ``hf`` (``engine._result``). Optional: without the
   package, ``auto`` falls back to ``hf`` and says so.
@@ -42,7 +44,8 @@ log = logging.getLogger("tunelens.generate")
 
 BACKENDS = ("hf", "llamacpp", "vllm", "auto")
 GGUF_QUANTS = ("f32", "f16", "q8_0", "q4_k_m")
-DEFAULT_GGUF_QUANT = "q8_0"
+QUANT_CHOICES = (*GGUF_QUANTS, "auto")
+DEFAULT_GGUF_QUANT = "auto"  # see resolve_quant
 
 
 @dataclass(frozen=True)
@@ -55,13 +58,17 @@ class BackendInfo:
     gguf: str | None = None
     gguf_sha256: str | None = None
     note: str | None = None  # e.g. why auto chose what it chose
+    build: str | None = None  # llamacpp: the llama-cpp-python version and instruction sets it was compiled for
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def cache_key(self) -> dict[str, Any]:
-        """The fields that change outputs (the GGUF's path does not; its content does)."""
-        return {"backend": self.backend, "quant": self.quant, "gguf_sha256": self.gguf_sha256}
+        """The fields that change outputs (the GGUF's path does not; its content does; nor does a note)."""
+        key = {"backend": self.backend, "quant": self.quant, "gguf_sha256": self.gguf_sha256}
+        if self.build is not None:  # absent for hf and vllm, whose keys stay as they were
+            key["build"] = self.build
+        return key
 
 
 class Backend:
@@ -358,7 +365,42 @@ class VLLMBackend(Backend):
 
 # -- choosing and loading -------------------------------------------------------------------------
 def llama_cpp_available() -> bool:
-    return importlib.util.find_spec("llama_cpp") is not None
+    """llama-cpp-python is installed and built for instructions this CPU has (``tunelens.generate.cpu``)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return False
+    from tunelens.generate.cpu import llama_cpp_status
+
+    return llama_cpp_status().usable
+
+
+def _llama_cpp_reason() -> str:
+    """Why llama.cpp cannot be used here (for auto's note and the error of --backend llamacpp)."""
+    from tunelens.generate.cpu import llama_cpp_status
+
+    status = llama_cpp_status()
+    if status.usable:  # e.g. a test pretends it is missing
+        return "llama-cpp-python is not installed; `make llamacpp` (part of `make demo` and `make test`) builds it when it can"
+    return status.reason
+
+
+def resolve_quant(quant: str) -> tuple[str, str | None]:
+    """The GGUF type ``quant`` means here, and a note when it was ``auto``.
+
+    ``auto`` is f16 where llama.cpp was built with AVX-512, else q8_0. Measured on the 2-core AMD EPYC
+    (Zen 5) host, eval workload, 64 parallel sequences (docs/benchmarks.md, 2026-12-06, third
+    session): with the AVX-512 build f16 decodes 1.28x faster than q8_0 (277.5 vs 216.3 tok/s) and gives
+    hf's greedy text; with the AVX2 build q8_0 was as fast (Zen 5: 196 vs 195 tok/s) or faster (Intel
+    Xeon: 87 vs 67 tok/s). At batch 1 (serving) q8_0 is faster everywhere (5.2 vs 6.3 ms/token on Zen 5):
+    serve keeps q8_0 as its default."""
+    if quant not in QUANT_CHOICES:
+        raise ConfigError(f"quant must be one of {', '.join(QUANT_CHOICES)}, got {quant!r}")
+    if quant != "auto":
+        return quant, None
+    from tunelens.generate.cpu import llama_cpp_status
+
+    if llama_cpp_status().has_avx512:
+        return "f16", "quant auto: f16 (llama.cpp built with AVX-512: f16 decodes batches faster than q8_0)"
+    return "q8_0", "quant auto: q8_0 (llama.cpp built without AVX-512: q8_0 decodes at least as fast as f16)"
 
 
 def vllm_available() -> bool:
@@ -377,11 +419,14 @@ _QUIET_LOG = None  # the no-op log callback handed to llama.cpp (kept alive here
 
 def _import_llama_cpp():
     global _QUIET_LOG
+    if importlib.util.find_spec("llama_cpp") is not None and not llama_cpp_available():
+        # Importing a build for another CPU kind would kill this process with SIGILL.
+        raise ConfigError(f"backend 'llamacpp': {_llama_cpp_reason()}; or use --backend hf")
     try:
         import llama_cpp
     except ImportError as exc:
         raise ConfigError(
-            "backend 'llamacpp' needs llama-cpp-python: `make setup` builds it when it can, or "
+            "backend 'llamacpp' needs llama-cpp-python: `make llamacpp` (part of `make demo` and `make test`) builds it when it can, or "
             "`pip install llama-cpp-python` (it compiles llama.cpp: cmake and a C++ compiler); "
             f"or use --backend hf ({exc})"
         ) from None
@@ -423,7 +468,7 @@ def choose_backend(name: str) -> tuple[str, str | None]:
         return "vllm", "auto: vllm (CUDA and vllm available)"
     if llama_cpp_available():
         return "llamacpp", "auto: llamacpp (llama-cpp-python available)"
-    return "hf", "auto: hf (llama-cpp-python is not installed; `make setup` builds it when it can)"
+    return "hf", f"auto: hf ({_llama_cpp_reason()})"
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -450,8 +495,8 @@ def load_backend(spec: str, name: str = "auto", *, quant: str = DEFAULT_GGUF_QUA
     chosen, note = choose_backend(name)
     if note and say:
         say(note)
-    if quant not in GGUF_QUANTS:
-        raise ConfigError(f"quant must be one of {', '.join(GGUF_QUANTS)}, got {quant!r}")
+    if quant not in QUANT_CHOICES:
+        raise ConfigError(f"quant must be one of {', '.join(QUANT_CHOICES)}, got {quant!r}")
 
     if chosen == "hf":
         lm = loaded if loaded is not None else load_model(spec, merge_adapter=True)
@@ -460,8 +505,17 @@ def load_backend(spec: str, name: str = "auto", *, quant: str = DEFAULT_GGUF_QUA
     tokenizer = _tokenizer_for(spec)
     eos_ids = _eos_ids(_ConfigOnly(spec), tokenizer)
     if chosen == "llamacpp":
+        if not llama_cpp_available():
+            raise ConfigError(f"backend 'llamacpp': {_llama_cpp_reason()}; or use --backend hf")
+        quant, quant_note = resolve_quant(quant)
+        if quant_note and say:
+            say(quant_note)
+        note = "; ".join(n for n in (note, quant_note) if n) or None
         gguf, used_quant = gguf_for(spec, quant, progress=progress, say=say)
-        info = BackendInfo("llamacpp", spec, quant=used_quant, gguf=str(gguf), gguf_sha256=file_sha256(gguf), note=note)
+        from tunelens.generate.cpu import llama_cpp_status
+
+        info = BackendInfo("llamacpp", spec, quant=used_quant, gguf=str(gguf), gguf_sha256=file_sha256(gguf), note=note,
+                           build=llama_cpp_status().build)
         return LlamaCppBackend(gguf, tokenizer, info, eos_ids)
     # vllm serves a plain HF checkpoint: an adapter is merged into one first.
     path = _resolved(spec)

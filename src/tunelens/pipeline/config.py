@@ -149,7 +149,9 @@ class EvaluateSection(_Strict):
     batch_size: int = Field(16, ge=1, description="Generation batch size.")
     backend: Literal["hf", "llamacpp", "vllm", "auto"] = Field(
         "hf", description="Generation backend for the evaluation (see `tunelens eval --help`); hf is the fp32 reference.")
-    quant: Literal["f32", "f16", "q8_0", "q4_k_m"] = Field("q8_0", description="GGUF quantisation for llamacpp.")
+    quant: Literal["f32", "f16", "q8_0", "q4_k_m", "auto"] = Field(
+        "auto", description="GGUF quantisation for llamacpp; auto = f16 where llama.cpp was built with AVX-512 "
+        "(faster for batches there), else q8_0.")
     options: dict[str, Any] = Field(default_factory=dict, description="More EvalConfig fields.")
 
     @model_validator(mode="after")
@@ -198,7 +200,7 @@ class ExplainSection(_Strict):
         None, description="Generation backend for the responses and rationales that are explained (None: "
         "evaluate.backend). The attributions always run in transformers (they need gradients), on the text "
         "this backend generated.")
-    quant: Literal["f32", "f16", "q8_0", "q4_k_m"] | None = Field(
+    quant: Literal["f32", "f16", "q8_0", "q4_k_m", "auto"] | None = Field(
         None, description="GGUF quantisation for a llamacpp explain backend (None: evaluate.quant).")
 
     @field_validator("faithfulness_ks")

@@ -55,7 +55,8 @@ def serve(
     db: str = typer.Option(None, "--db", help=_DB_HELP),
     backend: str = typer.Option(None, "--backend", help="Generation backend: hf (default; streams token by token), "
                                 "llamacpp (llama.cpp on the model's GGUF export), vllm (CUDA), auto."),
-    quant: str = typer.Option(None, "--quant", help="GGUF quantisation for --backend llamacpp (f32, f16, q8_0, q4_k_m)."),
+    quant: str = typer.Option(None, "--quant", help="GGUF quantisation for --backend llamacpp (f32, f16, q8_0 (default), "
+                                "q4_k_m, auto)."),
 ) -> None:
     """Serve models with guardrails: OpenAI-compatible API, feedback, A/B page and drift monitor."""
     if ctx.invoked_subcommand is not None:
