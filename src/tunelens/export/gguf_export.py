@@ -67,9 +67,9 @@ def check_quant(quant: str) -> str:
 
 def _llama_cpp_available() -> bool:
     """Installed, and built for this CPU (checked in a child process: see tunelens.generate.cpu)."""
-    from tunelens.generate.backends import llama_cpp_available
+    from tunelens.generate.cpu import llama_cpp_status
 
-    return llama_cpp_available()
+    return llama_cpp_status().usable
 
 
 def check_output(output: str | Path) -> Path:
