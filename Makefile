@@ -26,15 +26,18 @@ setup: $(BIN)/tunelens
 # (that keys on the sdist, not on CMAKE_ARGS, so an AVX-512 wheel would be reused on an AVX2-only
 # host and die there with SIGILL). A venv holding another kind's build is re-installed, and
 # tunelens checks the build against the CPU before it loads it. Measured on the AMD EPYC (Zen 5):
-# the avx512 build decodes the eval workload 1.17x (q8_0) to 1.53x (f16) faster than the avx2 one.
+# the avx512 build decodes the eval workload 1.12-1.14x (q8_0) and 1.24-1.40x (f16) faster than the
+# avx2 one (benchmarks/llamacpp_builds.py, docs/benchmarks.md).
 # LLAMA_CMAKE_ARGS=... overrides the flags (variant "custom"). Without llama.cpp, `--backend auto`
 # uses hf and says so.
 LLAMA_CPP_VERSION ?= 0.3.36
 LLAMA_WHEELS ?= $(HOME)/.cache/tunelens/wheels
 llamacpp: setup
 	@if [ -n "$(LLAMA_CMAKE_ARGS)" ]; then variant=custom; args="$(LLAMA_CMAKE_ARGS)"; \
-	else variant=$$($(BIN)/python -m tunelens.generate.cpu) && args=$$($(BIN)/python -m tunelens.generate.cpu --cmake-args) || exit 0; fi; \
-	if [ "$$(cat $(VENV)/llamacpp-variant 2>/dev/null)" = "$$variant" ] && $(BIN)/python -c "import llama_cpp" 2>/dev/null; then exit 0; fi; \
+	else variant=$$($(BIN)/python -m tunelens.generate.cpu) && args=$$($(BIN)/python -m tunelens.generate.cpu --cmake-args) \
+	  || { echo "cannot tell this CPU's kind (python -m tunelens.generate.cpu failed): llama-cpp-python not built, auto uses hf"; exit 0; }; fi; \
+	if [ "$$variant" != custom ] && [ "$$(cat $(VENV)/llamacpp-variant 2>/dev/null)" = "$$variant" ] \
+	   && $(BIN)/python -c "import llama_cpp" 2>/dev/null; then exit 0; fi; \
 	dir="$(LLAMA_WHEELS)/llama-cpp-python-$(LLAMA_CPP_VERSION)-$$variant"; \
 	if [ "$$variant" = custom ] || ! ls "$$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then \
 	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) for this CPU kind ($$variant) for the llamacpp backend (minutes, once per kind)"; \

@@ -6,12 +6,13 @@ AVX2-only AMD Zen 3), and one virtual environment or pip wheel cache can outlive
 host. Two builds are made, each for the CPUs that can run it:
 
 - ``avx512``: AVX-512 F/CD/VL/DQ/BW with VBMI, VNNI and BF16 (Zen 4/5, Sapphire Rapids and later).
-  On the 2-core AMD EPYC (Zen 5) host it decodes the eval workload 1.17x faster in q8_0 and
-  1.53x faster in f16 than the AVX2 build (docs/benchmarks.md, 2026-12-06, third session);
+  On the 2-core AMD EPYC (Zen 5) host it decodes the eval workload 1.12-1.14x faster in q8_0 and
+  1.24-1.40x faster in f16 than the AVX2 build (``benchmarks/llamacpp_builds.py``, docs/benchmarks.md,
+  2026-12-06, third session);
 - ``avx2``: AVX2/FMA/F16C, what every x86-64 host of this project has (the portable build);
 - ``generic``: anything else (no x86 SIMD flags: the compiler's defaults).
 
-upstream's answer (``GGML_CPU_ALL_VARIANTS`` with ``GGML_BACKEND_DL``) builds a dozen variants and
+Upstream's answer (``GGML_CPU_ALL_VARIANTS`` with ``GGML_BACKEND_DL``) builds a dozen variants and
 loads the best at run time, but llama-cpp-python's packaging installs only the plain ``ggml-cpu``
 library, so the variants would not reach the wheel; a build per CPU kind, chosen by ``make
 llamacpp`` and checked here before use, gives the same safety.
