@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _llama import skip_without_usable_llama_cpp
 from _numerics import assert_close_relative
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread")]
@@ -327,7 +328,7 @@ def test_q4_k_m_through_llama_cpp(exports, tmp_path):
     llama.cpp's 256-wide K-quant blocks, so its quantiser falls back to q5_0/q8_0 for every matrix;
     the fallbacks are reported. Measured error vs the merged model: <= 1.1e-1 (norm), 1.5e-1 (max
     entry) over the tiny model and the adapter -> bound 3e-1."""
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (q4_k_m needs its quantiser)")
+    skip_without_usable_llama_cpp()  # q4_k_m needs its quantiser
     from tunelens.export import export_gguf
 
     for source, spec in (("tiny", "tiny-random"), ("adapter", str(exports["adapter", "f32"][0].adapter))):
@@ -352,7 +353,8 @@ def test_llama_cpp_reads_the_file(exports, quant):
     """llama.cpp itself loads the exported merged adapter: the same token ids as the transformers
     tokenizer (the tokenizer.ggml.* keys work), logits within the bound, and (f32, f16) the same
     arg-max token at every position."""
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    skip_without_usable_llama_cpp()
+    import llama_cpp
     import numpy as np
 
     result, reference, tokenizer = exports["adapter", quant]

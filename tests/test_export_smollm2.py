@@ -11,6 +11,7 @@ check it). f16 measured 8.7e-4 / 1.1e-3.
 from __future__ import annotations
 
 import pytest
+from _llama import skip_without_usable_llama_cpp
 import torch
 
 from _numerics import assert_close_relative
@@ -64,7 +65,8 @@ def test_q8_0_round_trip(smollm2, tmp_path):
 
 
 def test_llama_cpp_generates_the_same_first_tokens(smollm2, tmp_path):
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    skip_without_usable_llama_cpp()
+    import llama_cpp
     from tunelens.export import export_gguf
 
     loaded, ids, _, greedy = smollm2
