@@ -11,9 +11,9 @@ check it). f16 measured 8.7e-4 / 1.1e-3.
 from __future__ import annotations
 
 import pytest
-from _llama import skip_without_usable_llama_cpp
 import torch
 
+from _llama import skip_without_usable_llama_cpp
 from _numerics import assert_close_relative
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
