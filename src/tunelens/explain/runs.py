@@ -78,10 +78,22 @@ def greedy_responses(loaded: Any, prompts: Sequence[Any], max_new_tokens: int, *
     return [r.text for r in generate(loaded.model, loaded.tokenizer, list(prompts), params, progress=progress)]
 
 
+def load_explained(spec: str) -> Any:
+    """The model an explanation attributes, with a PEFT adapter merged into its base.
+
+    The merged model computes the same function as base + adapter (to float rounding), so its
+    attributions, faithfulness checks and greedy responses are the adapter's; without LoRA's extra
+    matmuls in every layer. Measured in the default run's explain stage on the AMD EPYC (Zen 5) host:
+    see docs/benchmarks.md, "Explanation speed" (2026-12-06, third session)."""
+    from tunelens.models import load_model
+
+    return load_model(spec, merge_adapter=True)
+
+
 def response_backend(spec: str, name: str, quant: str, *, say: Callable[[str], None] | None = None) -> Any:
     """The generation backend ``name`` (hf, llamacpp, vllm, auto) of model ``spec`` for the responses
     an explanation attributes, or None when that is hf: the explained model's own transformers
-    weights then generate them (a PEFT model unmerged, as it is attributed). Attributions always
+    weights then generate them (an adapter merged, as it is attributed). Attributions always
     need transformers (gradients); only the response text comes from here."""
     from tunelens.generate.backends import choose_backend, load_backend
 
@@ -303,7 +315,6 @@ def explain_prompts(
     from rich.progress import Progress
 
     from tunelens.explain.render import render_diff_html, render_html
-    from tunelens.models import load_model
 
     method = methods.resolve(method)
     granularity = check_granularity(method, granularity)
@@ -312,9 +323,9 @@ def explain_prompts(
     options = method_options(method, steps=steps, baseline=ig_baseline, granularity=granularity)
     out.mkdir(parents=True, exist_ok=True)
     (out / "heatmaps").mkdir(exist_ok=True)
-    models = [("tuned", load_model(model_spec))]
+    models = [("tuned", load_explained(model_spec))]
     if base_spec:
-        models.append(("base", load_model(base_spec)))
+        models.append(("base", load_explained(base_spec)))
     faith_options = {"n_random": n_random} if check_faithfulness else None
     with Progress(console=console, transient=True) as progress:
         tasks: dict[str, Any] = {}
@@ -411,7 +422,6 @@ def explain_focus(
     """Instruction focus of the tuned (and base) model; writes focus.json, focus.png, focus.html."""
     from tunelens.explain.focus import instruction_focus, paired_focus_difference
     from tunelens.explain.render import focus_chart, focus_html
-    from tunelens.models import load_model
 
     method = methods.resolve(method)
     if own_responses:
@@ -421,7 +431,7 @@ def explain_focus(
     results: dict[str, dict] = {}
     ids: dict[str, str] = {}
     for role, spec in roles:
-        loaded = load_model(spec)
+        loaded = load_explained(spec)
         ids[role] = loaded.model_id
         console.print(f"instruction focus of the {role} model ({spec}) on {len(items)} item(s)")
         results[role] = instruction_focus(loaded.model, loaded.tokenizer, items, method, max_new_tokens=max_new_tokens,
@@ -505,9 +515,8 @@ def explain_rationale(
     """rationale_faithfulness on ``items``; writes rationale.json, rationale.png, rationale.html."""
     from tunelens.explain.rationale import rationale_faithfulness
     from tunelens.explain.render import rationale_chart, rationale_html
-    from tunelens.models import load_model
 
-    loaded = load_model(model_spec)
+    loaded = load_explained(model_spec)
     out.mkdir(parents=True, exist_ok=True)
     calls = iter(["responses", "early answers", "inserted errors", "forced answers"])
     needs_responses = any(it["messages"][-1]["role"] != "assistant" for it in items)

@@ -129,17 +129,18 @@ def explain_run(ctx, tuned_dir: Path, sft_dir: Path | None = None) -> dict[str, 
     SFT + RL) the focus and faithfulness measures also run on the SFT model, so "tuned - sft" shows
     what RL changed in the attributions."""
     from tunelens.explain import methods, rationale_faithfulness, render_diff_html
-    from tunelens.explain.runs import (attribute_items, faithfulness_document, greedy_responses, response_backend,
-                                       write_json)
+    from tunelens.explain.runs import (attribute_items, faithfulness_document, greedy_responses, load_explained,
+                                       response_backend, write_json)
     from tunelens.generate.backends import choose_backend
-    from tunelens.models import load_model
 
     e = ctx.config.explain
     out = ctx.sub("explain")
     (out / "heatmaps").mkdir(parents=True, exist_ok=True)
-    base = load_model(ctx.config.model)
-    tuned = load_model(str(tuned_dir))
-    sft = load_model(str(sft_dir)) if sft_dir is not None else None
+    # Adapters are merged into their base: the same function (to float rounding), without LoRA's
+    # unmerged matmuls in every forward, backward and generated token (tunelens.explain.runs.load_explained).
+    base = load_explained(ctx.config.model)
+    tuned = load_explained(str(tuned_dir))
+    sft = load_explained(str(sft_dir)) if sft_dir is not None else None
     result: dict[str, Any] = {"method": e.method, "n_items": 0}
     # Which backend generates the explained responses (attributions stay in transformers).
     name, quant = ctx.config.explain_generation()
