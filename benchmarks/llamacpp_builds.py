@@ -70,8 +70,7 @@ def usable(target: Path) -> tuple[bool, str]:
     from tunelens.generate import cpu
 
     env = {**os.environ, "PYTHONPATH": f"{target}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run([sys.executable, "-c", cpu._PROBE], capture_output=True, text=True, env=env)
-    status = cpu._status_from_probe(done.returncode, done.stdout, done.stderr)
+    status = cpu._status_from_probe(*cpu._probe(env))
     return status.usable, status.reason
 
 

@@ -21,10 +21,19 @@ def test_unknown_backend_and_quant_are_config_errors():
 def test_auto_says_what_it_chose(monkeypatch):
     import tunelens.generate.backends as b
 
+    import tunelens.generate.cpu as cpu
+
     monkeypatch.setattr(b, "vllm_available", lambda: False)
-    monkeypatch.setattr(b, "llama_cpp_available", lambda: False)
-    assert choose_backend("auto") == ("hf", "auto: hf (llama-cpp-python is not installed; `make llamacpp` (part of `make demo` and `make test`) builds it when it can)")
-    monkeypatch.setattr(b, "llama_cpp_available", lambda: True)
+    monkeypatch.setattr(cpu, "find_spec", lambda name: None)  # as if llama-cpp-python were not installed
+    cpu.llama_cpp_status.cache_clear()
+    try:
+        assert choose_backend("auto") == ("hf", "auto: hf (llama-cpp-python is not installed; `make llamacpp` "
+                                                "(part of `make demo` and `make test`) builds it when it can)")
+        with pytest.raises(ConfigError, match="llama-cpp-python is not installed"):
+            load_backend("tiny-random", "llamacpp")
+    finally:
+        cpu.llama_cpp_status.cache_clear()
+    monkeypatch.setattr(cpu, "llama_cpp_status", lambda: cpu.LlamaCppStatus(True, "built with AVX2"))
     assert choose_backend("auto")[0] == "llamacpp"
     with pytest.raises(ConfigError, match="vllm package and a CUDA GPU"):
         choose_backend("vllm")

@@ -110,7 +110,6 @@ def test_quant_auto_is_f16_with_avx512_else_q8_0(monkeypatch):
         b.resolve_quant("q5")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
 def test_a_build_for_another_cpu_kind_is_refused_with_its_reason(monkeypatch):
     bad = cpu._status_from_probe(0, INFO_AVX512, "", flags(ZEN3), "x86_64")
     _status(monkeypatch, bad)

@@ -366,21 +366,20 @@ class VLLMBackend(Backend):
 # -- choosing and loading -------------------------------------------------------------------------
 def llama_cpp_available() -> bool:
     """llama-cpp-python is installed and built for instructions this CPU has (``tunelens.generate.cpu``)."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        return False
     from tunelens.generate.cpu import llama_cpp_status
 
     return llama_cpp_status().usable
 
 
-def _llama_cpp_reason() -> str:
-    """Why llama.cpp cannot be used here (for auto's note and the error of --backend llamacpp)."""
+def _require_llama_cpp() -> None:
+    """Raise, with the reason, unless llama.cpp can be loaded here: importing a build for another
+    CPU kind would kill this process with SIGILL (the check runs in a child process)."""
     from tunelens.generate.cpu import llama_cpp_status
 
     status = llama_cpp_status()
-    if status.usable:  # e.g. a test pretends it is missing
-        return "llama-cpp-python is not installed; `make llamacpp` (part of `make demo` and `make test`) builds it when it can"
-    return status.reason
+    if not status.usable:
+        raise ConfigError(f"backend 'llamacpp': {status.reason}; or `pip install llama-cpp-python` (it compiles "
+                          "llama.cpp: cmake and a C++ compiler); or use --backend hf")
 
 
 def resolve_quant(quant: str) -> tuple[str, str | None]:
@@ -419,17 +418,9 @@ _QUIET_LOG = None  # the no-op log callback handed to llama.cpp (kept alive here
 
 def _import_llama_cpp():
     global _QUIET_LOG
-    if importlib.util.find_spec("llama_cpp") is not None and not llama_cpp_available():
-        # Importing a build for another CPU kind would kill this process with SIGILL.
-        raise ConfigError(f"backend 'llamacpp': {_llama_cpp_reason()}; or use --backend hf")
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise ConfigError(
-            "backend 'llamacpp' needs llama-cpp-python: `make llamacpp` (part of `make demo` and `make test`) builds it when it can, or "
-            "`pip install llama-cpp-python` (it compiles llama.cpp: cmake and a C++ compiler); "
-            f"or use --backend hf ({exc})"
-        ) from None
+    _require_llama_cpp()
+    import llama_cpp
+
     if _QUIET_LOG is None and log.getEffectiveLevel() > logging.DEBUG:
         # llama.cpp logs every load and context to stderr; tunelens shows its own progress instead.
         _QUIET_LOG = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
@@ -466,9 +457,12 @@ def choose_backend(name: str) -> tuple[str, str | None]:
         return name, None
     if vllm_available():
         return "vllm", "auto: vllm (CUDA and vllm available)"
-    if llama_cpp_available():
+    from tunelens.generate.cpu import llama_cpp_status
+
+    status = llama_cpp_status()
+    if status.usable:
         return "llamacpp", "auto: llamacpp (llama-cpp-python available)"
-    return "hf", f"auto: hf ({_llama_cpp_reason()})"
+    return "hf", f"auto: hf ({status.reason})"
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -505,8 +499,7 @@ def load_backend(spec: str, name: str = "auto", *, quant: str = DEFAULT_GGUF_QUA
     tokenizer = _tokenizer_for(spec)
     eos_ids = _eos_ids(_ConfigOnly(spec), tokenizer)
     if chosen == "llamacpp":
-        if not llama_cpp_available():
-            raise ConfigError(f"backend 'llamacpp': {_llama_cpp_reason()}; or use --backend hf")
+        _require_llama_cpp()
         quant, quant_note = resolve_quant(quant)
         if quant_note and say:
             say(quant_note)

@@ -29,12 +29,12 @@ back to ``hf`` and ``--backend llamacpp`` says what to rebuild.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import platform
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from importlib.util import find_spec
 
 _BASE_ARGS = "-DGGML_NATIVE=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF"
 _AVX2_ARGS = "-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
@@ -134,14 +134,15 @@ def llama_cpp_status() -> LlamaCppStatus:
 
     It is imported in a child process (about a second, once per process): a build for a CPU this
     one is not would kill the caller with SIGILL on first use."""
-    if importlib.util.find_spec("llama_cpp") is None:
+    if find_spec("llama_cpp") is None:
         return LlamaCppStatus(False, "llama-cpp-python is not installed; `make llamacpp` (part of `make demo` and `make test`) builds it when it can")
     return _status_from_probe(*_probe())
 
 
-def _probe() -> tuple[int, str, str]:
+def _probe(env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of importing llama-cpp-python in a child (``env``: its environment)."""
     try:
-        done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return -1, "", f"the probe could not run ({exc})"
     return done.returncode, done.stdout, done.stderr
