@@ -87,6 +87,15 @@ def test_a_child_killed_by_an_illegal_instruction_is_reported_not_fatal(monkeypa
     assert "killed by SIGILL" in status.reason
 
 
+def test_a_probe_that_cannot_run_says_why(monkeypatch):
+    def hang(*args, **kwargs):
+        raise cpu.subprocess.TimeoutExpired(cmd="python", timeout=120)
+
+    monkeypatch.setattr(cpu.subprocess, "run", hang)
+    status = cpu._status_from_probe(*cpu._probe())
+    assert not status.usable and "the probe could not run" in status.reason and "timed out" in status.reason
+
+
 def test_main_prints_the_variant_and_its_cmake_args(capsys, monkeypatch):
     monkeypatch.setattr(cpu, "host_variant", lambda: "avx2")
     cpu.main([])

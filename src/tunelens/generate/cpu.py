@@ -143,8 +143,8 @@ def _probe(env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of importing llama-cpp-python in a child (``env``: its environment)."""
     try:
         done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120, env=env)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return -1, "", f"the probe could not run ({exc})"
+    except (OSError, subprocess.TimeoutExpired) as exc:  # reported as a failed import, with the reason
+        return 1, "", f"the probe could not run ({exc})"
     return done.returncode, done.stdout, done.stderr
 
 
