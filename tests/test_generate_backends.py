@@ -112,3 +112,74 @@ def test_eval_records_the_backend_and_keys_its_cache_on_it(tmp_path, tiny_model_
     # a second cache file: llama.cpp's answers are never read back as transformers' (or vice versa)
     assert len(list((tmp_path / "cache").glob("*.jsonl"))) == 2
     assert res["cost"]["m"]["cached_generations"] == 0
+
+
+def _eos_sampler(eos: int, p_stop: float):
+    """Greedy, but each step ends the sequence with probability ``p_stop`` from its own seeded rng, so
+    sequences finish at different steps, the same ones whatever the batching."""
+    import numpy as np
+
+    def sample(logits, params, rng):
+        return eos if rng.random() < p_stop else int(np.argmax(logits))
+    return sample
+
+
+@pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (make llamacpp builds it when it can)")
+def test_llamacpp_keeps_sequences_on_consecutive_ids_and_moves_their_cache_correctly(tiny_model_path, monkeypatch):
+    """llama.cpp splits a batch at every gap in the seq ids (one forward pass per run of
+    consecutive ids), so when sequences finish the highest moves into the hole, its KV cache with
+    it. Each answer must be what the same prompt gets with no moves at all (one at a time)."""
+    import llama_cpp
+
+    prompts = [[{"role": "user", "content": f"Count to {n} and name {n} animals."}] for n in range(10)]
+    params = GenerationParams(max_new_tokens=12)
+    cpp = load_backend(str(tiny_model_path), "llamacpp", quant="f32")
+    eos = cpp.eos_ids[0]
+    monkeypatch.setattr(cpp, "_sample", _eos_sampler(eos, 0.2))
+    cpp.max_parallel = 1
+    alone = cpp.generate(prompts, params)
+    assert len({r.completion_tokens for r in alone}) > 2  # they do finish at different steps
+
+    cpp.max_parallel = 10
+    calls, copies = [], []
+    decode, seq_cp = cpp._decode, llama_cpp.llama_memory_seq_cp
+    monkeypatch.setattr(cpp, "_decode", lambda rows: calls.append([r[2] for r in rows]) or decode(rows))
+    monkeypatch.setattr(llama_cpp, "llama_memory_seq_cp",
+                        lambda mem, src, dst, p0, p1: copies.append((src, dst)) or seq_cp(mem, src, dst, p0, p1))
+    together = cpp.generate(prompts, params)
+    assert [(r.text, r.completion_tokens, r.finish_reason) for r in together] == \
+        [(r.text, r.completion_tokens, r.finish_reason) for r in alone]
+    prefix_seq = cpp.parallel
+    moves = [(src, dst) for src, dst in copies if src != prefix_seq]
+    assert moves and all(src > dst for src, dst in moves)
+    for seqs in calls:
+        if seqs == [prefix_seq] * len(seqs):  # the shared prefix, decoded once
+            continue
+        assert seqs == sorted(seqs)  # rows in seq order ...
+        assert sorted(set(seqs)) == list(range(len(set(seqs))))  # ... on 0..n-1, no gaps
+
+
+@pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (make llamacpp builds it when it can)")
+def test_llamacpp_decodes_a_shared_prompt_prefix_once(tiny_model_path, monkeypatch):
+    """The chat template's system prompt, common to every prompt, is decoded once and its cache
+    copied: fewer tokens decoded, the same answers."""
+    from tunelens.generate.engine import encode_prompts
+
+    prompts = [[{"role": "user", "content": f"Describe the number {n}."}] for n in range(6)]
+    params = GenerationParams(max_new_tokens=6)
+    cpp = load_backend(str(tiny_model_path), "llamacpp", quant="f32")
+    ids = [x for x, _ in encode_prompts(cpp.tokenizer, prompts, params, cpp.context)]
+    shared = cpp._shared_prefix(ids)
+    assert len(shared) >= cpp.MIN_SHARED_PREFIX and all(x[:len(shared)] == shared for x in ids)
+    assert cpp._shared_prefix(ids[:1]) == [] and cpp._shared_prefix([ids[0], ids[0][:3] + [1, 2, 3]]) == []
+
+    decoded = {}
+    decode = cpp._decode
+    for share in (False, True):
+        cpp.share_prefix = share
+        rows = []
+        monkeypatch.setattr(cpp, "_decode", lambda r: rows.extend(r) or decode(r))
+        out = cpp.generate(prompts, params)
+        decoded[share] = (len(rows), [(r.text, r.prompt_tokens, r.completion_tokens) for r in out])
+    assert decoded[False][0] - decoded[True][0] == (len(prompts) - 1) * len(shared)
+    assert decoded[True][1] == decoded[False][1]

@@ -137,13 +137,19 @@ class LlamaCppBackend(Backend):
     ``llama_batch``, one ``llama_decode`` runs them all, and a finished sequence's slot is
     refilled with the next prompt at once. Sampling (greedy, or seeded temperature / top-p per
     prompt) is done here on the logits, so every backend samples the same way.
+
+    Two things keep the decodes full (measured in docs/benchmarks.md, "Continuous batching without
+    holes"): the active sequences always sit on seq ids 0..n-1 (``compact`` in ``generate``), since
+    llama.cpp runs a separate forward pass for every run of consecutive ids; and a prefix common to
+    all prompts of a call (the chat template's system prompt) is decoded once and copied.
     """
 
     name = "llamacpp"
 
     def __init__(self, gguf: Path, tokenizer: Any, info: BackendInfo, eos_ids: list[int], *,
                  parallel: int = 64, seq_ctx: int | None = None, n_threads: int | None = None,
-                 flash_attn: bool | None = None):
+                 flash_attn: bool | None = None, share_prefix: bool = True,
+                 compact: bool = True):
         lc = _import_llama_cpp()
         self._lc = lc
         lc.llama_backend_init()
@@ -155,9 +161,12 @@ class LlamaCppBackend(Backend):
         vocab = lc.llama_model_get_vocab(self._model)
         self.n_vocab = int(lc.llama_vocab_n_tokens(vocab))
         self.train_ctx = int(lc.llama_model_n_ctx_train(self._model)) or 4096
-        self.max_parallel = max(1, parallel)
+        # llama.cpp holds at most LLAMA_MAX_SEQ (256) sequences; one is the shared prefix's.
+        self.max_parallel = max(1, min(parallel, 255))
         self.threads = n_threads or _cpu_threads()
         self.flash_attn = flash_attn  # None: llama.cpp's choice (auto)
+        # Both on by default; off only to measure what they buy (benchmarks/llamacpp_batching.py).
+        self.share_prefix, self.compact = share_prefix, compact
         self._ctx = None
         self._batch = None
         self.parallel = self.seq_ctx = 0
@@ -168,17 +177,18 @@ class LlamaCppBackend(Backend):
 
     def _ensure_ctx(self, parallel: int, seq_ctx: int) -> None:
         """A context for ``parallel`` sequences of up to ``seq_ctx`` tokens each (re-made only when
-        too small): the KV cache is ``parallel * seq_ctx`` tokens, so it is sized to the call."""
+        too small): the KV cache is ``(parallel + 1) * seq_ctx`` tokens, so it is sized to the call.
+        The extra sequence (id ``parallel``) holds the prompts' shared prefix (see ``generate``)."""
         lc = self._lc
         if self._ctx is not None and parallel <= self.parallel and seq_ctx <= self.seq_ctx:
             return
         self._free_ctx()
         seq_ctx = min(self.train_ctx, -(-seq_ctx // 256) * 256)
         cparams = lc.llama_context_default_params()
-        cparams.n_ctx = seq_ctx * parallel
+        cparams.n_ctx = seq_ctx * (parallel + 1)
         cparams.n_batch = max(512, parallel)
         cparams.n_ubatch = cparams.n_batch
-        cparams.n_seq_max = parallel
+        cparams.n_seq_max = parallel + 1
         cparams.n_threads = self.threads
         cparams.n_threads_batch = self.threads
         cparams.kv_unified = False  # each sequence its own slice of the cache (no cross-talk)
@@ -199,6 +209,21 @@ class LlamaCppBackend(Backend):
         if self._ctx:
             lc.llama_free(self._ctx)
             self._ctx = None
+
+    # Shortest prompt prefix worth sharing. A shared prefix is decoded once into its own sequence
+    # and its KV stream copied into each new sequence (llama.cpp copies whole streams across
+    # sequences: seq_ctx positions, ~23 KB each for SmolLM2-135M in f16, so ~12 MB at 512), which
+    # costs far less than decoding 16 tokens (~17 ms at ~950 prompt tok/s on 2 cores).
+    MIN_SHARED_PREFIX = 16
+
+    def _shared_prefix(self, prompts: list[list[int]]) -> list[int]:
+        """The token prefix common to all ``prompts`` (at least 2), when it is worth sharing: e.g.
+        the chat template's default system prompt, 24 of the 74 tokens of an average IFEval prompt
+        for SmolLM2. The last token of every prompt is left to decode (its logits are needed)."""
+        if not self.share_prefix or len(prompts) < 2:
+            return []
+        prefix = os.path.commonprefix(prompts)[: min(map(len, prompts)) - 1]
+        return list(prefix) if len(prefix) >= self.MIN_SHARED_PREFIX else []
 
     # -- one llama_decode over (token, pos, seq, wants logits) rows --------------------------------
     def _decode(self, rows: list[tuple[int, int, int, bool]]) -> dict[int, int]:
@@ -248,6 +273,8 @@ class LlamaCppBackend(Backend):
 
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None,
                  progress: bool = False) -> list[GenerationResult]:
+        import heapq
+
         import numpy as np
 
         params = params or GenerationParams()
@@ -259,21 +286,48 @@ class LlamaCppBackend(Backend):
             return [r for r in results if r is not None]
         longest = max(len(encoded[k][0]) for k in queue)
         self._ensure_ctx(min(self.max_parallel, len(queue)), longest + params.max_new_tokens)
-        mem = self._lc.llama_get_memory(self._ctx)
-        self._lc.llama_memory_clear(mem, True)
-        free = list(range(self.parallel))[::-1]  # seq ids
-        active: dict[int, dict[str, Any]] = {}  # seq id -> state
+        lc = self._lc
+        mem = lc.llama_get_memory(self._ctx)
+        lc.llama_memory_clear(mem, True)
+        free = list(range(self.parallel))  # a heap of free seq ids: the lowest is taken first
+        prefix = self._shared_prefix([encoded[k][0] for k in queue])
+        if prefix:
+            self._decode([(t, i, self.parallel, False) for i, t in enumerate(prefix)])
+        active: dict[int, dict[str, Any]] = {}  # seq id -> state; "todo": rows to decode next
         bar, task = _progress(progress, len(queue))
 
-        def admit() -> list[tuple[int, int, int, bool]]:
-            rows = []
+        def admit() -> None:
             while queue and free:
-                k, seq = queue.pop(), free.pop()
+                k, seq = queue.pop(), heapq.heappop(free)
                 ids = encoded[k][0]
+                if prefix:  # the prefix's KV stream is copied (at the next decode), the rest decoded
+                    lc.llama_memory_seq_cp(mem, self.parallel, seq, -1, -1)
                 active[seq] = {"k": k, "new": [], "pos": len(ids), "start": time.perf_counter(),
-                               "rng": np.random.default_rng(params.seed + k)}
-                rows += [(t, i, seq, i == len(ids) - 1) for i, t in enumerate(ids)]
-            return rows
+                               "rng": np.random.default_rng(params.seed + k), "cached": bool(prefix),
+                               "todo": [(t, i, i == len(ids) - 1) for i, t in enumerate(ids) if i >= len(prefix)]}
+
+        def compact() -> None:
+            """Keep the active sequences on the lowest seq ids, with no gaps.
+
+            With one KV stream per sequence (``kv_unified=False``) llama.cpp splits a batch into
+            micro-batches of *consecutive* seq ids only (``llama_batch_allocr::split_equal(...,
+            sequential=true)``), and each micro-batch is a full forward pass over the weights. A
+            finished sequence in the middle therefore splits every later step at its hole: measured on
+            the 64-prompt eval workload, steps grew from 92 ms (64 sequences) to 250 ms (48), and
+            decode ran at 290 instead of ~600 tok/s. So once no prompt is left to fill a hole,
+            the highest sequence moves into it (a copy of its KV stream, ~12 MB for SmolLM2-135M
+            at 512 positions, done by llama.cpp at the start of the next decode)."""
+            while free and active:
+                low, high = free[0], max(active)
+                if low > high:
+                    return
+                heapq.heappop(free)
+                state = active.pop(high)
+                if state["cached"]:
+                    lc.llama_memory_seq_cp(mem, high, low, -1, -1)
+                    lc.llama_memory_seq_rm(mem, high, -1, -1)
+                active[low] = state
+                heapq.heappush(free, high)
 
         def finished(state: dict[str, Any]) -> bool:
             new = state["new"]
@@ -281,13 +335,15 @@ class LlamaCppBackend(Backend):
                     or (bool(params.stop) and _stops_hit(self.tokenizer, new, params.stop)))
 
         try:
-            rows = admit()
-            while rows:
-                owners = [r[2] for r in rows]
+            admit()
+            while active:
+                # Rows in increasing seq id order, each sequence's in position order (see compact).
+                rows = [(t, pos, seq, want) for seq in sorted(active) for t, pos, want in active[seq]["todo"]]
                 logits = self._decode(rows)
-                rows = []
+                for state in active.values():
+                    state["todo"], state["cached"] = [], True
                 for idx, row_logits in logits.items():
-                    seq = owners[idx]
+                    seq = rows[idx][2]
                     state = active[seq]
                     tok = self._sample(row_logits, params, state["rng"])
                     state["new"].append(tok)
@@ -295,15 +351,17 @@ class LlamaCppBackend(Backend):
                         k = state["k"]
                         results[k] = _result(self.tokenizer, len(encoded[k][0]), state["new"], self.eos_ids, params,
                                              time.perf_counter() - state["start"])
-                        self._lc.llama_memory_seq_rm(mem, seq, -1, -1)
+                        lc.llama_memory_seq_rm(mem, seq, -1, -1)
                         del active[seq]
-                        free.append(seq)
+                        heapq.heappush(free, seq)
                         if bar is not None:
                             bar.update(task, advance=1)
                     else:
-                        rows.append((tok, state["pos"], seq, True))
+                        state["todo"] = [(tok, state["pos"], True)]
                         state["pos"] += 1
-                rows += admit()
+                admit()
+                if not queue and self.compact:
+                    compact()
         finally:
             if bar is not None:
                 bar.stop()
