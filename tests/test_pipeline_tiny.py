@@ -211,3 +211,14 @@ def test_the_rl_stage_puts_three_models_side_by_side(tmp_path, tiny_model_path):
     resumed = json.loads((out / "rl" / "train_summary.json").read_text())
     assert resumed["resumed_from"].endswith("checkpoint-1") and resumed["steps"] == 2
     assert (out / "rl" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_the_run_generates_with_what_auto_chose_and_records_it(run_dir):
+    """evaluate.backend defaults to auto: llama.cpp where a build usable here is installed, else hf."""
+    from tunelens.generate.backends import choose_backend
+
+    chosen, _ = choose_backend("auto")
+    results = json.loads((run_dir / "eval" / "results.json").read_text())
+    assert {m["generation_backend"]["backend"] for m in results["models"].values()} == {chosen}
+    explained = json.loads((run_dir / "explain" / "explain.json").read_text())["generation"]
+    assert {g["backend"] for g in explained.values()} == {chosen}

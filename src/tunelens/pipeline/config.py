@@ -147,8 +147,14 @@ class EvaluateSection(_Strict):
                               "(paired CI excludes 0 in the bad direction) marks the run REGRESSED.")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per answer (suite targets are <= 42 tokens).")
     batch_size: int = Field(16, ge=1, description="Generation batch size.")
+    # auto since 2026-12-06: with continuous batching on consecutive seq ids llama.cpp generates the eval
+    # workload 3-4x faster than fp32 transformers at scores equal within the CI, and the stage takes 141 s
+    # instead of 232 s (docs/benchmarks.md, "Continuous batching without holes"). Without a usable
+    # llama.cpp build auto is hf, and says so; results.json records what generated.
     backend: Literal["hf", "llamacpp", "vllm", "auto"] = Field(
-        "hf", description="Generation backend for the evaluation (see `tunelens eval --help`); hf is the fp32 reference.")
+        "auto", description="Generation backend for the evaluation (see `tunelens eval --help`): auto = vllm on a CUDA "
+        "machine that has it, else llamacpp where a build usable on this CPU is installed (make llamacpp), else hf, "
+        "the fp32 reference.")
     quant: Literal["f32", "f16", "q8_0", "q4_k_m", "auto"] = Field(
         "auto", description="GGUF quantisation for llamacpp; auto = f16 where llama.cpp was built with AVX-512 "
         "(faster for batches there), else q8_0.")
