@@ -38,7 +38,7 @@ def _prompts(ctx) -> list[list[dict]]:
 
 
 def test_explain_generation_follows_evaluate_unless_set():
-    assert load_run_config(None).explain_generation() == ("hf", "auto")
+    assert load_run_config(None).explain_generation() == ("auto", "auto")  # the run's default: evaluate's auto
     cfg = load_run_config(None, {"evaluate.backend": "llamacpp", "evaluate.quant": "f16"})
     assert cfg.explain_generation() == ("llamacpp", "f16")
     cfg = load_run_config(None, {"evaluate.backend": "llamacpp", "explain.backend": "hf"})
@@ -51,10 +51,12 @@ def test_explain_hash_is_unchanged_for_hf_and_follows_the_backend(tmp_path, tiny
     from tunelens.pipeline import stages
 
     monkeypatch.setattr(stages, "tuned_model_dir", lambda ctx: Path(tiny_model_path))
-    hf = stages.explain_payload(_ctx(tmp_path))
-    # What the payload was before the backend setting existed: an existing run's explain stays complete.
+    hf = stages.explain_payload(_ctx(tmp_path, **{"evaluate.backend": "hf"}))
+    # What the payload was before the backend setting existed: a run's explain with hf stays complete.
     assert "generation" not in hf and "backend" not in hf["explain"] and "quant" not in hf["explain"]
     assert stages.explain_payload(_ctx(tmp_path, **{"explain.backend": "hf"})) == hf
+    # the default (auto) is part of the hash: a run that generated with hf is redone
+    assert stages.explain_payload(_ctx(tmp_path))["generation"] == {"backend": "auto", "quant": "auto"}
     cpp = stages.explain_payload(_ctx(tmp_path, **{"evaluate.backend": "llamacpp"}))
     assert cpp["generation"] == {"backend": "llamacpp", "quant": "auto"}
     assert stages.explain_payload(_ctx(tmp_path, **{"explain.backend": "llamacpp", "explain.quant": "f16"})) \
@@ -65,7 +67,7 @@ def test_hf_explains_the_models_own_greedy_responses(tmp_path, tiny_model_path):
     from tunelens.explain.runs import greedy_responses
     from tunelens.models import load_model
 
-    ctx = _ctx(tmp_path)
+    ctx = _ctx(tmp_path, **{"evaluate.backend": "hf"})
     doc = _explain(ctx, Path(tiny_model_path))
     assert doc["generation"]["base"]["backend"] == doc["generation"]["tuned"]["backend"] == "hf"
     lm = load_model(str(tiny_model_path))
