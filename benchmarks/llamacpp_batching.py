@@ -28,17 +28,12 @@ import statistics
 import time
 from pathlib import Path
 
+from generate_throughput import cpu_model  # this directory: the script's own (sys.path[0])
+
 from tunelens.generate import GenerationParams
 from tunelens.generate.backends import LlamaCppBackend, llama_cpp_available, load_backend
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ifeval_input_data.jsonl"
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def step_costs(b: LlamaCppBackend) -> None:

@@ -13,3 +13,12 @@ def skip_without_usable_llama_cpp() -> None:
     status = llama_cpp_status()
     if not status.usable:
         pytest.skip(status.reason)
+
+
+def requires_usable_llama_cpp():
+    """The same check as a skip marker, with the status's own reason (not installed, or built for
+    instructions this CPU lacks)."""
+    from tunelens.generate.cpu import llama_cpp_status
+
+    status = llama_cpp_status()
+    return pytest.mark.skipif(not status.usable, reason=status.reason)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from _llama import requires_usable_llama_cpp, skip_without_usable_llama_cpp
+
 from tunelens.errors import ConfigError
 from tunelens.generate import GenerationParams, generate
-from tunelens.generate.backends import BackendInfo, choose_backend, llama_cpp_available, load_backend
+from tunelens.generate.backends import BackendInfo, choose_backend, load_backend
 
 PROMPTS = [[{"role": "user", "content": q}] for q in ("Name three colours.", "What is 2+3?", "hi")]
 
@@ -76,7 +78,7 @@ def test_hf_backend_merges_an_adapter(tmp_path, tiny_model_path):
     assert_close_relative(m, a, rel=1e-4, what="merged vs adapter logits")  # merge = one rounding per weight
 
 
-@pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (make llamacpp builds it when it can)")
+@requires_usable_llama_cpp()
 def test_llamacpp_backend_gives_the_same_result_shape_and_greedy_text_as_hf_at_f32(tiny_model_path):
     """At f32 the GGUF holds the same weights: greedy text, token counts and finish reasons match hf."""
     params = GenerationParams(max_new_tokens=8)
@@ -104,8 +106,7 @@ def test_eval_records_the_backend_and_keys_its_cache_on_it(tmp_path, tiny_model_
     res = _eval(tmp_path, tiny_model_path, "hf", "hf")
     assert res["models"]["m"]["generation_backend"]["backend"] == "hf"
     assert len(list((tmp_path / "cache").glob("*.jsonl"))) == 1
-    if not llama_cpp_available():
-        pytest.skip("llama-cpp-python is not installed: the llamacpp half of this test cannot run")
+    skip_without_usable_llama_cpp()  # the llamacpp half
     res = _eval(tmp_path, tiny_model_path, "cpp", "llamacpp", "f16")
     info = res["models"]["m"]["generation_backend"]
     assert (info["backend"], info["quant"], len(info["gguf_sha256"])) == ("llamacpp", "f16", 64)
@@ -124,7 +125,7 @@ def _eos_sampler(eos: int, p_stop: float):
     return sample
 
 
-@pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (make llamacpp builds it when it can)")
+@requires_usable_llama_cpp()
 def test_llamacpp_keeps_sequences_on_consecutive_ids_and_moves_their_cache_correctly(tiny_model_path, monkeypatch):
     """llama.cpp splits a batch at every gap in the seq ids (one forward pass per run of
     consecutive ids), so when sequences finish the highest moves into the hole, its KV cache with
@@ -159,7 +160,7 @@ def test_llamacpp_keeps_sequences_on_consecutive_ids_and_moves_their_cache_corre
         assert sorted(set(seqs)) == list(range(len(set(seqs))))  # ... on 0..n-1, no gaps
 
 
-@pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (make llamacpp builds it when it can)")
+@requires_usable_llama_cpp()
 def test_llamacpp_decodes_a_shared_prompt_prefix_once(tiny_model_path, monkeypatch):
     """The chat template's system prompt, common to every prompt, is decoded once and its cache
     copied: fewer tokens decoded, the same answers."""

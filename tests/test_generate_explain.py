@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+
+from _llama import requires_usable_llama_cpp
 from rich.console import Console
 
 from tunelens.generate import GenerationResult
-from tunelens.generate.backends import BackendInfo, llama_cpp_available
+from tunelens.generate.backends import BackendInfo
 from tunelens.pipeline.config import load_run_config
 from tunelens.pipeline.presets import TINY
 
@@ -128,7 +130,7 @@ def test_the_configured_backend_generates_and_hf_attributes_its_text(tmp_path, t
     assert rationale["n_evaluated"] == 1 and rationale["items"][0]["final_answer"] == 3.0
 
 
-@pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (make llamacpp builds it when it can)")
+@requires_usable_llama_cpp()
 def test_llamacpp_generates_the_explained_responses(tmp_path, tiny_model_path):
     from tunelens.generate import GenerationParams
     from tunelens.generate.backends import load_backend
