@@ -112,12 +112,15 @@ def test_card_command_regenerates(run_dir):
 
 
 def test_from_stage_reruns_that_stage_and_later_only(run_dir):
-    markers = {s: (run_dir / "stages" / f"{s}.done").read_text() for s in ("train", "explain", "report")}
+    markers = {s: (run_dir / "stages" / f"{s}.done").read_text() for s in ("train", "explain")}
+    # The report stage's marker is rewritten with a time to the second, which a fast rerun can equal:
+    # that it reran shows in its output, written afresh.
+    (run_dir / "report.html").unlink()
     result = _run("--run-dir", str(run_dir), "--from", "report")
     assert result.exit_code == 0, result.output
     assert (run_dir / "stages" / "train.done").read_text() == markers["train"]
     assert (run_dir / "stages" / "explain.done").read_text() == markers["explain"]
-    assert (run_dir / "stages" / "report.done").read_text() != markers["report"]
+    assert (run_dir / "report.html").exists()
     assert result.output.count("skipped") == 4
 
 
