@@ -644,7 +644,20 @@ def gguf_for(spec: str, quant: str, *, progress: bool = True, say: Callable[[str
 
         build_atomically(target, build, force=False, what=f"the {quant} GGUF of {spec}",
                          is_complete=lambda p: (p / "model.gguf").is_file(), progress=progress)
+    _bound_cache(target, say)
     return out, quant
+
+
+def _bound_cache(entry: Path, say: Callable[[str], None] | None) -> None:
+    """Mark ``entry`` used and evict the least recently used others of its cache folder beyond
+    ``$TUNELENS_DERIVED_CACHE_GB`` (``tunelens.models.store.evict_lru``)."""
+    from tunelens.models.store import derived_cache_budget, evict_lru, mark_used
+
+    mark_used(entry)
+    removed = evict_lru(entry.parent, derived_cache_budget(), keep=entry)
+    if removed and say:
+        say(f"removed {len(removed)} least recently used entries ({sum(b for _, b in removed) / 1e9:.2f} GB) from "
+            f"{entry.parent} to keep it within TUNELENS_DERIVED_CACHE_GB")
 
 
 def merged_dir_for(spec: str) -> Path:
@@ -659,8 +672,10 @@ def merged_dir_for(spec: str) -> Path:
         merged_model(lm.model).save_pretrained(tmp, safe_serialization=True)
         lm.tokenizer.save_pretrained(tmp)
 
-    return build_atomically(target, build, force=False, what=f"the merged checkpoint of {spec}",
-                            is_complete=lambda p: (p / "config.json").is_file())
+    out = build_atomically(target, build, force=False, what=f"the merged checkpoint of {spec}",
+                           is_complete=lambda p: (p / "config.json").is_file())
+    _bound_cache(out, None)
+    return out
 
 
 def _gguf_type(path: Path) -> str:

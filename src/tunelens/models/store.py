@@ -104,3 +104,90 @@ def build_atomically(
         return out_dir
     finally:
         lock.release()
+
+
+DEFAULT_DERIVED_CACHE_GB = 6.0
+RECENT_USE_S = 3600.0  # an entry used within the hour is never evicted (another process may be about to open it)
+
+
+def derived_cache_budget() -> float | None:
+    """Bytes the derived-model caches (GGUF exports, merged checkpoints) may each hold:
+    ``$TUNELENS_DERIVED_CACHE_GB`` (default 6), or None for no bound (``none`` / ``unlimited``)."""
+    raw = os.environ.get("TUNELENS_DERIVED_CACHE_GB", "").strip().lower()
+    if raw in ("none", "unlimited", "inf"):
+        return None
+    try:
+        gb = float(raw) if raw else DEFAULT_DERIVED_CACHE_GB
+    except ValueError:
+        from tunelens.errors import TunelensError
+
+        raise TunelensError(f"TUNELENS_DERIVED_CACHE_GB={raw!r}: give a size in GB (e.g. 6) or 'none' for no bound") from None
+    if gb < 0:
+        from tunelens.errors import TunelensError
+
+        raise TunelensError(f"TUNELENS_DERIVED_CACHE_GB={raw!r}: the size must not be negative")
+    return gb * 1e9
+
+
+def mark_used(entry: Path) -> None:
+    """Record that a cache entry was just used (its folder's time): the order ``evict_lru`` follows."""
+    try:
+        os.utime(entry)
+    except OSError:
+        pass
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            if p.is_file() and not p.is_symlink():
+                total += p.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def evict_lru(folder: Path, budget: float | None, *, keep: Path | None = None, now: float | None = None,
+              recent_s: float = RECENT_USE_S) -> list[tuple[Path, int]]:
+    """Remove the least recently used complete entries of a derived-model cache ``folder`` (one
+    directory per entry, each built by ``build_atomically``) until it holds at most ``budget`` bytes.
+
+    Every run exports its tuned model (an f16 GGUF of SmolLM2-135M is 270 MB) under a new content
+    digest, so without a bound the cache only grows. ``keep`` (the entry in use) and entries used
+    within ``recent_s`` are never removed, nor one whose build lock another process holds; the
+    cache may therefore stay over budget. Returns the (entry, bytes) removed."""
+    import shutil
+    import time
+
+    from filelock import FileLock, Timeout
+
+    if budget is None or not folder.is_dir():
+        return []
+    now = time.time() if now is None else now
+    entries = []
+    for d in folder.iterdir():
+        if d.is_dir() and not d.is_symlink() and not d.name.startswith("."):
+            try:
+                entries.append((d.stat().st_mtime, d, _tree_bytes(d)))
+            except OSError:
+                continue
+    total = sum(size for _, _, size in entries)
+    removed: list[tuple[Path, int]] = []
+    for used, d, size in sorted(entries, key=lambda e: e[0]):
+        if total <= budget:
+            break
+        if (keep is not None and d.resolve() == Path(keep).resolve()) or now - used < recent_s:
+            continue
+        lock = FileLock(str(_lock_path(d)))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        try:
+            shutil.rmtree(d, ignore_errors=True)
+        finally:
+            lock.release()  # the lock file stays: removing it would race with a process opening it
+        total -= size
+        removed.append((d, size))
+    return removed
