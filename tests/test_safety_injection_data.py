@@ -156,12 +156,13 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     for name, file, groups in ti.INDEPENDENT_SETS:
         author = {"independent": "independent author", "independent2": "independent author 2",
-                  "independent3": "fresh author 5", "independent4": "author 8", "independent5": "author 10"}[name]
+                  "independent3": "fresh author 5", "independent4": "author 8", "independent5": "author 10",
+                  "independent6": "author 12"}[name]
         group = card["by_group"][f"direct attacks, {author}"]
         assert group["n"] == sum(r["group"] == "direct" for r in ti.independent_rows(file, groups))
         assert group["target"] == ">= 0.95"
     assert {"independent_direct", "independent2_ordinary", "independent3_direct", "independent4_ordinary",
-            "independent5_direct"} <= set(
+            "independent5_direct", "independent6_ordinary"} <= set(
         card["operating_point"]["pooled_from"])
     # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
     for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600)):
@@ -214,5 +215,41 @@ def test_version_7_was_decided_on_author_10_as_the_card_says(sets):
                                      (look, (28, 324)), (count["ordinary"], (0, 181))):
         assert n == want_n and abs(k - want_k) <= 1, (k, n)
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    assert "130 of 137" in card["changes"][0] and "preregistration/injection-v7.md" in card["changes"][0]
+    v7 = [c for c in card["changes"] if c.startswith("Version 7 adds")]
+    assert len(v7) == 1 and "130 of 137" in v7[0] and "preregistration/injection-v7.md" in v7[0]
     assert abs(card["by_group"]["direct attacks, author 10"]["flagged"] - count["direct"][0]) <= 1
+
+
+def test_candidate_8_was_judged_on_author_12_and_not_adopted(shared_data, sets, monkeypatch):
+    """Author 12's texts decided candidate 8 by the committed rule (docs/instruments/preregistration/injection-v8.md):
+    none shares 8 words with a training or validation text of the candidate (version 7's and author 11's; those were
+    left out before reading). The shipped detector (version 7, unchanged) gives the counts the decision quotes, within
+    one text a group; author 11's texts ship but are not trained on."""
+    from tunelens.safety.instruments import Example, get_instrument
+
+    (name, file), = ti.UNUSED_AUTHOR_FILES
+    eleven = ti.author_rows(file)
+    assert len(eleven) == 800 and {r["author"] for r in eleven} == {11}
+    assert sum(r["label"] == "injection" for r in eleven) == 450
+    trained = {_key(t) for k, v in _fitted(sets).items() for t in v["texts"]}
+    assert not trained & {_key(r["text"]) for r in eleven if r["label"] == "injection"}, "author 11 is not trained on"
+    monkeypatch.setattr(ti, "TRAINING_AUTHOR_FILES", ti.TRAINING_AUTHOR_FILES + ((name, file),))
+    candidate = ti.build_sets(shared_data, 0)
+    fitted = [t for k, v in candidate.items() if not k.startswith("test:") for t in v["texts"]]
+    shingles = set().union(*(ti._shingles(t) for t in fitted))
+    keys = {_key(t) for t in fitted}
+    rows = ti.independent_rows("injection_independent_6.jsonl", ti.INDEPENDENT_GROUPS + ("ordinary",))
+    assert len(rows) == 743 and not [r["id"] for r in rows if _key(r["text"]) in keys or ti._shingles(r["text"]) & shingles]
+    inst = get_instrument("injection")
+    assert inst.threshold == 0.545
+    flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
+    count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
+             for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
+    look = [sum(count[g][j] for g in ("benign_user", "benign_docs", "benign_system")) for j in (0, 1)]
+    for (k, n), (want_k, want_n) in ((count["direct"], (116, 126)), (count["indirect"], (127, 139)),
+                                     (look, (34, 308)), (count["ordinary"], (0, 170))):
+        assert n == want_n and abs(k - want_k) <= 1, (k, n)
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    assert card["version"] == 7 and card["changes"][0].startswith("Candidate 8 was tried and NOT adopted")
+    assert "116 -> 120 of 126" in card["changes"][0] and "preregistration/injection-v8.md" in card["changes"][0]
+    assert card["by_group"]["direct attacks, author 12"]["n"] == 126
