@@ -5,7 +5,9 @@ training and validation texts (equal once normalised, or sharing a run of SHINGL
 counted), then both detectors score what is left and the rule's four conditions are checked.
 
     .venv/bin/python benchmarks/injection_decision.py --train-file injection_author_11.jsonl \
-        --train-name author_11 --decision /tmp/authors/a12/all.jsonl --out /tmp/v8
+        --train-name author_11 --decision /tmp/authors/a12/all.jsonl --out /tmp/v8        (candidate 8)
+    ... --train-file injection_author_11.jsonl --train-name author_11 \
+        --train-file injection_author_13.jsonl --train-name author_13 --decision /tmp/authors/a14/all.jsonl --out /tmp/v9
 
 Prints one JSON object (also written to OUT/decision.json); writes the vetted decision set to
 OUT/decision_kept.jsonl and the left-out texts, with the reason, to OUT/decision_left_out.jsonl."""
@@ -45,8 +47,9 @@ def rates(inst: InjectionInstrument, rows: list[dict]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train-file", required=True, help="the new author's file in tunelens/safety/data")
-    ap.add_argument("--train-name", required=True)
+    ap.add_argument("--train-file", required=True, action="append",
+                    help="a new author's file in tunelens/safety/data (repeat for several)")
+    ap.add_argument("--train-name", required=True, action="append", help="its training-set name (one per --train-file)")
     ap.add_argument("--decision", required=True, type=Path, help="the decision author's texts (JSONL with group/label)")
     ap.add_argument("--data-dir", default="../shared/data", type=Path)
     ap.add_argument("--out", required=True, type=Path)
@@ -54,7 +57,9 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     shipped = InjectionInstrument()
     shipped_card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    ti.TRAINING_AUTHOR_FILES = ti.TRAINING_AUTHOR_FILES + ((a.train_name, a.train_file),)
+    if len(a.train_name) != len(a.train_file):
+        ap.error("give one --train-name per --train-file")
+    ti.TRAINING_AUTHOR_FILES = ti.TRAINING_AUTHOR_FILES + tuple(zip(a.train_name, a.train_file))
     card = ti.train(a.data_dir, a.out / "candidate.joblib", card_path=a.out / "candidate_card.json")
     candidate = InjectionInstrument(a.out / "candidate.joblib")
 
@@ -88,7 +93,7 @@ def main() -> None:
         "candidate_shipped_sets": {g: bg[g]["rate"] for g in ("benign user questions",
                                                               "benign system prompts and assistant turns")},
         "not_blind": {g: {"shipped": shipped_card["by_group"][g]["rate"], "candidate": bg[g]["rate"]}
-                      for g in bg if any(s in g for s in ("author 5", "author 8", "author 10"))},
+                      for g in bg if any(g.endswith(s) for s in ("author 5", "author 8", "author 10", "author 12"))},
     }
     (a.out / "decision.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=1))

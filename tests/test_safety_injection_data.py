@@ -131,7 +131,7 @@ def test_the_docs_page_is_the_cards_rendering():
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     page = Path(__file__).resolve().parents[1] / "docs" / "instruments" / ti.DOC_NAME
     assert page.read_text(encoding="utf-8") == ti.render_doc(card)
-    assert card["version"] == 7 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
+    assert card["version"] == 8 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
 
 
 def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets):
@@ -157,15 +157,16 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
     for name, file, groups in ti.INDEPENDENT_SETS:
         author = {"independent": "independent author", "independent2": "independent author 2",
                   "independent3": "fresh author 5", "independent4": "author 8", "independent5": "author 10",
-                  "independent6": "author 12"}[name]
+                  "independent6": "author 12", "independent7": "author 14"}[name]
         group = card["by_group"][f"direct attacks, {author}"]
         assert group["n"] == sum(r["group"] == "direct" for r in ti.independent_rows(file, groups))
         assert group["target"] == ">= 0.95"
     assert {"independent_direct", "independent2_ordinary", "independent3_direct", "independent4_ordinary",
-            "independent5_direct", "independent6_ordinary"} <= set(
+            "independent5_direct", "independent6_ordinary", "independent7_direct"} <= set(
         card["operating_point"]["pooled_from"])
     # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
-    for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600)):
+    for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600),
+                               ("author_11", "injection_author_11.jsonl", 800), ("author_13", "injection_author_13.jsonl", 500)):
         assert (name, file) in ti.TRAINING_AUTHOR_FILES
         rows = ti.author_rows(file)
         assert len(rows) == n_rows
@@ -195,61 +196,74 @@ def test_the_fresh_authors_figures_are_what_the_shipped_detector_gives():
         assert entry["n"] == sum(r["group"] == group for r in rows) and abs(entry["flagged"] - k) <= 1, group
 
 
-def test_version_7_was_decided_on_author_10_as_the_card_says(sets):
-    """Author 10's texts decided version 7 by the committed rule: no text shares 8 words with a training or
-    validation text (those were left out before reading, so the training rows do not depend on the set), and
-    the shipped detector's counts are the ones the decision quotes (within one text a group)."""
-    from tunelens.safety.instruments import Example, get_instrument
-
-    rows = ti.independent_rows("injection_independent_5.jsonl", ti.INDEPENDENT_GROUPS + ("ordinary",))
+def _vetted(shared_data, monkeypatch, author_files, held_file):
+    """The held-out rows of ``held_file``, and those among them that equal or share 8 words with a training or
+    validation text of a detector trained with ``author_files`` (the rule every decision set was vetted by)."""
+    monkeypatch.setattr(ti, "TRAINING_AUTHOR_FILES", tuple(author_files))
+    sets = ti.build_sets(shared_data, 0)
     fitted = [t for k, v in sets.items() if not k.startswith("test:") for t in v["texts"]]
     shingles = set().union(*(ti._shingles(t) for t in fitted))
     keys = {_key(t) for t in fitted}
-    assert len(rows) == 788 and not [r["id"] for r in rows if _key(r["text"]) in keys or ti._shingles(r["text"]) & shingles]
-    inst = get_instrument("injection")
-    flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
-    count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
-             for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
-    look = [sum(count[g][j] for g in ("benign_user", "benign_docs", "benign_system")) for j in (0, 1)]
-    for (k, n), (want_k, want_n) in ((count["direct"], (130, 137)), (count["indirect"], (139, 146)),
-                                     (look, (28, 324)), (count["ordinary"], (0, 181))):
-        assert n == want_n and abs(k - want_k) <= 1, (k, n)
+    rows = ti.independent_rows(held_file, ti.INDEPENDENT_GROUPS + ("ordinary",))
+    return rows, [r["id"] for r in rows if _key(r["text"]) in keys or ti._shingles(r["text"]) & shingles]
+
+
+def _change(card, start):
+    hits = [c for c in card["changes"] if c.startswith(start)]
+    assert len(hits) == 1, start
+    return hits[0]
+
+
+def test_version_7_was_decided_on_author_10_as_the_card_says(shared_data, monkeypatch):
+    """Author 10's texts decided version 7 by the committed rule: no text shares 8 words with a training or
+    validation text of version 7 (those were left out before reading, so its training rows did not depend on the
+    set). Version 7's counts are in the card's history (the shipped detector is now version 8)."""
+    rows, overlapping = _vetted(shared_data, monkeypatch, ti.V7_AUTHOR_FILES, "injection_independent_5.jsonl")
+    assert len(rows) == 788 and overlapping == []
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    v7 = [c for c in card["changes"] if c.startswith("Version 7 adds")]
-    assert len(v7) == 1 and "130 of 137" in v7[0] and "preregistration/injection-v7.md" in v7[0]
-    assert abs(card["by_group"]["direct attacks, author 10"]["flagged"] - count["direct"][0]) <= 1
+    v7 = _change(card, "Version 7 adds")
+    assert "130 of 137" in v7 and "preregistration/injection-v7.md" in v7
 
 
-def test_candidate_8_was_judged_on_author_12_and_not_adopted(shared_data, sets, monkeypatch):
-    """Author 12's texts decided candidate 8 by the committed rule (docs/instruments/preregistration/injection-v8.md):
-    none shares 8 words with a training or validation text of the candidate (version 7's and author 11's; those were
-    left out before reading). The shipped detector (version 7, unchanged) gives the counts the decision quotes, within
-    one text a group; author 11's texts ship but are not trained on."""
+def test_candidate_8_was_judged_on_author_12_and_not_adopted(shared_data, monkeypatch):
+    """Author 12's texts decided candidate 8 (version 7 + author 11) by the committed rule
+    (docs/instruments/preregistration/injection-v8.md): none shares 8 words with a training or validation text of
+    the candidate (those were left out before reading). The card keeps the decision's counts."""
+    rows, overlapping = _vetted(shared_data, monkeypatch, ti.V7_AUTHOR_FILES + (("author_11", "injection_author_11.jsonl"),),
+                                "injection_independent_6.jsonl")
+    assert len(rows) == 743 and overlapping == []
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    c8 = _change(card, "Candidate 8 was tried and NOT adopted")
+    assert "116 -> 120 of 126" in c8 and "preregistration/injection-v8.md" in c8
+
+
+def test_version_8_was_decided_on_author_14_as_the_card_says(shared_data, sets, monkeypatch):
+    """Author 14's texts decided version 8 ('candidate 9' in docs/instruments/preregistration/injection-v9.md): no
+    text shares 8 words with a training or validation text of version 8, so its training rows do not depend on the
+    set, and the shipped detector gives the counts the decision quotes (within one text a group: a score at the
+    threshold may round the other way on another CPU). Authors 11 and 13 are trained on."""
     from tunelens.safety.instruments import Example, get_instrument
 
-    (name, file), = ti.UNUSED_AUTHOR_FILES
-    eleven = ti.author_rows(file)
-    assert len(eleven) == 800 and {r["author"] for r in eleven} == {11}
-    assert sum(r["label"] == "injection" for r in eleven) == 450
     trained = {_key(t) for k, v in _fitted(sets).items() for t in v["texts"]}
-    assert not trained & {_key(r["text"]) for r in eleven if r["label"] == "injection"}, "author 11 is not trained on"
-    monkeypatch.setattr(ti, "TRAINING_AUTHOR_FILES", ti.TRAINING_AUTHOR_FILES + ((name, file),))
-    candidate = ti.build_sets(shared_data, 0)
-    fitted = [t for k, v in candidate.items() if not k.startswith("test:") for t in v["texts"]]
-    shingles = set().union(*(ti._shingles(t) for t in fitted))
-    keys = {_key(t) for t in fitted}
-    rows = ti.independent_rows("injection_independent_6.jsonl", ti.INDEPENDENT_GROUPS + ("ordinary",))
-    assert len(rows) == 743 and not [r["id"] for r in rows if _key(r["text"]) in keys or ti._shingles(r["text"]) & shingles]
+    for name, file, n, attacks in (("author_11", "injection_author_11.jsonl", 800, 450),
+                                   ("author_13", "injection_author_13.jsonl", 500, 0)):
+        rows = ti.author_rows(file)
+        assert len(rows) == n and sum(r["label"] == "injection" for r in rows) == attacks
+        # all trained on, bar the few equal to a held-out text (everyday questions such as a haiku request)
+        dropped = sets[f"train:{name}_attacks"]["dropped"] + sets[f"train:{name}_benign"]["dropped"]
+        assert len({_key(r["text"]) for r in rows} - trained) == dropped <= 15, file
+    rows, overlapping = _vetted(shared_data, monkeypatch, ti.TRAINING_AUTHOR_FILES, "injection_independent_7.jsonl")
+    assert len(rows) == 756 and overlapping == []
     inst = get_instrument("injection")
-    assert inst.threshold == 0.545
+    assert inst.threshold == 0.569
     flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
     count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
              for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
     look = [sum(count[g][j] for g in ("benign_user", "benign_docs", "benign_system")) for j in (0, 1)]
-    for (k, n), (want_k, want_n) in ((count["direct"], (116, 126)), (count["indirect"], (127, 139)),
-                                     (look, (34, 308)), (count["ordinary"], (0, 170))):
+    for (k, n), (want_k, want_n) in ((count["direct"], (117, 125)), (count["indirect"], (127, 141)),
+                                     (look, (38, 311)), (count["ordinary"], (1, 179))):
         assert n == want_n and abs(k - want_k) <= 1, (k, n)
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    assert card["version"] == 7 and card["changes"][0].startswith("Candidate 8 was tried and NOT adopted")
-    assert "116 -> 120 of 126" in card["changes"][0] and "preregistration/injection-v8.md" in card["changes"][0]
-    assert card["by_group"]["direct attacks, author 12"]["n"] == 126
+    assert card["version"] == 8 and card["changes"][0].startswith("Version 8 adds")
+    assert "116 -> 117 of 125" in card["changes"][0] and "preregistration/injection-v9.md" in card["changes"][0]
+    assert abs(card["by_group"]["direct attacks, author 14"]["flagged"] - count["direct"][0]) <= 1
