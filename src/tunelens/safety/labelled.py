@@ -77,6 +77,18 @@ def hh_split_dialogue(dialogue: str) -> tuple[str, str, str]:
     return "\n".join(human), ctx, reply
 
 
+def hh_split_turn(dialogue: str, turn: int) -> tuple[str, str, str]:
+    """Like ``hh_split_dialogue`` for the ``turn``-th assistant turn (0 = the first) instead of the last:
+    (the human turns up to it, joined by newlines; the dialogue before it; that turn)."""
+    starts = [k for k in range(len(dialogue)) if dialogue.startswith("\n\nAssistant:", k)]
+    if not 0 <= turn < len(starts):
+        raise TunelensError(f"the dialogue has {len(starts)} assistant turns, not a turn {turn}")
+    k = starts[turn]
+    end = dialogue.find("\n\nHuman:", k)
+    prompt, ctx, _ = hh_split_dialogue(dialogue[:k] + "\n\nAssistant:")
+    return prompt, ctx, dialogue[k + len("\n\nAssistant:"):end if end != -1 else None].strip()
+
+
 def packaged_jsonl(name: str) -> list[dict[str, Any]]:
     """The rows of a JSONL file shipped in ``tunelens/safety/data`` (a bad line is an error naming file:line)."""
     raw = resources.files("tunelens.safety").joinpath(f"data/{name}").read_text(encoding="utf-8")
@@ -126,6 +138,9 @@ def resolve(row: dict[str, Any], sources: _Sources) -> dict[str, Any]:
     except (KeyError, IndexError) as exc:
         raise TunelensError(f"{LABELLED_FILE} row {row['id']}: {ref['file']} has no row {ref['key']!r}") from exc
     if ref["file"].startswith("hh_rlhf"):
+        if "turn" in ref:  # an assistant turn before the last (replies_labelled_turns.jsonl)
+            prompt, dialogue, text = hh_split_turn(rec[ref["field"]], int(ref["turn"]))
+            return {**row, "prompt": prompt, "dialogue": dialogue, "text": text}
         prompt, dialogue, text = hh_split_dialogue(rec[ref["field"]])
         return {**row, "prompt": prompt, "dialogue": dialogue, "text": text}
     return {**row, "prompt": rec["prompt"], "text": rec[ref["field"]].strip()}
@@ -136,6 +151,21 @@ def load_labelled(data_dir: str | Path | None = None, *, split: str | None = Non
     sources = _Sources(data_dir)
     rows = [r for r in raw_rows() if split is None or r["split"] == split]
     return [resolve(r, sources) for r in rows]
+
+
+TURNS_FILE = "replies_labelled_turns.jsonl"
+
+
+def load_labelled_turns(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Labelled assistant turns from the middle of dev-side HH-RLHF harmless-base test dialogues (every
+    turn before the last, which ``replies_labelled.jsonl`` holds), with ``prompt`` and ``text`` filled in.
+
+    Labelled on 2026-12-07 by eight AI-assistant sessions with the written guide and its three consistency
+    rules (docs/instruments/labelling-guide.md). All on the dev side of the split (by dialogue), so no test
+    row depends on them. Not yet trained on: the refusal and harm instruments (and the ``-lm`` stacks that
+    read the refusal score) are to be retrained with them together."""
+    sources = _Sources(data_dir)
+    return [resolve(r, sources) for r in packaged_jsonl(TURNS_FILE)]
 
 
 SECOND_LABELS_FILE = "replies_second_labels.jsonl"
