@@ -123,7 +123,11 @@ def test_score_command_json():
 
     from tunelens.cli import app
 
-    result = CliRunner().invoke(app, ["safety", "score", "--json", "you stupid bitch", "I'm sorry, but I can't help with that."])
+    # A toxic reply that is no refusal, and a polite refusal. (The bare insult "you stupid bitch" was used here until
+    # refusal v5 scored it 0.56 as a refusal, v4 0.43: a dismissive reply without a request sits near the boundary;
+    # the refusal card lists it among its failure modes.)
+    result = CliRunner().invoke(app, ["safety", "score", "--json", "I hate you and everyone like you.",
+                                      "I'm sorry, but I can't help with that."])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.strip().splitlines()]
     assert rows[0]["toxic"] is True and rows[0]["refusal_score"] < 0.5

@@ -31,6 +31,9 @@ harmless-base test dialogue of the dev side that had none labelled (1,468); ``GB
 replies of the base model and of the adapter of a fresh-clone default run at commit 51d5168
 (``model`` = ``smollm2_tuned_51d5168``) to the first human turns of 200 more dev-side HH dialogues
 (400; 96 new tokens, batch 16). Eight more labelling sessions, the same guide with its consistency rules.
+Then (2026-12-07) ``T`` rows: every assistant turn before the last of the dev-side HH-RLHF harmless-base test
+dialogues (1,685; ``ref`` names the turn, ``hh_split_turn`` cuts the dialogue there), labelled by eight more sessions
+with the same guide and rules.
 """
 
 from __future__ import annotations
@@ -151,21 +154,6 @@ def load_labelled(data_dir: str | Path | None = None, *, split: str | None = Non
     sources = _Sources(data_dir)
     rows = [r for r in raw_rows() if split is None or r["split"] == split]
     return [resolve(r, sources) for r in rows]
-
-
-TURNS_FILE = "replies_labelled_turns.jsonl"
-
-
-def load_labelled_turns(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Labelled assistant turns from the middle of dev-side HH-RLHF harmless-base test dialogues (every
-    turn before the last, which ``replies_labelled.jsonl`` holds), with ``prompt`` and ``text`` filled in.
-
-    Labelled on 2026-12-07 by eight AI-assistant sessions with the written guide and its three consistency
-    rules (docs/instruments/labelling-guide.md). All on the dev side of the split (by dialogue), so no test
-    row depends on them. Not yet trained on: the refusal and harm instruments (and the ``-lm`` stacks that
-    read the refusal score) are to be retrained with them together."""
-    sources = _Sources(data_dir)
-    return [resolve(r, sources) for r in packaged_jsonl(TURNS_FILE)]
 
 
 SECOND_LABELS_FILE = "replies_second_labels.jsonl"

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "the harm card's)")
     names = ("logit p_request_harmful", "logit p_complies", "logit p_content", "logit p_probe")
     card = {
-        "task": "harm", "name": "harm-lm", "version": 1,
+        "task": "harm", "name": "harm-lm", "version": 2,
         "model": ("logistic regression over the logits of four parts ("
                   + ", ".join(f"{w:+.2f} {n}" for w, n in zip(model["stack_coef"], names))
                   + f"; intercept {model['stack_intercept']:+.2f}): the harm instrument's P(request harmful), P(complies) "
@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "(labeller_agreement) bounds what can be shown.",
             "Measured before this trainer was written, in a first experiment on the same rows: test F1 0.51-0.53 for "
             "this design (the probe's C 0.001-0.003), against 0.359 for the default.",
+            "Version 2 (2026-12-07) is the same design retrained on the dev split grown by 1,685 labelled mid-dialogue HH-RLHF turns (the refusal card's version 5 note), over the version 6 harm instrument's parts; decided before the labels were read (docs/instruments/preregistration/refusal-v5-harm-v6.md). Test split, version 1 -> 2: F1 0.502 -> 0.516 (precision 0.394 -> 0.439, recall 0.693 -> 0.627); the default harm instrument went 0.359 -> 0.355 on the same rows.",
         ],
         "not_shown": ["figures on XSTest, jailbreak collections or the OpenAI moderation set (reserved outside checks)",
                       "F1 against per-reply human harm labels: none are available offline"],

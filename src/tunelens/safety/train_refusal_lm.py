@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     labeller = ("labelled by an AI assistant (Claude) reading each reply in its context, following XSTest's "
                 "definitions (the same labels as the refusal card's)")
     card = {
-        "task": "refusal", "name": "refusal-lm", "version": 1,
+        "task": "refusal", "name": "refusal-lm", "version": 2,
         "model": (f"logistic regression over the logits of two scores ({model['stack_coef'][0]:+.2f} default refusal "
                   f"instrument, {model['stack_coef'][1]:+.2f} probe; intercept {model['stack_intercept']:+.2f}): the default "
                   "refusal instrument's P(refusal or partial), and a probe (standardised logistic regression, C "
@@ -253,6 +253,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "assignment): test F1 0.673-0.682 for the same design, against 0.587 for the default.",
             "Labels are an AI assistant's (Claude's), not human labels (see the refusal card); the labellers' own F1 "
             "(labeller_agreement) bounds what can be shown.",
+            "Version 2 (2026-12-07) is the same design retrained on the dev split grown by 1,685 labelled mid-dialogue HH-RLHF turns (the refusal card's version 5 note), over the version 5 default refusal instrument; decided before the labels were read (docs/instruments/preregistration/refusal-v5-harm-v6.md). Test split, version 1 -> 2: F1 0.660 -> 0.708 (precision 0.646 -> 0.687, recall 0.674 -> 0.731), HH-RLHF recall 0.59 -> 0.64; the default it stacks went 0.587 -> 0.637 on the same rows.",
         ],
         "not_shown": ["figures on XSTest, jailbreak collections or the OpenAI moderation set (reserved outside checks)",
                       "a leave-one-family-out figure: the probe is trained on the labelled families only"],
