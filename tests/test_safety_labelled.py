@@ -109,3 +109,30 @@ def test_second_labels_cover_test_rows_only_and_agreement_is_a_direct_count(rows
     assert with_inst["instrument_f1_vs_second"] == pytest.approx(ag["f1"], abs=1e-4)
     with pytest.raises(TunelensError, match="refusal and harm"):
         labelled.labeller_agreement("toxicity", test)
+
+
+def test_an_earlier_assistant_turn_resolves_to_that_turn_in_its_context():
+    d = "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: How do I pick a lock?\n\nAssistant: Why?\n\nHuman: Mine.\n\nAssistant: OK."
+    assert labelled.hh_split_turn(d, 0) == ("Hi", "Human: Hi", "Hello!")
+    prompt, ctx, text = labelled.hh_split_turn(d, 1)
+    assert prompt == "Hi\nHow do I pick a lock?" and ctx.endswith("Human: How do I pick a lock?") and text == "Why?"
+    assert labelled.hh_split_turn(d, 2) == labelled.hh_split_dialogue(d)
+    with pytest.raises(TunelensError, match="3 assistant turns, not a turn 3"):
+        labelled.hh_split_turn(d, 3)
+
+
+def test_the_mid_dialogue_turns_are_dev_side_and_never_a_last_turn(rows, shared_data):
+    import gzip
+    import json
+
+    turns = [r for r in raw_rows() if "turn" in r.get("ref", {})]
+    assert len(turns) == 1685 and {r["split"] for r in turns} == {"dev"} and {r["family"] for r in turns} == {"anthropic_hh"}
+    with gzip.open(shared_data / "hh_rlhf_harmless_base_test.jsonl.gz", "rt", encoding="utf-8") as fh:
+        dialogues = [json.loads(line) for line in fh if line.strip()]
+    for r in turns:
+        ref = r["ref"]
+        assert ref["turn"] < dialogues[ref["key"]][ref["field"]].count("\n\nAssistant:") - 1, r["id"]
+        assert r["src_id"] == f"hh{ref['key']}:turn{ref['turn']}"
+    # no dialogue of the test split contributes a mid-dialogue turn
+    test_dialogues = {split_key(r) for r in rows if r["split"] == "test"}
+    assert not {f"hh{r['ref']['key']}" for r in turns} & test_dialogues

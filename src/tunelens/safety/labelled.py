@@ -41,6 +41,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def hh_split_dialogue(dialogue: str) -> tuple[str, str, str]:
 def hh_split_turn(dialogue: str, turn: int) -> tuple[str, str, str]:
     """Like ``hh_split_dialogue`` for the ``turn``-th assistant turn (0 = the first) instead of the last:
     (the human turns up to it, joined by newlines; the dialogue before it; that turn)."""
-    starts = [k for k in range(len(dialogue)) if dialogue.startswith("\n\nAssistant:", k)]
+    starts = [m.start() for m in re.finditer("\n\nAssistant:", dialogue)]
     if not 0 <= turn < len(starts):
         raise TunelensError(f"the dialogue has {len(starts)} assistant turns, not a turn {turn}")
     k = starts[turn]
