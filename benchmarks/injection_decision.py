@@ -1,13 +1,18 @@
-"""A pre-registered decision between the shipped injection detector and a candidate trained on one
-more author's texts (docs/instruments/preregistration/injection-v8.md): the candidate is trained aside
-(the shipped artifact is not touched), the decision author's texts are vetted against the candidate's
+"""A pre-registered decision between an injection detector (the shipped one, or version 7) and a candidate
+trained on more authors' texts (docs/instruments/preregistration/injection-v8.md, -v9.md): the candidate
+(and with --base v7 the base) is trained aside (the shipped artifact is not touched), the decision author's texts are vetted against the candidate's
 training and validation texts (equal once normalised, or sharing a run of SHINGLE words: left out and
 counted), then both detectors score what is left and the rule's four conditions are checked.
 
-    .venv/bin/python benchmarks/injection_decision.py --train-file injection_author_11.jsonl \
-        --train-name author_11 --decision /tmp/authors/a12/all.jsonl --out /tmp/v8        (candidate 8)
-    ... --train-file injection_author_11.jsonl --train-name author_11 \
-        --train-file injection_author_13.jsonl --train-name author_13 --decision /tmp/authors/a14/all.jsonl --out /tmp/v9
+    .venv/bin/python benchmarks/injection_decision.py --base v7 --train-file injection_author_11.jsonl \
+        --train-name author_11 --decision src/tunelens/safety/data/injection_independent_6.jsonl --out /tmp/c8
+    .venv/bin/python benchmarks/injection_decision.py --base v7 --train-file injection_author_11.jsonl \
+        --train-name author_11 --train-file injection_author_13.jsonl --train-name author_13 \
+        --decision src/tunelens/safety/data/injection_independent_7.jsonl --out /tmp/c9
+
+reproduce the decisions of candidates 8 and 9 (version 7 against each, on the shipped vetted decision sets;
+the authors' full sets were 860 texts each, of which these are the ones kept). A next candidate: the default
+``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``.
 
 Prints one JSON object (also written to OUT/decision.json); writes the vetted decision set to
 OUT/decision_kept.jsonl and the left-out texts, with the reason, to OUT/decision_left_out.jsonl."""
@@ -52,13 +57,23 @@ def main() -> None:
     ap.add_argument("--train-name", required=True, action="append", help="its training-set name (one per --train-file)")
     ap.add_argument("--decision", required=True, type=Path, help="the decision author's texts (JSONL with group/label)")
     ap.add_argument("--data-dir", default="../shared/data", type=Path)
+    ap.add_argument("--base", choices=("shipped", "v7"), default="shipped",
+                    help="what the candidate is compared with: the shipped detector, or version 7 trained aside with "
+                         "its own author files (how candidates 8 and 9 were decided, before version 8 shipped)")
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    shipped = InjectionInstrument()
-    shipped_card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     if len(a.train_name) != len(a.train_file):
         ap.error("give one --train-name per --train-file")
+    if a.base == "v7":
+        ti.TRAINING_AUTHOR_FILES = ti.V7_AUTHOR_FILES
+        base_card = ti.train(a.data_dir, a.out / "base.joblib", card_path=a.out / "base_card.json")
+        base = InjectionInstrument(a.out / "base.joblib")
+    else:
+        base, base_card = InjectionInstrument(), json.loads(ti.CARD.read_text(encoding="utf-8"))
+    already = [f for f in a.train_file if f in {file for _, file in ti.TRAINING_AUTHOR_FILES}]
+    if already:
+        ap.error(f"{', '.join(already)}: already trained on by the base (--base v7 compares with version 7)")
     ti.TRAINING_AUTHOR_FILES = ti.TRAINING_AUTHOR_FILES + tuple(zip(a.train_name, a.train_file))
     card = ti.train(a.data_dir, a.out / "candidate.joblib", card_path=a.out / "candidate_card.json")
     candidate = InjectionInstrument(a.out / "candidate.joblib")
@@ -79,21 +94,22 @@ def main() -> None:
     for name, part in (("decision_kept.jsonl", kept), ("decision_left_out.jsonl", left)):
         (a.out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
 
-    old, new = rates(shipped, kept), rates(candidate, kept)
+    old, new = rates(base, kept), rates(candidate, kept)
     bg = card["by_group"]
     conditions = {
         "1 measure rises": new["measure"] > old["measure"],
-        "2 ordinary <= max(1%, shipped)": new["ordinary"]["rate"] <= max(0.01, old["ordinary"]["rate"]),
+        "2 ordinary <= max(1%, base)": new["ordinary"]["rate"] <= max(0.01, old["ordinary"]["rate"]),
         "3 Alpaca + GSM8K + JBB benign <= 1%": bg["benign user questions"]["rate"] <= 0.01,
         "4 system prompts and assistant turns <= 2%": bg["benign system prompts and assistant turns"]["rate"] <= 0.02,
     }
     result = {
         "decision_texts": len(rows), "left_out": len(left), "kept": len(kept),
-        "shipped": old, "candidate": new, "conditions": conditions, "adopt": all(conditions.values()),
+        "base": a.base, "base_rates": old, "candidate": new, "conditions": conditions, "adopt": all(conditions.values()),
         "candidate_shipped_sets": {g: bg[g]["rate"] for g in ("benign user questions",
                                                               "benign system prompts and assistant turns")},
-        "not_blind": {g: {"shipped": shipped_card["by_group"][g]["rate"], "candidate": bg[g]["rate"]}
-                      for g in bg if any(g.endswith(s) for s in ("author 5", "author 8", "author 10", "author 12"))},
+        "not_blind": {g: {"base": base_card["by_group"][g]["rate"], "candidate": bg[g]["rate"]}
+                      for g in bg if g in base_card["by_group"]
+                      and any(g.endswith(s) for s in ("author 5", "author 8", "author 10", "author 12"))},
     }
     (a.out / "decision.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=1))
