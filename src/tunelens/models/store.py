@@ -133,8 +133,8 @@ def mark_used(entry: Path) -> None:
     """Record that a cache entry was just used (its folder's time): the order ``evict_lru`` follows."""
     try:
         os.utime(entry)
-    except OSError:
-        pass
+    except OSError:  # a read-only cache: the entry keeps its build time as its last use, so it may go sooner
+        return
 
 
 def _tree_bytes(path: Path) -> int:
@@ -143,8 +143,8 @@ def _tree_bytes(path: Path) -> int:
         try:
             if p.is_file() and not p.is_symlink():
                 total += p.stat().st_size
-        except OSError:
-            pass
+        except OSError:  # removed while we count (another process evicting it): it holds nothing now
+            continue
     return total
 
 
