@@ -78,19 +78,10 @@ def main() -> None:
     card = ti.train(a.data_dir, a.out / "candidate.joblib", card_path=a.out / "candidate_card.json")
     candidate = InjectionInstrument(a.out / "candidate.joblib")
 
-    sets = ti.build_sets(a.data_dir)
-    seen = [t for k, v in sets.items() if not k.startswith("test:") for t in v["texts"]]
-    keys = {ti._key(t) for t in seen}
-    shingles = set().union(*(ti._shingles(t) for t in seen))
     rows = [json.loads(line) for line in a.decision.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept, left = [], []
-    for r in rows:
-        if ti._key(r["text"]) in keys:
-            left.append({**r, "left_out": "equal to a training or validation text"})
-        elif ti._shingles(r["text"]) & shingles:
-            left.append({**r, "left_out": f"shares a run of {ti.SHINGLE} words with a training or validation text"})
-        else:
-            kept.append(r)
+    why = ti.seen_overlap([r["text"] for r in rows], ti.build_sets(a.data_dir))
+    kept = [r for r, w in zip(rows, why) if w is None]
+    left = [{**r, "left_out": w} for r, w in zip(rows, why) if w is not None]
     for name, part in (("decision_kept.jsonl", kept), ("decision_left_out.jsonl", left)):
         (a.out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
 

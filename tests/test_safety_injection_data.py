@@ -200,12 +200,20 @@ def _vetted(shared_data, monkeypatch, author_files, held_file):
     """The held-out rows of ``held_file``, and those among them that equal or share 8 words with a training or
     validation text of a detector trained with ``author_files`` (the rule every decision set was vetted by)."""
     monkeypatch.setattr(ti, "TRAINING_AUTHOR_FILES", tuple(author_files))
-    sets = ti.build_sets(shared_data, 0)
-    fitted = [t for k, v in sets.items() if not k.startswith("test:") for t in v["texts"]]
-    shingles = set().union(*(ti._shingles(t) for t in fitted))
-    keys = {_key(t) for t in fitted}
     rows = ti.independent_rows(held_file, ti.INDEPENDENT_GROUPS + ("ordinary",))
-    return rows, [r["id"] for r in rows if _key(r["text"]) in keys or ti._shingles(r["text"]) & shingles]
+    why = ti.seen_overlap([r["text"] for r in rows], ti.build_sets(shared_data, 0))
+    return rows, [r["id"] for r, w in zip(rows, why) if w is not None]
+
+
+def test_seen_overlap_names_equal_and_shingled_texts(sets):
+    train = sets["train:second_author_attacks"]["texts"][0]
+    long_train = next(t for t in sets["train:second_author_attacks"]["texts"] if len(t.split()) >= 12)
+    shingle = " ".join(long_train.split()[:ti.SHINGLE])
+    why = ti.seen_overlap(["  " + train.upper() + " ", "Prefix words here. " + shingle + " and then more",
+                           "A sentence nobody has written before about violet teapots on Tuesdays."], sets)
+    assert why[0] == "equal to a training or validation text"
+    assert why[1] == f"shares a run of {ti.SHINGLE} words with a training or validation text"
+    assert why[2] is None
 
 
 def _change(card, start):

@@ -270,6 +270,19 @@ def _shingles(text: str, n: int = SHINGLE) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
+def seen_overlap(texts: list[str], sets: dict[str, dict[str, Any]]) -> list[str | None]:
+    """Why each of ``texts`` cannot be a blind decision set for a detector fitted on ``sets`` (``build_sets``):
+    equal, once normalised, to one of its training or validation texts, or sharing a run of ``SHINGLE`` words
+    with one; None for a text that is neither. Each decision author's texts were vetted this way before they
+    were read (docs/instruments/preregistration/)."""
+    seen = [t for k, v in sets.items() if not k.startswith("test:") for t in v["texts"]]
+    keys = {_key(t) for t in seen}
+    shingles = set().union(*(_shingles(t) for t in seen))
+    return ["equal to a training or validation text" if _key(t) in keys
+            else f"shares a run of {SHINGLE} words with a training or validation text" if _shingles(t) & shingles
+            else None for t in texts]
+
+
 def build_sets(data_dir: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
     """The training (``train:``), validation (``val:``, for the threshold) and held-out (``test:``) sets.
 
