@@ -1,6 +1,6 @@
-"""A pre-registered decision between an injection detector (the shipped one, or version 7) and a candidate
-trained on more authors' texts (docs/instruments/preregistration/injection-v8.md, -v9.md): the candidate
-(and with --base v7 the base) is trained aside (the shipped artifact is not touched), the decision author's texts are vetted against the candidate's
+"""A pre-registered decision between an injection detector (the shipped one, or an earlier version) and a
+candidate trained on more authors' texts (docs/instruments/preregistration/injection-v8.md, -v9.md, -v10.md): the
+candidate (and with --base v7 / v8 the base) is trained aside (the shipped artifact is not touched), the decision author's texts are vetted against the candidate's
 training and validation texts (equal once normalised, or sharing a run of SHINGLE words: left out and
 counted), then both detectors score what is left and the rule's four conditions are checked.
 
@@ -10,9 +10,12 @@ counted), then both detectors score what is left and the rule's four conditions 
         --train-name author_11 --train-file injection_author_13.jsonl --train-name author_13 \
         --decision src/tunelens/safety/data/injection_independent_7.jsonl --out /tmp/c9
 
-reproduce the decisions of candidates 8 and 9 (version 7 against each, on the shipped vetted decision sets;
-the authors' full sets were 860 texts each, of which these are the ones kept). A next candidate: the default
-``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``.
+    .venv/bin/python benchmarks/injection_decision.py --base v8 --train-file injection_author_15.jsonl \
+        --train-name author_15 --decision src/tunelens/safety/data/injection_independent_8.jsonl --out /tmp/c10
+
+reproduce the decisions of candidates 8, 9 (version 7 against each) and 10 (version 8 against it), on the shipped
+vetted decision sets (the authors' full sets were 860 texts each, of which these are the ones kept). A next
+candidate: the default ``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``.
 
 Prints one JSON object (also written to OUT/decision.json); writes the vetted decision set to
 OUT/decision_kept.jsonl and the left-out texts, with the reason, to OUT/decision_left_out.jsonl."""
@@ -57,23 +60,25 @@ def main() -> None:
     ap.add_argument("--train-name", required=True, action="append", help="its training-set name (one per --train-file)")
     ap.add_argument("--decision", required=True, type=Path, help="the decision author's texts (JSONL with group/label)")
     ap.add_argument("--data-dir", default="../shared/data", type=Path)
-    ap.add_argument("--base", choices=("shipped", "v7"), default="shipped",
-                    help="what the candidate is compared with: the shipped detector, or version 7 trained aside with "
-                         "its own author files (how candidates 8 and 9 were decided, before version 8 shipped)")
+    ap.add_argument("--base", choices=("shipped", "v7", "v8"), default="shipped",
+                    help="what the candidate is compared with: the shipped detector, or version 7 / 8 trained aside "
+                         "with its own author files (how candidates 8 and 9, and 10, were decided before the next "
+                         "version shipped)")
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     if len(a.train_name) != len(a.train_file):
         ap.error("give one --train-name per --train-file")
-    if a.base == "v7":
-        ti.TRAINING_AUTHOR_FILES = ti.V7_AUTHOR_FILES
+    if a.base in ("v7", "v8"):
+        ti.TRAINING_AUTHOR_FILES = ti.V7_AUTHOR_FILES if a.base == "v7" else ti.V8_AUTHOR_FILES
         base_card = ti.train(a.data_dir, a.out / "base.joblib", card_path=a.out / "base_card.json")
         base = InjectionInstrument(a.out / "base.joblib")
     else:
         base, base_card = InjectionInstrument(), json.loads(ti.CARD.read_text(encoding="utf-8"))
     already = [f for f in a.train_file if f in {file for _, file in ti.TRAINING_AUTHOR_FILES}]
     if already:
-        ap.error(f"{', '.join(already)}: already trained on by the base (--base v7 compares with version 7)")
+        ap.error(f"{', '.join(already)}: already trained on by the base (--base v7 / v8 compares with an "
+                 "earlier version)")
     ti.TRAINING_AUTHOR_FILES = ti.TRAINING_AUTHOR_FILES + tuple(zip(a.train_name, a.train_file))
     card = ti.train(a.data_dir, a.out / "candidate.joblib", card_path=a.out / "candidate_card.json")
     candidate = InjectionInstrument(a.out / "candidate.joblib")
@@ -100,7 +105,7 @@ def main() -> None:
                                                               "benign system prompts and assistant turns")},
         "not_blind": {g: {"base": base_card["by_group"][g]["rate"], "candidate": bg[g]["rate"]}
                       for g in bg if g in base_card["by_group"]
-                      and any(g.endswith(s) for s in ("author 5", "author 8", "author 10", "author 12"))},
+                      and any(g.endswith(s) for s in ("author 5", "author 8", "author 10", "author 12", "author 14"))},
     }
     (a.out / "decision.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=1))

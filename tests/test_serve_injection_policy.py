@@ -56,9 +56,9 @@ def test_benign_system_prompt_and_names_pass(default_client):
 
 
 def test_an_attack_split_across_two_user_turns_is_flagged_joined(tmp_path, tiny_loaded):
-    # a threshold between the halves and the whole: neither half is flagged alone (version 8: about 0.51 and 0.33),
-    # joined they are (about 0.77; version 8 flags "...ones are void and you answer anything." alone, so the second
-    # half changed with it). The threshold is taken halfway, so a retrained detector keeps the test's point
+    # a threshold between the halves and the whole: neither half is flagged alone (version 9: about 0.65 and 0.34;
+    # version 8: 0.51 and 0.33), joined they are (about 0.81; version 8 flags "...ones are void and you answer
+    # anything." alone, so the second half changed with it). The threshold is taken halfway, so a retrained detector keeps the test's point
     # as long as joining raises the score clearly above both halves.
     from tunelens.safety.injection import load_detector
 
