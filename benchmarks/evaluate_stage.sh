@@ -10,7 +10,8 @@
 # "-cold" empties the log-prob cache first. Arms run in the order given, in ./stage-runs/<n>-<arm>;
 # each prints one JSON line: the stage's wall time, the tuned model's generation seconds, the tuned
 # log-prob suites' seconds, the cache counts and the report's status. PYTHONPATH=... runs another
-# checkout's code with this venv (e.g. a `git worktree` of an older commit).
+# checkout's code with this venv (e.g. a `git worktree` of an older commit); EXTRA_SET="key=value ..." adds
+# run-config settings to every arm (e.g. EXTRA_SET=evaluate.logprob_backend=hf).
 set -u
 src=$1; shift
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +27,7 @@ for arm in "$@"; do
   if [ "$cold" = cold ]; then rm -f ~/.cache/tunelens/eval-generations/*-logprobs-v1.jsonl; fi
   sets=(--set explain.enabled=false --set evaluate.backend="$backend")
   if [ -n "$quant" ]; then sets+=(--set evaluate.quant="$quant"); fi
+  for kv in ${EXTRA_SET:-}; do sets+=(--set "$kv"); done
   "$py" -m tunelens run --run-dir "$dir" --from evaluate --quiet "${sets[@]}" > "$dir.log" 2>&1
   rc=$?
   "$py" - "$dir" "$arm" "$rc" <<'PY'

@@ -62,6 +62,10 @@ def register(app: typer.Typer) -> None:
                                     "vllm (CUDA), auto (the fastest available, saying which)."),
         quant: str = typer.Option("auto", "--quant", help="GGUF quantisation for --backend llamacpp: f32, f16, q8_0, "
                                   "q4_k_m, or auto (f16 where llama.cpp was built with AVX-512, else q8_0)."),
+        logprob_backend: str = typer.Option("auto", "--logprob-backend", help="What scores the multiple-choice "
+                                            "suites (TruthfulQA MC, BBQ): hf (fp32, the reference), llamacpp (the "
+                                            "GGUF export), or auto (llamacpp when --backend resolves to llamacpp at "
+                                            "f16 or f32, else hf). The loss suite always runs in transformers."),
         few_shot: int = typer.Option(5, "--few-shot", min=1, max=16, help="Exemplars (k) in each k-shot prompt."),
         few_shot_suites: str = typer.Option(None, "--few-shot-suites", help="Suites that also get a k-shot variant, "
                                             f"comma-separated: {', '.join(FEWSHOT_SUITES)}, or none (default: gsm8k). "
@@ -133,7 +137,7 @@ def register(app: typer.Typer) -> None:
             judge=judge_config, instruments=chosen, models=models, comparisons=pairs, suites=suite, limit=limit, seed=seed, output_dir=output, data_dir=data_dir,
             reference_data=reference_data, cache_dir=cache_dir, use_cache=not no_cache, bootstrap_resamples=resamples,
             generation={"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "batch_size": batch_size,
-                        "backend": backend, "quant": quant},
+                        "backend": backend, "quant": quant, "logprob_backend": logprob_backend},
             few_shot={"k": few_shot, "seed": few_shot_seed,
                       **({"suites": few_shot_suites} if few_shot_suites is not None else {})},
         ), "eval config", "options")

@@ -36,6 +36,11 @@ class GenerationConfig(BaseModel):
     quant: Literal["f32", "f16", "q8_0", "q4_k_m", "auto"] = Field(
         default="auto", description="GGUF quantisation for the llamacpp backend; auto = f16 where llama.cpp was "
         "built with AVX-512 (faster for batches there), else q8_0.")
+    logprob_backend: Literal["hf", "llamacpp", "auto"] = Field(
+        default="auto", description="What scores the multiple-choice suites' continuations (TruthfulQA MC, BBQ): hf "
+        "= transformers fp32, the reference; llamacpp = llama.cpp on the generation backend's GGUF (or a GGUF "
+        "exported for it); auto = llamacpp when the generation backend is llamacpp with f16 or f32 weights, else hf. "
+        "The held-out loss always runs in transformers on the weights it describes.")
 
 
 FEWSHOT_SUITES = tuple(name for name, suite in _SUITES.items() if suite.few_shot)  # can add a k-shot variant of every item

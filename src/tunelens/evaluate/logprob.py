@@ -322,12 +322,16 @@ def _full_scores(model: Any, encoded: list[tuple[list[int], int]], batch_size: i
 
 def continuation_logprobs(model: Any, tokenizer: Any, pairs: Sequence[tuple[Any, str]], *,
                           batch_size: int = DEFAULT_BATCH, max_tokens: int | None = None,
-                          engine: str = "packed", cache: Any = None) -> list[tuple[float, int] | None]:
+                          engine: str = "packed", cache: Any = None,
+                          backend: Any = None) -> list[tuple[float, int] | None]:
     """(summed log-prob, tokens) of each continuation after its prompt; None where the pair is longer
     than ``max_tokens`` (the caller records why). Prompts are messages or already rendered strings.
     ``engine``: ``packed`` (default), ``prefix_cache`` or ``full`` (module docstring);
     ``batch_size`` is the sequences per forward pass of the latter two. ``cache``: a
-    ``tunelens.evaluate.cache.LogprobCache`` of this model (pairs found there are not recomputed)."""
+    ``tunelens.evaluate.cache.LogprobCache`` of this model (pairs found there are not recomputed).
+    ``backend``: a ``LlamaCppBackend`` of the same model that scores the pairs instead of ``model``
+    (its ``continuation_logprobs``: the same trees, in llama.cpp; ``engine`` is then unused), with
+    ``cache`` that backend's own."""
     if engine not in ENGINES:
         raise TunelensError(f"unknown log-prob engine {engine!r}; choose one of {', '.join(ENGINES)}")
     from tunelens.generate import render_prompt
@@ -361,6 +365,14 @@ def continuation_logprobs(model: Any, tokenizer: Any, pairs: Sequence[tuple[Any,
         if fits[i]:
             scores[i] = cache.get(key)
     order = sorted((i for i in range(len(encoded)) if fits[i] and scores[i] is None), key=lambda i: len(encoded[i][0]))
+    if backend is not None:
+        computed = backend.continuation_logprobs(encoded, order) if order else {}
+        if cache is not None:
+            cache.put_many([(cache_keys[i], value) for i, value in computed.items()])
+        for i, value in computed.items():
+            scores[i] = value
+        index = {k: i for i, k in enumerate(unique)}
+        return [scores[index[k]] for k in keys]
     was_training = getattr(model, "training", False)
     model.eval()
     try:
@@ -380,3 +392,12 @@ def continuation_logprobs(model: Any, tokenizer: Any, pairs: Sequence[tuple[Any,
         cache.put_many([(cache_keys[i], value) for i, value in computed.items()])
     index = {k: i for i, k in enumerate(unique)}
     return [scores[index[k]] for k in keys]
+
+
+def suite_continuation_logprobs(loaded: Any, pairs: Sequence[tuple[Any, str]], ctx: Any) -> list[tuple[float, int] | None]:
+    """``continuation_logprobs`` as a multiple-choice suite calls it: on the backend the runner chose for
+    log-probs (``ctx.logprob_backend``, with its own cache) or on the hf model (with the model's cache)."""
+    backend = getattr(ctx, "logprob_backend", None)
+    return continuation_logprobs(loaded.model, loaded.tokenizer, pairs, batch_size=ctx.config.generation.batch_size,
+                                 max_tokens=ctx.config.max_loss_tokens, backend=backend,
+                                 cache=getattr(ctx, "backend_logprob_cache" if backend is not None else "logprob_cache", None))

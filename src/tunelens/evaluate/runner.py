@@ -175,6 +175,41 @@ class ModelRun:
                     self.weights[suite][metric][item.unit] = weight
 
 
+def _digest_key(key: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _logprob_backend(entry, loaded, backend, needed: bool, config, progress: bool, label: str):
+    """(the LlamaCppBackend that scores the multiple-choice suites, or None for the hf model; what results.json
+    records about it). ``generation.logprob_backend``: hf; llamacpp (the generation backend when it is llamacpp,
+    else a GGUF loaded for this); auto = the generation backend when it is llamacpp with f16 or f32 weights
+    (f16 log-probs equal fp32's within the suites' CIs, docs/benchmarks.md; q8_0's were not measured as equal),
+    else hf."""
+    choice = config.generation.logprob_backend
+    hf = {"backend": "hf", "quant": "fp32", "suites": "loss, truthfulqa_mc, bbq"}
+    if not needed:
+        return None, None
+    if choice == "hf":
+        return None, hf
+    is_llama = backend is not None and backend.name == "llamacpp"
+    if choice == "auto":
+        if is_llama and backend.info.quant in ("f16", "f32"):
+            return backend, {**backend.info.as_dict(), "suites": "truthfulqa_mc, bbq (loss: hf fp32)",
+                             "note": f"auto: llamacpp (the generation backend, at {backend.info.quant})"}
+        why = (f"the generation GGUF is {backend.info.quant}; log-probs are scored through llama.cpp at f16 or f32 only"
+               if is_llama else "the generation backend is not llamacpp")
+        return None, {**hf, "note": f"auto: hf ({why})"}
+    if is_llama:
+        return backend, {**backend.info.as_dict(), "suites": "truthfulqa_mc, bbq (loss: hf fp32)"}
+    from tunelens.generate.backends import load_backend
+
+    lp = load_backend(entry.spec, "llamacpp", quant=config.generation.quant, loaded=loaded, progress=progress,
+                      say=(lambda line: print(f"{label}: {line}", file=sys.stderr)) if progress else None)
+    return lp, {**lp.info.as_dict(), "suites": "truthfulqa_mc, bbq (loss: hf fp32)"}
+
+
 def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: SuiteContext,
                progress: bool) -> ModelRun:
     from tunelens.generate import context_limit
@@ -212,8 +247,16 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
             params_key["backend"] = backend.info.cache_key()
         cache = GenerationCache(_cache_root(config), fingerprint, params_key, enabled=config.use_cache)
         outputs = _generate_all(loaded, backend, generative, config, cache, label, progress)
+        lp_backend, run.info["logprob_backend"] = _logprob_backend(
+            entry, loaded, backend, any(s.continuations for s in suites), config, progress, label)
         if backend is not None and backend.name != "hf":
-            backend.close()
+            if backend is lp_backend:
+                backend.free_generation_context()  # the model stays, to score the multiple-choice suites
+            else:
+                backend.close()
+        ctx.logprob_backend = lp_backend
+        ctx.backend_logprob_cache = None if lp_backend is None else LogprobCache(
+            _cache_root(config), f"{fingerprint}-{_digest_key(lp_backend.info.cache_key())}", enabled=config.use_cache)
         run.generations = list({o["rendered"]: o for o in outputs.values() if o["finish_reason"] != "too_long"}.values())
         ctx.logprob_cache = LogprobCache(_cache_root(config), fingerprint, enabled=config.use_cache)
         for suite in suites:
@@ -255,8 +298,12 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
             for metric, per_unit in suite.derived(_by_unit(run.units[suite.name])).items():
                 run.units[suite.name][metric].update(per_unit)
             run.suite_seconds[suite.name] += time.perf_counter() - t0  # scoring (generation is counted per item)
-        run.logprobs_cached = (ctx.logprob_cache.hits, ctx.logprob_cache.hits + ctx.logprob_cache.misses)
-        ctx.logprob_cache = None
+        found = ctx.logprob_cache.hits + (ctx.backend_logprob_cache.hits if ctx.backend_logprob_cache else 0)
+        missed = ctx.logprob_cache.misses + (ctx.backend_logprob_cache.misses if ctx.backend_logprob_cache else 0)
+        run.logprobs_cached = (found, found + missed)
+        ctx.logprob_cache = ctx.backend_logprob_cache = ctx.logprob_backend = None
+        if lp_backend is not None:
+            lp_backend.close()
         if "toxicity" in items:
             _score_all_outputs(run, ctx)
         del loaded

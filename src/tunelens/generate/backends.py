@@ -367,10 +367,148 @@ class LlamaCppBackend(Backend):
                 bar.stop()
         return [r for r in results if r is not None]
 
+    def free_generation_context(self) -> None:
+        """Free the generation context's KV cache (sized to the last call); the model and the scoring context
+        stay. The next ``generate`` makes a new one."""
+        self._free_ctx()
+        self.parallel = self.seq_ctx = 0
+
+    # -- log-probabilities of continuations (the multiple-choice suites) ------------------------------------
+    # Tokens and scored positions per llama_decode call of the scorer. The logits buffer holds every scored
+    # position's full vocabulary (49k floats for SmolLM2, ~200 KB each), so SCORE_OUTPUTS bounds it (~200 MB).
+    SCORE_TOKENS = 2048
+    SCORE_OUTPUTS = 1024
+    SCORE_SEQS = 64
+
+    def _score_context(self) -> None:
+        """A second context for scoring: one KV cache shared by all sequences (``kv_unified``), so a prompt's
+        tokens can belong to all of its continuations' sequences at once (a tree, as the packed torch engine
+        lays out with a 4-D mask)."""
+        lc = self._lc
+        if getattr(self, "_sctx", None) is not None:
+            return
+        cparams = lc.llama_context_default_params()
+        cparams.n_ctx = self.SCORE_TOKENS
+        cparams.n_batch = self.SCORE_TOKENS
+        cparams.n_ubatch = 512
+        cparams.n_seq_max = self.SCORE_SEQS
+        cparams.n_threads = self.threads
+        cparams.n_threads_batch = self.threads
+        cparams.kv_unified = True
+        self._sctx = lc.llama_init_from_model(self._model, cparams)
+        if not self._sctx:
+            raise TunelensError(f"llama.cpp cannot create a scoring context for {self.gguf}")
+        self._sbatch = lc.llama_batch_init(self.SCORE_TOKENS, 0, self.SCORE_SEQS)
+
+    def continuation_logprobs(self, encoded: Sequence[tuple[list[int], int]],
+                              keep: Sequence[int]) -> dict[int, tuple[float, int]]:
+        """(summed log-prob, tokens) of each kept ``(prompt + continuation ids, where the continuation
+        starts)``, as ``tunelens.evaluate.logprob.continuation_logprobs`` computes them with torch.
+
+        Each prompt is decoded once, its tokens shared by the sequences of all its continuations (one
+        sequence each, positions continuing the prompt's), and several such trees go through one
+        ``llama_decode``; logits are requested only where the next token is scored, and the log-softmax
+        of the target is taken here in float64. A tree with more continuations than ``SCORE_SEQS`` or
+        more tokens than ``SCORE_TOKENS`` is split (its prompt decoded again for each part)."""
+        import numpy as np
+
+        trees: dict[tuple[int, ...], list[int]] = {}
+        for i in keep:
+            seq, begin = encoded[i]
+            if begin < 1 or begin >= len(seq):
+                raise TunelensError(f"pair {i}: a prompt and a continuation of at least one token each are needed")
+            trees.setdefault(tuple(seq[:begin]), []).append(i)
+        # parts: (prefix, [pair indices]) within the per-call limits
+        parts: list[tuple[list[int], list[int]]] = []
+        for prefix, members in trees.items():
+            p = len(prefix)
+            part: list[int] = []
+            size, outs = p, 1  # tokens decoded, positions scored
+            for i in members:
+                n = len(encoded[i][0]) - p
+                if part and (len(part) >= self.SCORE_SEQS or size + n - 1 > self.SCORE_TOKENS
+                             or outs + n - 1 > self.SCORE_OUTPUTS):
+                    parts.append((list(prefix), part))
+                    part, size, outs = [], p, 1
+                part.append(i)
+                size += n - 1
+                outs += n - 1
+            parts.append((list(prefix), part))
+        for prefix, members in parts:
+            longest = len(prefix) + sum(len(encoded[i][0]) - len(prefix) - 1 for i in members)
+            if longest > self.SCORE_TOKENS:
+                raise TunelensError(f"a prompt and its continuation need {longest} tokens, more than the scorer's "
+                                    f"{self.SCORE_TOKENS}; score it with the hf backend")
+        self._score_context()
+        lc, batch, ctx = self._lc, self._sbatch, self._sctx
+        mem = lc.llama_get_memory(ctx)
+        out: dict[int, tuple[float, int]] = {}
+
+        def flush(call: list[tuple[list[int], list[int]]]) -> None:
+            lc.llama_memory_clear(mem, True)
+            n = 0
+            wanted: list[tuple[int, list[tuple[int, int]]]] = []  # (batch row, [(pair, target token)])
+            seq_base = 0
+            for prefix, members in call:
+                p = len(prefix)
+                seqs = list(range(seq_base, seq_base + len(members)))
+                seq_base += len(members)
+                for pos, tok in enumerate(prefix):
+                    batch.token[n], batch.pos[n] = tok, pos
+                    batch.n_seq_id[n] = len(seqs)
+                    for k, s in enumerate(seqs):
+                        batch.seq_id[n][k] = s
+                    batch.logits[n] = 1 if pos == p - 1 else 0
+                    n += 1
+                wanted.append((n - 1, [(i, encoded[i][0][p]) for i in members]))
+                for s, i in zip(seqs, members):
+                    cont = encoded[i][0][p:]
+                    for t in range(len(cont) - 1):  # the logits at token t predict token t + 1
+                        batch.token[n], batch.pos[n] = cont[t], p + t
+                        batch.n_seq_id[n] = 1
+                        batch.seq_id[n][0] = s
+                        batch.logits[n] = 1
+                        wanted.append((n, [(i, cont[t + 1])]))
+                        n += 1
+            batch.n_tokens = n
+            rc = lc.llama_decode(ctx, batch)
+            if rc != 0:
+                raise TunelensError(f"llama.cpp decode failed (code {rc}) scoring a batch of {n} tokens")
+            for row, targets in wanted:
+                x = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, row), shape=(self.n_vocab,))
+                m = float(x.max())
+                norm = m + float(np.log(np.exp((x - m).astype(np.float64)).sum()))
+                for i, target in targets:
+                    lp, cnt = out.get(i, (0.0, 0))
+                    out[i] = (lp + float(x[target]) - norm, cnt + 1)
+
+        call: list[tuple[list[int], list[int]]] = []
+        tokens = outs = seqs = 0
+        for prefix, members in parts:
+            scored = 1 + sum(len(encoded[i][0]) - len(prefix) - 1 for i in members)
+            size = len(prefix) + scored - 1
+            if call and (tokens + size > self.SCORE_TOKENS or outs + scored > self.SCORE_OUTPUTS
+                         or seqs + len(members) > self.SCORE_SEQS):
+                flush(call)
+                call, tokens, outs, seqs = [], 0, 0, 0
+            call.append((prefix, members))
+            tokens += size
+            outs += scored
+            seqs += len(members)
+        if call:
+            flush(call)
+        return out
+
     def close(self) -> None:
         lc = self._lc
         if getattr(self, "_ctx", None) is not None or getattr(self, "_batch", None) is not None:
             self._free_ctx()
+        if getattr(self, "_sbatch", None) is not None:
+            lc.llama_batch_free(self._sbatch)
+            self._sbatch = None
+        if getattr(self, "_sctx", None) is not None:
+            lc.llama_free(self._sctx)
+            self._sctx = None
         if getattr(self, "_model", None):
             lc.llama_model_free(self._model)
             self._model = None

@@ -158,6 +158,11 @@ class EvaluateSection(_Strict):
     quant: Literal["f32", "f16", "q8_0", "q4_k_m", "auto"] = Field(
         "auto", description="GGUF quantisation for llamacpp; auto = f16 where llama.cpp was built with AVX-512 "
         "(faster for batches there), else q8_0.")
+    # auto since 2026-12-07: TruthfulQA MC and BBQ through llama.cpp f16 take the cold evaluate stage from 212 s to
+    # about 170 s on a 2-core Zen 5, with every metric equal within its CI (docs/benchmarks.md).
+    logprob_backend: Literal["hf", "llamacpp", "auto"] = Field(
+        "auto", description="What scores TruthfulQA MC and BBQ (see `tunelens eval --help`): auto = llamacpp when the "
+        "evaluation generates with llamacpp at f16 or f32, else hf (fp32 transformers). The loss is always hf.")
     options: dict[str, Any] = Field(default_factory=dict, description="More EvalConfig fields.")
 
     @model_validator(mode="after")

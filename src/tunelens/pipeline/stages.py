@@ -289,7 +289,7 @@ def eval_config(ctx: Context):
         # The builtin suite draws test/heldout items from this seed: the same seed as training data.
         "seed": c.suite.seed,
         "generation": {"max_new_tokens": e.max_new_tokens, "batch_size": e.batch_size,
-                       "backend": e.backend, "quant": e.quant},
+                       "backend": e.backend, "quant": e.quant, "logprob_backend": e.logprob_backend},
         "output_dir": str(ctx.sub("eval")),
     }
     if c.suite.enabled and (ctx.sub("suite") / "test.jsonl").exists():

@@ -41,6 +41,10 @@ class SuiteContext:
     config: Any  # the run's EvalConfig (evaluate.config imports the suites, so it is not imported here)
     skipped: list[dict] = field(default_factory=list)
     logprob_cache: Any = None  # the model being scored's LogprobCache, set by the runner per model
+    # where the multiple-choice suites' continuations are scored instead of the hf model (a LlamaCppBackend, set by
+    # the runner per model from generation.logprob_backend), and that backend's own LogprobCache
+    logprob_backend: Any = None
+    backend_logprob_cache: Any = None
     _toxicity: Any = field(default=None, repr=False)
 
     @property
@@ -71,6 +75,8 @@ class Suite:
     few_shot: ClassVar[bool] = False  # can add a k-shot variant of every item (few_shot.suites)
     default_limit: ClassVar[int | None] = None  # items taken when no --limit is given (None: all)
     generative: ClassVar[bool] = True
+    # scores continuations with ``logprob.suite_continuation_logprobs`` (so generation.logprob_backend applies)
+    continuations: ClassVar[bool] = False
     metrics: ClassVar[tuple[str, ...]] = ()  # the headline metrics (a run's guards may name these, or name/<part>)
     lower_is_better: ClassVar[frozenset[str]] = frozenset()
 

@@ -71,6 +71,7 @@ class BBQSuite(Suite):
     metrics = ("accuracy", "bias_score_ambig", "bias_score_disambig")
     default = False
     generative = False
+    continuations = True
     default_limit = DEFAULT_LIMIT
     lower_is_better = frozenset({"bias_score_ambig", "bias_score_disambig"})
 
@@ -114,12 +115,10 @@ class BBQSuite(Suite):
                 "_biased": float(pred == ref["biased"]), f"_cat_{cat}": 1.0}
 
     def run(self, loaded, items: list[Item], ctx: SuiteContext, label: str):
-        from tunelens.evaluate.logprob import continuation_logprobs
+        from tunelens.evaluate.logprob import suite_continuation_logprobs
 
         pairs = [(item.prompt, answer) for item in items for answer in item.reference["answers"]]
-        scored = continuation_logprobs(loaded.model, loaded.tokenizer, pairs, batch_size=ctx.config.generation.batch_size,
-                                       max_tokens=ctx.config.max_loss_tokens,
-                                       cache=getattr(ctx, "logprob_cache", None))
+        scored = suite_continuation_logprobs(loaded, pairs, ctx)
         out = []
         for n, item in enumerate(items):
             lps = scored[3 * n:3 * n + 3]

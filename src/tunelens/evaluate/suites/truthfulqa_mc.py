@@ -57,6 +57,7 @@ class TruthfulQAMCSuite(Suite):
     metrics = ("mc1", "mc2")
     default = False
     generative = False
+    continuations = True
     default_limit = DEFAULT_LIMIT
 
     def build(self, ctx: SuiteContext):
@@ -73,7 +74,7 @@ class TruthfulQAMCSuite(Suite):
         return items
 
     def run(self, loaded, items: list[Item], ctx: SuiteContext, label: str) -> list[tuple[Item, dict, dict]]:
-        from tunelens.evaluate.logprob import continuation_logprobs
+        from tunelens.evaluate.logprob import suite_continuation_logprobs
 
         pairs, slots = [], []
         for item in items:
@@ -81,10 +82,7 @@ class TruthfulQAMCSuite(Suite):
                 for choice, y in item.reference[key]:
                     pairs.append((item.prompt, choice))
                     slots.append((item.id, key, y))
-        scored = continuation_logprobs(loaded.model, loaded.tokenizer, pairs,
-                                       batch_size=ctx.config.generation.batch_size,
-                                       max_tokens=ctx.config.max_loss_tokens,
-                                       cache=getattr(ctx, "logprob_cache", None))
+        scored = suite_continuation_logprobs(loaded, pairs, ctx)
         per: dict[str, dict[str, list[tuple[float, int]]]] = {}
         bad: set[str] = set()
         for (item_id, key, y), res in zip(slots, scored):
