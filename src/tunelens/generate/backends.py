@@ -380,16 +380,21 @@ class LlamaCppBackend(Backend):
     SCORE_OUTPUTS = 1024
     SCORE_SEQS = 64
 
-    def _score_context(self) -> None:
-        """A second context for scoring: one KV cache shared by all sequences (``kv_unified``), so a prompt's
-        tokens can belong to all of its continuations' sequences at once (a tree, as the packed torch engine
-        lays out with a 4-D mask)."""
+    def _score_context(self, tokens: int) -> None:
+        """A second context for scoring, of at least ``tokens`` (re-made only when too small): one KV cache
+        shared by all sequences (``kv_unified``), so a prompt's tokens can belong to all of its continuations'
+        sequences at once (a tree, as the packed torch engine lays out with a 4-D mask)."""
         lc = self._lc
         if getattr(self, "_sctx", None) is not None:
-            return
+            if tokens <= self._score_cap:
+                return
+            lc.llama_batch_free(self._sbatch)
+            lc.llama_free(self._sctx)
+            self._sctx = self._sbatch = None
+        tokens = min(self.train_ctx, -(-tokens // 256) * 256)
         cparams = lc.llama_context_default_params()
-        cparams.n_ctx = self.SCORE_TOKENS
-        cparams.n_batch = self.SCORE_TOKENS
+        cparams.n_ctx = tokens
+        cparams.n_batch = tokens
         cparams.n_ubatch = 512
         cparams.n_seq_max = self.SCORE_SEQS
         cparams.n_threads = self.threads
@@ -398,7 +403,8 @@ class LlamaCppBackend(Backend):
         self._sctx = lc.llama_init_from_model(self._model, cparams)
         if not self._sctx:
             raise TunelensError(f"llama.cpp cannot create a scoring context for {self.gguf}")
-        self._sbatch = lc.llama_batch_init(self.SCORE_TOKENS, 0, self.SCORE_SEQS)
+        self._sbatch = lc.llama_batch_init(tokens, 0, self.SCORE_SEQS)
+        self._score_cap = tokens
 
     def continuation_logprobs(self, encoded: Sequence[tuple[list[int], int]],
                               keep: Sequence[int]) -> dict[int, tuple[float, int]]:
@@ -409,7 +415,9 @@ class LlamaCppBackend(Backend):
         sequence each, positions continuing the prompt's), and several such trees go through one
         ``llama_decode``; logits are requested only where the next token is scored, and the log-softmax
         of the target is taken here in float64. A tree with more continuations than ``SCORE_SEQS`` or
-        more tokens than ``SCORE_TOKENS`` is split (its prompt decoded again for each part)."""
+        more tokens than ``SCORE_TOKENS`` is split (its prompt decoded again for each part); a prompt and one
+        continuation longer than that get a call, and a context, of their own (up to the model's training
+        context)."""
         import numpy as np
 
         trees: dict[tuple[int, ...], list[int]] = {}
@@ -434,12 +442,13 @@ class LlamaCppBackend(Backend):
                 size += n - 1
                 outs += n - 1
             parts.append((list(prefix), part))
-        for prefix, members in parts:
-            longest = len(prefix) + sum(len(encoded[i][0]) - len(prefix) - 1 for i in members)
-            if longest > self.SCORE_TOKENS:
-                raise TunelensError(f"a prompt and its continuation need {longest} tokens, more than the scorer's "
-                                    f"{self.SCORE_TOKENS}; score it with the hf backend")
-        self._score_context()
+        longest = max((len(prefix) + sum(len(encoded[i][0]) - len(prefix) - 1 for i in members)
+                       for prefix, members in parts), default=0)
+        if longest > self.train_ctx:
+            raise TunelensError(f"a prompt and its continuation need {longest} tokens, more than the model's context "
+                                f"({self.train_ctx})")
+        limit = max(self.SCORE_TOKENS, longest)
+        self._score_context(limit)
         lc, batch, ctx = self._lc, self._sbatch, self._sctx
         mem = lc.llama_get_memory(ctx)
         out: dict[int, tuple[float, int]] = {}
@@ -487,7 +496,7 @@ class LlamaCppBackend(Backend):
         for prefix, members in parts:
             scored = 1 + sum(len(encoded[i][0]) - len(prefix) - 1 for i in members)
             size = len(prefix) + scored - 1
-            if call and (tokens + size > self.SCORE_TOKENS or outs + scored > self.SCORE_OUTPUTS
+            if call and (tokens + size > limit or outs + scored > self.SCORE_OUTPUTS
                          or seqs + len(members) > self.SCORE_SEQS):
                 flush(call)
                 call, tokens, outs, seqs = [], 0, 0, 0
