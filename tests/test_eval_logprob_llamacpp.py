@@ -104,6 +104,8 @@ def test_eval_scores_mc_suites_through_llamacpp_at_f16_records_it_and_keeps_its_
     assert items.keys() == hf_items.keys() and len(items) == 3
     for k in items:  # MC2 is a probability share: f16's rounding moves it by far less than 0.05
         assert abs(items[k] - hf_items[k]) <= 0.05, (k, items[k], hf_items[k])
+    page = (tmp_path / "auto" / "report.html").read_text(encoding="utf-8")
+    assert "multiple-choice log-probs by" in page and f"llamacpp f16 (GGUF {info['gguf_sha256'][:12]})" in page
     # again: every value from that cache
     report, _ = _eval(tmp_path, tiny_model_path, shared_data, "again", backend="llamacpp", quant="f16")
     cached = report["cost"]["m"]["cached_logprobs"]
