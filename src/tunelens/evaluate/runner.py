@@ -181,33 +181,33 @@ def _digest_key(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _logprob_backend(entry, loaded, backend, needed: bool, config, progress: bool, label: str):
-    """(the LlamaCppBackend that scores the multiple-choice suites, or None for the hf model; what results.json
+def _logprob_backend(entry, loaded, backend, suites: list[str], config, progress: bool, label: str):
+    """(the LlamaCppBackend that scores the multiple-choice ``suites``, or None for the hf model; what results.json
     records about it). ``generation.logprob_backend``: hf; llamacpp (the generation backend when it is llamacpp,
-    else a GGUF loaded for this); auto = the generation backend when it is llamacpp with f16 or f32 weights
-    (f16 log-probs equal fp32's within the suites' CIs, docs/benchmarks.md; q8_0's were not measured as equal),
-    else hf."""
-    choice = config.generation.logprob_backend
-    hf = {"backend": "hf", "quant": "fp32", "suites": "loss, truthfulqa_mc, bbq"}
-    if not needed:
+    else a GGUF loaded for this); auto = the generation backend when it is llamacpp with f16 or f32 weights, else
+    hf (f16 gave fp32's answer on every item measured; q8_0 changed a few: docs/benchmarks.md)."""
+    if not suites:
         return None, None
+    choice = config.generation.logprob_backend
+    hf = {"backend": "hf", "quant": "fp32", "suites": ", ".join(suites)}
+    via_llama = f"{', '.join(suites)} (the loss, if run: hf fp32)"
     if choice == "hf":
         return None, hf
     is_llama = backend is not None and backend.name == "llamacpp"
     if choice == "auto":
         if is_llama and backend.info.quant in ("f16", "f32"):
-            return backend, {**backend.info.as_dict(), "suites": "truthfulqa_mc, bbq (loss: hf fp32)",
+            return backend, {**backend.info.as_dict(), "suites": via_llama,
                              "note": f"auto: llamacpp (the generation backend, at {backend.info.quant})"}
         why = (f"the generation GGUF is {backend.info.quant}; log-probs are scored through llama.cpp at f16 or f32 only"
                if is_llama else "the generation backend is not llamacpp")
         return None, {**hf, "note": f"auto: hf ({why})"}
     if is_llama:
-        return backend, {**backend.info.as_dict(), "suites": "truthfulqa_mc, bbq (loss: hf fp32)"}
+        return backend, {**backend.info.as_dict(), "suites": via_llama}
     from tunelens.generate.backends import load_backend
 
     lp = load_backend(entry.spec, "llamacpp", quant=config.generation.quant, loaded=loaded, progress=progress,
                       say=(lambda line: print(f"{label}: {line}", file=sys.stderr)) if progress else None)
-    return lp, {**lp.info.as_dict(), "suites": "truthfulqa_mc, bbq (loss: hf fp32)"}
+    return lp, {**lp.info.as_dict(), "suites": via_llama}
 
 
 def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: SuiteContext,
@@ -248,7 +248,7 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
         cache = GenerationCache(_cache_root(config), fingerprint, params_key, enabled=config.use_cache)
         outputs = _generate_all(loaded, backend, generative, config, cache, label, progress)
         lp_backend, run.info["logprob_backend"] = _logprob_backend(
-            entry, loaded, backend, any(s.continuations for s in suites), config, progress, label)
+            entry, loaded, backend, [s.name for s in suites if s.continuations], config, progress, label)
         if backend is not None and backend.name != "hf":
             if backend is lp_backend:
                 backend.free_generation_context()  # the model stays, to score the multiple-choice suites
