@@ -55,19 +55,20 @@ def test_llamacpp_scores_continuations_as_the_torch_engines(tiny):
 def test_trees_split_over_calls_score_the_same(tiny, tiny_model_path):
     """More continuations than sequences per call, or more tokens or scored positions than a call holds:
     the prompt is decoded again for each part, a pair longer than a call gets one (and a context) of its
-    own, and the results do not change. Longer than the model's context is an error."""
+    own, a model whose context is shorter than a call gets calls that fit it, and the results do not change.
+    Longer than the model's context is an error."""
     from tunelens.evaluate.logprob import continuation_logprobs
     from tunelens.generate.backends import load_backend
 
     loaded, cpp = tiny
     whole = continuation_logprobs(loaded.model, loaded.tokenizer, PAIRS, backend=cpp)
     for limits in ({"SCORE_SEQS": 2}, {"SCORE_TOKENS": 64, "SCORE_OUTPUTS": 16}, {"SCORE_TOKENS": 8},
-                   {"train_ctx": 8}):
+                   {"train_ctx": 64}, {"train_ctx": 8}):
         small = load_backend(str(tiny_model_path), "llamacpp", quant="f32", loaded=loaded, progress=False)
         try:
             for name, value in limits.items():
                 setattr(small, name, value)
-            if "train_ctx" in limits:
+            if limits.get("train_ctx") == 8:
                 with pytest.raises(TunelensError, match="more than the model's context"):
                     continuation_logprobs(loaded.model, loaded.tokenizer, PAIRS[:1], backend=small)
             else:

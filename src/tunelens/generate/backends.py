@@ -426,7 +426,8 @@ class LlamaCppBackend(Backend):
             if begin < 1 or begin >= len(seq):
                 raise TunelensError(f"pair {i}: a prompt and a continuation of at least one token each are needed")
             trees.setdefault(tuple(seq[:begin]), []).append(i)
-        # parts: (prefix, [pair indices]) within the per-call limits
+        # parts: (prefix, [pair indices]) within the per-call limits (a call never exceeds the model's context)
+        cap = min(self.SCORE_TOKENS, self.train_ctx)
         parts: list[tuple[list[int], list[int]]] = []
         for prefix, members in trees.items():
             p = len(prefix)
@@ -434,7 +435,7 @@ class LlamaCppBackend(Backend):
             size, outs = p, 1  # tokens decoded, positions scored
             for i in members:
                 n = len(encoded[i][0]) - p
-                if part and (len(part) >= self.SCORE_SEQS or size + n - 1 > self.SCORE_TOKENS
+                if part and (len(part) >= self.SCORE_SEQS or size + n - 1 > cap
                              or outs + n - 1 > self.SCORE_OUTPUTS):
                     parts.append((list(prefix), part))
                     part, size, outs = [], p, 1
@@ -447,7 +448,7 @@ class LlamaCppBackend(Backend):
         if longest > self.train_ctx:
             raise TunelensError(f"a prompt and its continuation need {longest} tokens, more than the model's context "
                                 f"({self.train_ctx})")
-        limit = max(self.SCORE_TOKENS, longest)
+        limit = max(cap, longest)  # <= train_ctx, which bounds the context below
         self._score_context(limit)
         lc, batch, ctx = self._lc, self._sbatch, self._sctx
         mem = lc.llama_get_memory(ctx)
