@@ -41,6 +41,7 @@ def _close(got, ref):
         assert abs(a - b) <= 1e-2 * max(1.0, abs(b)), (a, b)
 
 
+@pytest.mark.numeric  # compared with torch's values: rerun by make test-numerics under other kernels
 def test_llamacpp_scores_continuations_as_the_torch_engines(tiny):
     from tunelens.evaluate.logprob import continuation_logprobs
 
@@ -52,6 +53,7 @@ def test_llamacpp_scores_continuations_as_the_torch_engines(tiny):
     assert [n for _, n in got][3] == 1 and got[3][0] < 0
 
 
+@pytest.mark.numeric
 def test_trees_split_over_calls_score_the_same(tiny, tiny_model_path):
     """More continuations than sequences per call, or more tokens or scored positions than a call holds:
     the prompt is decoded again for each part, a pair longer than a call gets one (and a context) of its

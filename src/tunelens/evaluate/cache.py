@@ -76,12 +76,15 @@ class LogprobCache:
     sequence's supervised tokens), never a suite's score, so scoring code can change without
     invalidating it. The base model of every run is the same checkpoint, so its TruthfulQA, BBQ
     and held-out-loss forward passes are computed once per machine. One JSON-lines file per
-    fingerprint; a torn last line is ignored (that entry is recomputed).
+    fingerprint; a torn last line is ignored (that entry is recomputed). ``engine_key``: what computed the
+    values when it is not the fp32 model (a generation backend's ``BackendInfo.cache_key()``, e.g. llama.cpp
+    f16 on a GGUF of this model): its values get a file of their own, so the two are never mixed.
     """
 
-    def __init__(self, root: Path, fingerprint: str, enabled: bool = True):
+    def __init__(self, root: Path, fingerprint: str, enabled: bool = True, engine_key: dict[str, Any] | None = None):
         self.enabled = enabled
-        self.path = Path(root) / f"{fingerprint}-logprobs-v{LOGPROB_CACHE_VERSION}.jsonl"
+        engine = "" if engine_key is None else "-" + _digest(json.dumps(engine_key, sort_keys=True))[:16]
+        self.path = Path(root) / f"{fingerprint}{engine}-logprobs-v{LOGPROB_CACHE_VERSION}.jsonl"
         self._entries: dict[str, tuple[float, int]] = {
             row["key"]: (float(row["value"]), int(row["tokens"])) for row in _read_lines(self.path)
             if {"value", "tokens"} <= row.keys()} if enabled else {}

@@ -367,25 +367,20 @@ def continuation_logprobs(model: Any, tokenizer: Any, pairs: Sequence[tuple[Any,
     order = sorted((i for i in range(len(encoded)) if fits[i] and scores[i] is None), key=lambda i: len(encoded[i][0]))
     if backend is not None:
         computed = backend.continuation_logprobs(encoded, order) if order else {}
-        if cache is not None:
-            cache.put_many([(cache_keys[i], value) for i, value in computed.items()])
-        for i, value in computed.items():
-            scores[i] = value
-        index = {k: i for i, k in enumerate(unique)}
-        return [scores[index[k]] for k in keys]
-    was_training = getattr(model, "training", False)
-    model.eval()
-    try:
-        if engine == "packed":
-            computed = _packed_pair_scores(model, encoded, order)
-        elif engine == "prefix_cache":
-            computed = _shared_prefix_scores(model, encoded, batch_size, order)
-        else:
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-            computed = _full_scores(model, encoded, batch_size, order, pad)
-    finally:
-        if was_training:
-            model.train()
+    else:
+        was_training = getattr(model, "training", False)
+        model.eval()
+        try:
+            if engine == "packed":
+                computed = _packed_pair_scores(model, encoded, order)
+            elif engine == "prefix_cache":
+                computed = _shared_prefix_scores(model, encoded, batch_size, order)
+            else:
+                pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+                computed = _full_scores(model, encoded, batch_size, order, pad)
+        finally:
+            if was_training:
+                model.train()
     for i, value in computed.items():
         scores[i] = value
     if cache is not None:

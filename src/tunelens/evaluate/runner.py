@@ -175,12 +175,6 @@ class ModelRun:
                     self.weights[suite][metric][item.unit] = weight
 
 
-def _digest_key(key: dict) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _logprob_backend(entry, loaded, backend, suites: list[str], config, progress: bool, label: str):
     """(the LlamaCppBackend that scores the multiple-choice ``suites``, or None for the hf model; what results.json
     records about it). ``generation.logprob_backend``: hf; llamacpp (the generation backend when it is llamacpp,
@@ -256,7 +250,7 @@ def _run_model(entry, suites: list[Suite], items: dict[str, list[Item]], ctx: Su
                 backend.close()
         ctx.logprob_backend = lp_backend
         ctx.backend_logprob_cache = None if lp_backend is None else LogprobCache(
-            _cache_root(config), f"{fingerprint}-{_digest_key(lp_backend.info.cache_key())}", enabled=config.use_cache)
+            _cache_root(config), fingerprint, enabled=config.use_cache, engine_key=lp_backend.info.cache_key())
         run.generations = list({o["rendered"]: o for o in outputs.values() if o["finish_reason"] != "too_long"}.values())
         ctx.logprob_cache = LogprobCache(_cache_root(config), fingerprint, enabled=config.use_cache)
         for suite in suites:

@@ -142,7 +142,7 @@ def resolve(row: dict[str, Any], sources: _Sources) -> dict[str, Any]:
     except (KeyError, IndexError) as exc:
         raise TunelensError(f"{LABELLED_FILE} row {row['id']}: {ref['file']} has no row {ref['key']!r}") from exc
     if ref["file"].startswith("hh_rlhf"):
-        if "turn" in ref:  # an assistant turn before the last (replies_labelled_turns.jsonl)
+        if "turn" in ref:  # an assistant turn before the last (the "T" rows)
             prompt, dialogue, text = hh_split_turn(rec[ref["field"]], int(ref["turn"]))
             return {**row, "prompt": prompt, "dialogue": dialogue, "text": text}
         prompt, dialogue, text = hh_split_dialogue(rec[ref["field"]])
