@@ -13,8 +13,12 @@ counted), then both detectors score what is left and the rule's four conditions 
     .venv/bin/python benchmarks/injection_decision.py --base v8 --train-file injection_author_15.jsonl \
         --train-name author_15 --decision src/tunelens/safety/data/injection_independent_8.jsonl --out /tmp/c10
 
+    .venv/bin/python -m tunelens.safety.train_injection_lm --features-cache /tmp/injlm/feats.npz --out /tmp/c11
+    .venv/bin/python benchmarks/injection_decision.py --lm /tmp/c11 --decision <author 17's file> --out /tmp/c11/decision
+
 reproduce the decisions of candidates 8, 9 (version 7 against each) and 10 (version 8 against it), on the shipped
-vetted decision sets (the authors' full sets were 860 texts each, of which these are the ones kept). A next
+vetted decision sets, and the last two decide candidate 11 (injection-lm: the shipped default stacked with a
+SmolLM2 probe, pre-registered in injection-lm.md) against the shipped default (the authors' full sets were 860 texts each, of which these are the ones kept). A next
 candidate: the default ``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``.
 
 Prints one JSON object (also written to OUT/decision.json); writes the vetted decision set to
@@ -27,14 +31,15 @@ import json
 from pathlib import Path
 
 import tunelens.safety.train_injection as ti
+from tunelens.safety.instruments import Example, Instrument
 from tunelens.safety.instruments.injection import InjectionInstrument
 
 ATTACKS = ("direct", "indirect")
 LOOKALIKES = ("benign_user", "benign_docs", "benign_system")
 
 
-def rates(inst: InjectionInstrument, rows: list[dict]) -> dict:
-    scores = [r["score"] for r in inst.score_texts([row["text"] for row in rows])]
+def rates(inst: Instrument, rows: list[dict]) -> dict:
+    scores = [v.score for v in inst.classify([Example(row["text"]) for row in rows])]
     flagged = {}
     for row, s in zip(rows, scores):
         f = flagged.setdefault(row["group"], [0, 0])
@@ -55,9 +60,13 @@ def rates(inst: InjectionInstrument, rows: list[dict]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train-file", required=True, action="append",
+    ap.add_argument("--train-file", action="append", default=[],
                     help="a new author's file in tunelens/safety/data (repeat for several)")
-    ap.add_argument("--train-name", required=True, action="append", help="its training-set name (one per --train-file)")
+    ap.add_argument("--train-name", action="append", default=[], help="its training-set name (one per --train-file)")
+    ap.add_argument("--lm", type=Path, default=None,
+                    help="instead of a candidate trained on more texts: an injection-lm model (DIR/injection_lm.joblib "
+                         "and DIR/result.json from `python -m tunelens.safety.train_injection_lm --out DIR`), decided "
+                         "against the shipped default (docs/instruments/preregistration/injection-lm.md)")
     ap.add_argument("--decision", required=True, type=Path, help="the decision author's texts (JSONL with group/label)")
     ap.add_argument("--data-dir", default="../shared/data", type=Path)
     ap.add_argument("--base", choices=("shipped", "v7", "v8"), default="shipped",
@@ -69,6 +78,10 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     if len(a.train_name) != len(a.train_file):
         ap.error("give one --train-name per --train-file")
+    if bool(a.lm) == bool(a.train_file):
+        ap.error("give either --train-file (a candidate trained on more texts) or --lm (an injection-lm model)")
+    if a.lm and a.base != "shipped":
+        ap.error("--lm is decided against the shipped default (--base shipped)")
     if a.base in ("v7", "v8"):
         ti.TRAINING_AUTHOR_FILES = ti.V7_AUTHOR_FILES if a.base == "v7" else ti.V8_AUTHOR_FILES
         base_card = ti.train(a.data_dir, a.out / "base.joblib", card_path=a.out / "base_card.json")
@@ -79,9 +92,17 @@ def main() -> None:
     if already:
         ap.error(f"{', '.join(already)}: already trained on by the base (--base v7 / v8 compares with an "
                  "earlier version)")
-    ti.TRAINING_AUTHOR_FILES = ti.TRAINING_AUTHOR_FILES + tuple(zip(a.train_name, a.train_file))
-    card = ti.train(a.data_dir, a.out / "candidate.joblib", card_path=a.out / "candidate_card.json")
-    candidate = InjectionInstrument(a.out / "candidate.joblib")
+    if a.lm:
+        from tunelens.safety.instruments.injection_lm import InjectionLMInstrument
+
+        candidate = InjectionLMInstrument(a.lm / "injection_lm.joblib")
+        lm_result = json.loads((a.lm / "result.json").read_text(encoding="utf-8"))
+        # conditions 3 and 4 read the candidate's rates on the shipped held-out sets (measured by the trainer)
+        card = {"by_group": {g: {"rate": v["candidate"]} for g, v in lm_result["shipped_sets"].items()}}
+    else:
+        ti.TRAINING_AUTHOR_FILES = ti.TRAINING_AUTHOR_FILES + tuple(zip(a.train_name, a.train_file))
+        card = ti.train(a.data_dir, a.out / "candidate.joblib", card_path=a.out / "candidate_card.json")
+        candidate = InjectionInstrument(a.out / "candidate.joblib")
 
     rows = [json.loads(line) for line in a.decision.read_text(encoding="utf-8").splitlines() if line.strip()]
     why = ti.seen_overlap([r["text"] for r in rows], ti.build_sets(a.data_dir))
@@ -107,6 +128,9 @@ def main() -> None:
                       for g in bg if g in base_card["by_group"]
                       and any(g.endswith(s) for s in ("author 5", "author 8", "author 10", "author 12", "author 14"))},
     }
+    if a.lm:
+        result["not_blind"] = {"mean measure": lm_result["not_blind_mean_measure"],
+                               **{name: {w: v[w]["measure"] for w in v} for name, v in lm_result["not_blind"].items()}}
     (a.out / "decision.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=1))
 

@@ -879,25 +879,10 @@ def choose_threshold(sets, scores, max_fpr: float = 0.01) -> tuple[float, dict[s
                                  "HH assistant turns)", "max_benign_fpr": max_fpr, "per_kind": per_kind}
 
 
-def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | None = CARD,
-          doc_path: Path | None = None, threshold: float | None = None) -> dict:
-    import joblib
-
-    start = time.perf_counter()
-    sets = build_sets(Path(data_dir), seed)
-    train_keys = [k for k in sets if k.startswith("train:")]
-    from tunelens.safety.instruments.injection import normalise
-
-    x = [normalise(t) for k in train_keys for t in sets[k]["texts"]]  # what the views show the classifier
-    y = [t for k in train_keys for t in sets[k]["labels"]]
-    pipe = build_pipeline().fit(x, y)
-    train_s = time.perf_counter() - start
-    scores = {k: _scores(pipe, v["texts"]) for k, v in sets.items() if not k.startswith("train:")}
-    if threshold is None:
-        threshold, rule = choose_threshold(sets, scores)
-    else:
-        rule = {"rule": "given on the command line"}
-
+def heldout_figures(sets: dict[str, dict[str, Any]], scores: dict[str, list[float]], threshold: float) -> dict[str, Any]:
+    """The card's figures on the held-out sets from ``scores`` (set key -> score per text) at ``threshold``:
+    ``validation`` (per set), ``by_group`` (with the targets), ``pooled_auroc``, ``operating_point``,
+    ``calibration`` and ``failure_modes``. The default instrument's card and injection-lm's use it."""
     validation = []
     for key in SET_NAMES:
         v = sets[key]
@@ -928,6 +913,34 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
     tn = sum(s < threshold and not t for s, t in zip(ps, py))
     n_pos, n_neg = sum(py), len(py) - sum(py)
     auc, auc_ci = auroc_ci(py, ps)
+    return {"validation": validation, "by_group": by_group, "pooled_auroc": {"auroc": auc, "ci95": auc_ci, "n": len(py)},
+            "operating_point": {"sensitivity": round(tp / n_pos, 4), "specificity": round(tn / n_neg, 4),
+                                "n_pos": n_pos, "n_neg": n_neg, "threshold": threshold,
+                                "pooled_from": [k.split(":", 1)[1] for k in pool]},
+            "calibration": {"set": "pooled held-out sets", "bins": _calibration(py, ps)},
+            "failure_modes": _failures(sets, scores, threshold)}
+
+
+def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | None = CARD,
+          doc_path: Path | None = None, threshold: float | None = None) -> dict:
+    import joblib
+
+    start = time.perf_counter()
+    sets = build_sets(Path(data_dir), seed)
+    train_keys = [k for k in sets if k.startswith("train:")]
+    from tunelens.safety.instruments.injection import normalise
+
+    x = [normalise(t) for k in train_keys for t in sets[k]["texts"]]  # what the views show the classifier
+    y = [t for k in train_keys for t in sets[k]["labels"]]
+    pipe = build_pipeline().fit(x, y)
+    train_s = time.perf_counter() - start
+    scores = {k: _scores(pipe, v["texts"]) for k, v in sets.items() if not k.startswith("train:")}
+    if threshold is None:
+        threshold, rule = choose_threshold(sets, scores)
+    else:
+        rule = {"rule": "given on the command line"}
+
+    figures = heldout_figures(sets, scores, threshold)
     card = {
         "task": "injection", "name": "injection", "version": 9,
         "method": "views (normalised text with leetspeak restored, hidden HTML/markdown parts, decoded base64, "
@@ -943,19 +956,18 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
                              "dropped_as_heldout": sets[k]["dropped"]} for k in sets if k.startswith("val:")],
         "licence_note": "Trained, and its threshold chosen, only on Apache-2.0 / MIT data and text written for "
                         "tunelens. Alpaca (CC BY-NC 4.0) is used only to measure false positives on held-out rows.",
-        "validation": validation,
-        "by_group": by_group,
-        "pooled_auroc": {"auroc": auc, "ci95": auc_ci, "n": len(py)},
-        "operating_point": {"sensitivity": round(tp / n_pos, 4), "specificity": round(tn / n_neg, 4),
-                            "n_pos": n_pos, "n_neg": n_neg, "threshold": threshold,
-                            "pooled_from": [k.split(":", 1)[1] for k in pool]},
-        "calibration": {"set": "pooled held-out sets", "bins": _calibration(py, ps)},
+        "validation": figures["validation"],
+        "by_group": figures["by_group"],
+        "pooled_auroc": figures["pooled_auroc"],
+        "operating_point": figures["operating_point"],
+        "calibration": figures["calibration"],
         "changes": CHANGES,
-        "failure_modes": _failures(sets, scores, threshold),
+        "failure_modes": figures["failure_modes"],
         "train_seconds": round(train_s, 1),
     }
     report = {"train_rows": len(x), "threshold": threshold, "test_file": "deepset_prompt_injections_test.jsonl",
-              "test_rows": len(d_y), "combined": {k: validation[0][k] for k in ("precision", "recall", "f1")},
+              "test_rows": len(sets["test:deepset"]["labels"]),
+              "combined": {k: figures["validation"][0][k] for k in ("precision", "recall", "f1")},
               "card": "cards/injection.json"}
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -997,13 +1009,14 @@ def _failures(sets, scores, threshold):
     return out
 
 
-def render_doc(card: dict[str, Any]) -> str:
+def render_doc(card: dict[str, Any], header: list[str] | None = None) -> str:
+    """The card as markdown; ``header`` replaces the title and generation lines (injection-lm's card)."""
     def ci(c):
         return "" if not c else f" [{c[0]:.3f}, {c[1]:.3f}]"
 
-    lines = ["# Injection instrument", "",
+    lines = (header or ["# Injection instrument", "",
              "Generated by `tunelens safety train-injection` from `src/tunelens/safety/instruments/cards/injection.json`;",
-             "do not edit by hand. Reproduce: `" + card["reproduce"] + "`.", "",
+             "do not edit by hand. Reproduce: `" + card["reproduce"] + "`.", ""]) + [
              "**What it measures**: whether a text carries instructions meant to take over the assistant (direct",
              "attacks, or instructions hidden in a document, an HTML comment, markdown, a fake system/admin policy,",
              "base64, leetspeak, other languages). A harmful request is *not* an injection.", "",

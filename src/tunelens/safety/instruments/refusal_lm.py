@@ -53,35 +53,53 @@ class _Reader:
         self.tok = lm.tokenizer
 
     def features(self, prompts: list[str | None], replies: list[str], batch: int = BATCH) -> Any:
+        """The probe's features: ``LAYERS`` averaged over the reply's tokens, read after the request."""
+        ids, masks = [], []
+        for p, r in zip(prompts, replies):
+            a = self.tok("User: " + last_request(p) + "\nAssistant:", add_special_tokens=False)["input_ids"][-PROMPT_TOKENS:]
+            b = self.tok(" " + (r or " "), add_special_tokens=False)["input_ids"][:REPLY_TOKENS]
+            ids.append(a + b)
+            masks.append([0] * len(a) + [1] * len(b))
+        return self.pooled(ids, masks, LAYERS, batch=batch)
+
+    def pooled(self, ids: list[list[int]], masks: list[list[int]] | None, layers: tuple[int, ...], *,
+               batch: int = BATCH, by_length: bool = False) -> Any:
+        """Hidden states of ``layers`` averaged over the positions each mask marks (all of a sequence's
+        tokens without masks), concatenated: one row per sequence, in the input order. The network runs only
+        up to ``max(layers)``. ``by_length`` batches sequences of similar length together (less padding, so
+        faster; the rows are put back in order); refusal-lm keeps its batches in input order, as its card was
+        measured."""
         import numpy as np
         import torch
 
+        masks = masks if masks is not None else [[1] * len(s) for s in ids]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i])) if by_length else list(range(len(ids)))
         inner = self.model.model
         keep = inner.layers
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
         out = []
         with torch.inference_mode():
-            inner.layers = keep[: max(LAYERS)]
+            inner.layers = keep[: max(layers)]
             try:
-                for i in range(0, len(replies), batch):
-                    ids, masks = [], []
-                    for p, r in zip(prompts[i:i + batch], replies[i:i + batch]):
-                        a = self.tok("User: " + last_request(p) + "\nAssistant:", add_special_tokens=False)["input_ids"][-PROMPT_TOKENS:]
-                        b = self.tok(" " + (r or " "), add_special_tokens=False)["input_ids"][:REPLY_TOKENS]
-                        ids.append(a + b)
-                        masks.append([0] * len(a) + [1] * len(b))
-                    width = max(map(len, ids))
-                    x = torch.tensor([s + [pad] * (width - len(s)) for s in ids])
-                    att = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in ids])
-                    reply = torch.tensor([m + [0] * (width - len(m)) for m in masks]).unsqueeze(-1).float()
-                    # the network is cut after layer max(LAYERS): its hidden_states[max(LAYERS)] is that layer's
+                for i in range(0, len(order), batch):
+                    part = order[i:i + batch]
+                    width = max(len(ids[j]) for j in part)
+                    x = torch.tensor([ids[j] + [pad] * (width - len(ids[j])) for j in part])
+                    att = torch.tensor([[1] * len(ids[j]) + [0] * (width - len(ids[j])) for j in part])
+                    m = torch.tensor([masks[j] + [0] * (width - len(masks[j])) for j in part]).unsqueeze(-1).float()
+                    # the network is cut after layer max(layers): its hidden_states[max(layers)] is that layer's
                     # output after the final norm (the model applies it to the last layer it runs); the others are raw
                     hs = inner(input_ids=x, attention_mask=att, output_hidden_states=True).hidden_states
-                    pooled = [(hs[k] * reply).sum(1) / reply.sum(1).clamp(min=1) for k in LAYERS]
+                    pooled = [(hs[k] * m).sum(1) / m.sum(1).clamp(min=1) for k in layers]
                     out.append(torch.cat(pooled, -1).float().numpy())
             finally:
                 inner.layers = keep
-        return np.concatenate(out) if out else np.zeros((0, 0))
+        if not out:
+            return np.zeros((0, 0))
+        rows = np.concatenate(out)
+        back = np.empty_like(rows)
+        back[order] = rows
+        return back
 
 
 _READERS: dict[str, _Reader] = {}

@@ -1,0 +1,86 @@
+"""A slower injection instrument (``injection-lm``): the default detector stacked with what SmolLM2 makes of the text.
+
+The default injection instrument (:mod:`tunelens.safety.instruments.injection`) reads character and word n-grams
+through several views. It misses attacks whose words are ordinary and whose intent is not (a harmful request framed
+as fiction, emotional pressure, "what were you told to avoid?"). This one adds a probe:
+
+- ``p_probe``: the embedded SmolLM2-135M-Instruct reads the normalised text (its first ``HEAD_TOKENS`` and last
+  ``TAIL_TOKENS`` tokens; an instruction hidden at a document's end is read); the hidden states of the layers the
+  model names (of ``LAYERS``) are averaged over the tokens, and a standardised logistic regression gives
+  P(injection);
+- ``p_default``: the default instrument's score (max over its views and rules);
+- score: a logistic regression over the two logits, fitted on out-of-fold scores of the default instrument's
+  training rows; ``injection`` when it reaches the card's threshold, else ``benign``.
+
+It costs a forward pass of 16 of SmolLM2's 30 layers per text (the card gives the measured figure, against a few
+seconds per 10,000 texts for the default), so it is opt-in: ``get_instrument("injection", name="injection-lm")``,
+``tunelens safety classify --task injection --instrument injection-lm``. ``python -m
+tunelens.safety.train_injection_lm`` rebuilds it and its card; its decision is pre-registered in
+``docs/instruments/preregistration/injection-lm.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tunelens.safety.instruments._base import Example, Verdict, get_instrument, register
+from tunelens.safety.instruments.injection import normalise
+from tunelens.safety.instruments.refusal_lm import BASE_MODEL, ProbeInstrument, reader, stacked
+
+ARTIFACT = Path(__file__).resolve().parent.parent / "artifacts" / "injection_lm.joblib"
+LAYERS = (4, 8, 12, 16)  # read and kept; the model names the ones its probe uses
+HEAD_TOKENS = 48
+TAIL_TOKENS = 48
+
+
+def window(ids: list[int]) -> list[int]:
+    """A text's tokens as the probe reads them: all of them, or the first HEAD_TOKENS and the last TAIL_TOKENS."""
+    return ids if len(ids) <= HEAD_TOKENS + TAIL_TOKENS else ids[:HEAD_TOKENS] + ids[-TAIL_TOKENS:]
+
+
+def features(texts: list[str], spec: str = BASE_MODEL) -> Any:
+    """SmolLM2's hidden states of ``LAYERS``, each averaged over the text's tokens (``window``), concatenated."""
+    r = reader(spec)
+    ids = [window(r.tok(normalise(t or "") or " ", add_special_tokens=False)["input_ids"]) or [r.tok.eos_token_id]
+           for t in texts]
+    return r.pooled(ids, None, LAYERS, by_length=True)
+
+
+def layer_columns(layers: tuple[int, ...] | list[int], width: int) -> list[int]:
+    """The feature columns of ``layers`` (each of LAYERS is ``width`` columns wide)."""
+    return [LAYERS.index(k) * width + j for k in layers for j in range(width)]
+
+
+@register
+class InjectionLMInstrument(ProbeInstrument):
+    """Injection instrument with a SmolLM2 probe (opt-in); see the module doc."""
+
+    task: ClassVar[str] = "injection"
+    name: ClassVar[str] = "injection-lm"
+    labels: ClassVar[tuple[str, ...]] = ("benign", "injection")
+    positive: ClassVar[tuple[str, ...]] = ("injection",)
+    artifact: ClassVar[Path] = ARTIFACT
+    trainer: ClassVar[str] = "tunelens.safety.train_injection_lm"
+
+    def probe_texts(self, texts: list[str]) -> list[float]:
+        import numpy as np
+
+        x = np.asarray(features(texts, self._model.get("base_model", BASE_MODEL)))
+        cols = layer_columns(self._model["layers"], x.shape[1] // len(LAYERS))
+        clf, scaler = self._model["probe"], self._model["scaler"]
+        j = list(clf.classes_).index(1)
+        return [float(p[j]) for p in clf.predict_proba(scaler.transform(x[:, cols]))]
+
+    def classify(self, examples: list[Example]) -> list[Verdict]:
+        if not examples:
+            return []
+        texts = [e.text for e in examples]
+        p_probe = self.probe_texts(texts)
+        base = get_instrument("injection").classify(examples)
+        out = []
+        for pp, v in zip(p_probe, base):
+            score = stacked(self._model, [v.score, pp])
+            out.append(Verdict("injection" if score >= self.threshold else "benign", score,
+                               {"p_probe": round(pp, 4), "p_default": round(v.score, 4)}))
+        return out
