@@ -157,12 +157,14 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
     for name, file, groups in ti.INDEPENDENT_SETS:
         author = {"independent": "independent author", "independent2": "independent author 2",
                   "independent3": "fresh author 5", "independent4": "author 8", "independent5": "author 10",
-                  "independent6": "author 12", "independent7": "author 14", "independent8": "author 16"}[name]
+                  "independent6": "author 12", "independent7": "author 14", "independent8": "author 16",
+                  "independent9": "author 17"}[name]
         group = card["by_group"][f"direct attacks, {author}"]
         assert group["n"] == sum(r["group"] == "direct" for r in ti.independent_rows(file, groups))
         assert group["target"] == ">= 0.95"
     assert {"independent_direct", "independent2_ordinary", "independent3_direct", "independent4_ordinary",
-            "independent5_direct", "independent6_ordinary", "independent7_direct", "independent8_direct"} <= set(
+            "independent5_direct", "independent6_ordinary", "independent7_direct", "independent8_direct",
+            "independent9_ordinary"} <= set(
         card["operating_point"]["pooled_from"])
     # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
     for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600),
@@ -287,6 +289,28 @@ def test_version_9_was_decided_on_author_16_as_the_card_says(shared_data, sets, 
                                      (look, (64, 318)), (count["ordinary"], (0, 184))):
         assert n == want_n and abs(k - want_k) <= 1, (k, n)
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    assert card["version"] == 9 and card["changes"][0].startswith("Version 9 adds")
-    assert "121 -> 119 of 136" in card["changes"][0] and "preregistration/injection-v10.md" in card["changes"][0]
+    v9 = _change(card, "Version 9 adds")
+    assert card["version"] == 9 and "121 -> 119 of 136" in v9 and "preregistration/injection-v10.md" in v9
     assert abs(card["by_group"]["direct attacks, author 16"]["flagged"] - count["direct"][0]) <= 1
+
+
+def test_candidate_11_was_decided_on_author_17_and_version_9_stayed(shared_data, monkeypatch):
+    """Author 17's texts decided candidate 11 (injection-lm, docs/instruments/preregistration/injection-lm.md) and it
+    was not adopted: the shipped set is the vetted one (no text shares 8 words with a training or validation text of
+    version 9), and version 9 gives the counts the decision and the card quote (within one text a group, as above)."""
+    from tunelens.safety.instruments import Example, get_instrument
+
+    rows, overlapping = _vetted(shared_data, monkeypatch, ti.TRAINING_AUTHOR_FILES, "injection_independent_9.jsonl")
+    assert len(rows) == 762 and overlapping == []
+    inst = get_instrument("injection")
+    flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
+    count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
+             for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
+    look = [sum(count[g][j] for g in ("benign_user", "benign_docs", "benign_system")) for j in (0, 1)]
+    for (k, n), (want_k, want_n) in ((count["direct"], (122, 134)), (count["indirect"], (131, 134)),
+                                     (look, (49, 315)), (count["ordinary"], (0, 179))):
+        assert n == want_n and abs(k - want_k) <= 1, (k, n)
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    c11 = _change(card, "After version 9, candidate 11")
+    assert "not adopted" in c11 and "122 -> 124 of 134" in c11 and "preregistration/injection-lm.md" in c11
+    assert card["by_group"]["direct attacks, author 17"]["target_met"] is False

@@ -1,8 +1,11 @@
-"""A slower injection instrument (``injection-lm``): the default detector stacked with what SmolLM2 makes of the text.
+"""Candidate 11 for the injection detector (``injection-lm``): the default detector stacked with what SmolLM2 makes of
+the text. **Decided by its pre-registered rule and not adopted; it is not a registered instrument.** Kept so that the
+decision reproduces (``python -m tunelens.safety.train_injection_lm --out DIR``, then
+``benchmarks/injection_decision.py --lm DIR``) and a later candidate can start from it.
 
 The default injection instrument (:mod:`tunelens.safety.instruments.injection`) reads character and word n-grams
-through several views. It misses attacks whose words are ordinary and whose intent is not (a harmful request framed
-as fiction, emotional pressure, "what were you told to avoid?"). This one adds a probe:
+through several views and misses attacks whose words are ordinary and whose intent is not. This candidate adds a
+probe:
 
 - ``p_probe``: the embedded SmolLM2-135M-Instruct reads the normalised text (its first ``HEAD_TOKENS`` and last
   ``TAIL_TOKENS`` tokens; an instruction hidden at a document's end is read); the hidden states of the layers the
@@ -10,13 +13,13 @@ as fiction, emotional pressure, "what were you told to avoid?"). This one adds a
   P(injection);
 - ``p_default``: the default instrument's score (max over its views and rules);
 - score: a logistic regression over the two logits, fitted on out-of-fold scores of the default instrument's
-  training rows; ``injection`` when it reaches the card's threshold, else ``benign``.
+  training rows; ``injection`` when it reaches the model's threshold, else ``benign``.
 
-It costs a forward pass of 16 of SmolLM2's 30 layers per text (the card gives the measured figure, against a few
-seconds per 10,000 texts for the default), so it is opt-in: ``get_instrument("injection", name="injection-lm")``,
-``tunelens safety classify --task injection --instrument injection-lm``. ``python -m
-tunelens.safety.train_injection_lm`` rebuilds it and its card; its decision is pre-registered in
-``docs/instruments/preregistration/injection-lm.md``.
+The decision (docs/instruments/preregistration/injection-lm.md, the injection card's changes): on the authors that
+had served earlier decisions it raised direct recall from 0.955 to 0.981, but on the fresh author 17 it flagged nine
+more benign look-alikes for four more attacks caught, so the measure fell and the rule said no. It costs about
+350 s per 10,000 texts on the 2-core CPU (a forward pass of 16 of SmolLM2's 30 layers), against a few seconds for
+the default.
 """
 
 from __future__ import annotations
@@ -24,11 +27,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tunelens.safety.instruments._base import Example, Verdict, get_instrument, register
+from tunelens.safety.instruments._base import Example, Verdict, get_instrument
 from tunelens.safety.instruments.injection import normalise
 from tunelens.safety.instruments.refusal_lm import BASE_MODEL, ProbeInstrument, reader, stacked
 
-ARTIFACT = Path(__file__).resolve().parent.parent / "artifacts" / "injection_lm.joblib"
 LAYERS = (4, 8, 12, 16)  # read and kept; the model names the ones its probe uses
 HEAD_TOKENS = 48
 TAIL_TOKENS = 48
@@ -52,16 +54,18 @@ def layer_columns(layers: tuple[int, ...] | list[int], width: int) -> list[int]:
     return [LAYERS.index(k) * width + j for k in layers for j in range(width)]
 
 
-@register
 class InjectionLMInstrument(ProbeInstrument):
-    """Injection instrument with a SmolLM2 probe (opt-in); see the module doc."""
+    """Candidate 11, scored from a model the trainer wrote (``InjectionLMInstrument(DIR / "injection_lm.joblib")``);
+    not registered, as its decision did not adopt it (see the module doc)."""
 
     task: ClassVar[str] = "injection"
     name: ClassVar[str] = "injection-lm"
     labels: ClassVar[tuple[str, ...]] = ("benign", "injection")
     positive: ClassVar[tuple[str, ...]] = ("injection",)
-    artifact: ClassVar[Path] = ARTIFACT
-    trainer: ClassVar[str] = "tunelens.safety.train_injection_lm"
+    trainer: ClassVar[str] = "tunelens.safety.train_injection_lm --out DIR"
+
+    def __init__(self, artifact: str | Path, threshold: float | None = None):
+        super().__init__(artifact, threshold)
 
     def probe_texts(self, texts: list[str]) -> list[float]:
         import numpy as np
