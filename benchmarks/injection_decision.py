@@ -1,8 +1,9 @@
-"""A pre-registered decision between an injection detector (the shipped one, or an earlier version) and a
-candidate trained on more authors' texts (docs/instruments/preregistration/injection-v8.md, -v9.md, -v10.md): the
-candidate (and with --base v7 / v8 the base) is trained aside (the shipped artifact is not touched), the decision author's texts are vetted against the candidate's
-training and validation texts (equal once normalised, or sharing a run of SHINGLE words: left out and
-counted), then both detectors score what is left and the rule's four conditions are checked.
+"""A pre-registered decision between an injection detector (the shipped one, or an earlier version) and a candidate
+(docs/instruments/preregistration/): a detector trained on more authors' texts, trained aside (the shipped artifact
+is not touched), or with --lm an injection-lm model. With --base v7 / v8 / v9 the base is trained aside too. The
+decision author's texts are vetted against the candidate's training and validation texts (equal once normalised, or
+sharing a run of SHINGLE words: left out and counted), then both detectors score what is left and the rule's four
+conditions are checked.
 
     .venv/bin/python benchmarks/injection_decision.py --base v7 --train-file injection_author_11.jsonl \
         --train-name author_11 --decision src/tunelens/safety/data/injection_independent_6.jsonl --out /tmp/c8
@@ -13,13 +14,18 @@ counted), then both detectors score what is left and the rule's four conditions 
     .venv/bin/python benchmarks/injection_decision.py --base v8 --train-file injection_author_15.jsonl \
         --train-name author_15 --decision src/tunelens/safety/data/injection_independent_8.jsonl --out /tmp/c10
 
-    .venv/bin/python -m tunelens.safety.train_injection_lm --features-cache /tmp/injlm/feats.npz --out /tmp/c11
-    .venv/bin/python benchmarks/injection_decision.py --lm /tmp/c11 --decision <author 17's file> --out /tmp/c11/decision
+    .venv/bin/python -m tunelens.safety.train_injection_lm --base v9 --features-cache /tmp/injlm/feats.npz --out /tmp/c11
+    .venv/bin/python benchmarks/injection_decision.py --base v9 --lm /tmp/c11 \
+        --decision src/tunelens/safety/data/injection_independent_9.jsonl --out /tmp/c11/decision
+
+    .venv/bin/python benchmarks/injection_decision.py --base v9 --train-file injection_author_18.jsonl \
+        --train-name author_18 --decision src/tunelens/safety/data/injection_independent_10.jsonl --out /tmp/c12
 
 reproduce the decisions of candidates 8, 9 (version 7 against each) and 10 (version 8 against it), on the shipped
-vetted decision sets, and the last two decide candidate 11 (injection-lm: the shipped default stacked with a
-SmolLM2 probe, pre-registered in injection-lm.md) against the shipped default (the authors' full sets were 860 texts each, of which these are the ones kept). A next
-candidate: the default ``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``.
+vetted decision sets, then candidate 11 (injection-lm: version 9 stacked with a SmolLM2 probe, pre-registered in
+injection-lm.md; not adopted) and version 10 (candidate 12, injection-v11.md; adopted), each against version 9
+(the authors' full sets were 860 texts each, of which these are the ones kept). A next candidate: the default
+``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``.
 
 Prints one JSON object (also written to OUT/decision.json); writes the vetted decision set to
 OUT/decision_kept.jsonl and the left-out texts, with the reason, to OUT/decision_left_out.jsonl."""
@@ -69,10 +75,10 @@ def main() -> None:
                          "against the shipped default (docs/instruments/preregistration/injection-lm.md)")
     ap.add_argument("--decision", required=True, type=Path, help="the decision author's texts (JSONL with group/label)")
     ap.add_argument("--data-dir", default="../shared/data", type=Path)
-    ap.add_argument("--base", choices=("shipped", "v7", "v8"), default="shipped",
-                    help="what the candidate is compared with: the shipped detector, or version 7 / 8 trained aside "
-                         "with its own author files (how candidates 8 and 9, and 10, were decided before the next "
-                         "version shipped)")
+    ap.add_argument("--base", choices=("shipped", "v7", "v8", "v9"), default="shipped",
+                    help="what the candidate is compared with: the shipped detector, or version 7 / 8 / 9 trained "
+                         "aside with its own author files (how candidates 8 and 9, 10, and 12 were decided before the "
+                         "next version shipped)")
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -80,22 +86,22 @@ def main() -> None:
         ap.error("give one --train-name per --train-file")
     if bool(a.lm) == bool(a.train_file):
         ap.error("give either --train-file (a candidate trained on more texts) or --lm (an injection-lm model)")
-    if a.lm and a.base != "shipped":
-        ap.error("--lm is decided against the shipped default (--base shipped)")
-    if a.base in ("v7", "v8"):
-        ti.TRAINING_AUTHOR_FILES = ti.V7_AUTHOR_FILES if a.base == "v7" else ti.V8_AUTHOR_FILES
+    if a.lm and a.base not in ("shipped", "v9"):
+        ap.error("--lm was decided against version 9 (--base v9 once a later version ships)")
+    if a.base in ("v7", "v8", "v9"):
+        ti.TRAINING_AUTHOR_FILES = {"v7": ti.V7_AUTHOR_FILES, "v8": ti.V8_AUTHOR_FILES, "v9": ti.V9_AUTHOR_FILES}[a.base]
         base_card = ti.train(a.data_dir, a.out / "base.joblib", card_path=a.out / "base_card.json")
         base = InjectionInstrument(a.out / "base.joblib")
     else:
         base, base_card = InjectionInstrument(), json.loads(ti.CARD.read_text(encoding="utf-8"))
     already = [f for f in a.train_file if f in {file for _, file in ti.TRAINING_AUTHOR_FILES}]
     if already:
-        ap.error(f"{', '.join(already)}: already trained on by the base (--base v7 / v8 compares with an "
+        ap.error(f"{', '.join(already)}: already trained on by the base (--base v7 / v8 / v9 compares with an "
                  "earlier version)")
     if a.lm:
         from tunelens.safety.instruments.injection_lm import InjectionLMInstrument
 
-        candidate = InjectionLMInstrument(a.lm / "injection_lm.joblib")
+        candidate = InjectionLMInstrument(a.lm / "injection_lm.joblib", default=base)
         lm_result = json.loads((a.lm / "result.json").read_text(encoding="utf-8"))
         # conditions 3 and 4 read the candidate's rates on the shipped held-out sets (measured by the trainer)
         card = {"by_group": {g: {"rate": v["candidate"]} for g, v in lm_result["shipped_sets"].items()}}

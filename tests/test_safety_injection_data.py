@@ -131,7 +131,7 @@ def test_the_docs_page_is_the_cards_rendering():
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     page = Path(__file__).resolve().parents[1] / "docs" / "instruments" / ti.DOC_NAME
     assert page.read_text(encoding="utf-8") == ti.render_doc(card)
-    assert card["version"] == 9 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
+    assert card["version"] == 10 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
 
 
 def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets):
@@ -158,18 +158,18 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
         author = {"independent": "independent author", "independent2": "independent author 2",
                   "independent3": "fresh author 5", "independent4": "author 8", "independent5": "author 10",
                   "independent6": "author 12", "independent7": "author 14", "independent8": "author 16",
-                  "independent9": "author 17"}[name]
+                  "independent9": "author 17", "independent10": "author 19"}[name]
         group = card["by_group"][f"direct attacks, {author}"]
         assert group["n"] == sum(r["group"] == "direct" for r in ti.independent_rows(file, groups))
         assert group["target"] == ">= 0.95"
     assert {"independent_direct", "independent2_ordinary", "independent3_direct", "independent4_ordinary",
             "independent5_direct", "independent6_ordinary", "independent7_direct", "independent8_direct",
-            "independent9_ordinary"} <= set(
+            "independent9_ordinary", "independent10_direct"} <= set(
         card["operating_point"]["pooled_from"])
     # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
     for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600),
                                ("author_11", "injection_author_11.jsonl", 800), ("author_13", "injection_author_13.jsonl", 500),
-                               ("author_15", "injection_author_15.jsonl", 1005)):
+                               ("author_15", "injection_author_15.jsonl", 1005), ("author_18", "injection_author_18.jsonl", 950)):
         assert (name, file) in ti.TRAINING_AUTHOR_FILES
         rows = ti.author_rows(file)
         assert len(rows) == n_rows
@@ -260,57 +260,62 @@ def test_version_8_was_decided_on_author_14_as_the_card_says(shared_data, monkey
     assert "116 -> 117 of 125" in v8 and "preregistration/injection-v9.md" in v8
 
 
-def test_version_9_was_decided_on_author_16_as_the_card_says(shared_data, sets, monkeypatch):
+def test_version_9_was_decided_on_author_16_as_the_card_says(shared_data, monkeypatch):
     """Author 16's texts decided version 9 ('candidate 10' in docs/instruments/preregistration/injection-v10.md): no
-    text shares 8 words with a training or validation text of version 9, so its training rows do not depend on the
+    text shares 8 words with a training or validation text of version 9 (authors up to 15), so its training rows did
+    not depend on the set. The card keeps the decision's counts (the shipped detector is now version 10; the decision
+    is reproduced by benchmarks/injection_decision.py --base v8)."""
+    assert ti.V9_AUTHOR_FILES[len(ti.V8_AUTHOR_FILES):] == (("author_15", "injection_author_15.jsonl"),)
+    rows, overlapping = _vetted(shared_data, monkeypatch, ti.V9_AUTHOR_FILES, "injection_independent_8.jsonl")
+    assert len(rows) == 781 and overlapping == []
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    v9 = _change(card, "Version 9 adds")
+    assert "121 -> 119 of 136" in v9 and "preregistration/injection-v10.md" in v9
+
+
+def test_candidate_11_was_decided_on_author_17_and_not_adopted(shared_data, monkeypatch):
+    """Author 17's texts decided candidate 11 (injection-lm, docs/instruments/preregistration/injection-lm.md, stacked
+    on version 9) and it was not adopted: the shipped set is the vetted one (no text shares 8 words with a training or
+    validation text of version 9). The card keeps the decision's counts (benchmarks/injection_decision.py --base v9
+    --lm reproduces it from the candidate's model)."""
+    rows, overlapping = _vetted(shared_data, monkeypatch, ti.V9_AUTHOR_FILES, "injection_independent_9.jsonl")
+    assert len(rows) == 762 and overlapping == []
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    c11 = _change(card, "After version 9, candidate 11")
+    assert "not adopted" in c11 and "122 -> 124 of 134" in c11 and "preregistration/injection-lm.md" in c11
+
+
+def test_version_10_was_decided_on_author_19_as_the_card_says(shared_data, sets, monkeypatch):
+    """Author 19's texts decided version 10 ('candidate 12' in docs/instruments/preregistration/injection-v11.md): no
+    text shares 8 words with a training or validation text of version 10, so its training rows do not depend on the
     set, and the shipped detector gives the counts the decision quotes (within one text a group: a score at the
-    threshold may round the other way on another CPU). Authors 11, 13 and 15 are trained on."""
+    threshold may round the other way on another CPU). Authors 11, 13, 15 and 18 are trained on."""
     from tunelens.safety.instruments import Example, get_instrument
 
     trained = {_key(t) for k, v in _fitted(sets).items() for t in v["texts"]}
     for name, file, n, attacks in (("author_11", "injection_author_11.jsonl", 800, 450),
                                    ("author_13", "injection_author_13.jsonl", 500, 0),
-                                   ("author_15", "injection_author_15.jsonl", 1005, 453)):
+                                   ("author_15", "injection_author_15.jsonl", 1005, 453),
+                                   ("author_18", "injection_author_18.jsonl", 950, 500)):
         rows = ti.author_rows(file)
         assert len(rows) == n and sum(r["label"] == "injection" for r in rows) == attacks
         # all trained on, bar the few equal to a held-out text (everyday questions such as a haiku request)
         dropped = sets[f"train:{name}_attacks"]["dropped"] + sets[f"train:{name}_benign"]["dropped"]
         assert len({_key(r["text"]) for r in rows} - trained) == dropped <= 15, file
-    assert ti.TRAINING_AUTHOR_FILES[len(ti.V8_AUTHOR_FILES):] == (("author_15", "injection_author_15.jsonl"),)
-    rows, overlapping = _vetted(shared_data, monkeypatch, ti.TRAINING_AUTHOR_FILES, "injection_independent_8.jsonl")
-    assert len(rows) == 781 and overlapping == []
+    assert ti.TRAINING_AUTHOR_FILES[len(ti.V9_AUTHOR_FILES):] == (("author_18", "injection_author_18.jsonl"),)
+    rows, overlapping = _vetted(shared_data, monkeypatch, ti.TRAINING_AUTHOR_FILES, "injection_independent_10.jsonl")
+    assert len(rows) == 756 and overlapping == []
     inst = get_instrument("injection")
-    assert inst.threshold == 0.579
+    assert inst.threshold == 0.62
     flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
     count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
              for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
     look = [sum(count[g][j] for g in ("benign_user", "benign_docs", "benign_system")) for j in (0, 1)]
-    for (k, n), (want_k, want_n) in ((count["direct"], (119, 136)), (count["indirect"], (123, 143)),
-                                     (look, (64, 318)), (count["ordinary"], (0, 184))):
+    for (k, n), (want_k, want_n) in ((count["direct"], (121, 126)), (count["indirect"], (124, 133)),
+                                     (look, (48, 323)), (count["ordinary"], (0, 174))):
         assert n == want_n and abs(k - want_k) <= 1, (k, n)
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    v9 = _change(card, "Version 9 adds")
-    assert card["version"] == 9 and "121 -> 119 of 136" in v9 and "preregistration/injection-v10.md" in v9
-    assert abs(card["by_group"]["direct attacks, author 16"]["flagged"] - count["direct"][0]) <= 1
-
-
-def test_candidate_11_was_decided_on_author_17_and_version_9_stayed(shared_data, monkeypatch):
-    """Author 17's texts decided candidate 11 (injection-lm, docs/instruments/preregistration/injection-lm.md) and it
-    was not adopted: the shipped set is the vetted one (no text shares 8 words with a training or validation text of
-    version 9), and version 9 gives the counts the decision and the card quote (within one text a group, as above)."""
-    from tunelens.safety.instruments import Example, get_instrument
-
-    rows, overlapping = _vetted(shared_data, monkeypatch, ti.TRAINING_AUTHOR_FILES, "injection_independent_9.jsonl")
-    assert len(rows) == 762 and overlapping == []
-    inst = get_instrument("injection")
-    flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
-    count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
-             for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
-    look = [sum(count[g][j] for g in ("benign_user", "benign_docs", "benign_system")) for j in (0, 1)]
-    for (k, n), (want_k, want_n) in ((count["direct"], (122, 134)), (count["indirect"], (131, 134)),
-                                     (look, (49, 315)), (count["ordinary"], (0, 179))):
-        assert n == want_n and abs(k - want_k) <= 1, (k, n)
-    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    c11 = _change(card, "After version 9, candidate 11")
-    assert "not adopted" in c11 and "122 -> 124 of 134" in c11 and "preregistration/injection-lm.md" in c11
-    assert card["by_group"]["direct attacks, author 17"]["target_met"] is False
+    v10 = _change(card, "Version 10 adds")
+    assert card["version"] == 10 and "120 -> 121 of 126" in v10 and "preregistration/injection-v11.md" in v10
+    assert abs(card["by_group"]["direct attacks, author 19"]["flagged"] - count["direct"][0]) <= 1
+    assert card["by_group"]["direct attacks, author 19"]["target_met"] is (count["direct"][0] / 126 >= 0.95)

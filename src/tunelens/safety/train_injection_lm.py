@@ -311,11 +311,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=None, help="the folder for the model, result.json and the card")
     ap.add_argument("--decision", type=Path, default=None,
                     help="the pre-registered decision's decision.json (benchmarks/injection_decision.py --lm), for the card")
+    ap.add_argument("--base", choices=("shipped", "v9"), default="shipped",
+                    help="the default detector it is stacked on: the shipped one, or version 9 trained aside with its "
+                         "own training texts (candidate 11 as decided, once a later version ships)")
     ap.add_argument("--no-write", action="store_true", help="print the figures only")
     args = ap.parse_args(argv)
     if not args.out and not args.no_write:
         ap.error("give --out DIR (the candidate is not adopted, so nothing is written into the package) or --no-write")
     t0 = time.time()
+    if args.base == "v9":
+        import tempfile
+
+        ti.TRAINING_AUTHOR_FILES = ti.V9_AUTHOR_FILES
+        aside = Path(args.out or tempfile.mkdtemp()) / "base.joblib"
+        ti.train(args.data_dir, aside, card_path=None)
+        default = InjectionInstrument(aside)
+    else:
+        default = InjectionInstrument()
     sets = ti.build_sets(args.data_dir)
     rows = probe_rows(sets)
     y = [r[2] for r in rows]
@@ -332,7 +344,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     probe = fit_probe(x[:, cols], y, chosen["c"])
     model = {"probe": probe["probe"], "scaler": probe["scaler"], "layers": chosen["layers"], "stack_coef": coef,
              "stack_intercept": intercept, "base_model": inst.BASE_MODEL}
-    default = InjectionInstrument()
     scores, base_scores, at = {}, {}, len(rows)
     for k in heldout:
         n = len(sets[k]["texts"])

@@ -64,8 +64,12 @@ class InjectionLMInstrument(ProbeInstrument):
     positive: ClassVar[tuple[str, ...]] = ("injection",)
     trainer: ClassVar[str] = "tunelens.safety.train_injection_lm --out DIR"
 
-    def __init__(self, artifact: str | Path, threshold: float | None = None):
+    def __init__(self, artifact: str | Path, threshold: float | None = None, default: Any = None):
+        """``default``: the default injection detector whose score the stack reads (the shipped one if None). The
+        stack was fitted on version 9's scores, so to reproduce candidate 11 once a later version ships, pass
+        version 9 trained aside (``benchmarks/injection_decision.py --base v9 --lm DIR`` does)."""
         super().__init__(artifact, threshold)
+        self.default = default
 
     def probe_texts(self, texts: list[str]) -> list[float]:
         import numpy as np
@@ -81,7 +85,7 @@ class InjectionLMInstrument(ProbeInstrument):
             return []
         texts = [e.text for e in examples]
         p_probe = self.probe_texts(texts)
-        base = get_instrument("injection").classify(examples)
+        base = (self.default or get_instrument("injection")).classify(examples)
         out = []
         for pp, v in zip(p_probe, base):
             score = stacked(self._model, [v.score, pp])
