@@ -1,7 +1,7 @@
 """Candidate 11 for the injection detector (``injection-lm``): the default detector stacked with what SmolLM2 makes of
 the text. **Decided by its pre-registered rule and not adopted; it is not a registered instrument.** Kept so that the
-decision reproduces (``python -m tunelens.safety.train_injection_lm --out DIR``, then
-``benchmarks/injection_decision.py --lm DIR``) and a later candidate can start from it.
+decision reproduces (``python -m tunelens.safety.train_injection_lm --base v9 --out DIR``, then
+``benchmarks/injection_decision.py --base v9 --lm DIR``) and a later candidate can start from it.
 
 The default injection instrument (:mod:`tunelens.safety.instruments.injection`) reads character and word n-grams
 through several views and misses attacks whose words are ordinary and whose intent is not. This candidate adds a
