@@ -35,6 +35,7 @@ from typing import Any
 
 import tunelens.safety.train_injection as ti
 from tunelens.safety.instruments import injection_lm as inst
+from tunelens.safety.train_refusal_lm import load_cache
 
 COMMAND = "python -m tunelens.safety.train_injection_lm"
 SEED = 17
@@ -56,13 +57,7 @@ def features_for(texts: list[str], cache: Path | None, *, progress: bool = True)
 
     config = {"layers": list(inst.LAYERS), "head": inst.HEAD_TOKENS, "tail": inst.TAIL_TOKENS,
               "base_model": inst.BASE_MODEL}
-    have: dict[str, Any] = {}
-    if cache is not None and cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            if json.loads(str(z["config"])) == config:
-                have = dict(zip((str(k) for k in z["keys"]), z["x"]))
-            else:
-                print(f"{cache}: made with other settings; recomputing", flush=True)
+    have = load_cache(cache, config, "keys")
     todo = list(dict.fromkeys(t for t in texts if _hash(t) not in have))
     t0, chunk = time.time(), 1024
     for i in range(0, len(todo), chunk):

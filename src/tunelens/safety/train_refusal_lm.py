@@ -43,6 +43,20 @@ PROBE_CS = (0.003, 0.01, 0.03)
 COST_SAMPLE = 256
 
 
+def load_cache(cache: Path | None, config: dict[str, Any], key: str) -> dict[str, Any]:
+    """The feature rows of ``cache`` (an .npz with ``x``, ``key`` and ``config``), by key, when it exists and was
+    made with ``config``; else none (the probe trainers then compute them)."""
+    import numpy as np
+
+    if cache is None or not cache.is_file():
+        return {}
+    with np.load(cache, allow_pickle=False) as z:
+        if json.loads(str(z["config"])) == config:
+            return {str(k): row for k, row in zip(z[key], z["x"])}
+    print(f"{cache}: made with other settings; recomputing", flush=True)
+    return {}
+
+
 def features_for(rows: list[dict[str, Any]], cache: Path | None) -> Any:
     """SmolLM2 features of ``rows`` (``id``, ``prompt``, ``text``), in their order. With ``cache`` (an .npz),
     rows already there (same settings) are read from it, the others computed and added to it."""
@@ -50,13 +64,7 @@ def features_for(rows: list[dict[str, Any]], cache: Path | None) -> Any:
 
     config = {"layers": list(inst.LAYERS), "prompt_tokens": inst.PROMPT_TOKENS, "reply_tokens": inst.REPLY_TOKENS,
               "base_model": inst.BASE_MODEL}
-    have: dict[str, Any] = {}
-    if cache is not None and cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            if json.loads(str(z["config"])) == config:
-                have = {str(i): row for i, row in zip(z["ids"], z["x"])}
-            else:
-                print(f"{cache}: made with other settings; recomputing", flush=True)
+    have = load_cache(cache, config, "ids")
     missing = [r for r in rows if r["id"] not in have]
     if missing:
         t0 = time.time()
