@@ -21,11 +21,15 @@ conditions are checked.
     .venv/bin/python benchmarks/injection_decision.py --base v9 --train-file injection_author_18.jsonl \
         --train-name author_18 --decision src/tunelens/safety/data/injection_independent_10.jsonl --out /tmp/c12
 
+    .venv/bin/python benchmarks/injection_decision.py --train-file injection_author_20.jsonl --train-name author_20 \
+        --decision src/tunelens/safety/data/injection_independent_11.jsonl --out /tmp/c13
+
 reproduce the decisions of candidates 8, 9 (version 7 against each) and 10 (version 8 against it), on the shipped
 vetted decision sets, then candidate 11 (injection-lm: version 9 stacked with a SmolLM2 probe, pre-registered in
-injection-lm.md; not adopted) and version 10 (candidate 12, injection-v11.md; adopted), each against version 9
-(the authors' full sets were 860 texts each, of which these are the ones kept). A next candidate: the default
-``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``.
+injection-lm.md; not adopted) and version 10 (candidate 12, injection-v11.md; adopted), each against version 9, and
+candidate 13 (injection-v12.md; not adopted) against version 10, the shipped one (the authors' full sets were 860
+texts each, of which these are the ones kept). A next candidate: the default ``--base shipped``, its new author's
+file, and a fresh author's texts as ``--decision``.
 
 Prints one JSON object (also written to OUT/decision.json); writes the vetted decision set to
 OUT/decision_kept.jsonl and the left-out texts, with the reason, to OUT/decision_left_out.jsonl."""
