@@ -225,64 +225,46 @@ def _change(card, start):
     return hits[0]
 
 
-def test_version_7_was_decided_on_author_10_as_the_card_says(shared_data, monkeypatch):
-    """Author 10's texts decided version 7 by the committed rule: no text shares 8 words with a training or
-    validation text of version 7 (those were left out before reading, so its training rows did not depend on the
-    set). Version 7's counts are in the card's history (the shipped detector is now version 9)."""
-    rows, overlapping = _vetted(shared_data, monkeypatch, ti.V7_AUTHOR_FILES, "injection_independent_5.jsonl")
-    assert len(rows) == 788 and overlapping == []
-    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    v7 = _change(card, "Version 7 adds")
-    assert "130 of 137" in v7 and "preregistration/injection-v7.md" in v7
+# Earlier decisions: (the detector the decision set was vetted against, its held-out file, the texts kept, the card's
+# history entry, what that entry quotes). Each author's texts were vetted before reading: none shares 8 words with a
+# training or validation text of the candidate, so the training rows did not depend on the set; the card keeps the
+# decision's counts, and benchmarks/injection_decision.py reproduces each (its docstring gives the commands).
+DECISIONS = {
+    "version 7 on author 10": (ti.V7_AUTHOR_FILES, "injection_independent_5.jsonl", 788, "Version 7 adds",
+                               ("130 of 137", "preregistration/injection-v7.md")),
+    "candidate 8 on author 12 (not adopted)": (
+        ti.V7_AUTHOR_FILES + (("author_11", "injection_author_11.jsonl"),), "injection_independent_6.jsonl", 743,
+        "Candidate 8 was tried and NOT adopted", ("116 -> 120 of 126", "preregistration/injection-v8.md")),
+    "version 8 on author 14": (ti.V8_AUTHOR_FILES, "injection_independent_7.jsonl", 756, "Version 8 adds",
+                               ("116 -> 117 of 125", "preregistration/injection-v9.md")),
+    "version 9 on author 16": (ti.V9_AUTHOR_FILES, "injection_independent_8.jsonl", 781, "Version 9 adds",
+                               ("121 -> 119 of 136", "preregistration/injection-v10.md")),
+    "candidate 11 (injection-lm, on version 9) on author 17 (not adopted)": (
+        ti.V9_AUTHOR_FILES, "injection_independent_9.jsonl", 762, "After version 9, candidate 11",
+        ("not adopted", "122 -> 124 of 134", "preregistration/injection-lm.md")),
+}
 
 
-def test_candidate_8_was_judged_on_author_12_and_not_adopted(shared_data, monkeypatch):
-    """Author 12's texts decided candidate 8 (version 7 + author 11) by the committed rule
-    (docs/instruments/preregistration/injection-v8.md): none shares 8 words with a training or validation text of
-    the candidate (those were left out before reading). The card keeps the decision's counts."""
-    rows, overlapping = _vetted(shared_data, monkeypatch, ti.V7_AUTHOR_FILES + (("author_11", "injection_author_11.jsonl"),),
-                                "injection_independent_6.jsonl")
-    assert len(rows) == 743 and overlapping == []
-    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    c8 = _change(card, "Candidate 8 was tried and NOT adopted")
-    assert "116 -> 120 of 126" in c8 and "preregistration/injection-v8.md" in c8
+@pytest.mark.parametrize("decision", list(DECISIONS))
+def test_earlier_decisions_were_made_on_vetted_texts_as_the_card_says(shared_data, monkeypatch, decision):
+    files, held_file, kept, start, quotes = DECISIONS[decision]
+    rows, overlapping = _vetted(shared_data, monkeypatch, files, held_file)
+    assert len(rows) == kept and overlapping == []
+    entry = _change(json.loads(ti.CARD.read_text(encoding="utf-8")), start)
+    assert all(q in entry for q in quotes), (decision, quotes)
 
 
-def test_version_8_was_decided_on_author_14_as_the_card_says(shared_data, monkeypatch):
-    """Author 14's texts decided version 8 ('candidate 9' in docs/instruments/preregistration/injection-v9.md): no
-    text shares 8 words with a training or validation text of version 8 (authors up to 13), so its training rows did
-    not depend on the set. The card keeps the decision's counts (the shipped detector is now version 9; the decision
-    is reproduced by benchmarks/injection_decision.py --base v7)."""
-    rows, overlapping = _vetted(shared_data, monkeypatch, ti.V8_AUTHOR_FILES, "injection_independent_7.jsonl")
-    assert len(rows) == 756 and overlapping == []
-    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    v8 = _change(card, "Version 8 adds")
-    assert "116 -> 117 of 125" in v8 and "preregistration/injection-v9.md" in v8
+def _shipped_counts(rows: list[dict]) -> dict[str, tuple[int, int]]:
+    """The shipped detector's flags per group of a held-out author's rows, and the look-alikes pooled."""
+    from tunelens.safety.instruments import Example, get_instrument
 
-
-def test_version_9_was_decided_on_author_16_as_the_card_says(shared_data, monkeypatch):
-    """Author 16's texts decided version 9 ('candidate 10' in docs/instruments/preregistration/injection-v10.md): no
-    text shares 8 words with a training or validation text of version 9 (authors up to 15), so its training rows did
-    not depend on the set. The card keeps the decision's counts (the shipped detector is now version 10; the decision
-    is reproduced by benchmarks/injection_decision.py --base v8)."""
-    assert ti.V9_AUTHOR_FILES[len(ti.V8_AUTHOR_FILES):] == (("author_15", "injection_author_15.jsonl"),)
-    rows, overlapping = _vetted(shared_data, monkeypatch, ti.V9_AUTHOR_FILES, "injection_independent_8.jsonl")
-    assert len(rows) == 781 and overlapping == []
-    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    v9 = _change(card, "Version 9 adds")
-    assert "121 -> 119 of 136" in v9 and "preregistration/injection-v10.md" in v9
-
-
-def test_candidate_11_was_decided_on_author_17_and_not_adopted(shared_data, monkeypatch):
-    """Author 17's texts decided candidate 11 (injection-lm, docs/instruments/preregistration/injection-lm.md, stacked
-    on version 9) and it was not adopted: the shipped set is the vetted one (no text shares 8 words with a training or
-    validation text of version 9). The card keeps the decision's counts (benchmarks/injection_decision.py --base v9
-    --lm reproduces it from the candidate's model)."""
-    rows, overlapping = _vetted(shared_data, monkeypatch, ti.V9_AUTHOR_FILES, "injection_independent_9.jsonl")
-    assert len(rows) == 762 and overlapping == []
-    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    c11 = _change(card, "After version 9, candidate 11")
-    assert "not adopted" in c11 and "122 -> 124 of 134" in c11 and "preregistration/injection-lm.md" in c11
+    inst = get_instrument("injection")
+    flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
+    count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
+             for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
+    count["lookalikes"] = tuple(sum(count[g][j] for g in ("benign_user", "benign_docs", "benign_system"))
+                                for j in (0, 1))
+    return count
 
 
 def test_version_10_was_decided_on_author_19_as_the_card_says(shared_data, sets, monkeypatch):
@@ -290,7 +272,7 @@ def test_version_10_was_decided_on_author_19_as_the_card_says(shared_data, sets,
     text shares 8 words with a training or validation text of version 10, so its training rows do not depend on the
     set, and the shipped detector gives the counts the decision quotes (within one text a group: a score at the
     threshold may round the other way on another CPU). Authors 11, 13, 15 and 18 are trained on."""
-    from tunelens.safety.instruments import Example, get_instrument
+    from tunelens.safety.instruments import get_instrument
 
     trained = {_key(t) for k, v in _fitted(sets).items() for t in v["texts"]}
     for name, file, n, attacks in (("author_11", "injection_author_11.jsonl", 800, 450),
@@ -302,17 +284,14 @@ def test_version_10_was_decided_on_author_19_as_the_card_says(shared_data, sets,
         # all trained on, bar the few equal to a held-out text (everyday questions such as a haiku request)
         dropped = sets[f"train:{name}_attacks"]["dropped"] + sets[f"train:{name}_benign"]["dropped"]
         assert len({_key(r["text"]) for r in rows} - trained) == dropped <= 15, file
+    assert ti.V9_AUTHOR_FILES[len(ti.V8_AUTHOR_FILES):] == (("author_15", "injection_author_15.jsonl"),)
     assert ti.TRAINING_AUTHOR_FILES[len(ti.V9_AUTHOR_FILES):] == (("author_18", "injection_author_18.jsonl"),)
     rows, overlapping = _vetted(shared_data, monkeypatch, ti.TRAINING_AUTHOR_FILES, "injection_independent_10.jsonl")
     assert len(rows) == 756 and overlapping == []
-    inst = get_instrument("injection")
-    assert inst.threshold == 0.62
-    flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
-    count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
-             for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
-    look = [sum(count[g][j] for g in ("benign_user", "benign_docs", "benign_system")) for j in (0, 1)]
+    assert get_instrument("injection").threshold == 0.62
+    count = _shipped_counts(rows)
     for (k, n), (want_k, want_n) in ((count["direct"], (121, 126)), (count["indirect"], (124, 133)),
-                                     (look, (48, 323)), (count["ordinary"], (0, 174))):
+                                     (count["lookalikes"], (48, 323)), (count["ordinary"], (0, 174))):
         assert n == want_n and abs(k - want_k) <= 1, (k, n)
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     v10 = _change(card, "Version 10 adds")
@@ -325,21 +304,15 @@ def test_candidate_13_was_decided_on_author_21_and_version_10_stayed(shared_data
     and it was not adopted: author 20's texts ship but are not trained on, the shipped set is the vetted one (no text
     shares 8 words with a training or validation text of the candidate, whose training rows include version 10's),
     and version 10 gives the counts the card quotes (within one text a group)."""
-    from tunelens.safety.instruments import Example, get_instrument
-
     rows20 = ti.author_rows("injection_author_20.jsonl")
     assert len(rows20) == 600 and sum(r["label"] == "injection" for r in rows20) == 300
     assert not set(ti.CANDIDATE_13_FILES) & set(ti.TRAINING_AUTHOR_FILES)
     rows, overlapping = _vetted(shared_data, monkeypatch, ti.TRAINING_AUTHOR_FILES + ti.CANDIDATE_13_FILES,
                                 "injection_independent_11.jsonl")
     assert len(rows) == 754 and overlapping == []
-    flagged = [get_instrument("injection").is_positive(v)
-               for v in get_instrument("injection").classify([Example(r["text"]) for r in rows])]
-    count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
-             for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
-    look = [sum(count[g][j] for g in ("benign_user", "benign_docs", "benign_system")) for j in (0, 1)]
+    count = _shipped_counts(rows)
     for (k, n), (want_k, want_n) in ((count["direct"], (128, 132)), (count["indirect"], (126, 131)),
-                                     (look, (38, 313)), (count["ordinary"], (0, 178))):
+                                     (count["lookalikes"], (38, 313)), (count["ordinary"], (0, 178))):
         assert n == want_n and abs(k - want_k) <= 1, (k, n)
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     c13 = _change(card, "After version 10, candidate 13")
