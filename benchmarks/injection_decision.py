@@ -23,11 +23,13 @@ conditions are checked.
 
     .venv/bin/python benchmarks/injection_decision.py --train-file injection_author_20.jsonl --train-name author_20 \
         --decision src/tunelens/safety/data/injection_independent_11.jsonl --out /tmp/c13
+    .venv/bin/python benchmarks/injection_decision.py --train-file injection_author_22.jsonl --train-name author_22 \
+        --decision src/tunelens/safety/data/injection_independent_12.jsonl --out /tmp/c14
 
 reproduce the decisions of candidates 8, 9 (version 7 against each) and 10 (version 8 against it), on the shipped
 vetted decision sets, then candidate 11 (injection-lm: version 9 stacked with a SmolLM2 probe, pre-registered in
 injection-lm.md; not adopted) and version 10 (candidate 12, injection-v11.md; adopted), each against version 9, and
-candidate 13 (injection-v12.md; not adopted) against version 10, the shipped one (the authors' full sets were 860
+candidates 13 and 14 (injection-v12.md, -v13.md; neither adopted) against version 10, the shipped one (the authors' full sets were 860
 texts each, of which these are the ones kept). A next candidate: the default ``--base shipped``, its new author's
 file, and a fresh author's texts as ``--decision``.
 

@@ -158,13 +158,14 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
         author = {"independent": "independent author", "independent2": "independent author 2",
                   "independent3": "fresh author 5", "independent4": "author 8", "independent5": "author 10",
                   "independent6": "author 12", "independent7": "author 14", "independent8": "author 16",
-                  "independent9": "author 17", "independent10": "author 19", "independent11": "author 21"}[name]
+                  "independent9": "author 17", "independent10": "author 19", "independent11": "author 21",
+                  "independent12": "author 23"}[name]
         group = card["by_group"][f"direct attacks, {author}"]
         assert group["n"] == sum(r["group"] == "direct" for r in ti.independent_rows(file, groups))
         assert group["target"] == ">= 0.95"
     assert {"independent_direct", "independent2_ordinary", "independent3_direct", "independent4_ordinary",
             "independent5_direct", "independent6_ordinary", "independent7_direct", "independent8_direct",
-            "independent9_ordinary", "independent10_direct", "independent11_direct"} <= set(
+            "independent9_ordinary", "independent10_direct", "independent11_direct", "independent12_direct"} <= set(
         card["operating_point"]["pooled_from"])
     # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
     for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600),
@@ -299,21 +300,36 @@ def test_version_10_was_decided_on_author_19_as_the_card_says(shared_data, sets,
     assert abs(card["by_group"]["direct attacks, author 19"]["flagged"] - count["direct"][0]) <= 1
     assert card["by_group"]["direct attacks, author 19"]["target_met"] is (count["direct"][0] / 126 >= 0.95)
 
-def test_candidate_13_was_decided_on_author_21_and_version_10_stayed(shared_data, monkeypatch):
-    """Author 21's texts decided candidate 13 (version 10 + author 20, docs/instruments/preregistration/injection-v12.md)
-    and it was not adopted: author 20's texts ship but are not trained on, the shipped set is the vetted one (no text
-    shares 8 words with a training or validation text of the candidate, whose training rows include version 10's),
-    and version 10 gives the counts the card quotes (within one text a group)."""
-    rows20 = ti.author_rows("injection_author_20.jsonl")
-    assert len(rows20) == 600 and sum(r["label"] == "injection" for r in rows20) == 300
-    assert not set(ti.CANDIDATE_13_FILES) & set(ti.TRAINING_AUTHOR_FILES)
-    rows, overlapping = _vetted(shared_data, monkeypatch, ti.TRAINING_AUTHOR_FILES + ti.CANDIDATE_13_FILES,
-                                "injection_independent_11.jsonl")
-    assert len(rows) == 754 and overlapping == []
+# Candidates decided against the shipped version 10 and not adopted: (their training files, author, attacks among
+# them, the decision set, texts kept, the shipped detector's counts there (direct, indirect, look-alikes, ordinary),
+# the card's entry and what it quotes).
+NOT_ADOPTED_ON_V10 = {
+    "candidate 13 on author 21": (
+        "CANDIDATE_13_FILES", 600, 300, "injection_independent_11.jsonl", 754,
+        ((128, 132), (126, 131), (38, 313), (0, 178)), "After version 10, candidate 13",
+        ("128 -> 127 of 132", "preregistration/injection-v12.md")),
+    "candidate 14 on author 23": (
+        "CANDIDATE_14_FILES", 600, 200, "injection_independent_12.jsonl", 753,
+        ((122, 130), (130, 136), (37, 299), (1, 188)), "After version 10, candidate 14",
+        ("122 -> 120 of 130", "preregistration/injection-v13.md")),
+}
+
+
+@pytest.mark.parametrize("decision", list(NOT_ADOPTED_ON_V10))
+def test_candidates_not_adopted_on_version_10_ship_untrained_and_their_authors_are_held_out(shared_data, monkeypatch,
+                                                                                            decision):
+    """Each candidate's texts ship but are not trained on; its decision set is the vetted one (no text shares 8 words
+    with a training or validation text of the candidate, whose training rows include version 10's); version 10 gives
+    the counts the card quotes (within one text a group)."""
+    files_name, n, attacks, held_file, kept, want, start, quotes = NOT_ADOPTED_ON_V10[decision]
+    files = getattr(ti, files_name)
+    rows_new = ti.author_rows(files[0][1])
+    assert len(rows_new) == n and sum(r["label"] == "injection" for r in rows_new) == attacks
+    assert not set(files) & set(ti.TRAINING_AUTHOR_FILES)
+    rows, overlapping = _vetted(shared_data, monkeypatch, ti.TRAINING_AUTHOR_FILES + files, held_file)
+    assert len(rows) == kept and overlapping == []
     count = _shipped_counts(rows)
-    for (k, n), (want_k, want_n) in ((count["direct"], (128, 132)), (count["indirect"], (126, 131)),
-                                     (count["lookalikes"], (38, 313)), (count["ordinary"], (0, 178))):
-        assert n == want_n and abs(k - want_k) <= 1, (k, n)
-    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    c13 = _change(card, "After version 10, candidate 13")
-    assert "not adopted" in c13 and "128 -> 127 of 132" in c13 and "preregistration/injection-v12.md" in c13
+    for (k, m), (want_k, want_n) in zip((count["direct"], count["indirect"], count["lookalikes"], count["ordinary"]), want):
+        assert m == want_n and abs(k - want_k) <= 1, (decision, k, m)
+    entry = _change(json.loads(ti.CARD.read_text(encoding="utf-8")), start)
+    assert "not adopted" in entry and all(q in entry for q in quotes)
