@@ -29,8 +29,8 @@ conditions are checked.
 reproduce the decisions of candidates 8, 9 (version 7 against each) and 10 (version 8 against it), on the shipped
 vetted decision sets, then candidate 11 (injection-lm: version 9 stacked with a SmolLM2 probe, pre-registered in
 injection-lm.md; not adopted) and version 10 (candidate 12, injection-v11.md; adopted), each against version 9, and
-candidates 13 and 14 (injection-v12.md, -v13.md; neither adopted) against version 10, the shipped one (the authors' full sets were 860
-texts each, of which these are the ones kept). A next candidate: the default ``--base shipped``, its new author's
+candidates 13 and 14 (injection-v12.md, -v13.md; neither adopted) against version 10, the shipped one (the
+authors' full sets were 860 texts each, of which these are the ones kept). A next candidate: the default ``--base shipped``, its new author's
 file, and a fresh author's texts as ``--decision``.
 
 Prints one JSON object (also written to OUT/decision.json); writes the vetted decision set to
