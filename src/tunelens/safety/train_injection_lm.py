@@ -35,7 +35,8 @@ from typing import Any
 
 import tunelens.safety.train_injection as ti
 from tunelens.safety.instruments import injection_lm as inst
-from tunelens.safety.train_refusal_lm import load_cache
+from tunelens.safety.instruments.refusal_lm import _logit, probe_scores
+from tunelens.safety.train_refusal_lm import fit_probe, load_cache, out_of_fold
 
 COMMAND = "python -m tunelens.safety.train_injection_lm"
 SEED = 17
@@ -89,13 +90,6 @@ def probe_rows(sets: dict[str, dict[str, Any]], seed: int = SEED) -> list[tuple[
     return rows
 
 
-def _logit(p: float) -> float:
-    import math
-
-    p = min(max(p, 1e-4), 1 - 1e-4)
-    return math.log(p / (1 - p))
-
-
 def folds_of(n: int, seed: int = SEED) -> list[int]:
     rng = random.Random(seed)
     f = [i % N_FOLDS for i in range(n)]
@@ -103,29 +97,14 @@ def folds_of(n: int, seed: int = SEED) -> list[int]:
     return f
 
 
-def fit_probe(x: Any, y: list[int], c: float) -> dict[str, Any]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(x)
-    probe = LogisticRegression(C=c, max_iter=2000, class_weight="balanced").fit(scaler.transform(x), y)
-    return {"scaler": scaler, "probe": probe}
-
-
-def probe_predict(model: dict[str, Any], x: Any) -> list[float]:
-    j = list(model["probe"].classes_).index(1)
-    return [float(p[j]) for p in model["probe"].predict_proba(model["scaler"].transform(x))]
-
-
 def out_of_fold_probe(x: Any, y: list[int], folds: list[int], c: float) -> list[float]:
+    """The probe's score of every row from a probe fitted without the row's fold."""
     import numpy as np
 
-    out = np.zeros(len(y))
-    yy = np.asarray(y)
-    for k in range(N_FOLDS):
-        inside = np.array([f == k for f in folds])
-        out[inside] = probe_predict(fit_probe(x[~inside], list(yy[~inside]), c), x[inside])
-    return [float(v) for v in out]
+    def fit_predict(outside, inside):
+        return probe_scores(fit_probe(x[outside], [bool(y[i]) for i in outside], c), x[np.asarray(inside)])
+
+    return out_of_fold(folds, fit_predict)
 
 
 def out_of_fold_default(sets: dict[str, dict[str, Any]], rows: list[tuple[str, str, int]], folds: list[int]) -> list[float]:
@@ -330,13 +309,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"stack: coef {coef}, intercept {intercept}", flush=True)
 
     cols = inst.layer_columns(chosen["layers"], x.shape[1] // len(inst.LAYERS))
-    probe = fit_probe(x[:, cols], y, chosen["c"])
+    probe = fit_probe(x[:, cols], [bool(v) for v in y], chosen["c"])
     model = {"probe": probe["probe"], "scaler": probe["scaler"], "layers": chosen["layers"], "stack_coef": coef,
              "stack_intercept": intercept, "base_model": inst.BASE_MODEL}
     scores, base_scores, at = {}, {}, len(rows)
     for k in heldout:
         n = len(sets[k]["texts"])
-        pp = probe_predict(probe, x_all[at:at + n][:, cols])
+        pp = probe_scores(probe, x_all[at:at + n][:, cols])
         at += n
         base_scores[k] = [r["score"] for r in default.score_texts(sets[k]["texts"])]
         scores[k] = [inst.stacked(model, [b, p]) for b, p in zip(base_scores[k], pp)]

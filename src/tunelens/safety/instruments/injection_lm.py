@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from tunelens.safety.instruments._base import Example, Verdict, get_instrument
 from tunelens.safety.instruments.injection import normalise
-from tunelens.safety.instruments.refusal_lm import BASE_MODEL, ProbeInstrument, reader, stacked
+from tunelens.safety.instruments.refusal_lm import BASE_MODEL, ProbeInstrument, probe_scores, reader, stacked
 
 LAYERS = (4, 8, 12, 16)  # read and kept; the model names the ones its probe uses
 HEAD_TOKENS = 48
@@ -75,10 +75,7 @@ class InjectionLMInstrument(ProbeInstrument):
         import numpy as np
 
         x = np.asarray(features(texts, self._model.get("base_model", BASE_MODEL)))
-        cols = layer_columns(self._model["layers"], x.shape[1] // len(LAYERS))
-        clf, scaler = self._model["probe"], self._model["scaler"]
-        j = list(clf.classes_).index(1)
-        return [float(p[j]) for p in clf.predict_proba(scaler.transform(x[:, cols]))]
+        return probe_scores(self._model, x[:, layer_columns(self._model["layers"], x.shape[1] // len(LAYERS))])
 
     def classify(self, examples: list[Example]) -> list[Verdict]:
         if not examples:
