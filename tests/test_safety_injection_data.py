@@ -159,13 +159,15 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
                   "independent3": "fresh author 5", "independent4": "author 8", "independent5": "author 10",
                   "independent6": "author 12", "independent7": "author 14", "independent8": "author 16",
                   "independent9": "author 17", "independent10": "author 19", "independent11": "author 21",
-                  "independent12": "author 23"}[name]
+                  "independent12": "author 23", "independent13": "author 24", "independent14": "author 25",
+                  "independent15": "author 26"}[name]
         group = card["by_group"][f"direct attacks, {author}"]
         assert group["n"] == sum(r["group"] == "direct" for r in ti.independent_rows(file, groups))
         assert group["target"] == ">= 0.95"
     assert {"independent_direct", "independent2_ordinary", "independent3_direct", "independent4_ordinary",
             "independent5_direct", "independent6_ordinary", "independent7_direct", "independent8_direct",
-            "independent9_ordinary", "independent10_direct", "independent11_direct", "independent12_direct"} <= set(
+            "independent9_ordinary", "independent10_direct", "independent11_direct", "independent12_direct",
+            "independent13_direct", "independent14_ordinary", "independent15_indirect"} <= set(
         card["operating_point"]["pooled_from"])
     # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
     for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600),
@@ -333,3 +335,42 @@ def test_candidates_not_adopted_on_version_10_ship_untrained_and_their_authors_a
         assert m == want_n and abs(k - want_k) <= 1, (decision, k, m)
     entry = _change(json.loads(ti.CARD.read_text(encoding="utf-8")), start)
     assert "not adopted" in entry and all(q in entry for q in quotes)
+
+
+def test_the_blind_pool_is_version_10_on_the_authors_it_never_saw(sets):
+    """docs/instruments/preregistration/injection-v10-pooled.md: authors 24-26 were vetted against version 10's
+    training and validation texts before reading (none of the shipped ones shares 8 words with one); the card's pooled
+    table is the shipped detector's counts on authors 21, 23 and 24-26 (within one text an author), with author 19 (on
+    which version 10 was adopted) left out, and each verdict follows from the pooled counts."""
+    from tunelens.safety.train_metrics import wilson
+
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    pool = card["blind_pool"]
+    assert pool["authors"] == ["author 21", "author 23", "author 24", "author 25", "author 26"]
+    assert pool["rule"].endswith("injection-v10-pooled.md")
+    by_name = {name: file for name, file, _ in ti.INDEPENDENT_SETS}
+    counts = {}
+    for name, author in ti.BLIND_POOL:
+        rows = ti.independent_rows(by_name[name], ti.INDEPENDENT_GROUPS + ("ordinary",))
+        if author in ("author 24", "author 25", "author 26"):
+            assert len(rows) == {"author 24": 749, "author 25": 766, "author 26": 765}[author]
+            assert not any(ti.seen_overlap([r["text"] for r in rows], sets))
+        counts[author] = _shipped_counts(rows)
+    for what, (groups, side, bar) in ti.BLIND_POOL_TARGETS.items():
+        entry = pool["targets"][what]
+        for author, count in counts.items():
+            k, n = (sum(count[g][j] for g in groups) for j in (0, 1))
+            got = entry["by_source"][author]
+            assert got["n"] == n and abs(got["k"] - k) <= 1, (what, author, k, got)
+        assert entry["k"] == sum(v["k"] for v in entry["by_source"].values())
+        assert entry["n"] == sum(v["n"] for v in entry["by_source"].values())
+        lo, hi = wilson(entry["k"], entry["n"])
+        if side == "at_least":
+            assert entry["verdict"] == ("shown" if lo >= bar else "met as measured" if entry["rate"] >= bar else "not met")
+        elif side == "at_most":
+            assert entry["verdict"] == ("shown" if hi <= bar else "met as measured" if entry["rate"] <= bar else "not met")
+        else:
+            assert "verdict" not in entry
+    # what the pre-registration reads, as measured on 2026-12-07: the direct target is not met over the five authors
+    assert pool["targets"]["direct attacks"]["verdict"] == "not met"
+    assert pool["targets"]["ordinary user questions"]["verdict"] == "shown"

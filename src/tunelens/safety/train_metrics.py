@@ -26,6 +26,27 @@ def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
     return [round(max(0.0, c - h), 4), round(min(1.0, c + h), 4)]
 
 
+def pooled_rate(parts: dict[str, tuple[int, int]], side: str | None = None, bar: float | None = None) -> dict[str, Any]:
+    """A rate pooled over several sources (name -> (k, n)), with its Wilson 95% interval, each source's rate, and,
+    given a target (``side`` "at_least" or "at_most" ``bar``), the verdict: "shown" when the whole interval is on the
+    target's side, "met as measured" when the pooled rate is, else "not met"."""
+    k, n = sum(v[0] for v in parts.values()), sum(v[1] for v in parts.values())
+    out: dict[str, Any] = {"k": k, "n": n, "rate": round(k / n, 4) if n else None, "wilson95": wilson(k, n),
+                           "by_source": {s: {"k": a, "n": b, "rate": round(a / b, 4) if b else None, "wilson95": wilson(a, b)}
+                                         for s, (a, b) in parts.items()}}
+    if side is not None and n:
+        if side not in ("at_least", "at_most"):
+            raise ValueError(f"side must be 'at_least' or 'at_most', not {side!r}")
+        lo, hi = out["wilson95"]
+        rate = k / n
+        if side == "at_least":
+            out["verdict"] = "shown" if lo >= bar else "met as measured" if rate >= bar else "not met"
+        else:
+            out["verdict"] = "shown" if hi <= bar else "met as measured" if rate <= bar else "not met"
+        out["target"] = f"{'>=' if side == 'at_least' else '<='} {bar}"
+    return out
+
+
 def binary_metrics(gold: list[bool], pred: list[bool]) -> dict[str, Any]:
     tp = sum(g and p for g, p in zip(gold, pred))
     fp = sum(p and not g for g, p in zip(gold, pred))
