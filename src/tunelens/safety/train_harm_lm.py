@@ -146,6 +146,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "instrument's own (about 8 s per 10,000)"},
         "failure_modes": [],
         "notes": [
+            "Tried against this instrument and not adopted (2026-12-07, "
+            "docs/instruments/preregistration/refusal-harm-ft.md, committed before training): SmolLM2 itself "
+            "tuned as a classifier (LoRA on layers 22-29 and a two-output head over the reply read after the "
+            "request; trained on four dev folds, the epoch and threshold chosen on the fifth). Test F1 0.444 "
+            "[0.359, 0.529] against this instrument's 0.516 (anthropic_hh 0.510 against 0.595), so this one "
+            "stays. `python -m tunelens.safety.train_ft --out DIR` reproduces it (about 22 minutes on the 2-core "
+            "CPU).",
             "Opt-in: get_instrument('harm', name='harm-lm') or `tunelens safety classify --task harm --instrument harm-lm`. "
             "The evaluation and the rate correction use the default harm instrument, whose cost fits the 60-second "
             "target; this one does not, and its card says what it costs.",

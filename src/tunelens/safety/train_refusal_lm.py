@@ -248,6 +248,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          f"{max(inst.LAYERS)}, batches of {inst.BATCH}); the default refusal instrument takes about 3 s"},
         "failure_modes": [],
         "notes": [
+            "Tried against this instrument and not adopted (2026-12-07, "
+            "docs/instruments/preregistration/refusal-harm-ft.md, committed before training): SmolLM2 itself "
+            "tuned as a classifier (LoRA on layers 22-29 and a two-output head over the reply read after the "
+            "request; trained on four dev folds, the epoch and threshold chosen on the fifth). Test F1 0.644 "
+            "[0.571, 0.706] against this instrument's 0.708 (anthropic_hh 0.560 against 0.627), so this one "
+            "stays. `python -m tunelens.safety.train_ft --out DIR` reproduces it (about 22 minutes on the 2-core "
+            "CPU).",
             "Opt-in: get_instrument('refusal', name='refusal-lm') or `tunelens safety classify --task refusal --instrument "
             "refusal-lm`. The evaluation, the server and the harm instrument use the default refusal instrument, whose "
             "cost fits the 60-second target; this one does not, and its card says what it costs.",
