@@ -374,3 +374,39 @@ def test_the_blind_pool_is_version_10_on_the_authors_it_never_saw(sets):
     # what the pre-registration reads, as measured on 2026-12-07: the direct target is not met over the five authors
     assert pool["targets"]["direct attacks"]["verdict"] == "not met"
     assert pool["targets"]["ordinary user questions"]["verdict"] == "shown"
+
+
+def test_the_second_labels_cover_the_pooled_attacks_and_the_card_reads_them(sets):
+    """docs/instruments/preregistration/injection-v10-second-labels.md: every direct attack of the pooled authors and
+    as many of their look-alike user messages have one blind second label; the card's figures are what the shipped
+    detector and those labels give (within one text: a score at the threshold may round the other way on another
+    CPU)."""
+    from tunelens.safety.instruments import Example, get_instrument
+    from tunelens.safety.labelled import packaged_jsonl
+
+    labels = packaged_jsonl(ti.SECOND_LABELS_FILE)
+    assert {r["label"] for r in labels} <= set(ti.SECOND_LABELS)
+    keys = [(r["set"], r["id"]) for r in labels]
+    assert len(keys) == len(set(keys))
+    files = {name: file for name, file, _ in ti.INDEPENDENT_SETS}
+    direct, lookalike = set(), set()
+    for name, _ in ti.BLIND_POOL:
+        for r in ti.independent_rows(files[name], ti.INDEPENDENT_GROUPS + ("ordinary",)):
+            if r["group"] == "direct":
+                direct.add((name, r["id"]))
+            elif r["group"] == "benign_user":
+                lookalike.add((name, r["id"]))
+    assert direct <= set(keys) and set(keys) - direct <= lookalike and len(set(keys) - direct) == len(direct)
+
+    inst = get_instrument("injection")
+    scores = {}
+    for name, _ in ti.BLIND_POOL:
+        for group in ("direct", "benign_user"):
+            key = f"test:{name}_{group}"
+            scores[key] = [v.score for v in inst.classify([Example(t) for t in sets[key]["texts"]])]
+    got = ti.second_label_figures(scores, inst.threshold)
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))["second_labels"]
+    for k in ("texts", "unsure", "agreement", "cohen_kappa", "direct_called_injection", "lookalikes_called_not_injection"):
+        assert got[k] == card[k], k
+    r, c = got["recall_on_attacks_both_call_injection"], card["recall_on_attacks_both_call_injection"]
+    assert r["n"] == c["n"] and abs(r["k"] - c["k"]) <= 1

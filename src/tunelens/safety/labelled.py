@@ -175,7 +175,7 @@ def labeller_agreement(task: str, rows: list[dict[str, Any]],
     above the labellers' own F1 cannot be told apart from label noise. ``instrument`` (id -> flagged)
     adds the instrument's F1 against each labeller on the same rows, for a like-for-like reading.
     Rows either labeller called ``ambiguous`` are left out (counted)."""
-    from tunelens.safety.train_metrics import binary_metrics, bootstrap_ci
+    from tunelens.safety.train_metrics import agreement_kappa, binary_metrics, bootstrap_ci
 
     if task not in _POSITIVE:
         raise TunelensError(f"labeller agreement is measured for refusal and harm, not {task!r}")
@@ -187,16 +187,14 @@ def labeller_agreement(task: str, rows: list[dict[str, Any]],
     second_gold = [s[task] in pos for _, s in kept]
     m = binary_metrics(first_gold, second_gold)
     n = len(kept)
-    observed = (m["tp"] + m["tn"]) / n if n else 0.0
-    p1, p2 = sum(first_gold) / n if n else 0.0, sum(second_gold) / n if n else 0.0
-    chance = p1 * p2 + (1 - p1) * (1 - p2)
+    observed, kappa = agreement_kappa(first_gold, second_gold) if n else (0.0, None)
     out: dict[str, Any] = {
         "note": "a second labeller (another AI assistant session, blind to the first labels, same written guide) "
                 f"labelled {len(second)} random test-split replies; F1 is symmetric in the two labellers",
         "n": n, "ambiguous_left_out": len(both) - n,
         "positives_first": sum(first_gold), "positives_second": sum(second_gold),
         "f1": m["f1"], "f1_ci95": bootstrap_ci(first_gold, second_gold).get("f1"),
-        "agreement": round(observed, 4), "cohen_kappa": round((observed - chance) / (1 - chance), 4) if chance < 1 else None,
+        "agreement": observed, "cohen_kappa": kappa,
         "by_family": {},
     }
     for fam in sorted({r["family"] for r, _ in kept}):

@@ -586,6 +586,66 @@ def blind_pool(sets: dict[str, dict[str, Any]], scores: dict[str, list[float]], 
     return out
 
 
+# A blind second labelling of the pooled authors' direct attacks and as many of their look-alike user messages
+# (docs/instruments/preregistration/injection-v10-second-labels.md; guide: docs/instruments/injection-labelling-guide.md):
+# one row per text, {"set", "id", "label": injection / not_injection / unsure, "why"}.
+SECOND_LABELS_FILE = "injection_second_labels.jsonl"
+SECOND_LABELS = ("injection", "not_injection", "unsure")
+
+
+def second_label_figures(scores: dict[str, list[float]], threshold: float) -> dict[str, Any] | None:
+    """What the labels can show on the blind pool: the authors' labels (direct attack / look-alike) against the second
+    labellers' (``unsure`` left out and counted), and the detector's recall on the direct attacks both call an
+    injection. None when no second labels ship."""
+    from tunelens.safety.labelled import packaged_jsonl
+    from tunelens.safety.train_metrics import agreement_kappa, wilson
+
+    if not (Path(__file__).resolve().parent / "data" / SECOND_LABELS_FILE).is_file():
+        return None
+    second = {}
+    for k, r in enumerate(packaged_jsonl(SECOND_LABELS_FILE), 1):
+        if r.get("label") not in SECOND_LABELS:
+            raise TunelensError(f"safety/data/{SECOND_LABELS_FILE}:{k}: label must be one of {SECOND_LABELS}, "
+                                f"not {r.get('label')!r}")
+        second[(r["set"], r["id"])] = r["label"]
+    files = {name: file for name, file, _ in INDEPENDENT_SETS}
+    rows = []  # (author, authors' label is an attack, second label, flagged)
+    for name, author in BLIND_POOL:
+        held = independent_rows(files[name], INDEPENDENT_GROUPS + ("ordinary",))
+        for group in ("direct", "benign_user"):
+            for r, score in zip([r for r in held if r["group"] == group], scores[f"test:{name}_{group}"]):
+                if (name, r["id"]) in second:
+                    rows.append((author, group == "direct", second[(name, r["id"])], score >= threshold))
+    if not rows:
+        return None
+    sure = [r for r in rows if r[2] != "unsure"]
+    first, other = [r[1] for r in sure], [r[2] == "injection" for r in sure]
+    agree, kappa = agreement_kappa(first, other)
+    attacks = [r for r in rows if r[1]]
+    both = [r for r in attacks if r[2] == "injection"]
+    caught = sum(r[3] for r in both)
+    missed = [r for r in attacks if not r[3]]
+    return {
+        "rule": "docs/instruments/preregistration/injection-v10-second-labels.md",
+        "guide": "docs/instruments/injection-labelling-guide.md",
+        "note": "Four AI-assistant sessions, blind to the authors' labels and to the detector, labelled the direct "
+                "attacks and as many look-alike user messages of the pooled authors, shuffled together",
+        "texts": len(rows), "unsure": len(rows) - len(sure), "agreement": agree, "cohen_kappa": kappa,
+        "direct_called_injection": {"k": sum(r[2] == "injection" for r in attacks), "n": len(attacks),
+                                    "unsure": sum(r[2] == "unsure" for r in attacks)},
+        "lookalikes_called_not_injection": {"k": sum(r[2] == "not_injection" for r in rows if not r[1]),
+                                            "n": sum(not r[1] for r in rows),
+                                            "unsure": sum(r[2] == "unsure" for r in rows if not r[1])},
+        "recall_on_attacks_both_call_injection": {"k": caught, "n": len(both),
+                                                  "rate": round(caught / len(both), 4) if both else None,
+                                                  "wilson95": wilson(caught, len(both)) if both else None},
+        "misses_by_second_label": {lab: sum(r[2] == lab for r in missed) for lab in SECOND_LABELS},
+        "by_author": {author: {"direct": sum(r[1] for r in rows if r[0] == author),
+                               "direct_called_injection": sum(r[1] and r[2] == "injection" for r in rows if r[0] == author)}
+                      for _, author in BLIND_POOL},
+    }
+
+
 # candidate 13's training texts (not adopted, so not trained on; they ship, and a later candidate may use them): 600
 # texts by author 20 (two sessions told the kinds of version 10's misses on authors 16, 17 and 19): 300 direct attacks
 # in wrappers (fiction asking for real steps, hypotheticals, reverse psychology, a late relative's persona, polite or
@@ -911,6 +971,14 @@ SET_NAMES = {
 
 
 CHANGES = [
+    "After the pooled reading, a blind second labelling (docs/instruments/preregistration/injection-v10-second-labels.md, "
+    "committed before any label existed): four AI-assistant sessions labelled the pooled authors' 651 direct attacks "
+    "shuffled with 651 of their look-alike user messages, by a written guide (docs/instruments/injection-labelling-"
+    "guide.md), without the authors' labels. They agree with the authors on 1,298 of the 1,300 they were sure of "
+    "(Cohen's kappa 0.997): 647 of the 651 attacks are attacks to them too (2 unsure), and every look-alike is benign. "
+    "Version 10's recall on the attacks both call attacks is 605/647 = 0.935 [0.913, 0.952], and 42 of its 43 misses "
+    "are attacks to the second labellers: the shortfall against the 0.95 target is the detector's, not the labels'. "
+    "The labels ship (injection_second_labels.jsonl).",
     "After version 10, a measurement (no decision; docs/instruments/preregistration/injection-v10-pooled.md, committed "
     "before authors 24-26 wrote anything): three fresh authors (24, 25, 26; 860 texts each, of which 111, 94 and 95 "
     "share 8 words with a training or validation text and were left out before reading) were read once and pooled "
@@ -1236,6 +1304,7 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
         "operating_point": figures["operating_point"],
         "calibration": figures["calibration"],
         "blind_pool": blind_pool(sets, scores, threshold),
+        "second_labels": second_label_figures(scores, threshold),
         "changes": CHANGES,
         "failure_modes": figures["failure_modes"],
         "train_seconds": round(train_s, 1),
@@ -1317,6 +1386,19 @@ def render_doc(card: dict[str, Any], header: list[str] | None = None) -> str:
             lines.append(f"| {what} | {f['k']}/{f['n']} = {f['rate']:.3f} |{ci(f['wilson95'])} | {f.get('target', '')} | "
                          f"{f.get('verdict', '')} | {per} |")
         lines.append("")
+    sl = card.get("second_labels")
+    if sl:
+        r, d, lk = sl["recall_on_attacks_both_call_injection"], sl["direct_called_injection"], sl["lookalikes_called_not_injection"]
+        lines += ["## What the labels can show: a second, blind labelling of the pooled authors", "",
+                  f"{sl['note']} (guide: `{sl['guide']}`; rule: `{sl['rule']}`).", "",
+                  f"- {sl['texts']} texts, {sl['unsure']} called unsure and left out: agreement {sl['agreement']:.3f}, "
+                  f"Cohen's kappa {sl['cohen_kappa']}.",
+                  f"- The authors' direct attacks the second labellers call injections: {d['k']}/{d['n']} "
+                  f"({d['unsure']} unsure); look-alikes they call not injections: {lk['k']}/{lk['n']} ({lk['unsure']} unsure).",
+                  f"- Recall on the direct attacks both call injections: {r['k']}/{r['n']} = {r['rate']:.3f}{ci(r['wilson95'])}. "
+                  "This is reported beside the target's verdict, not in its place.",
+                  "- The detector's misses among the authors' direct attacks, by second label: "
+                  + ", ".join(f"{k} {v}" for k, v in sl["misses_by_second_label"].items()) + ".", ""]
     if card.get("changes"):
         lines += [f"## Changes in version {card['version']}", ""] + [f"- {c}" for c in card["changes"]] + [""]
     lines += [

@@ -26,6 +26,17 @@ def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
     return [round(max(0.0, c - h), 4), round(min(1.0, c + h), 4)]
 
 
+def agreement_kappa(first: list[bool], second: list[bool]) -> tuple[float, float | None]:
+    """Percent agreement of two labellers' binary labels, and Cohen's kappa (None when chance agreement is 1)."""
+    n = len(first)
+    if n == 0 or n != len(second):
+        raise ValueError(f"two label lists of the same, non-zero length are needed (got {n} and {len(second)})")
+    observed = sum(a == b for a, b in zip(first, second)) / n
+    p1, p2 = sum(first) / n, sum(second) / n
+    chance = p1 * p2 + (1 - p1) * (1 - p2)
+    return round(observed, 4), (round((observed - chance) / (1 - chance), 4) if chance < 1 else None)
+
+
 def pooled_rate(parts: dict[str, tuple[int, int]], side: str | None = None, bar: float | None = None) -> dict[str, Any]:
     """A rate pooled over several sources (name -> (k, n)), with its Wilson 95% interval, each source's rate, and,
     given a target (``side`` "at_least" or "at_most" ``bar``), the verdict: "shown" when the whole interval is on the
