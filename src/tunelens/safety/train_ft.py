@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunelens.safety.instruments.refusal_lm import BASE_MODEL, last_request
+from tunelens.safety.instruments.refusal_lm import BASE_MODEL, last_request, right_padded
 
 PROMPT_TOKENS = 48
 REPLY_TOKENS = 96
@@ -120,9 +120,7 @@ class Tuned:
             try:
                 for s in range(0, len(order), batch):
                     part = order[s:s + batch]
-                    width = max(len(ids[j]) for j in part)
-                    x = torch.tensor([ids[j] + [pad] * (width - len(ids[j])) for j in part])
-                    att = torch.tensor([[1] * len(ids[j]) + [0] * (width - len(ids[j])) for j in part])
+                    x, att = right_padded([ids[j] for j in part], pad)
                     grabbed.clear()
                     inner(input_ids=x, attention_mask=att)
                     h = grabbed[-1]

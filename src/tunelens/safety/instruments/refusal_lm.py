@@ -42,6 +42,15 @@ def last_request(prompt: str | None) -> str:
     return lines[-1][-300:]
 
 
+def right_padded(seqs: list[list[int]], pad: int) -> tuple[Any, Any]:
+    """Token ids padded on the right to the longest, and the attention mask (1 for real tokens), as tensors."""
+    import torch
+
+    width = max(len(q) for q in seqs)
+    return (torch.tensor([q + [pad] * (width - len(q)) for q in seqs]),
+            torch.tensor([[1] * len(q) + [0] * (width - len(q)) for q in seqs]))
+
+
 class _Reader:
     """SmolLM2 run up to the deepest layer the probe reads (the rest of the network is skipped)."""
 
@@ -83,9 +92,8 @@ class _Reader:
             try:
                 for i in range(0, len(order), batch):
                     part = order[i:i + batch]
-                    width = max(len(ids[j]) for j in part)
-                    x = torch.tensor([ids[j] + [pad] * (width - len(ids[j])) for j in part])
-                    att = torch.tensor([[1] * len(ids[j]) + [0] * (width - len(ids[j])) for j in part])
+                    x, att = right_padded([ids[j] for j in part], pad)
+                    width = x.shape[1]
                     m = torch.tensor([masks[j] + [0] * (width - len(masks[j])) for j in part]).unsqueeze(-1).float()
                     # the network is cut after layer max(layers): its hidden_states[max(layers)] is that layer's
                     # output after the final norm (the model applies it to the last layer it runs); the others are raw
