@@ -89,6 +89,8 @@ class Tuned:
             raise ValueError(f"first_tuned must be between 1 and {n - 1} (the model has {n} layers), not {first_tuned}")
         self.first = first_tuned
         if lora:
+            # LoRA's A matrices are drawn from torch's default generator as it stands after the model load (the same
+            # in every fresh process); SEED seeds the head, the batch order and dropout. The recorded run used this.
             cfg = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=LORA_DROPOUT,
                              target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                              layers_to_transform=list(range(first_tuned, n)))
