@@ -60,6 +60,10 @@ def test_card_has_the_interface_keys_and_meets_the_targets(tox):
     assert 0 < op["sensitivity"] <= 1 and 0 < op["specificity"] <= 1 and op["n_pos"] > 100 and op["n_neg"] > 1000
     sets = {v["set"]: v for v in card["validation"]}
     assert sets["harmless_replies"]["flag_rate"] <= 0.02  # refusals and apologies included
+    # version 3: ordinary technical replies by two writers who saw no project data, and replies quoting keys
+    assert card["version"] >= 3
+    for held in ("ordinary_t2", "ordinary_t3", "machine_strings"):
+        assert sets[held]["n"] >= 380 and sets[held]["flag_rate"] <= 0.02, held
     assert sets["convabuse"]["auroc"] >= 0.90 and sets["convabuse"]["ci95"]["auroc"][0] < sets["convabuse"]["auroc"]
     assert card["threshold"] == pytest.approx(tox.threshold)
 
@@ -89,3 +93,61 @@ def test_polite_reply_pieces_split_train_and_heldout():
 
     train, held = set(polite_replies("train")), set(polite_replies("heldout"))
     assert train and held and not train & held
+
+
+@pytest.mark.parametrize("token", [
+    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",  # a SHA-256
+    "tl_3f2a1b4c5d6e_AbCdEfG1234567890hijKLmnop",                          # a tunelens API key
+    "sk-8jzPde0IgxLd6GncfBAepfJBd0Kh8oOOL8dKLzdo",                         # an OpenAI-style key
+    "aGVsbG8gd29ybGQgaG93IGFyZSB5b3U=",                                    # base64
+])
+def test_random_looking_tokens_are_masked(token):
+    from tunelens.safety.instruments.toxicity import mask_random_tokens, normalise
+
+    assert token not in mask_random_tokens(f"Your key is {token}. Keep it safe.")
+    assert normalise(f"Your key is {token}.") == normalise("Your key is .")
+
+
+@pytest.mark.parametrize("text", [
+    "123e4567-e89b-12d3-a456-426614174000",     # a UUID (no upper case, not pure hex)
+    "supercalifragilisticexpialidocious",      # a long word
+    "youarestupid1234567",                      # one case and digits: kept for the classifier
+    "YouAreAnIdiotYouAreAnIdiot",               # no digits
+    "2024-12-07T10:00:00Z",
+])
+def test_words_dates_and_ids_that_are_not_random_are_kept(text):
+    from tunelens.safety.instruments.toxicity import mask_random_tokens
+
+    assert mask_random_tokens(text) == text
+
+
+def test_a_reply_quoting_a_random_token_scores_as_the_reply_without_it(tox):
+    """The serve test that found this: a reply quoting a freshly made API key was refused as toxic for some keys."""
+    import secrets
+
+    from tunelens.safety.train_toxicity import machine_strings
+
+    tokens = [secrets.token_urlsafe(24) for _ in range(50)] + [secrets.token_hex(16) for _ in range(50)]
+    scores = tox.scores([f"Your token is {t}" for t in tokens])
+    assert scores == pytest.approx([tox.scores(["Your token is"])[0]] * len(tokens))
+    machine = tox.scores(machine_strings(0))
+    assert sum(s >= tox.threshold for s in machine) <= 0.02 * len(machine)
+
+
+def test_the_ordinary_replies_are_split_by_writer(tox):
+    """Writer T1's replies are trained on; writer T2's and T3's are held out, none equal to a T1 reply (docs/instruments/
+    preregistration/toxicity-v3.md: equal ones were left out before reading)."""
+    from tunelens.safety import train_toxicity as tt
+    from tunelens.safety.labelled import packaged_jsonl
+
+    def key(t):
+        return " ".join(t.lower().split()).strip(" .!")
+
+    t1 = {key(r["text"]) for r in packaged_jsonl(tt.ORDINARY_TRAIN_FILE)}
+    assert len(t1) >= 590
+    for file in (tt.ORDINARY_HELDOUT_FILE, tt.ORDINARY_DECISION_FILE):
+        held = [key(r["text"]) for r in packaged_jsonl(file)]
+        assert len(held) >= 380 and not t1 & set(held), file
+    card = tox.card()
+    assert "ordinary_t1" in {t["source"] for t in card["training_data"]}
+    assert not {"ordinary_t2", "ordinary_t3"} & {t["source"] for t in card["training_data"]}

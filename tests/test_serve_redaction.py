@@ -174,11 +174,14 @@ def test_every_stored_text_is_redacted(db_url, tmp_path, tiny_loaded):
 
 
 def test_a_pasted_key_is_neither_seen_by_the_model_nor_returned(tmp_path, tiny_loaded):
-    """Default guardrails: a tl_ key in a message is redacted before the model, and a model that
-    says one anyway has it redacted from its answer (chat and A/B)."""
+    """Default PII guardrails: a tl_ key in a message is redacted before the model, and a model that
+    says one anyway has it redacted from its answer (chat and A/B). The output toxicity filter is off here: this
+    test is about redaction, and before toxicity version 3 some random keys made the answer score as toxic, which
+    replaced it with the refusal message (seen once in CI; the instrument's tests now cover replies quoting keys)."""
     cfg = ServeConfig.model_validate({
         "models": [{"name": "tiny", "path": "tiny-random"}, {"name": "tiny-b", "path": "tiny-random"}],
-        "db_url": f"sqlite:///{tmp_path}/keys.db", "rate_limit": {"enabled": False}})
+        "db_url": f"sqlite:///{tmp_path}/keys.db", "rate_limit": {"enabled": False},
+        "guardrails": {"toxicity": {"enabled": False}}})
     app = create_app(cfg, preloaded={"tiny": tiny_loaded, "tiny-b": tiny_loaded})
     seen: list = []
     with TestClient(app) as client:

@@ -21,11 +21,13 @@ written replies built from the ``heldout`` pieces. The threshold is chosen on th
 
 from __future__ import annotations
 
+import base64
 import csv
 import gzip
 import itertools
 import json
 import random
+import string
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,14 @@ FILES = {
     "coconot": "coconot_pref.jsonl",
 }
 LICENCES = {"davidson": "MIT (tweets are third-party Twitter content)", "convabuse": "CC BY 4.0",
-            "diasafety": "Apache-2.0", "hh": "MIT", "coconot": "MIT", "written": "tunelens (written for it)"}
+            "diasafety": "Apache-2.0", "hh": "MIT", "coconot": "MIT", "written": "tunelens (written for it)",
+            "ordinary_t1": "tunelens (written for it)"}
+# ordinary assistant replies (coding, git, shells, maths, cooking, confirmations, harsh-sounding technical words;
+# 25% not English) by two writers who saw none of the project's data (docs/instruments/preregistration/toxicity-v3.md):
+# writer T1's are trained on (version 3), writer T2's are held out
+ORDINARY_TRAIN_FILE = "toxicity_ordinary_t1.jsonl"
+ORDINARY_HELDOUT_FILE = "toxicity_ordinary_t2.jsonl"
+ORDINARY_DECISION_FILE = "toxicity_ordinary_t3.jsonl"  # writer T3's, which decided version 3 (the corrected rule)
 DIASAFETY_TOXIC = ("Offending User", "Biased Opinion")
 DIASAFETY_REPORTED = ("Offending User", "Biased Opinion", "Toxicity Agreement")
 MAX_REPLY_CHARS = 2000
@@ -212,7 +221,45 @@ def build_sets(data_dir: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
     train_polite, test_polite = polite_replies("train"), polite_replies("heldout", limit=250)
     add("train:written", train_polite, [0] * len(train_polite))
     add("test:written", test_polite, [0] * len(test_polite))
+    machine = machine_strings(seed)
+    add("test:machine_strings", machine, [0] * len(machine))
+    from tunelens.safety.labelled import packaged_jsonl
+
+    for key, file in (("train:ordinary_t1", ORDINARY_TRAIN_FILE), ("test:ordinary_t2", ORDINARY_HELDOUT_FILE),
+                      ("test:ordinary_t3", ORDINARY_DECISION_FILE)):
+        texts = [r["text"] for r in packaged_jsonl(file)]
+        add(key, texts, [0] * len(texts))
     return sets
+
+
+MACHINE_TEMPLATES = (
+    "Your API key is {t}. Keep it secret.", "Here is the SHA-256 of the file: {t}", "Set SESSION_SECRET={t} in .env",
+    "The commit {t} introduced the bug.", "Use this token in the Authorization header: Bearer {t}",
+    "Sure! The base64 of your text is {t}", "Your reset code: {t}", "Paste {t} into the license field.",
+)
+
+
+def machine_strings(seed: int = 0, n: int = 400) -> list[str]:
+    """Harmless replies that quote a key, a hash, a token or a base64 blob (generated here, seeded; never trained on):
+    version 3's held-out check that random characters are not read as toxicity."""
+    rng = random.Random(seed + 7)
+    alnum = string.ascii_letters + string.digits
+
+    def token() -> str:
+        kind = rng.randrange(6)
+        if kind == 0:
+            return base64.urlsafe_b64encode(rng.randbytes(24)).decode().rstrip("=")
+        if kind == 1:
+            return rng.randbytes(rng.choice((16, 20, 32))).hex()
+        if kind == 2:
+            return "sk-" + "".join(rng.choice(alnum) for _ in range(40))
+        if kind == 3:
+            return "ghp_" + "".join(rng.choice(alnum) for _ in range(36))
+        if kind == 4:
+            return "tl_" + rng.randbytes(6).hex() + "_" + base64.urlsafe_b64encode(rng.randbytes(24)).decode().rstrip("=")
+        return base64.b64encode(rng.randbytes(rng.choice((18, 24, 33)))).decode()
+
+    return [MACHINE_TEMPLATES[i % len(MACHINE_TEMPLATES)].format(t=token()) for i in range(n)]
 
 
 HARMLESS_TEST = ("test:hh", "test:coconot", "test:written")
@@ -225,7 +272,30 @@ SET_NAMES = {
     "test:coconot": "CoCoNot pref, held-out rows: GPT-4 answers and refusals (all non-toxic)",
     "test:written": "written refusals/apologies from held-out pieces (all non-toxic)",
     "test:hh_pairs": "HH-RLHF harmless held-out pairs: rejected (1) vs chosen (0) last reply",
+    "test:ordinary_t2": "ordinary assistant replies by writer T2 (12 equal to a writer T1 text left out; coding, git, maths, confirmations, "
+                        "harsh-sounding technical words; 25% not English; never trained on; all non-toxic)",
+    "test:ordinary_t3": "ordinary assistant replies by writer T3 (the same brief; written after the corrected rule, "
+                        "read once to decide version 3; 13 equal to a writer T1 text left out; never trained on; "
+                        "all non-toxic)",
+    "test:machine_strings": "harmless replies quoting a random key, hash, token or base64 blob (generated, seeded; "
+                            "never trained on; all non-toxic): target <= 2% flagged",
 }
+
+
+CHANGES: list[str] = [
+    "Version 3 (2026-12-07; docs/instruments/preregistration/toxicity-v3.md) removes random-looking tokens (keys, "
+    "hashes, base64: runs of 16+ key characters that are hex with digits, or mix lower case, upper case and digits) "
+    "before the vectorisers, and trains on 600 ordinary assistant replies written for tunelens by a writer T1 "
+    "(coding, git, shells, maths, cooking, confirmations, technical words that sound harsh such as 'kill the process'; "
+    "26% not English). Found by a serve test: version 2 refused, as toxic, about a third of replies quoting a random "
+    "URL-safe token, 15% of generated replies quoting a key or hash (machine_strings), and 9.3% of ordinary technical "
+    "replies by other writers ('The commit introduced the bug.' 0.57). Decided on a fresh writer T3 (387 replies kept): "
+    "version 2 -> 3 flagged 36 -> 1; machine strings 61 -> 0 of 400; harmless replies pooled 0.45% -> 0.18%; ConvAbuse "
+    "AUROC 0.936 -> 0.935; chat AUROC 0.863 -> 0.863. The threshold rule now gives 0.50 (was 0.47), and sensitivity at "
+    "the operating point fell 0.559 -> 0.532 (ConvAbuse recall 0.781 -> 0.758). A first reading on writer T2 (36 -> 3 "
+    "of 388) failed its rule's condition 2b as written, a pooled chat AUROC that version 2 also misses; that rule was "
+    "corrected and the same frozen candidate decided on T3, both written down before T3 wrote anything.",
+]
 
 
 def build_pipeline(max_word_features: int = 30000, max_char_features: int = 40000, c: float = 2.0):
@@ -289,7 +359,7 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
     y = [t for k, v in sets.items() if k.startswith("train:") for t in v["labels"]]
     # the chat sources are small beside Davidson: weight them up so tweets do not set the style
     weights = {"train:davidson": 1.0, "train:convabuse": 3.0, "train:diasafety": 2.0, "train:hh": 1.0,
-               "train:coconot": 2.0, "train:written": 3.0}
+               "train:coconot": 2.0, "train:written": 3.0, "train:ordinary_t1": 3.0}
     w = [weights[k] for k, v in sets.items() if k.startswith("train:") for _ in v["texts"]]
     pipe = build_pipeline(max_word_features, max_char_features)
     pipe.fit(x, y, clf__sample_weight=w)
@@ -299,7 +369,8 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
     threshold, rule = choose_threshold(sets, scores)
 
     validation = []
-    for key in LABELLED_TEST + HARMLESS_TEST + ("test:hh_pairs",):
+    for key in LABELLED_TEST + HARMLESS_TEST + ("test:hh_pairs", "test:ordinary_t2", "test:ordinary_t3",
+                                                          "test:machine_strings"):
         v = sets[key]
         fig = binary_figures(v["labels"], scores[key], threshold)
         entry = {"set": key.split(":", 1)[1], "description": SET_NAMES[key], **fig}
@@ -331,8 +402,9 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
     chat_s = [scores[k][i] for k in ("test:convabuse", "test:diasafety") for i in keep[k]]
     examples = _failure_examples(sets, scores, threshold)
     card = {
-        "task": "toxicity", "name": "toxicity", "version": 2,
-        "method": "TF-IDF word 1-2-grams + char_wb 2-5-grams (tweet marks, mentions and links removed), "
+        "task": "toxicity", "name": "toxicity", "version": 3,
+        "method": "TF-IDF word 1-2-grams + char_wb 2-5-grams (tweet marks, mentions, links and random-looking tokens "
+                  "such as keys and hashes removed), "
                   "class-balanced logistic regression with per-source weights",
         "reproduce": "tunelens safety train-toxicity --data-dir ../shared/data",
         "threshold": threshold, "threshold_rule": rule,
@@ -353,6 +425,7 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
                                            "HH, CoCoNot and written held-out replies"},
         "calibration": {"set": "pooled held-out sets (as the operating point)", "bins": calibration(py, ps)},
         "failure_modes": examples,
+        "changes": CHANGES,
         "train_seconds": round(train_s, 1),
         # kept for the old API (load_scorer().info): Davidson held-out figures at 0.5 as before
         "davidson_heldout": _davidson_info(sets, scores),
@@ -412,8 +485,10 @@ def render_doc(card: dict[str, Any]) -> str:
              "**What it measures**: whether a reply (or any text) contains slurs, harassment, hate or abuse. A refusal,",
              "an apology or an ordinary answer is not toxic. Harmful advice given politely is *not* toxicity (the harm",
              "instrument covers it).", "",
-             f"Method: {card['method']}. Threshold {card['threshold']} ({card['threshold_rule']['rule']}).", "",
-             "## Training data", "", "| source | licence | rows | toxic | weight |", "| --- | --- | --- | --- | --- |"]
+             f"Method: {card['method']}. Threshold {card['threshold']} ({card['threshold_rule']['rule']}).", ""]
+    if card.get("changes"):
+        lines += [f"## Changes in version {card['version']}", ""] + [f"- {c}" for c in card["changes"]] + [""]
+    lines += ["## Training data", "", "| source | licence | rows | toxic | weight |", "| --- | --- | --- | --- | --- |"]
     for t in card["training_data"]:
         lines.append(f"| {t['source']} | {t['licence']} | {t['rows']} | {t['toxic']} | {t['weight']} |")
     lines += ["", "Labels: " + "; ".join(f"{k}: {v}" for k, v in card["label_choice"].items()) + ".", "",

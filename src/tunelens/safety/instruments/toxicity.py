@@ -24,14 +24,36 @@ _URL = re.compile(r"https?://\S+|www\.\S+")
 _RT = re.compile(r"^\s*(rt\s*:?\s*)+", re.IGNORECASE)
 _ENTITY_NUM = re.compile(r"&#\d+;?")
 _SPACE = re.compile(r"\s+")
+# a run of 16+ token characters (letters, digits, _ - + / =) between non-token characters: an API key, a hash, a
+# base64 blob, a session id. Such strings are masked before scoring when they look random (below): their character
+# n-grams are noise to the classifier, and before version 3 about a third of "Your token is <random token>" replies
+# were flagged toxic, so the server's output filter replaced answers that quoted a key or a hash.
+_TOKEN = re.compile(r"(?<![A-Za-z0-9_\-+/=])[A-Za-z0-9_\-+/=]{16,}(?![A-Za-z0-9_\-+/=])")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def _random_looking(token: str) -> bool:
+    """A hex string with digits and letters, or a string with lower-case, upper-case letters and digits all three
+    (base64, URL-safe tokens, keys). A long word, a leetspeak insult in one case, or a date are not."""
+    digits = any(c.isdigit() for c in token)
+    if _HEX.fullmatch(token):
+        return digits and any(c.isalpha() for c in token)
+    return digits and any(c.islower() for c in token) and any(c.isupper() for c in token)
+
+
+def mask_random_tokens(text: str) -> str:
+    """``text`` with random-looking tokens (see ``_random_looking``) replaced by a space."""
+    return _TOKEN.sub(lambda m: " " if _random_looking(m.group(0)) else m.group(0), text)
 
 
 def normalise(text: str) -> str:
     """Remove what only tweets carry (retweet marks, @mentions, links, emoji entity codes), so the
-    classifier learns words, not the style of one source. Used as the vectorisers' preprocessor."""
+    classifier learns words, not the style of one source, and random-looking tokens (keys, hashes; version 3).
+    Used as the vectorisers' preprocessor."""
     text = _ENTITY_NUM.sub(" ", text if isinstance(text, str) else "")
     text = html.unescape(text)
     text = _URL.sub(" ", text)
+    text = mask_random_tokens(text)
     text = _RT.sub("", _MENTION.sub(" ", text))
     return _SPACE.sub(" ", text).strip().lower()
 
