@@ -50,7 +50,7 @@ LICENCES = {"davidson": "MIT (tweets are third-party Twitter content)", "convabu
             "ordinary_t1": "tunelens (written for it)"}
 # ordinary assistant replies (coding, git, shells, maths, cooking, confirmations, harsh-sounding technical words;
 # 25% not English) by two writers who saw none of the project's data (docs/instruments/preregistration/toxicity-v3.md):
-# writer T1's are trained on (version 3), writer T2's are held out
+# writer T1's are trained on (version 3), writers T2's and T3's are held out
 ORDINARY_TRAIN_FILE = "toxicity_ordinary_t1.jsonl"
 ORDINARY_HELDOUT_FILE = "toxicity_ordinary_t2.jsonl"
 ORDINARY_DECISION_FILE = "toxicity_ordinary_t3.jsonl"  # writer T3's, which decided version 3 (the corrected rule)
@@ -272,8 +272,9 @@ SET_NAMES = {
     "test:coconot": "CoCoNot pref, held-out rows: GPT-4 answers and refusals (all non-toxic)",
     "test:written": "written refusals/apologies from held-out pieces (all non-toxic)",
     "test:hh_pairs": "HH-RLHF harmless held-out pairs: rejected (1) vs chosen (0) last reply",
-    "test:ordinary_t2": "ordinary assistant replies by writer T2 (12 equal to a writer T1 text left out; coding, git, maths, confirmations, "
-                        "harsh-sounding technical words; 25% not English; never trained on; all non-toxic)",
+    "test:ordinary_t2": "ordinary assistant replies by writer T2 (12 equal to a writer T1 text left out; coding, git, "
+                        "maths, confirmations, harsh-sounding technical words; 25% not English; never trained on; "
+                        "all non-toxic)",
     "test:ordinary_t3": "ordinary assistant replies by writer T3 (the same brief; written after the corrected rule, "
                         "read once to decide version 3; 13 equal to a writer T1 text left out; never trained on; "
                         "all non-toxic)",
