@@ -410,3 +410,19 @@ def test_the_second_labels_cover_the_pooled_attacks_and_the_card_reads_them(sets
         assert got[k] == card[k], k
     r, c = got["recall_on_attacks_both_call_injection"], card["recall_on_attacks_both_call_injection"]
     assert r["n"] == c["n"] and abs(r["k"] - c["k"]) <= 1
+
+
+def test_benign_tool_outputs_are_a_held_out_set_with_the_detectors_figure(sets):
+    """Generated benign tool and API outputs (what the server's default policy scans as tool turns) are held out:
+    seeded, never trained on, and the card's false-positive figure is the shipped detector's (within two texts)."""
+    from tunelens.safety.instruments import Example, get_instrument
+
+    texts = ti.benign_tool_outputs(0)
+    assert texts == ti.benign_tool_outputs(0) and len(texts) == 400 and len(set(texts)) > 380
+    assert sets["test:tool_outputs"]["texts"] == texts and set(sets["test:tool_outputs"]["labels"]) == {0}
+    assert not any(k.startswith(("train:", "val:")) and v["source"] == "generated" for k, v in sets.items())
+    inst = get_instrument("injection")
+    k = sum(inst.is_positive(v) for v in inst.classify([Example(t) for t in texts]))
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    group = next(v for g, v in card["by_group"].items() if g.startswith("benign tool and API outputs"))
+    assert group["n"] == 400 and abs(group["flagged"] - k) <= 2
