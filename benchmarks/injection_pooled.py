@@ -30,6 +30,7 @@ import json
 from pathlib import Path
 
 import tunelens.safety.train_injection as ti
+from tunelens.records import iter_jsonl_numbered
 from tunelens.safety.instruments import Example
 from tunelens.safety.instruments.injection import InjectionInstrument
 from tunelens.safety.train_metrics import pooled_rate
@@ -42,16 +43,13 @@ def counts(flags: dict[str, list[bool]], groups: tuple[str, ...]) -> tuple[int, 
 def read(path: Path) -> list[dict]:
     """The rows of an author's JSONL file; a bad line stops the run with file:line and what is wrong."""
     rows = []
-    for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SystemExit(f"{path}:{k}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(row.get("group"), str):
-            raise SystemExit(f"{path}:{k}: a row needs a 'text' and a 'group'")
-        rows.append(row)
+    try:
+        for k, row in iter_jsonl_numbered(path):
+            if not isinstance(row.get("text"), str) or not isinstance(row.get("group"), str):
+                raise ValueError(f"{path}:{k}: a row needs a 'text' and a 'group'")
+            rows.append(row)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     return rows
 
 
