@@ -59,13 +59,18 @@ def main() -> None:
         ap.add_argument(f"--{kind}", action="append", default=[], type=Path)
         ap.add_argument(f"--{kind}-name", action="append", default=[])
     ap.add_argument("--data-dir", default="../shared/data", type=Path)
+    ap.add_argument("--artifact", type=Path, default=None,
+                    help="score with this detector (e.g. a candidate's OUT/candidate.joblib from injection_decision.py) "
+                         "instead of the shipped one; --fresh files are still vetted against the shipped training data")
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
     for kind in ("pooled", "fresh", "beside"):
         if len(getattr(a, kind)) != len(getattr(a, f"{kind}_name")):
             ap.error(f"give one --{kind}-name per --{kind}")
     a.out.mkdir(parents=True, exist_ok=True)
-    inst = InjectionInstrument()
+    if a.artifact is not None and not a.artifact.is_file():
+        ap.error(f"--artifact {a.artifact}: no such file")
+    inst = InjectionInstrument(a.artifact) if a.artifact else InjectionInstrument()
     authors: dict[str, dict] = {}
     sets = ti.build_sets(a.data_dir) if a.fresh else {}
     for kind in ("pooled", "fresh", "beside"):
@@ -88,7 +93,7 @@ def main() -> None:
             authors[name] = {"kind": kind, "file": str(path), "kept": len(rows), "left_out": left, "flags": flags}
 
     pool = [n for n, v in authors.items() if v["kind"] != "beside"]
-    result: dict = {"threshold": inst.threshold, "pool": pool,
+    result: dict = {"detector": str(a.artifact or "shipped"), "threshold": inst.threshold, "pool": pool,
                     "beside": [n for n, v in authors.items() if v["kind"] == "beside"],
                     "texts": {n: {"kept": v["kept"], "left_out": v["left_out"]} for n, v in authors.items()},
                     "targets": {}}
