@@ -122,16 +122,38 @@ def test_words_dates_and_ids_that_are_not_random_are_kept(text):
 
 
 def test_a_reply_quoting_a_random_token_scores_as_the_reply_without_it(tox):
-    """The serve test that found this: a reply quoting a freshly made API key was refused as toxic for some keys."""
-    import secrets
+    """The serve test that found this: a reply quoting a freshly made API key was refused as toxic for some keys.
+    The keys are seeded (a CI run once drew a URL-safe key without a digit, which the first mask kept), and include
+    keys without digits."""
+    import base64
+    import random
 
     from tunelens.safety.train_toxicity import machine_strings
 
-    tokens = [secrets.token_urlsafe(24) for _ in range(50)] + [secrets.token_hex(16) for _ in range(50)]
+    rng = random.Random(17)
+    tokens = [base64.urlsafe_b64encode(rng.randbytes(24)).decode() for _ in range(50)]
+    tokens += [rng.randbytes(16).hex() for _ in range(50)]
+    tokens += ["hAjSqygxwQZHHtCQfrzsCShCOEUZlWHjaRix", "DmDs-QmMohwRxYVv_WDipymQej", "kJHgfDSaQWerTYuiOPlkjHGf"]
     scores = tox.scores([f"Your token is {t}" for t in tokens])
     assert scores == pytest.approx([tox.scores(["Your token is"])[0]] * len(tokens))
     machine = tox.scores(machine_strings(0))
     assert sum(s >= tox.threshold for s in machine) <= 0.02 * len(machine)
+
+
+def test_few_random_url_safe_keys_are_left_unmasked():
+    """The mask's residual on keys of the length ``secrets.token_urlsafe(24)`` makes (32 characters): measured
+    0.017% on 200,000 (``benchmarks/toxicity_token_mask.py``); a key without a digit is 0.4% of them."""
+    import base64
+    import random
+
+    from tunelens.safety.instruments.toxicity import mask_random_tokens
+
+    rng = random.Random(3)
+    keys = [base64.urlsafe_b64encode(rng.randbytes(24)).decode() for _ in range(20000)]
+    no_digit = [k for k in keys if not any(c.isdigit() for c in k)]
+    kept = [k for k in keys if k in mask_random_tokens(f"key {k} end")]
+    assert len(no_digit) >= 40  # the case the first mask missed is in the sample
+    assert len(kept) <= 20, kept[:5]
 
 
 def test_the_ordinary_replies_are_split_by_writer(tox):

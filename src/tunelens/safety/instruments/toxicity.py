@@ -30,15 +30,29 @@ _SPACE = re.compile(r"\s+")
 # were flagged toxic, so the server's output filter replaced answers that quoted a key or a hash.
 _TOKEN = re.compile(r"(?<![A-Za-z0-9_\-+/=])[A-Za-z0-9_\-+/=]{16,}(?![A-Za-z0-9_\-+/=])")
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_UPPER_RUN = re.compile(r"[A-Z]{2,}")
 
 
 def _random_looking(token: str) -> bool:
-    """A hex string with digits and letters, or a string with lower-case, upper-case letters and digits all three
-    (base64, URL-safe tokens, keys). A long word, a leetspeak insult in one case, or a date are not."""
+    """A hex string with digits and letters; or a string with lower-case and upper-case letters and digits (base64,
+    URL-safe tokens, keys); or, without digits, one with upper case for 30%+ of its letters in two or more runs of 2+
+    capitals. A long word, a hashtag in CamelCase, a leetspeak insult in one case, or a date are not.
+
+    The third case was added after a CI run (2026-12-07): ``secrets.token_urlsafe(24)`` has no digit about 0.4% of the
+    time (54/64 per character, 32 characters), and such a key was scored as text. Measured on 200,000 random URL-safe
+    strings, the share left unmasked is 0.44% -> 0.017% at 32 characters and 6.7% -> 2.2% at 16. On every text of the
+    toxicity training and held-out sets, it masks a token in 2 texts, both generated keys in ``machine_strings``, and
+    in no training text (so the trained model is unchanged); CamelCase hashtags such as "MTVHottestLanaDelRey" or
+    "KILLALLTHEMfuckers" (one run of capitals) are kept for the classifier."""
     digits = any(c.isdigit() for c in token)
     if _HEX.fullmatch(token):
         return digits and any(c.isalpha() for c in token)
-    return digits and any(c.islower() for c in token) and any(c.isupper() for c in token)
+    lower, upper = any(c.islower() for c in token), sum(c.isupper() for c in token)
+    if not (lower and upper):
+        return False
+    if digits:
+        return True
+    return len(_UPPER_RUN.findall(token)) >= 2 and upper >= 0.3 * sum(c.isalpha() for c in token)
 
 
 def mask_random_tokens(text: str) -> str:
