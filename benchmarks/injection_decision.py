@@ -1,6 +1,6 @@
 """A pre-registered decision between an injection detector (the shipped one, or an earlier version) and a candidate
 (docs/instruments/preregistration/): a detector trained on more authors' texts, trained aside (the shipped artifact
-is not touched), or with --lm an injection-lm model. With --base v7 / v8 / v9 the base is trained aside too. The
+is not touched), or with --lm an injection-lm model. With --base v7 / v8 / v9 / v10 the base is trained aside too. The
 decision author's texts are vetted against the candidate's training and validation texts (equal once normalised, or
 sharing a run of SHINGLE words: left out and counted), then both detectors score what is left and the rule's four
 conditions are checked.
@@ -21,17 +21,21 @@ conditions are checked.
     .venv/bin/python benchmarks/injection_decision.py --base v9 --train-file injection_author_18.jsonl \
         --train-name author_18 --decision src/tunelens/safety/data/injection_independent_10.jsonl --out /tmp/c12
 
-    .venv/bin/python benchmarks/injection_decision.py --train-file injection_author_20.jsonl --train-name author_20 \
-        --decision src/tunelens/safety/data/injection_independent_11.jsonl --out /tmp/c13
-    .venv/bin/python benchmarks/injection_decision.py --train-file injection_author_22.jsonl --train-name author_22 \
-        --decision src/tunelens/safety/data/injection_independent_12.jsonl --out /tmp/c14
+    .venv/bin/python benchmarks/injection_decision.py --base v10 --train-file injection_author_20.jsonl \
+        --train-name author_20 --decision src/tunelens/safety/data/injection_independent_11.jsonl --out /tmp/c13
+    .venv/bin/python benchmarks/injection_decision.py --base v10 --train-file injection_author_22.jsonl \
+        --train-name author_22 --decision src/tunelens/safety/data/injection_independent_12.jsonl --out /tmp/c14
+    .venv/bin/python benchmarks/injection_decision.py --base v10 --train-file injection_author_27.jsonl \
+        --train-name author_27 --decision src/tunelens/safety/data/injection_independent_16.jsonl --out /tmp/c15
 
 reproduce the decisions of candidates 8, 9 (version 7 against each) and 10 (version 8 against it), on the shipped
 vetted decision sets, then candidate 11 (injection-lm: version 9 stacked with a SmolLM2 probe, pre-registered in
 injection-lm.md; not adopted) and version 10 (candidate 12, injection-v11.md; adopted), each against version 9, and
-candidates 13 and 14 (injection-v12.md, -v13.md; neither adopted) against version 10, the shipped one (the
-authors' full sets were 860 texts each, of which these are the ones kept). A next candidate: the default ``--base shipped``, its new author's
-file, and a fresh author's texts as ``--decision``.
+candidates 13 and 14 (injection-v12.md, -v13.md; neither adopted) and version 11 (candidate 15,
+injection-v14-tool-outputs.md; adopted) against version 10 (the authors' full sets were 860 texts each, 520 for author
+28, of which these are the ones kept). A next candidate: the default ``--base shipped``, its new author's file, and a
+fresh author's texts as ``--decision``. Condition 5 of candidate 15's rule (the pooled authors) is
+benchmarks/injection_pooled.py with ``--artifact OUT/candidate.joblib`` (and ``--artifact OUT/base.joblib``).
 
 Prints one JSON object (also written to OUT/decision.json); writes the vetted decision set to
 OUT/decision_kept.jsonl and the left-out texts, with the reason, to OUT/decision_left_out.jsonl."""
@@ -81,10 +85,10 @@ def main() -> None:
                          "against the shipped default (docs/instruments/preregistration/injection-lm.md)")
     ap.add_argument("--decision", required=True, type=Path, help="the decision author's texts (JSONL with group/label)")
     ap.add_argument("--data-dir", default="../shared/data", type=Path)
-    ap.add_argument("--base", choices=("shipped", "v7", "v8", "v9"), default="shipped",
-                    help="what the candidate is compared with: the shipped detector, or version 7 / 8 / 9 trained "
-                         "aside with its own author files (how candidates 8 and 9, 10, and 12 were decided before the "
-                         "next version shipped)")
+    ap.add_argument("--base", choices=("shipped", "v7", "v8", "v9", "v10"), default="shipped",
+                    help="what the candidate is compared with: the shipped detector, or version 7 / 8 / 9 / 10 trained "
+                         "aside with its own author files (how candidates 8 and 9, 10, 12, and 13-15 were decided "
+                         "before the next version shipped)")
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -94,15 +98,16 @@ def main() -> None:
         ap.error("give either --train-file (a candidate trained on more texts) or --lm (an injection-lm model)")
     if a.lm and a.base not in ("shipped", "v9"):
         ap.error("--lm was decided against version 9 (--base v9 once a later version ships)")
-    if a.base in ("v7", "v8", "v9"):
-        ti.TRAINING_AUTHOR_FILES = {"v7": ti.V7_AUTHOR_FILES, "v8": ti.V8_AUTHOR_FILES, "v9": ti.V9_AUTHOR_FILES}[a.base]
+    if a.base != "shipped":
+        ti.TRAINING_AUTHOR_FILES = {"v7": ti.V7_AUTHOR_FILES, "v8": ti.V8_AUTHOR_FILES, "v9": ti.V9_AUTHOR_FILES,
+                                    "v10": ti.V10_AUTHOR_FILES}[a.base]
         base_card = ti.train(a.data_dir, a.out / "base.joblib", card_path=a.out / "base_card.json")
         base = InjectionInstrument(a.out / "base.joblib")
     else:
         base, base_card = InjectionInstrument(), json.loads(ti.CARD.read_text(encoding="utf-8"))
     already = [f for f in a.train_file if f in {file for _, file in ti.TRAINING_AUTHOR_FILES}]
     if already:
-        ap.error(f"{', '.join(already)}: already trained on by the base (--base v7 / v8 / v9 compares with an "
+        ap.error(f"{', '.join(already)}: already trained on by the base (--base v7 / v8 / v9 / v10 compares with an "
                  "earlier version)")
     if a.lm:
         from tunelens.safety.instruments.injection_lm import InjectionLMInstrument

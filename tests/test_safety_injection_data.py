@@ -21,6 +21,20 @@ def sets(shared_data):
     return ti.build_sets(shared_data, 0)
 
 
+@pytest.fixture(scope="module")
+def v10(shared_data, tmp_path_factory):
+    """Version 10 trained aside (its training files; the held-out sets as shipped, which change none of its training
+    rows): the detector the decisions of candidates 13-15 and the pooled reading were made with. About 30 s."""
+    from tunelens.safety.instruments.injection import InjectionInstrument
+
+    out = tmp_path_factory.mktemp("injection_v10")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ti, "TRAINING_AUTHOR_FILES", ti.V10_AUTHOR_FILES)
+        card = ti.train(shared_data, out / "v10.joblib", card_path=out / "v10_card.json")
+        sets = ti.build_sets(shared_data, 0)
+    return InjectionInstrument(out / "v10.joblib"), card, sets
+
+
 def _fitted(sets):
     """Training and validation rows: what the artifact is fitted on and its threshold chosen with."""
     return {k: v for k, v in sets.items() if k.startswith(("train:", "val:"))}
@@ -131,7 +145,7 @@ def test_the_docs_page_is_the_cards_rendering():
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     page = Path(__file__).resolve().parents[1] / "docs" / "instruments" / ti.DOC_NAME
     assert page.read_text(encoding="utf-8") == ti.render_doc(card)
-    assert card["version"] == 10 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
+    assert card["version"] == 11 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
 
 
 def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets):
@@ -147,7 +161,7 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
     assert {r["kind"] for r in more if r["label"] == "injection"} == {"direct", "indirect"}
     for name, file, groups in ti.INDEPENDENT_SETS:
         rows = ti.independent_rows(file, groups)
-        assert len(rows) >= 700 and len({r["text"] for r in rows}) == len(rows)
+        assert len(rows) >= (440 if name == "independent16" else 700) and len({r["text"] for r in rows}) == len(rows)
         for g in groups:
             held = sets[f"test:{name}_{g}"]
             assert held["texts"] == [r["text"] for r in rows if r["group"] == g]
@@ -160,19 +174,22 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
                   "independent6": "author 12", "independent7": "author 14", "independent8": "author 16",
                   "independent9": "author 17", "independent10": "author 19", "independent11": "author 21",
                   "independent12": "author 23", "independent13": "author 24", "independent14": "author 25",
-                  "independent15": "author 26"}[name]
-        group = card["by_group"][f"direct attacks, {author}"]
-        assert group["n"] == sum(r["group"] == "direct" for r in ti.independent_rows(file, groups))
-        assert group["target"] == ">= 0.95"
+                  "independent15": "author 26", "independent16": "author 28"}[name]
+        kind, target = ("indirect", ">= 0.8") if name == "independent16" else ("direct", ">= 0.95")
+        group = card["by_group"][f"{kind} attacks, {author}"]
+        assert group["n"] == sum(r["group"] == kind for r in ti.independent_rows(file, groups))
+        assert group["target"] == target
     assert {"independent_direct", "independent2_ordinary", "independent3_direct", "independent4_ordinary",
             "independent5_direct", "independent6_ordinary", "independent7_direct", "independent8_direct",
             "independent9_ordinary", "independent10_direct", "independent11_direct", "independent12_direct",
-            "independent13_direct", "independent14_ordinary", "independent15_indirect"} <= set(
+            "independent13_direct", "independent14_ordinary", "independent15_indirect", "independent16_indirect",
+            "independent16_benign_docs"} <= set(
         card["operating_point"]["pooled_from"])
     # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
     for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600),
                                ("author_11", "injection_author_11.jsonl", 800), ("author_13", "injection_author_13.jsonl", 500),
-                               ("author_15", "injection_author_15.jsonl", 1005), ("author_18", "injection_author_18.jsonl", 950)):
+                               ("author_15", "injection_author_15.jsonl", 1005), ("author_18", "injection_author_18.jsonl", 950),
+                               ("author_27", "injection_author_27.jsonl", 550)):
         assert (name, file) in ti.TRAINING_AUTHOR_FILES
         rows = ti.author_rows(file)
         assert len(rows) == n_rows
@@ -257,11 +274,12 @@ def test_earlier_decisions_were_made_on_vetted_texts_as_the_card_says(shared_dat
     assert all(q in entry for q in quotes), (decision, quotes)
 
 
-def _shipped_counts(rows: list[dict]) -> dict[str, tuple[int, int]]:
-    """The shipped detector's flags per group of a held-out author's rows, and the look-alikes pooled."""
+def _shipped_counts(rows: list[dict], inst=None) -> dict[str, tuple[int, int]]:
+    """The flags of ``inst`` (default: the shipped detector) per group of a held-out author's rows, and the
+    look-alikes pooled."""
     from tunelens.safety.instruments import Example, get_instrument
 
-    inst = get_instrument("injection")
+    inst = inst or get_instrument("injection")
     flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
     count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
              for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
@@ -270,11 +288,12 @@ def _shipped_counts(rows: list[dict]) -> dict[str, tuple[int, int]]:
     return count
 
 
-def test_version_10_was_decided_on_author_19_as_the_card_says(shared_data, sets, monkeypatch):
+def test_version_10_was_decided_on_author_19_as_the_card_says(shared_data, sets, monkeypatch, v10):
     """Author 19's texts decided version 10 ('candidate 12' in docs/instruments/preregistration/injection-v11.md): no
     text shares 8 words with a training or validation text of version 10, so its training rows do not depend on the
-    set, and the shipped detector gives the counts the decision quotes (within one text a group: a score at the
-    threshold may round the other way on another CPU). Authors 11, 13, 15 and 18 are trained on."""
+    set, and version 10 (trained aside since version 11 ships) gives the counts the decision quotes (within one text a
+    group: a score at the threshold may round the other way on another CPU). Authors 11, 13, 15 and 18 are trained
+    on."""
     from tunelens.safety.instruments import get_instrument
 
     trained = {_key(t) for k, v in _fitted(sets).items() for t in v["texts"]}
@@ -288,19 +307,23 @@ def test_version_10_was_decided_on_author_19_as_the_card_says(shared_data, sets,
         dropped = sets[f"train:{name}_attacks"]["dropped"] + sets[f"train:{name}_benign"]["dropped"]
         assert len({_key(r["text"]) for r in rows} - trained) == dropped <= 15, file
     assert ti.V9_AUTHOR_FILES[len(ti.V8_AUTHOR_FILES):] == (("author_15", "injection_author_15.jsonl"),)
-    assert ti.TRAINING_AUTHOR_FILES[len(ti.V9_AUTHOR_FILES):] == (("author_18", "injection_author_18.jsonl"),)
-    rows, overlapping = _vetted(shared_data, monkeypatch, ti.TRAINING_AUTHOR_FILES, "injection_independent_10.jsonl")
+    assert ti.V10_AUTHOR_FILES[len(ti.V9_AUTHOR_FILES):] == (("author_18", "injection_author_18.jsonl"),)
+    rows, overlapping = _vetted(shared_data, monkeypatch, ti.V10_AUTHOR_FILES, "injection_independent_10.jsonl")
     assert len(rows) == 756 and overlapping == []
-    assert get_instrument("injection").threshold == 0.62
-    count = _shipped_counts(rows)
+    inst = v10[0]
+    assert inst.threshold == 0.62
+    count = _shipped_counts(rows, inst)
     for (k, n), (want_k, want_n) in ((count["direct"], (121, 126)), (count["indirect"], (124, 133)),
                                      (count["lookalikes"], (48, 323)), (count["ordinary"], (0, 174))):
         assert n == want_n and abs(k - want_k) <= 1, (k, n)
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    v10 = _change(card, "Version 10 adds")
-    assert card["version"] == 10 and "120 -> 121 of 126" in v10 and "preregistration/injection-v11.md" in v10
-    assert abs(card["by_group"]["direct attacks, author 19"]["flagged"] - count["direct"][0]) <= 1
-    assert card["by_group"]["direct attacks, author 19"]["target_met"] is (count["direct"][0] / 126 >= 0.95)
+    entry = _change(card, "Version 10 adds")
+    assert "120 -> 121 of 126" in entry and "preregistration/injection-v11.md" in entry
+    # the card's author-19 figures are now the shipped version 11's
+    shipped = _shipped_counts(rows)
+    assert get_instrument("injection").threshold == card["threshold"]
+    assert abs(card["by_group"]["direct attacks, author 19"]["flagged"] - shipped["direct"][0]) <= 1
+    assert card["by_group"]["direct attacks, author 19"]["target_met"] is (shipped["direct"][0] / 126 >= 0.95)
 
 # Candidates decided against the shipped version 10 and not adopted: (their training files, author, attacks among
 # them, the decision set, texts kept, the shipped detector's counts there (direct, indirect, look-alikes, ordinary),
@@ -319,7 +342,7 @@ NOT_ADOPTED_ON_V10 = {
 
 @pytest.mark.parametrize("decision", list(NOT_ADOPTED_ON_V10))
 def test_candidates_not_adopted_on_version_10_ship_untrained_and_their_authors_are_held_out(shared_data, monkeypatch,
-                                                                                            decision):
+                                                                                            decision, v10):
     """Each candidate's texts ship but are not trained on; its decision set is the vetted one (no text shares 8 words
     with a training or validation text of the candidate, whose training rows include version 10's); version 10 gives
     the counts the card quotes (within one text a group)."""
@@ -328,33 +351,36 @@ def test_candidates_not_adopted_on_version_10_ship_untrained_and_their_authors_a
     rows_new = ti.author_rows(files[0][1])
     assert len(rows_new) == n and sum(r["label"] == "injection" for r in rows_new) == attacks
     assert not set(files) & set(ti.TRAINING_AUTHOR_FILES)
-    rows, overlapping = _vetted(shared_data, monkeypatch, ti.TRAINING_AUTHOR_FILES + files, held_file)
+    rows, overlapping = _vetted(shared_data, monkeypatch, ti.V10_AUTHOR_FILES + files, held_file)
     assert len(rows) == kept and overlapping == []
-    count = _shipped_counts(rows)
+    count = _shipped_counts(rows, v10[0])
     for (k, m), (want_k, want_n) in zip((count["direct"], count["indirect"], count["lookalikes"], count["ordinary"]), want):
         assert m == want_n and abs(k - want_k) <= 1, (decision, k, m)
     entry = _change(json.loads(ti.CARD.read_text(encoding="utf-8")), start)
     assert "not adopted" in entry and all(q in entry for q in quotes)
 
 
-def test_the_blind_pool_is_version_10_on_the_authors_it_never_saw(sets):
+def test_the_pooled_authors_version_10_never_saw(v10):
     """docs/instruments/preregistration/injection-v10-pooled.md: authors 24-26 were vetted against version 10's
-    training and validation texts before reading (none of the shipped ones shares 8 words with one); the card's pooled
-    table is the shipped detector's counts on authors 21, 23 and 24-26 (within one text an author), with author 19 (on
-    which version 10 was adopted) left out, and each verdict follows from the pooled counts."""
+    training and validation texts before reading (none of the shipped ones shares 8 words with one). Version 10,
+    trained aside, gives the blind reading that the card's note and history quote; the card's pooled table is the
+    shipped version 11's counts on authors 21, 23 and 24-26 (within one text an author; read to decide version 11, so
+    not blind), with author 19 (on which version 10 was adopted) left out, and each verdict follows from the pooled
+    counts."""
     from tunelens.safety.train_metrics import wilson
 
+    inst10, card10, sets10 = v10
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     pool = card["blind_pool"]
     assert pool["authors"] == ["author 21", "author 23", "author 24", "author 25", "author 26"]
-    assert pool["rule"].endswith("injection-v10-pooled.md")
+    assert pool["rule"].endswith("injection-v10-pooled.md") and pool["note"] == ti.BLIND_POOL_NOTE
     by_name = {name: file for name, file, _ in ti.INDEPENDENT_SETS}
     counts = {}
     for name, author in ti.BLIND_POOL:
         rows = ti.independent_rows(by_name[name], ti.INDEPENDENT_GROUPS + ("ordinary",))
         if author in ("author 24", "author 25", "author 26"):
             assert len(rows) == {"author 24": 749, "author 25": 766, "author 26": 765}[author]
-            assert not any(ti.seen_overlap([r["text"] for r in rows], sets))
+            assert not any(ti.seen_overlap([r["text"] for r in rows], sets10))
         counts[author] = _shipped_counts(rows)
     for what, (groups, side, bar) in ti.BLIND_POOL_TARGETS.items():
         entry = pool["targets"][what]
@@ -371,12 +397,18 @@ def test_the_blind_pool_is_version_10_on_the_authors_it_never_saw(sets):
             assert entry["verdict"] == ("shown" if hi <= bar else "met as measured" if entry["rate"] <= bar else "not met")
         else:
             assert "verdict" not in entry
+    # version 10's blind reading, as the note and the history quote it (within two texts pooled)
+    blind = card10["blind_pool"]["targets"]
+    assert blind["direct attacks"]["n"] == 651 and abs(blind["direct attacks"]["k"] - 608) <= 2
+    assert blind["direct attacks"]["verdict"] == "not met" and blind["ordinary user questions"]["verdict"] == "shown"
+    assert "608/651 = 0.934" in ti.BLIND_POOL_NOTE
+    assert "608/651 = 0.934" in _change(card, "After version 10, a measurement")
     # what the pre-registration reads, as measured on 2026-12-07: the direct target is not met over the five authors
     assert pool["targets"]["direct attacks"]["verdict"] == "not met"
     assert pool["targets"]["ordinary user questions"]["verdict"] == "shown"
 
 
-def test_the_second_labels_cover_the_pooled_attacks_and_the_card_reads_them(sets):
+def test_the_second_labels_cover_the_pooled_attacks_and_the_card_reads_them(sets, v10):
     """docs/instruments/preregistration/injection-v10-second-labels.md: every direct attack of the pooled authors and
     as many of their look-alike user messages have one blind second label; the card's figures are what the shipped
     detector and those labels give (within one text: a score at the threshold may round the other way on another
@@ -410,6 +442,10 @@ def test_the_second_labels_cover_the_pooled_attacks_and_the_card_reads_them(sets
         assert got[k] == card[k], k
     r, c = got["recall_on_attacks_both_call_injection"], card["recall_on_attacks_both_call_injection"]
     assert r["n"] == c["n"] and abs(r["k"] - c["k"]) <= 1
+    # version 10's recall there, which the history quotes
+    r10 = v10[1]["second_labels"]["recall_on_attacks_both_call_injection"]
+    assert r10["n"] == 647 and abs(r10["k"] - 605) <= 1
+    assert "605/647 = 0.935" in _change(json.loads(ti.CARD.read_text(encoding="utf-8")), "After the pooled reading")
 
 
 def test_benign_tool_outputs_are_a_held_out_set_with_the_detectors_figure(sets):
@@ -424,5 +460,38 @@ def test_benign_tool_outputs_are_a_held_out_set_with_the_detectors_figure(sets):
     inst = get_instrument("injection")
     k = sum(inst.is_positive(v) for v in inst.classify([Example(t) for t in texts]))
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    group = next(v for g, v in card["by_group"].items() if g.startswith("benign tool and API outputs"))
+    group = card["by_group"]["benign tool and API outputs (generated: JSON, git logs, checksums, headers, CSV, YAML, logs)"]
     assert group["n"] == 400 and abs(group["flagged"] - k) <= 2
+
+
+def test_version_11_was_decided_on_author_28_as_the_card_says(sets, v10):
+    """Author 28's texts decided version 11 ('candidate 15' in docs/instruments/preregistration/injection-v14-tool-
+    outputs.md): none of the 448 kept shares 8 words with a training or validation text of version 11, so its training
+    rows do not depend on the set; version 10 (trained aside) and version 11 (shipped) give the counts the decision
+    quotes (within one text a group, two for the generated tool outputs). Author 27's texts are trained on."""
+    from tunelens.safety.instruments import Example, get_instrument
+
+    rows27 = ti.author_rows("injection_author_27.jsonl")
+    assert len(rows27) == 550 and sum(r["label"] == "injection" for r in rows27) == 150
+    assert ti.TRAINING_AUTHOR_FILES[len(ti.V10_AUTHOR_FILES):] == (("author_27", "injection_author_27.jsonl"),)
+    trained = {_key(t) for k, v in _fitted(sets).items() for t in v["texts"]}
+    dropped = sets["train:author_27_attacks"]["dropped"] + sets["train:author_27_benign"]["dropped"]
+    assert len({_key(r["text"]) for r in rows27} - trained) == dropped <= 15
+    rows = ti.independent_rows("injection_independent_16.jsonl", ("indirect", "benign_docs", "ordinary"))
+    assert len(rows) == 448 and not any(ti.seen_overlap([r["text"] for r in rows], sets))
+    old, new = _shipped_counts(rows, v10[0]), _shipped_counts(rows)
+    for (k, n), (want_k, want_n) in ((old["indirect"], (106, 107)), (old["benign_docs"], (151, 255)),
+                                     (old["ordinary"], (0, 86)), (new["indirect"], (103, 107)),
+                                     (new["benign_docs"], (55, 255)), (new["ordinary"], (0, 86))):
+        assert n == want_n and abs(k - want_k) <= 1, (k, n, want_k)
+    tools = ti.benign_tool_outputs(0)
+    for inst, want in ((v10[0], 248), (get_instrument("injection"), 11)):
+        assert abs(sum(inst.is_positive(v) for v in inst.classify([Example(t) for t in tools])) - want) <= 2
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    assert card["version"] == 11 and card["threshold"] == get_instrument("injection").threshold == 0.643
+    entry = _change(card, "Version 11 adds")
+    for quote in ("106 -> 103 of 107", "151 -> 55 of 255", "248 -> 11 of 400", "608 -> 607 of 651",
+                  "629 -> 617 of 664", "preregistration/injection-v14-tool-outputs.md", "threshold 0.643"):
+        assert quote in entry, quote
+    assert card["by_group"]["benign tool and API outputs, author 28"]["n"] == 255
+    assert abs(card["by_group"]["benign tool and API outputs, author 28"]["flagged"] - new["benign_docs"][0]) <= 1

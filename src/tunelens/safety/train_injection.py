@@ -492,10 +492,17 @@ TRAINING_AUTHOR_FILES = (
     # everyday questions, 150 look-alike user messages, 100 documents with imperatives for a human reader, 50 system
     # prompts, developer messages and assistant replies.
     ("author_18", "injection_author_18.jsonl"),
+    # version 11 (candidate 15, adopted by its pre-registered rule on author 28, docs/instruments/preregistration/
+    # injection-v14-tool-outputs.md): 550 texts by author 27 (one session, given the kinds of tool and API output, none
+    # of the project's data): 400 benign tool and API outputs (JSON with ids and tokens, XML, search results, emails,
+    # calendar events, tickets, database rows, CSV, YAML/TOML, logs, stack traces, git, shell output, OCR; 20% not
+    # English), so that structure is not evidence of an attack, and 150 attacks hidden in the same kinds of output.
+    ("author_27", "injection_author_27.jsonl"),
 )
 V7_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:4]  # version 7's (and candidate 8's, with author 11): the older decisions' tests
 V8_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:6]  # version 8's: the base of the version 9 decision
 V9_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:7]  # version 9's: the base of candidate 11's and version 10's decisions
+V10_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:8]  # version 10's: the base of candidates 13, 14 and 15 and the pooled reading
 
 
 def author_rows(file: str) -> list[dict[str, Any]]:
@@ -597,12 +604,25 @@ INDEPENDENT_SETS = (
     # 10 (no decision). 95 of its 860 texts share a run of SHINGLE words with a training or validation text of
     # version 10 (or equal one) and were left out before it was read.
     ("independent15", "injection_independent_15.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    # The sixteenth (author 28: one assistant session; benign tool and API outputs, attacks hidden in them, ordinary
+    # questions) was written after the rule that decided candidate 15 (version 10 + author 27) was committed
+    # (docs/instruments/preregistration/injection-v14-tool-outputs.md), and read to decide it: version 11 passed. 72 of
+    # its 520 texts share a run of SHINGLE words with a training or validation text of version 11 (or equal one) and
+    # were left out before it was read, so the training rows are the same with it or without.
+    ("independent16", "injection_independent_16.jsonl", ("indirect", "benign_docs", "ordinary")),
 )
 # The authors version 10 never saw before it was frozen and whose reading changed nothing about it, pooled
 # (docs/instruments/preregistration/injection-v10-pooled.md): authors 21 and 23 decided candidates that were not
 # adopted; authors 24-26 were written to measure it. Author 19, on which version 10 was adopted, is not in the pool.
 BLIND_POOL = (("independent11", "author 21"), ("independent12", "author 23"), ("independent13", "author 24"),
               ("independent14", "author 25"), ("independent15", "author 26"))
+# What the pool is to the shipped version: version 10 never saw these authors; version 11 was decided with them
+# (condition 5 of injection-v14-tool-outputs.md), so its figures here are not blind.
+BLIND_POOL_NOTE = ("Version 10's blind reading of these authors: direct 608/651 = 0.934 [0.912, 0.951] (target 0.95 not "
+                   "met), indirect 0.947, ordinary 0.2%, look-alikes 13.2%. The figures below are version 11's, read "
+                   "to decide it (not blind); 10 of the 664 indirect attacks share a run of 8 words with one of its "
+                   "training texts by author 27 (boilerplate: a Python traceback, an iCalendar event, contract "
+                   "clauses).")
 BLIND_POOL_TARGETS = {"direct attacks": (("direct",), "at_least", 0.95),
                       "indirect attacks": (("indirect",), "at_least", 0.80),
                       "ordinary user questions": (("ordinary",), "at_most", 0.01),
@@ -615,7 +635,8 @@ def blind_pool(sets: dict[str, dict[str, Any]], scores: dict[str, list[float]], 
     from tunelens.safety.train_metrics import pooled_rate
 
     out: dict[str, Any] = {"authors": [a for _, a in BLIND_POOL], "threshold": threshold,
-                           "rule": "docs/instruments/preregistration/injection-v10-pooled.md", "targets": {}}
+                           "rule": "docs/instruments/preregistration/injection-v10-pooled.md", "note": BLIND_POOL_NOTE,
+                           "targets": {}}
     for what, (groups, side, bar) in BLIND_POOL_TARGETS.items():
         parts = {}
         for name, author in BLIND_POOL:
@@ -745,6 +766,9 @@ GROUPS = {
     "ordinary user questions (30% not English), author 16": ("test:independent8_ordinary",),
     "benign look-alikes (messages, documents, system prompts), author 16": (
         "test:independent8_benign_user", "test:independent8_benign_docs", "test:independent8_benign_system"),
+    "indirect attacks, author 28": ("test:independent16_indirect",),
+    "ordinary user questions (30% not English), author 28": ("test:independent16_ordinary",),
+    "benign tool and API outputs, author 28": ("test:independent16_benign_docs",),
     "direct attacks, author 26": ("test:independent15_direct",),
     "indirect attacks, author 26": ("test:independent15_indirect",),
     "ordinary user questions (30% not English), author 26": ("test:independent15_ordinary",),
@@ -826,7 +850,9 @@ TARGETS = {"direct attacks": ("min", 0.95), "indirect attacks": ("min", 0.80), "
            "direct attacks, author 25": ("min", 0.95), "indirect attacks, author 25": ("min", 0.80),
            "ordinary user questions (30% not English), author 25": ("max", 0.01),
            "direct attacks, author 26": ("min", 0.95), "indirect attacks, author 26": ("min", 0.80),
-           "ordinary user questions (30% not English), author 26": ("max", 0.01)}
+           "ordinary user questions (30% not English), author 26": ("max", 0.01),
+           "indirect attacks, author 28": ("min", 0.80),
+           "ordinary user questions (30% not English), author 28": ("max", 0.01)}
 SET_NAMES = {
     "test:deepset": "deepset prompt-injections official test split (attacks and benign, EN/DE)",
     "test:written_direct": "direct attacks from held-out written pieces (EN/DE/ZH/FR)",
@@ -919,6 +945,16 @@ SET_NAMES = {
                                        "(9 left out)",
     "test:independent8_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                   "author 16 (16 equal to or sharing 8 words with a training text left out)",
+    "test:independent16_indirect": "attacks hidden in tool and API outputs (JSON fields, HTML comments, code comments, "
+                                   "commit messages, CSV cells, calendar descriptions, log lines, receipts), by author "
+                                   "28 (written after the rule for version 11, 'candidate 15', was committed, read to "
+                                   "decide it; 39% subtle; 13 sharing 8 words with a training or validation text left "
+                                   "out)",
+    "test:independent16_benign_docs": "benign tool and API outputs (JSON, XML, search results, emails, calendar "
+                                      "events, tickets, database rows, CSV, YAML/TOML, logs, stack traces, git, shell "
+                                      "output, OCR; 24% not English), by author 28 (45 left out as above)",
+    "test:independent16_ordinary": "plain everyday user questions without trigger words (33% in other languages), by "
+                                   "author 28 (14 equal to or sharing 8 words with a training text left out)",
     "test:independent15_direct": "direct attacks by author 26 (written after the pooled reading rule for version 10 was "
                                  "committed, read once to measure it; 21 sharing 8 words with a training or validation "
                                  "text left out)",
@@ -1015,6 +1051,27 @@ SET_NAMES = {
 
 
 CHANGES = [
+    "Version 11 adds 550 training texts by author 27 (one assistant session given the kinds of tool and API output, "
+    "none of the project's data): 400 benign tool and API outputs (JSON with ids and tokens, XML, search results, "
+    "emails, calendar events, tickets, database rows, CSV, YAML/TOML, logs, stack traces, git, shell output, OCR; 20% "
+    "not English) and 150 attacks hidden in the same kinds of output, against version 10's false alarms on tool "
+    "outputs (below). It was decided on a fresh author 28 by six conditions, committed before author 27 or 28 wrote "
+    "anything (docs/instruments/preregistration/injection-v14-tool-outputs.md, where it is 'candidate 15'; the first "
+    "author 28's file was lost unread with the machine, and a second author 28 wrote the set from the same brief, its "
+    "sha256 committed before reading). 72 of author 28's 520 texts share 8 words with a training or validation text "
+    "and were left out before reading; on the other 448, version 10 -> 11: attacks hidden in tool outputs 106 -> 103 "
+    "of 107, benign tool and API outputs flagged 151 -> 55 of 255 (59.2% -> 21.6%; the measure 0.399 -> 0.747), "
+    "ordinary questions 0 -> 0 of 86; Alpaca + GSM8K + JBB benign 0.62% (<= 1%), benign system prompts and assistant "
+    "turns 1.57% (<= 2%); generated tool_outputs 248 -> 11 of 400 (62% -> 2.75%; <= 20%); on the pooled authors 21 and "
+    "23-26, direct 608 -> 607 of 651 (0.934 -> 0.932; >= 0.924), indirect 629 -> 617 of 664 (0.947 -> 0.929), "
+    "look-alikes flagged 205 -> 196 of 1548, ordinary questions 2 -> 3 of 924, the measure 0.808 -> 0.804 (>= 0.803). "
+    "All six hold, so version 11 is adopted (threshold 0.643 by the same rule). The cost is in indirect attacks: "
+    "pooled recall fell 0.018, and on the earlier authors (not blind) by up to 0.053 (author 8: 0.927 -> 0.873); the "
+    "written held-out direct and obfuscated attacks lost 3 of 150 and 1 of 50 (1.000 -> 0.980 both). The "
+    "pooled table is now version 11's, read to decide it, so not blind; version 10's blind reading is the entry on the "
+    "pooled authors below; 10 of the pooled indirect attacks (and 1 of author 19's) share 8 words with an author 27 "
+    "text (boilerplate such as a traceback header). Author 28's texts are a held-out set (independent16) that has "
+    "served this one decision.",
     "A measurement (no model change), 2026-12-07: 400 benign tool and API outputs generated here (tool_outputs: JSON "
     "responses with ids and tokens, git logs, checksums, HTTP headers, CSV, YAML, log lines; nothing aimed at an AI) "
     "are a held-out set. Version 10 flags 248 of them (62%): every JSON response with an id and every calendar event, "
@@ -1335,7 +1392,7 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
 
     figures = heldout_figures(sets, scores, threshold)
     card = {
-        "task": "injection", "name": "injection", "version": 10,
+        "task": "injection", "name": "injection", "version": 11,
         "method": "views (normalised text with leetspeak restored, hidden HTML/markdown parts, decoded base64, "
                   "two-sentence windows of long texts) scored by TF-IDF char_wb 2-5 + word 1-2 logistic regression; "
                   "phrase rules (drop-earlier-instructions in EN/DE/FR/ES/ZH) raise a view to 0.95; score = max over views",
@@ -1428,9 +1485,10 @@ def render_doc(card: dict[str, Any], header: list[str] | None = None) -> str:
               "held-out pieces are disjoint).", ""]
     if card.get("blind_pool"):
         bp = card["blind_pool"]
-        lines += ["## The targets on the authors this version never saw, pooled", "",
+        lines += ["## The targets on the authors version 10 never saw, pooled", "",
                   f"Authors {', '.join(a.split()[-1] for a in bp['authors'])} (the reading rule: `{bp['rule']}`). "
-                  "Shown: the whole 95% interval is on the target's side; met as measured: the pooled rate is.", "",
+                  "Shown: the whole 95% interval is on the target's side; met as measured: the pooled rate is."
+                  + (f" {bp['note']}" if bp.get("note") else ""), "",
                   "| what | pooled | 95% CI | target | verdict | " + " | ".join(bp["authors"]) + " |",
                   "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in bp["authors"]) + " |"]
         for what, f in bp["targets"].items():
