@@ -88,7 +88,7 @@ postgres:
 	} || { rm -f $(PG_DIR)/url; echo "PostgreSQL could not be started: the storage tests run on SQLite only"; }
 
 test: setup llamacpp browser allocator postgres
-	TUNELENS_TEST_PG_URL="$${TUNELENS_TEST_PG_URL:-$$(cat $(PG_DIR)/url 2>/dev/null)}" $(BIN)/python -m pytest
+	TUNELENS_TEST_PG_URL="$${TUNELENS_TEST_PG_URL:-$$(cat $(PG_DIR)/url 2>/dev/null)}" $(BIN)/python -m pytest --durations=15
 	@$(MAKE) --no-print-directory test-numerics
 
 # The numerically sensitive tests (marker `numeric`, about 40 s a pass) again, under settings that
