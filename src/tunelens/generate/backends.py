@@ -596,7 +596,9 @@ def resolve_quant(quant: str) -> tuple[str, str | None]:
     session): with the AVX-512 build f16 decodes 1.28x faster than q8_0 (277.5 vs 216.3 tok/s) and gives
     hf's greedy text; with the AVX2 build q8_0 was as fast (Zen 5: 196 vs 195 tok/s) or faster (Intel
     Xeon: 87 vs 67 tok/s). At batch 1 (serving) q8_0 is faster everywhere (5.2 vs 6.3 ms/token on Zen 5):
-    serve keeps q8_0 as its default."""
+    serve keeps q8_0 as its default. On AMD Zen 4 (AVX-512 on 256-bit units; 2026-12-07) the avx512 build's
+    f16 and q8_0 decode batches at about the same speed (f16 4-7% slower in the medians), so f16 stays: it
+    costs little there and its greedy text is the closest to hf's."""
     if quant not in QUANT_CHOICES:
         raise ConfigError(f"quant must be one of {', '.join(QUANT_CHOICES)}, got {quant!r}")
     if quant != "auto":
@@ -604,7 +606,8 @@ def resolve_quant(quant: str) -> tuple[str, str | None]:
     from tunelens.generate.cpu import llama_cpp_status
 
     if llama_cpp_status().has_avx512:
-        return "f16", "quant auto: f16 (llama.cpp built with AVX-512: f16 decodes batches faster than q8_0)"
+        return "f16", ("quant auto: f16 (llama.cpp built with AVX-512: f16 is closest to hf's greedy text and "
+                       "decodes batches about as fast as q8_0 (Zen 4) or faster (Zen 5))")
     return "q8_0", "quant auto: q8_0 (llama.cpp built without AVX-512: q8_0 decodes at least as fast as f16)"
 
 
