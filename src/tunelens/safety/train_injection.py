@@ -57,6 +57,11 @@ HH_TRAIN_TURNS, HH_VAL_TURNS, HH_TEST_TURNS = 2500, 1200, 500
 HH_HUMAN_TRAIN, HH_HUMAN_VAL = 2200, 600  # first human turns of helpful-base and harmless-base dialogues (mixed)
 COCONOT_VAL = 200
 SHINGLE = 8  # a training row sharing a run of this many words with a held-out row is left out
+# Candidate 16 (docs/instruments/preregistration/injection-v15-benign-windows.md): every two-sentence window of
+# every benign written training text is also a benign training row. The detector scores a long text as the max
+# over its windows, but was trained on whole texts, so a benign email's "Subject: ... Hi all," window was never
+# seen as benign. Off until a decision adopts it.
+BENIGN_WINDOWS = False
 
 
 def _path(data_dir: Path, name: str) -> Path:
@@ -421,6 +426,13 @@ def build_sets(data_dir: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
                 and (v["source"] == "written" or not (_shingles(t) & held_shingles))]
         v["dropped"] = len(v["texts"]) - len(keep)
         v["texts"], v["labels"] = [v["texts"][i] for i in keep], [v["labels"][i] for i in keep]
+    if BENIGN_WINDOWS:
+        benign = [t for k, v in sets.items() if k.startswith("train:") and v["source"] == "written"
+                  for t, label in zip(v["texts"], v["labels"]) if label == 0]
+        wins = all_windows(benign)
+        keep = [w for w in wins if _key(w) not in held]
+        add("train:written_benign_windows", keep, 0, "written")
+        sets["train:written_benign_windows"]["dropped"] = len(wins) - len(keep)
     return dict(sorted(sets.items(), key=lambda kv: ("train:", "val:", "test:").index(kv[0].split(":")[0] + ":")))
 
 
@@ -434,6 +446,18 @@ def windows_of(texts: list[str], rng: random.Random) -> list[str]:
         if sents:
             i = rng.randrange(len(sents) - 1)
             out.append(sents[i] + " " + sents[i + 1])
+    return out
+
+
+def all_windows(texts: list[str]) -> list[str]:
+    """Every two-sentence window the instrument's window view reads in each text (up to its ``MAX_WINDOWS``)."""
+    from tunelens.safety.instruments.injection import MAX_WINDOWS, _sentences, normalise
+
+    out = []
+    for t in texts:
+        sents = _sentences(normalise(t))
+        if sents:
+            out += [sents[i] + " " + sents[i + 1] for i in range(min(len(sents) - 1, MAX_WINDOWS))]
     return out
 
 
