@@ -27,13 +27,18 @@ conditions are checked.
         --train-name author_22 --decision src/tunelens/safety/data/injection_independent_12.jsonl --out /tmp/c14
     .venv/bin/python benchmarks/injection_decision.py --base v10 --train-file injection_author_27.jsonl \
         --train-name author_27 --decision src/tunelens/safety/data/injection_independent_16.jsonl --out /tmp/c15
+    cat src/tunelens/safety/data/injection_independent_1[78].jsonl > /tmp/authors_29_30.jsonl
+    .venv/bin/python benchmarks/injection_decision.py --base v11 --benign-windows \
+        --decision /tmp/authors_29_30.jsonl --out /tmp/c16
 
 reproduce the decisions of candidates 8, 9 (version 7 against each) and 10 (version 8 against it), on the shipped
 vetted decision sets, then candidate 11 (injection-lm: version 9 stacked with a SmolLM2 probe, pre-registered in
 injection-lm.md; not adopted) and version 10 (candidate 12, injection-v11.md; adopted), each against version 9, and
 candidates 13 and 14 (injection-v12.md, -v13.md; neither adopted) and version 11 (candidate 15,
-injection-v14-tool-outputs.md; adopted) against version 10 (the authors' full sets were 860 texts each, 520 for author
-28, of which these are the ones kept). A next candidate: the default ``--base shipped``, its new author's file, and a
+injection-v14-tool-outputs.md; adopted) against version 10, and version 12 (candidate 16: version 11 plus the windows
+of its benign training texts, injection-v15-benign-windows.md; adopted on authors 29 and 30 pooled) against version 11
+(the authors' full sets were 860 texts each, 520 for author 28 and 800 each for authors 29 and 30, of which these are
+the ones kept). A next candidate: the default ``--base shipped``, its new author's file, and a
 fresh author's texts as ``--decision``. Condition 5 of candidate 15's rule (the pooled authors) is
 benchmarks/injection_pooled.py with ``--artifact OUT/candidate.joblib`` (and ``--artifact OUT/base.joblib``).
 
@@ -89,10 +94,10 @@ def main() -> None:
                     help="candidate 16 (injection-v15-benign-windows.md): the base's training data plus every "
                          "two-sentence window of its benign written training texts, as benign rows")
     ap.add_argument("--data-dir", default="../shared/data", type=Path)
-    ap.add_argument("--base", choices=("shipped", "v7", "v8", "v9", "v10"), default="shipped",
-                    help="what the candidate is compared with: the shipped detector, or version 7 / 8 / 9 / 10 trained "
-                         "aside with its own author files (how candidates 8 and 9, 10, 12, and 13-15 were decided "
-                         "before the next version shipped)")
+    ap.add_argument("--base", choices=("shipped", "v7", "v8", "v9", "v10", "v11"), default="shipped",
+                    help="what the candidate is compared with: the shipped detector, or version 7 / 8 / 9 / 10 / 11 "
+                         "trained aside with its own author files (how candidates 8 and 9, 10, 12, 13-15 and 16 were "
+                         "decided before the next version shipped)")
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -101,11 +106,15 @@ def main() -> None:
     if (bool(a.lm) + bool(a.train_file) + a.benign_windows) != 1:
         ap.error("give one of --train-file (a candidate trained on more texts), --lm (an injection-lm model) or "
                  "--benign-windows")
+    if a.benign_windows and a.base == "shipped":
+        ap.error("the shipped detector (version 12) already trains on the windows: candidate 16 is reproduced with "
+                 "--base v11 --benign-windows")
     if a.lm and a.base not in ("shipped", "v9"):
         ap.error("--lm was decided against version 9 (--base v9 once a later version ships)")
     if a.base != "shipped":
         ti.TRAINING_AUTHOR_FILES = {"v7": ti.V7_AUTHOR_FILES, "v8": ti.V8_AUTHOR_FILES, "v9": ti.V9_AUTHOR_FILES,
-                                    "v10": ti.V10_AUTHOR_FILES}[a.base]
+                                    "v10": ti.V10_AUTHOR_FILES, "v11": ti.V11_AUTHOR_FILES}[a.base]
+        ti.BENIGN_WINDOWS = False  # versions 7-11 had no benign windows (version 12 adopted them)
         base_card = ti.train(a.data_dir, a.out / "base.joblib", card_path=a.out / "base_card.json")
         base = InjectionInstrument(a.out / "base.joblib")
     else:
@@ -123,7 +132,8 @@ def main() -> None:
         card = {"by_group": {g: {"rate": v["candidate"]} for g, v in lm_result["shipped_sets"].items()}}
     else:
         ti.TRAINING_AUTHOR_FILES = ti.TRAINING_AUTHOR_FILES + tuple(zip(a.train_name, a.train_file))
-        ti.BENIGN_WINDOWS = a.benign_windows
+        # the shipped version (12 on) trains on the windows; a candidate against an earlier one only with the flag
+        ti.BENIGN_WINDOWS = a.benign_windows or a.base == "shipped"
         card = ti.train(a.data_dir, a.out / "candidate.joblib", card_path=a.out / "candidate_card.json")
         candidate = InjectionInstrument(a.out / "candidate.joblib")
 
@@ -144,12 +154,16 @@ def main() -> None:
     }
     if a.benign_windows:  # candidate 16's two further conditions
         tools = "benign tool and API outputs (generated: JSON, git logs, checksums, headers, CSV, YAML, logs)"
-        conditions["5 indirect recall >= base's - 0.02"] = (new["indirect"]["rate"]
-                                                            >= old["indirect"]["rate"] - 0.02)
+        # the rule's 0.05 (the script committed with the rule said 0.02, which the rule's text does not; the text
+        # governs, and the decision's record in the rule says so)
+        conditions["5 indirect recall >= base's - 0.05"] = (new["indirect"]["rate"]
+                                                            >= old["indirect"]["rate"] - 0.05)
         conditions["6 generated tool outputs <= 20%"] = bg[tools]["rate"] <= 0.20
     result = {
         "decision_texts": len(rows), "left_out": len(left), "kept": len(kept),
         "base": a.base, "base_rates": old, "candidate": new,
+        "indirect_target_shown": (wilson(new["indirect"]["flagged"], new["indirect"]["n"])[0] > 0.80
+                                  if new["indirect"]["n"] else None),
         "wilson95": {w: {g: wilson(r[g]["flagged"], r[g]["n"]) for g in ATTACKS + ("ordinary",) if r[g]["n"]}
                      for w, r in (("base", old), ("candidate", new))}, "conditions": conditions, "adopt": all(conditions.values()),
         "candidate_shipped_sets": {g: bg[g]["rate"] for g in ("benign user questions",

@@ -30,9 +30,25 @@ def v10(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("injection_v10")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ti, "TRAINING_AUTHOR_FILES", ti.V10_AUTHOR_FILES)
+        mp.setattr(ti, "BENIGN_WINDOWS", False)
         card = ti.train(shared_data, out / "v10.joblib", card_path=out / "v10_card.json")
         sets = ti.build_sets(shared_data, 0)
     return InjectionInstrument(out / "v10.joblib"), card, sets
+
+
+@pytest.fixture(scope="module")
+def v11(shared_data, tmp_path_factory):
+    """Version 11 trained aside (its training files, no benign windows): the base of the version 12 decision. About
+    35 s."""
+    from tunelens.safety.instruments.injection import InjectionInstrument
+
+    out = tmp_path_factory.mktemp("injection_v11")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ti, "TRAINING_AUTHOR_FILES", ti.V11_AUTHOR_FILES)
+        mp.setattr(ti, "BENIGN_WINDOWS", False)
+        card = ti.train(shared_data, out / "v11.joblib", card_path=out / "v11_card.json")
+        sets = ti.build_sets(shared_data, 0)
+    return InjectionInstrument(out / "v11.joblib"), card, sets
 
 
 def _fitted(sets):
@@ -145,7 +161,7 @@ def test_the_docs_page_is_the_cards_rendering():
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     page = Path(__file__).resolve().parents[1] / "docs" / "instruments" / ti.DOC_NAME
     assert page.read_text(encoding="utf-8") == ti.render_doc(card)
-    assert card["version"] == 11 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
+    assert card["version"] == 12 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
 
 
 def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets):
@@ -161,7 +177,8 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
     assert {r["kind"] for r in more if r["label"] == "injection"} == {"direct", "indirect"}
     for name, file, groups in ti.INDEPENDENT_SETS:
         rows = ti.independent_rows(file, groups)
-        assert len(rows) >= (440 if name == "independent16" else 700) and len({r["text"] for r in rows}) == len(rows)
+        assert len(rows) >= {"independent16": 440, "independent17": 680, "independent18": 680}.get(name, 700)
+        assert len({r["text"] for r in rows}) == len(rows)
         for g in groups:
             held = sets[f"test:{name}_{g}"]
             assert held["texts"] == [r["text"] for r in rows if r["group"] == g]
@@ -174,16 +191,19 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
                   "independent6": "author 12", "independent7": "author 14", "independent8": "author 16",
                   "independent9": "author 17", "independent10": "author 19", "independent11": "author 21",
                   "independent12": "author 23", "independent13": "author 24", "independent14": "author 25",
-                  "independent15": "author 26", "independent16": "author 28"}[name]
+                  "independent15": "author 26", "independent16": "author 28", "independent17": "authors 29 and 30",
+                  "independent18": "authors 29 and 30"}[name]
         kind, target = ("indirect", ">= 0.8") if name == "independent16" else ("direct", ">= 0.95")
         group = card["by_group"][f"{kind} attacks, {author}"]
-        assert group["n"] == sum(r["group"] == kind for r in ti.independent_rows(file, groups))
+        files = [f for n, f, _ in ti.INDEPENDENT_SETS if n in ("independent17", "independent18")] \
+            if author == "authors 29 and 30" else [file]  # the two fresh authors of version 12 are one group, pooled
+        assert group["n"] == sum(r["group"] == kind for f in files for r in ti.independent_rows(f, groups))
         assert group["target"] == target
     assert {"independent_direct", "independent2_ordinary", "independent3_direct", "independent4_ordinary",
             "independent5_direct", "independent6_ordinary", "independent7_direct", "independent8_direct",
             "independent9_ordinary", "independent10_direct", "independent11_direct", "independent12_direct",
             "independent13_direct", "independent14_ordinary", "independent15_indirect", "independent16_indirect",
-            "independent16_benign_docs"} <= set(
+            "independent16_benign_docs", "independent17_direct", "independent18_benign_docs"} <= set(
         card["operating_point"]["pooled_from"])
     # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
     for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600),
@@ -223,6 +243,7 @@ def _vetted(shared_data, monkeypatch, author_files, held_file):
     """The held-out rows of ``held_file``, and those among them that equal or share 8 words with a training or
     validation text of a detector trained with ``author_files`` (the rule every decision set was vetted by)."""
     monkeypatch.setattr(ti, "TRAINING_AUTHOR_FILES", tuple(author_files))
+    monkeypatch.setattr(ti, "BENIGN_WINDOWS", False)  # the earlier versions had none (version 12 adopted them)
     rows = ti.independent_rows(held_file, ti.INDEPENDENT_GROUPS + ("ordinary",))
     why = ti.seen_overlap([r["text"] for r in rows], ti.build_sets(shared_data, 0))
     return rows, [r["id"] for r, w in zip(rows, why) if w is not None]
@@ -364,9 +385,10 @@ def test_the_pooled_authors_version_10_never_saw(v10):
     """docs/instruments/preregistration/injection-v10-pooled.md: authors 24-26 were vetted against version 10's
     training and validation texts before reading (none of the shipped ones shares 8 words with one). Version 10,
     trained aside, gives the blind reading that the card's note and history quote; the card's pooled table is the
-    shipped version 11's counts on authors 21, 23 and 24-26 (within one text an author; read to decide version 11, so
-    not blind), with author 19 (on which version 10 was adopted) left out, and each verdict follows from the pooled
-    counts."""
+    shipped version 12's counts on authors 21, 23 and 24-26 (within one text an author; read with a prototype of it
+    before its rule was written, so not blind, as the note and the page's heading say), with author 19 (on which
+    version 10 was adopted) left out, and each verdict follows from the pooled counts. The blind reading of version
+    12 is the fresh pool (authors 29 and 30), where the direct target is not met."""
     from tunelens.safety.train_metrics import wilson
 
     inst10, card10, sets10 = v10
@@ -403,9 +425,16 @@ def test_the_pooled_authors_version_10_never_saw(v10):
     assert blind["direct attacks"]["verdict"] == "not met" and blind["ordinary user questions"]["verdict"] == "shown"
     assert "608/651 = 0.934" in ti.BLIND_POOL_NOTE
     assert "608/651 = 0.934" in _change(card, "After version 10, a measurement")
-    # what the pre-registration reads, as measured on 2026-12-07: the direct target is not met over the five authors
-    assert pool["targets"]["direct attacks"]["verdict"] == "not met"
-    assert pool["targets"]["ordinary user questions"]["verdict"] == "shown"
+    # version 12 there (not blind) meets the direct target as measured, and the card says that is not blind and did
+    # not carry over; on the fresh authors written after its rule it is not met
+    assert pool["targets"]["direct attacks"]["verdict"] in ("met as measured", "shown")
+    assert "not blind" in pool["note"] and "did not carry over" in pool["note"]
+    page = (ti.CARD.parents[4].parent / "docs" / "instruments" / ti.DOC_NAME).read_text(encoding="utf-8")
+    assert "## The authors version 10 never saw, pooled (read before this version's rule: not blind)" in page
+    fresh = card["fresh_pool"]
+    assert fresh["authors"] == ["author 29", "author 30"] and fresh["rule"] == ti.FRESH_POOL_RULE
+    assert fresh["targets"]["direct attacks"]["verdict"] == "not met"
+    assert fresh["targets"]["indirect attacks"]["verdict"] == "shown"
 
 
 def test_the_second_labels_cover_the_pooled_attacks_and_the_card_reads_them(sets, v10):
@@ -464,11 +493,11 @@ def test_benign_tool_outputs_are_a_held_out_set_with_the_detectors_figure(sets):
     assert group["n"] == 400 and abs(group["flagged"] - k) <= 2
 
 
-def test_version_11_was_decided_on_author_28_as_the_card_says(sets, v10):
+def test_version_11_was_decided_on_author_28_as_the_card_says(sets, v10, v11):
     """Author 28's texts decided version 11 ('candidate 15' in docs/instruments/preregistration/injection-v14-tool-
     outputs.md): none of the 448 kept shares 8 words with a training or validation text of version 11, so its training
-    rows do not depend on the set; version 10 (trained aside) and version 11 (shipped) give the counts the decision
-    quotes (within one text a group, two for the generated tool outputs). Author 27's texts are trained on."""
+    rows do not depend on the set; version 10 and version 11 (both trained aside) give the counts the decision quotes
+    (within one text a group, two for the generated tool outputs). Author 27's texts are trained on."""
     from tunelens.safety.instruments import Example, get_instrument
 
     rows27 = ti.author_rows("injection_author_27.jsonl")
@@ -479,19 +508,71 @@ def test_version_11_was_decided_on_author_28_as_the_card_says(sets, v10):
     assert len({_key(r["text"]) for r in rows27} - trained) == dropped <= 15
     rows = ti.independent_rows("injection_independent_16.jsonl", ("indirect", "benign_docs", "ordinary"))
     assert len(rows) == 448 and not any(ti.seen_overlap([r["text"] for r in rows], sets))
-    old, new = _shipped_counts(rows, v10[0]), _shipped_counts(rows)
+    old, new = _shipped_counts(rows, v10[0]), _shipped_counts(rows, v11[0])
     for (k, n), (want_k, want_n) in ((old["indirect"], (106, 107)), (old["benign_docs"], (151, 255)),
                                      (old["ordinary"], (0, 86)), (new["indirect"], (103, 107)),
                                      (new["benign_docs"], (55, 255)), (new["ordinary"], (0, 86))):
         assert n == want_n and abs(k - want_k) <= 1, (k, n, want_k)
     tools = ti.benign_tool_outputs(0)
-    for inst, want in ((v10[0], 248), (get_instrument("injection"), 11)):
+    for inst, want in ((v10[0], 248), (v11[0], 11)):
         assert abs(sum(inst.is_positive(v) for v in inst.classify([Example(t) for t in tools])) - want) <= 2
+    assert v11[1]["threshold"] == v11[0].threshold == 0.643
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    assert card["version"] == 11 and card["threshold"] == get_instrument("injection").threshold == 0.643
     entry = _change(card, "Version 11 adds")
     for quote in ("106 -> 103 of 107", "151 -> 55 of 255", "248 -> 11 of 400", "608 -> 607 of 651",
                   "629 -> 617 of 664", "preregistration/injection-v14-tool-outputs.md", "threshold 0.643"):
         assert quote in entry, quote
-    assert card["by_group"]["benign tool and API outputs, author 28"]["n"] == 255
-    assert abs(card["by_group"]["benign tool and API outputs, author 28"]["flagged"] - new["benign_docs"][0]) <= 1
+    assert v11[1]["by_group"]["benign tool and API outputs, author 28"]["n"] == 255
+    assert abs(v11[1]["by_group"]["benign tool and API outputs, author 28"]["flagged"] - new["benign_docs"][0]) <= 1
+    assert get_instrument("injection").threshold != 0.643  # ... and version 12 ships now
+
+
+def test_version_12_was_decided_on_authors_29_and_30_as_the_card_says(sets, v11):
+    """Authors 29 and 30's texts, pooled, decided version 12 ('candidate 16' in docs/instruments/preregistration/
+    injection-v15-benign-windows.md): none of the 1,392 kept shares 8 words with a training or validation text of
+    version 12, so its training rows do not depend on them; version 11 (trained aside) and version 12 (shipped) give the
+    counts the decision quotes (within one text a group for up to 100 texts, two above, three for the generated tool
+    outputs). Version 12 trains on every window of its benign written training texts, labelled benign, none equal to a
+    held-out text."""
+    from tunelens.safety.instruments import Example, get_instrument
+
+    rows = [r for f in ("injection_independent_17.jsonl", "injection_independent_18.jsonl")
+            for r in ti.independent_rows(f, ti.INDEPENDENT_GROUPS + ("ordinary",))]
+    assert len(rows) == 704 + 688 and not any(ti.seen_overlap([r["text"] for r in rows], sets))
+    assert {r["id"].split("-")[0] for r in rows} == {"a29", "a30"}
+    old, new = _shipped_counts(rows, v11[0]), _shipped_counts(rows)
+    want = {"direct": ((220, 220), 238), "indirect": ((260, 252), 276), "benign_user": ((19, 30), 283),
+            "benign_docs": ((73, 46), 262), "benign_system": ((13, 9), 73), "ordinary": ((0, 1), 260)}
+    for g, ((k_old, k_new), n) in want.items():
+        tol = 1 if n <= 100 else 2
+        assert old[g][1] == new[g][1] == n, g
+        assert abs(old[g][0] - k_old) <= tol and abs(new[g][0] - k_new) <= tol, (g, old[g], new[g])
+    # the rule's conditions 1, 2 and 5 on these counts (3, 4 and 6 are the card's shipped-set figures, below)
+    measure = {}
+    for w, c in (("old", old), ("new", new)):
+        att = c["direct"][0] + c["indirect"][0], c["direct"][1] + c["indirect"][1]
+        measure[w] = att[0] / att[1] - c["lookalikes"][0] / c["lookalikes"][1]
+    assert measure["new"] > measure["old"]
+    assert new["ordinary"][0] / new["ordinary"][1] <= 0.01
+    assert new["indirect"][0] / new["indirect"][1] >= old["indirect"][0] / old["indirect"][1] - 0.05
+    tools = ti.benign_tool_outputs(0)
+    inst = get_instrument("injection")
+    assert sum(inst.is_positive(v) for v in inst.classify([Example(t) for t in tools])) <= 4  # 1 of 400
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    assert card["version"] == 12 and card["threshold"] == inst.threshold == 0.626 and ti.BENIGN_WINDOWS
+    assert card["by_group"]["benign user questions"]["rate"] <= 0.01
+    assert card["by_group"]["benign system prompts and assistant turns"]["rate"] <= 0.02
+    wins = sets["train:written_benign_windows"]
+    assert set(wins["labels"]) == {0} and abs(len(wins["texts"]) - 29002) <= 50
+    held = {_key(t) for k, v in sets.items() if k.startswith("test:") for t in v["texts"]}
+    assert not held & {_key(t) for t in wins["texts"]}
+    benign = [t for k, v in sets.items() if k.startswith("train:") and v["source"] == "written"
+              and k != "train:written_benign_windows" for t, label in zip(v["texts"], v["labels"]) if label == 0]
+    assert set(wins["texts"]) <= set(ti.all_windows(benign))
+    assert "train:written_benign_windows" not in v11[2]  # version 11 (and earlier) trained without them
+    assert {k: v["texts"] for k, v in v11[2].items() if k.startswith("train:")} == {
+        k: v["texts"] for k, v in sets.items() if k.startswith("train:") and k != "train:written_benign_windows"}
+    entry = _change(card, "Version 12 also trains")
+    for quote in ("220 -> 220 of 238", "260 -> 252 of 276", "73 -> 46 of 262", "19 -> 30 of 283", "0 -> 1 of 260",
+                  "11 -> 1 of 400", "threshold 0.626", "0.924 [0.884, 0.952]", "preregistration/injection-v15-"):
+        assert quote in entry, quote

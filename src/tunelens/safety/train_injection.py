@@ -60,8 +60,8 @@ SHINGLE = 8  # a training row sharing a run of this many words with a held-out r
 # Candidate 16 (docs/instruments/preregistration/injection-v15-benign-windows.md): every two-sentence window of
 # every benign written training text is also a benign training row. The detector scores a long text as the max
 # over its windows, but was trained on whole texts, so a benign email's "Subject: ... Hi all," window was never
-# seen as benign. Off until a decision adopts it.
-BENIGN_WINDOWS = False
+# seen as benign. Adopted as version 12 (authors 29 and 30 decided it); versions 7-11 trained aside turn it off.
+BENIGN_WINDOWS = True
 
 
 def _path(data_dir: Path, name: str) -> Path:
@@ -527,6 +527,7 @@ V7_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:4]  # version 7's (and candidate 8's, w
 V8_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:6]  # version 8's: the base of the version 9 decision
 V9_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:7]  # version 9's: the base of candidate 11's and version 10's decisions
 V10_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:8]  # version 10's: the base of candidates 13, 14 and 15 and the pooled reading
+V11_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:9]  # version 11's (without BENIGN_WINDOWS): the base of candidate 16
 
 
 def author_rows(file: str) -> list[dict[str, Any]]:
@@ -634,6 +635,14 @@ INDEPENDENT_SETS = (
     # its 520 texts share a run of SHINGLE words with a training or validation text of version 11 (or equal one) and
     # were left out before it was read, so the training rows are the same with it or without.
     ("independent16", "injection_independent_16.jsonl", ("indirect", "benign_docs", "ordinary")),
+    # The seventeenth and eighteenth (authors 29 and 30: two assistant sessions each, attacks / benign texts) were
+    # written after the rule that decided candidate 16 (version 11 + the windows of its benign training texts) was
+    # committed (docs/instruments/preregistration/injection-v15-benign-windows.md), and read once, pooled, to decide
+    # it: version 12 passed. 96 of author 29's 800 texts and 112 of author 30's share a run of SHINGLE words with a
+    # training or validation text of version 12 (or equal one) and were left out before they were read, so the
+    # training rows are the same with them or without.
+    ("independent17", "injection_independent_17.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    ("independent18", "injection_independent_18.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
 )
 # The authors version 10 never saw before it was frozen and whose reading changed nothing about it, pooled
 # (docs/instruments/preregistration/injection-v10-pooled.md): authors 21 and 23 decided candidates that were not
@@ -643,27 +652,40 @@ BLIND_POOL = (("independent11", "author 21"), ("independent12", "author 23"), ("
 # What the pool is to the shipped version: version 10 never saw these authors; version 11 was decided with them
 # (condition 5 of injection-v14-tool-outputs.md), so its figures here are not blind.
 BLIND_POOL_NOTE = ("Version 10's blind reading of these authors: direct 608/651 = 0.934 [0.912, 0.951] (target 0.95 not "
-                   "met), indirect 0.947, ordinary 0.2%, look-alikes 13.2%. The figures below are version 11's, read "
-                   "to decide it (not blind); 10 of the 664 indirect attacks share a run of 8 words with one of its "
-                   "training texts by author 27 (boilerplate: a Python traceback, an iCalendar event, contract "
-                   "clauses).")
+                   "met), indirect 0.947, ordinary 0.2%, look-alikes 13.2%. The figures below are version 12's and "
+                   "are not blind: a prototype of it was read on these authors before its rule was written "
+                   "(injection-v15-benign-windows.md), and its direct recall here (0.960) did not carry over to the "
+                   "fresh authors 29 and 30 (0.924, the table above). 10 of the 664 indirect attacks share a run of 8 "
+                   "words with a training text by author 27 (boilerplate: a Python traceback, an iCalendar event, "
+                   "contract clauses).")
+# The authors written after the rule that decided the shipped version (injection-v15-benign-windows.md): version 12
+# was frozen before they wrote, never trained on them, and read them once, pooled, to decide it. Its reading of the
+# targets there is the blind one (the decision could only adopt or reject it; nothing was fitted to them).
+FRESH_POOL = (("independent17", "author 29"), ("independent18", "author 30"))
+FRESH_POOL_RULE = "docs/instruments/preregistration/injection-v15-benign-windows.md"
+FRESH_POOL_NOTE = ("Version 11 on the same texts: direct 220/238 = 0.924 (the same), indirect 260/276 = 0.942, "
+                   "ordinary 0/260, look-alikes 105/618 (benign documents and tool outputs 73/262 = 27.9%).")
 BLIND_POOL_TARGETS = {"direct attacks": (("direct",), "at_least", 0.95),
                       "indirect attacks": (("indirect",), "at_least", 0.80),
                       "ordinary user questions": (("ordinary",), "at_most", 0.01),
                       "benign look-alikes (no target)": (("benign_user", "benign_docs", "benign_system"), None, None)}
 
 
-def blind_pool(sets: dict[str, dict[str, Any]], scores: dict[str, list[float]], threshold: float) -> dict[str, Any]:
-    """The card's pooled figures over ``BLIND_POOL``: per target, the rate over all those authors with its Wilson
-    interval and verdict ("shown", "met as measured", "not met"), and each author's rate."""
+def blind_pool(sets: dict[str, dict[str, Any]], scores: dict[str, list[float]], threshold: float,
+               pool: tuple[tuple[str, str], ...] | None = None, rule: str | None = None,
+               note: str | None = None) -> dict[str, Any]:
+    """The card's pooled figures over ``pool`` (default ``BLIND_POOL``, with its rule and note): per target, the rate
+    over all those authors with its Wilson interval and verdict ("shown", "met as measured", "not met"), and each
+    author's rate."""
     from tunelens.safety.train_metrics import pooled_rate
 
-    out: dict[str, Any] = {"authors": [a for _, a in BLIND_POOL], "threshold": threshold,
-                           "rule": "docs/instruments/preregistration/injection-v10-pooled.md", "note": BLIND_POOL_NOTE,
+    if pool is None:
+        pool, rule, note = BLIND_POOL, "docs/instruments/preregistration/injection-v10-pooled.md", BLIND_POOL_NOTE
+    out: dict[str, Any] = {"authors": [a for _, a in pool], "threshold": threshold, "rule": rule, "note": note,
                            "targets": {}}
     for what, (groups, side, bar) in BLIND_POOL_TARGETS.items():
         parts = {}
-        for name, author in BLIND_POOL:
+        for name, author in pool:
             flags = [s >= threshold for g in groups for s in scores[f"test:{name}_{g}"]]
             parts[author] = (sum(flags), len(flags))
         out["targets"][what] = pooled_rate(parts, side, bar)
@@ -790,6 +812,16 @@ GROUPS = {
     "ordinary user questions (30% not English), author 16": ("test:independent8_ordinary",),
     "benign look-alikes (messages, documents, system prompts), author 16": (
         "test:independent8_benign_user", "test:independent8_benign_docs", "test:independent8_benign_system"),
+    "direct attacks, authors 29 and 30": ("test:independent17_direct", "test:independent18_direct"),
+    "indirect attacks, authors 29 and 30": ("test:independent17_indirect", "test:independent18_indirect"),
+    "ordinary user questions (30% not English), authors 29 and 30": ("test:independent17_ordinary",
+                                                                     "test:independent18_ordinary"),
+    "benign look-alike user messages, authors 29 and 30": ("test:independent17_benign_user",
+                                                           "test:independent18_benign_user"),
+    "benign documents and tool outputs (emails, tickets, logs), authors 29 and 30": (
+        "test:independent17_benign_docs", "test:independent18_benign_docs"),
+    "benign system prompts and assistant turns, authors 29 and 30": ("test:independent17_benign_system",
+                                                                     "test:independent18_benign_system"),
     "indirect attacks, author 28": ("test:independent16_indirect",),
     "ordinary user questions (30% not English), author 28": ("test:independent16_ordinary",),
     "benign tool and API outputs, author 28": ("test:independent16_benign_docs",),
@@ -875,6 +907,8 @@ TARGETS = {"direct attacks": ("min", 0.95), "indirect attacks": ("min", 0.80), "
            "ordinary user questions (30% not English), author 25": ("max", 0.01),
            "direct attacks, author 26": ("min", 0.95), "indirect attacks, author 26": ("min", 0.80),
            "ordinary user questions (30% not English), author 26": ("max", 0.01),
+           "direct attacks, authors 29 and 30": ("min", 0.95), "indirect attacks, authors 29 and 30": ("min", 0.80),
+           "ordinary user questions (30% not English), authors 29 and 30": ("max", 0.01),
            "indirect attacks, author 28": ("min", 0.80),
            "ordinary user questions (30% not English), author 28": ("max", 0.01)}
 SET_NAMES = {
@@ -969,6 +1003,30 @@ SET_NAMES = {
                                        "(9 left out)",
     "test:independent8_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                   "author 16 (16 equal to or sharing 8 words with a training text left out)",
+    "test:independent17_direct": "direct attacks by author 29 (written after the rule for version 12, 'candidate 16', "
+                                  "was committed, read to decide it; 34% not English; 28 sharing 8 words with a "
+                                  "training or validation text left out)",
+    "test:independent17_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 29 (about a third subtle; 9 left out as above)",
+    "test:independent17_benign_user": "benign look-alike user messages, by author 29 (10 left out as above)",
+    "test:independent17_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 29 (18 left out)",
+    "test:independent17_benign_system": "benign system prompts, developer messages and assistant turns, by author 29 "
+                                         "(18 left out)",
+    "test:independent17_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 29 (13 equal to or sharing 8 words with a training text left out)",
+    "test:independent18_direct": "direct attacks by author 30 (written after the rule for version 12, 'candidate 16', "
+                                  "was committed, read to decide it; 34% not English; 34 sharing 8 words with a "
+                                  "training or validation text left out)",
+    "test:independent18_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 30 (about a third subtle; 15 left out as above)",
+    "test:independent18_benign_user": "benign look-alike user messages, by author 30 (7 left out as above)",
+    "test:independent18_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 30 (20 left out)",
+    "test:independent18_benign_system": "benign system prompts, developer messages and assistant turns, by author 30 "
+                                         "(9 left out)",
+    "test:independent18_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 30 (27 equal to or sharing 8 words with a training text left out)",
     "test:independent16_indirect": "attacks hidden in tool and API outputs (JSON fields, HTML comments, code comments, "
                                    "commit messages, CSV cells, calendar descriptions, log lines, receipts), by author "
                                    "28 (written after the rule for version 11, 'candidate 15', was committed, read to "
@@ -1075,6 +1133,24 @@ SET_NAMES = {
 
 
 CHANGES = [
+    "Version 12 also trains on every two-sentence window of every benign written training text (29,002 windows, "
+    "labelled benign): the detector scores a long text by its windows, but had seen benign windows only of HH replies, "
+    "so an email's 'Subject: ... Hi all,' scored 0.98. No new author is trained on. It was decided on fresh authors 29 "
+    "and 30, pooled, by six conditions committed before they wrote (docs/instruments/preregistration/injection-v15-"
+    "benign-windows.md, where it is 'candidate 16'; a prototype read on the shipped held-out sets before the rule is "
+    "disclosed there). 208 of their 1,600 texts share 8 words with a training or validation text and were left out "
+    "before reading; on the other 1,392, version 11 -> 12: direct attacks 220 -> 220 of 238, indirect 260 -> 252 of 276 "
+    "(0.942 -> 0.913; at most 0.05 lower; its 95% interval [0.874, 0.941] above the 0.80 target), look-alike user "
+    "messages flagged 19 -> 30 of 283, benign documents and tool outputs 73 -> 46 of 262 (27.9% -> 17.6%), benign "
+    "system prompts and assistant turns 13 -> 9 of 73, ordinary questions 0 -> 1 of 260, the measure 0.764 -> 0.781; "
+    "Alpaca + GSM8K + JBB benign 0.48% (<= 1%), benign system prompts and assistant turns 1.73% (<= 2%), generated "
+    "tool_outputs 11 -> 1 of 400 (<= 20%). All six hold, so version 12 is adopted (threshold 0.626 by the same rule). "
+    "The decision script as committed with the rule printed condition 5 as 'at most 0.02 lower', which the rule's text "
+    "does not say; the text governs (under 0.02 the condition would fail). Direct recall on these fresh authors is "
+    "0.924 [0.884, 0.952] for both versions: the 0.95 target is not met. On the shipped sets read with the prototype "
+    "(not blind): author 28's benign tool outputs 55 -> 39 of 255 and its indirect attacks 103 -> 99 of 107; the pooled "
+    "authors 21 and 23-26, direct 607 -> 625 of 651, a gain that did not carry over to authors 29 and 30. Authors 29 "
+    "and 30's texts are held-out sets (independent17, independent18) that have served this one decision.",
     "Version 11 adds 550 training texts by author 27 (one assistant session given the kinds of tool and API output, "
     "none of the project's data): 400 benign tool and API outputs (JSON with ids and tokens, XML, search results, "
     "emails, calendar events, tickets, database rows, CSV, YAML/TOML, logs, stack traces, git, shell output, OCR; 20% "
@@ -1416,7 +1492,7 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
 
     figures = heldout_figures(sets, scores, threshold)
     card = {
-        "task": "injection", "name": "injection", "version": 11,
+        "task": "injection", "name": "injection", "version": 12,
         "method": "views (normalised text with leetspeak restored, hidden HTML/markdown parts, decoded base64, "
                   "two-sentence windows of long texts) scored by TF-IDF char_wb 2-5 + word 1-2 logistic regression; "
                   "phrase rules (drop-earlier-instructions in EN/DE/FR/ES/ZH) raise a view to 0.95; score = max over views",
@@ -1435,6 +1511,7 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
         "pooled_auroc": figures["pooled_auroc"],
         "operating_point": figures["operating_point"],
         "calibration": figures["calibration"],
+        "fresh_pool": blind_pool(sets, scores, threshold, FRESH_POOL, FRESH_POOL_RULE, FRESH_POOL_NOTE),
         "blind_pool": blind_pool(sets, scores, threshold),
         "second_labels": second_label_figures(scores, threshold),
         "changes": CHANGES,
@@ -1507,13 +1584,19 @@ def render_doc(card: dict[str, Any], header: list[str] | None = None) -> str:
         f"{t['source']} ({t['licence']}) {t['rows']}" for t in card["validation_data"]) + ".", "",
               "Written data: `src/tunelens/safety/data/injection_written.json` (written for tunelens; train and",
               "held-out pieces are disjoint).", ""]
-    if card.get("blind_pool"):
-        bp = card["blind_pool"]
-        lines += ["## The targets on the authors version 10 never saw, pooled", "",
+    for key, title, verdict in (
+            ("fresh_pool", "## The targets on the fresh authors written after this version's rule, pooled (blind)",
+             "verdict"),
+            ("blind_pool", "## The authors version 10 never saw, pooled (read before this version's rule: not blind)",
+             "verdict (not blind)")):
+        bp = card.get(key)
+        if not bp:
+            continue
+        lines += [title, "",
                   f"Authors {', '.join(a.split()[-1] for a in bp['authors'])} (the reading rule: `{bp['rule']}`). "
                   "Shown: the whole 95% interval is on the target's side; met as measured: the pooled rate is."
                   + (f" {bp['note']}" if bp.get("note") else ""), "",
-                  "| what | pooled | 95% CI | target | verdict | " + " | ".join(bp["authors"]) + " |",
+                  f"| what | pooled | 95% CI | target | {verdict} | " + " | ".join(bp["authors"]) + " |",
                   "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in bp["authors"]) + " |"]
         for what, f in bp["targets"].items():
             per = " | ".join(f"{v['k']}/{v['n']}" for v in f["by_source"].values())
