@@ -103,3 +103,43 @@ def test_scan_roles_are_validated(tmp_path):
     path.write_text("models: [{name: a, path: x}]\nguardrails: {injection: {scan_roles: []}}\n")
     with pytest.raises(ConfigError, match=r"guardrails\.injection\.scan_roles"):
         load_config(path)
+
+
+def test_tool_threshold_reads_tool_turns_and_documents_only(tmp_path, tiny_loaded):
+    """guardrails.injection.tool_threshold: context documents and tool turns are flagged at it, every other turn at
+    `threshold`. The same text, between the two thresholds, is blocked as a user message and kept as a document or a
+    tool turn; without tool_threshold the document is stripped."""
+    from tunelens.safety.injection import load_detector
+
+    score = load_detector().detect([ATTACK])[0].score
+    low, high = round(score - 0.05, 3), round(min(score + 0.05, 1.0), 3)
+    assert score > 0.1 and high > score  # the attack scores well above zero and below 0.95 (else no room above it)
+    for guard, stripped in (({"threshold": low, "tool_threshold": high}, []), ({"threshold": low}, [0])):
+        app = make_app(tmp_path / str(len(stripped)), tiny_loaded,
+                       guardrails={"injection": guard, "toxicity": {"enabled": False}})
+        client = _client(app)
+        try:
+            r = client.post("/v1/chat/completions", json={"model": "tiny", "max_tokens": 3, "documents": [ATTACK],
+                                                          "messages": [{"role": "user", "content": "Summarise it."}]})
+            assert r.status_code == 200, r.text
+            inj = r.json()["tunelens"]["guardrails"]["injection"]
+            assert inj["tool_threshold"] == guard.get("tool_threshold", low) and inj["threshold"] == low
+            assert [d["document"] for d in inj["flagged_documents"]] == stripped
+            assert inj.get("stripped_documents", []) == stripped
+            out = _post(client, [{"role": "user", "content": "Look this up."},
+                                 {"role": "tool", "content": ATTACK}])
+            tool_inj = out["tunelens"]["guardrails"]["injection"]
+            assert [d["document"] for d in tool_inj["flagged_documents"]] == stripped, tool_inj
+            out = _post(client, [{"role": "user", "content": ATTACK}])
+            assert out["choices"][0]["finish_reason"] == "content_filter"  # a user turn is read at `threshold`
+        finally:
+            client.__exit__(None, None, None)
+
+
+def test_tool_threshold_is_validated(tmp_path):
+    from tunelens.serve.config import load_config
+
+    path = tmp_path / "s.yaml"
+    path.write_text("models: [{name: a, path: x}]\nguardrails: {injection: {tool_threshold: 1.5}}\n")
+    with pytest.raises(ConfigError, match=r"guardrails\.injection\.tool_threshold"):
+        load_config(path)

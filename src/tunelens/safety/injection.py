@@ -54,13 +54,18 @@ class InjectionDetector:
         self.instrument = instrument
         self.threshold = instrument.threshold
 
-    def detect(self, texts: list[str], threshold: float | None = None) -> list[InjectionResult]:
+    def detect(self, texts: list[str], threshold: float | list[float] | None = None) -> list[InjectionResult]:
+        """Score ``texts``; flag those at or above ``threshold`` (default: the validated one), which may be one
+        threshold per text (the server's ``tool_threshold`` for tool turns and documents)."""
         if not texts:
             return []
         thr = self.threshold if threshold is None else threshold
+        per = list(thr) if isinstance(thr, (list, tuple)) else [thr] * len(texts)
+        if len(per) != len(texts):
+            raise ValueError(f"detect: {len(per)} thresholds for {len(texts)} texts")
         return [InjectionResult(score=round(r["score"], 4), model_score=round(r["model_score"], 4), heuristics=r["rules"],
-                                flagged=r["score"] >= thr, view=r["view"])
-                for r in self.instrument.score_texts(list(texts))]
+                                flagged=r["score"] >= t, view=r["view"])
+                for r, t in zip(self.instrument.score_texts(list(texts)), per)]
 
 
 @lru_cache(maxsize=4)

@@ -53,6 +53,11 @@ class InjectionGuard(_Strict):
     enabled: bool = True
     threshold: float | None = Field(None, ge=0, le=1, description="Detector score at or above which text is flagged "
                                     "(default: the threshold the detector was validated at, in its card).")
+    tool_threshold: float | None = Field(
+        None, ge=0, le=1, description="Threshold for tool turns and context documents only (default: `threshold`). "
+        "Tool outputs are flagged more often than user messages (docs/serving.md gives the false alarms and the "
+        "attacks caught at several thresholds, measured on held-out authors); a higher one here trades caught "
+        "attacks hidden in tool outputs for fewer blocked ones.")
     input_action: Literal["flag", "block"] = Field("block", description="What to do with a flagged user message.")
     document_action: Literal["flag", "block", "strip"] = Field(
         "strip", description="What to do with a flagged context document (strip drops only that document).")

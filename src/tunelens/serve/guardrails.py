@@ -91,7 +91,11 @@ class GuardrailEngine:
         texts = ([check.messages[i]["content"] for i in scanned] + docs
                  + [check.messages[i]["content"] + "\n" + check.messages[j]["content"] for i, j in pairs])
         threshold = self._injection.threshold if cfg.threshold is None else cfg.threshold
-        results = self._injection.detect(texts, threshold=threshold)
+        tool_threshold = threshold if cfg.tool_threshold is None else cfg.tool_threshold
+        # tool turns, documents and joined tool turns read with tool_threshold; every other turn with threshold
+        per_text = ([tool_threshold if roles[i] == "tool" else threshold for i in scanned] + [tool_threshold] * len(docs)
+                    + [tool_threshold if roles[i] == "tool" else threshold for i, _ in pairs])
+        results = self._injection.detect(texts, threshold=per_text)
         msg_res = results[: len(scanned)]
         doc_res = results[len(scanned): len(scanned) + len(docs)]
         pair_res = results[len(scanned) + len(docs):]
@@ -101,7 +105,8 @@ class GuardrailEngine:
         flagged_splits = [{"messages": [i, j], "role": roles[i], **r.to_dict()} for (i, j), r in zip(pairs, pair_res)
                           if r.flagged and i not in alone and j not in alone]
         decision: dict[str, Any] = {
-            "enabled": True, "available": True, "threshold": threshold, "scan_roles": list(cfg.scan_roles),
+            "enabled": True, "available": True, "threshold": threshold, "tool_threshold": tool_threshold,
+            "scan_roles": list(cfg.scan_roles),
             "scanned_messages": len(scanned), "scanned_documents": len(docs), "scanned_splits": len(pairs),
             "max_score": round(max((r.score for r in results), default=0.0), 4),
             "flagged_messages": flagged_msgs, "flagged_documents": flagged_docs, "flagged_splits": flagged_splits,
