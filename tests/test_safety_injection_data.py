@@ -21,34 +21,31 @@ def sets(shared_data):
     return ti.build_sets(shared_data, 0)
 
 
-@pytest.fixture(scope="module")
-def v10(shared_data, tmp_path_factory):
-    """Version 10 trained aside (its training files; the held-out sets as shipped, which change none of its training
-    rows): the detector the decisions of candidates 13-15 and the pooled reading were made with. About 30 s."""
+def _aside(shared_data, tmp_path_factory, name, author_files):
+    """An earlier version trained aside (its training files, no benign windows; the held-out sets as shipped, which
+    change none of its training rows): (instrument, card, sets)."""
     from tunelens.safety.instruments.injection import InjectionInstrument
 
-    out = tmp_path_factory.mktemp("injection_v10")
+    out = tmp_path_factory.mktemp(f"injection_{name}")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ti, "TRAINING_AUTHOR_FILES", ti.V10_AUTHOR_FILES)
+        mp.setattr(ti, "TRAINING_AUTHOR_FILES", author_files)
         mp.setattr(ti, "BENIGN_WINDOWS", False)
-        card = ti.train(shared_data, out / "v10.joblib", card_path=out / "v10_card.json")
+        card = ti.train(shared_data, out / f"{name}.joblib", card_path=out / f"{name}_card.json")
         sets = ti.build_sets(shared_data, 0)
-    return InjectionInstrument(out / "v10.joblib"), card, sets
+    return InjectionInstrument(out / f"{name}.joblib"), card, sets
+
+
+@pytest.fixture(scope="module")
+def v10(shared_data, tmp_path_factory):
+    """Version 10 trained aside: the detector the decisions of candidates 13-15 and the pooled reading were made with.
+    About 30 s."""
+    return _aside(shared_data, tmp_path_factory, "v10", ti.V10_AUTHOR_FILES)
 
 
 @pytest.fixture(scope="module")
 def v11(shared_data, tmp_path_factory):
-    """Version 11 trained aside (its training files, no benign windows): the base of the version 12 decision. About
-    35 s."""
-    from tunelens.safety.instruments.injection import InjectionInstrument
-
-    out = tmp_path_factory.mktemp("injection_v11")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ti, "TRAINING_AUTHOR_FILES", ti.V11_AUTHOR_FILES)
-        mp.setattr(ti, "BENIGN_WINDOWS", False)
-        card = ti.train(shared_data, out / "v11.joblib", card_path=out / "v11_card.json")
-        sets = ti.build_sets(shared_data, 0)
-    return InjectionInstrument(out / "v11.joblib"), card, sets
+    """Version 11 trained aside: the base of the version 12 decision. About 35 s."""
+    return _aside(shared_data, tmp_path_factory, "v11", ti.V11_AUTHOR_FILES)
 
 
 def _fitted(sets):

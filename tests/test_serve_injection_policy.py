@@ -93,18 +93,6 @@ def test_scan_roles_policy_and_split_switch(tmp_path, tiny_loaded):
         client.__exit__(None, None, None)
 
 
-def test_scan_roles_are_validated(tmp_path):
-    from tunelens.serve.config import load_config
-
-    path = tmp_path / "s.yaml"
-    path.write_text("models: [{name: a, path: x}]\nguardrails: {injection: {scan_roles: [user, robot]}}\n")
-    with pytest.raises(ConfigError, match=r"guardrails\.injection\.scan_roles\.1"):
-        load_config(path)
-    path.write_text("models: [{name: a, path: x}]\nguardrails: {injection: {scan_roles: []}}\n")
-    with pytest.raises(ConfigError, match=r"guardrails\.injection\.scan_roles"):
-        load_config(path)
-
-
 def test_tool_threshold_reads_tool_turns_and_documents_only(tmp_path, tiny_loaded):
     """guardrails.injection.tool_threshold: context documents and tool turns are flagged at it, every other turn at
     `threshold`. The same text, between the two thresholds, is blocked as a user message and kept as a document or a
@@ -136,10 +124,15 @@ def test_tool_threshold_reads_tool_turns_and_documents_only(tmp_path, tiny_loade
             client.__exit__(None, None, None)
 
 
-def test_tool_threshold_is_validated(tmp_path):
+@pytest.mark.parametrize("injection, field", [
+    ("{scan_roles: [user, robot]}", r"guardrails\.injection\.scan_roles\.1"),
+    ("{scan_roles: []}", r"guardrails\.injection\.scan_roles"),
+    ("{tool_threshold: 1.5}", r"guardrails\.injection\.tool_threshold"),
+])
+def test_the_injection_policy_is_validated(tmp_path, injection, field):
     from tunelens.serve.config import load_config
 
     path = tmp_path / "s.yaml"
-    path.write_text("models: [{name: a, path: x}]\nguardrails: {injection: {tool_threshold: 1.5}}\n")
-    with pytest.raises(ConfigError, match=r"guardrails\.injection\.tool_threshold"):
+    path.write_text(f"models: [{{name: a, path: x}}]\nguardrails: {{injection: {injection}}}\n")
+    with pytest.raises(ConfigError, match=field):
         load_config(path)
