@@ -650,7 +650,8 @@ INDEPENDENT_SETS = (
 BLIND_POOL = (("independent11", "author 21"), ("independent12", "author 23"), ("independent13", "author 24"),
               ("independent14", "author 25"), ("independent15", "author 26"))
 # What the pool is to the shipped version: version 10 never saw these authors; version 11 was decided with them
-# (condition 5 of injection-v14-tool-outputs.md), so its figures here are not blind.
+# (condition 5 of injection-v14-tool-outputs.md), and a prototype of version 12 was read on them before its rule was
+# written, so version 12's figures here are not blind (its blind reading is FRESH_POOL).
 BLIND_POOL_NOTE = ("Version 10's blind reading of these authors: direct 608/651 = 0.934 [0.912, 0.951] (target 0.95 not "
                    "met), indirect 0.947, ordinary 0.2%, look-alikes 13.2%. The figures below are version 12's and "
                    "are not blind: a prototype of it was read on these authors before its rule was written "
