@@ -93,6 +93,9 @@ def main() -> None:
     ap.add_argument("--benign-windows", action="store_true",
                     help="candidate 16 (injection-v15-benign-windows.md): the base's training data plus every "
                          "two-sentence window of its benign written training texts, as benign rows")
+    ap.add_argument("--wide-vocab", action="store_true",
+                    help="candidate 17 (injection-v16-wide-vocab.md): the base's training rows and views, read by "
+                         "larger TF-IDF vocabularies (char_wb 2-6-grams, 300,000; word 1-2-grams, 100,000)")
     ap.add_argument("--data-dir", default="../shared/data", type=Path)
     ap.add_argument("--base", choices=("shipped", "v7", "v8", "v9", "v10", "v11"), default="shipped",
                     help="what the candidate is compared with: the shipped detector, or version 7 / 8 / 9 / 10 / 11 "
@@ -103,9 +106,11 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     if len(a.train_name) != len(a.train_file):
         ap.error("give one --train-name per --train-file")
-    if (bool(a.lm) + bool(a.train_file) + a.benign_windows) != 1:
-        ap.error("give one of --train-file (a candidate trained on more texts), --lm (an injection-lm model) or "
-                 "--benign-windows")
+    if (bool(a.lm) + bool(a.train_file) + a.benign_windows + a.wide_vocab) != 1:
+        ap.error("give one of --train-file (a candidate trained on more texts), --lm (an injection-lm model), "
+                 "--benign-windows or --wide-vocab")
+    if a.wide_vocab and a.base != "shipped":
+        ap.error("candidate 17 (--wide-vocab) is decided against the shipped detector, version 12")
     if a.benign_windows and a.base == "shipped":
         ap.error("the shipped detector (version 12) already trains on the windows: candidate 16 is reproduced with "
                  "--base v11 --benign-windows")
@@ -134,6 +139,7 @@ def main() -> None:
         ti.TRAINING_AUTHOR_FILES = ti.TRAINING_AUTHOR_FILES + tuple(zip(a.train_name, a.train_file))
         # the shipped version (12 on) trains on the windows; a candidate against an earlier one only with the flag
         ti.BENIGN_WINDOWS = a.benign_windows or a.base == "shipped"
+        ti.WIDE_VOCAB = a.wide_vocab
         card = ti.train(a.data_dir, a.out / "candidate.joblib", card_path=a.out / "candidate_card.json")
         candidate = InjectionInstrument(a.out / "candidate.joblib")
 
@@ -152,13 +158,17 @@ def main() -> None:
         "3 Alpaca + GSM8K + JBB benign <= 1%": bg["benign user questions"]["rate"] <= 0.01,
         "4 system prompts and assistant turns <= 2%": bg["benign system prompts and assistant turns"]["rate"] <= 0.02,
     }
-    if a.benign_windows:  # candidate 16's two further conditions
+    if a.benign_windows or a.wide_vocab:  # candidate 16's two further conditions (candidate 17's rule keeps them)
         tools = "benign tool and API outputs (generated: JSON, git logs, checksums, headers, CSV, YAML, logs)"
         # the rule's 0.05 (the script committed with the rule said 0.02, which the rule's text does not; the text
         # governs, and the decision's record in the rule says so)
         conditions["5 indirect recall >= base's - 0.05"] = (new["indirect"]["rate"]
                                                             >= old["indirect"]["rate"] - 0.05)
         conditions["6 generated tool outputs <= 20%"] = bg[tools]["rate"] <= 0.20
+    if a.wide_vocab:  # candidate 17's two more
+        conditions["7 benign documents flagged <= base's + 0.08"] = (new["benign_docs"]["rate"]
+                                                                     <= old["benign_docs"]["rate"] + 0.08)
+        conditions["8 direct recall >= base's"] = new["direct"]["rate"] >= old["direct"]["rate"]
     result = {
         "decision_texts": len(rows), "left_out": len(left), "kept": len(kept),
         "base": a.base, "base_rates": old, "candidate": new,

@@ -62,6 +62,12 @@ SHINGLE = 8  # a training row sharing a run of this many words with a held-out r
 # over its windows, but was trained on whole texts, so a benign email's "Subject: ... Hi all," window was never
 # seen as benign. Adopted as version 12 (authors 29 and 30 decided it); versions 7-11 trained aside turn it off.
 BENIGN_WINDOWS = True
+# Candidate 17 (docs/instruments/preregistration/injection-v16-wide-vocab.md): the same rows and views, read by
+# TF-IDF vocabularies large enough for them. Version 12 keeps 40,000 of the 355,944 char 2-5-grams seen twice in its
+# 55,023 training rows (many languages and scripts), and 20,000 of 331,632 word 1-2-grams, so a paraphrase often
+# meets no kept feature. The candidate keeps 300,000 of 528,142 char 2-6-grams and 100,000 word n-grams. Off:
+# version 12's features.
+WIDE_VOCAB = False
 
 
 def _path(data_dir: Path, name: str) -> Path:
@@ -1395,10 +1401,11 @@ def build_pipeline(c: float = 8.0):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import FeatureUnion, Pipeline
 
+    char_ngrams, char_max, word_max = ((2, 6), 300_000, 100_000) if WIDE_VOCAB else ((2, 5), 40_000, 20_000)
     features = FeatureUnion([
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, max_features=40000,
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=char_ngrams, min_df=2, max_features=char_max,
                                  sublinear_tf=True, lowercase=True)),
-        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, max_features=20000,
+        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, max_features=word_max,
                                  sublinear_tf=True, lowercase=True, token_pattern=r"(?u)\b\w+\b|[\u4e00-\u9fff]")),
     ])
     return Pipeline([("features", features), ("clf", LogisticRegression(C=c, class_weight="balanced", max_iter=3000))])
