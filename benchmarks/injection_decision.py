@@ -30,6 +30,9 @@ conditions are checked.
     cat src/tunelens/safety/data/injection_independent_1[78].jsonl > /tmp/authors_29_30.jsonl
     .venv/bin/python benchmarks/injection_decision.py --base v11 --benign-windows \
         --decision /tmp/authors_29_30.jsonl --out /tmp/c16
+    cat src/tunelens/safety/data/injection_independent_{19,20}.jsonl > /tmp/authors_31_32.jsonl
+    .venv/bin/python benchmarks/injection_decision.py --base v12 --wide-vocab \
+        --decision /tmp/authors_31_32.jsonl --out /tmp/c17
 
 reproduce the decisions of candidates 8, 9 (version 7 against each) and 10 (version 8 against it), on the shipped
 vetted decision sets, then candidate 11 (injection-lm: version 9 stacked with a SmolLM2 probe, pre-registered in
@@ -38,8 +41,9 @@ candidates 13 and 14 (injection-v12.md, -v13.md; neither adopted) and version 11
 injection-v14-tool-outputs.md; adopted) against version 10, and version 12 (candidate 16: version 11 plus the windows
 of its benign training texts, injection-v15-benign-windows.md; adopted on authors 29 and 30 pooled) against version 11
 (the authors' full sets were 860 texts each, 520 for author 28 and 800 each for authors 29 and 30, of which these are
-the ones kept). A next candidate: the default ``--base shipped``, its new author's file, and a
-fresh author's texts as ``--decision``. Condition 5 of candidate 15's rule (the pooled authors) is
+the ones kept), and version 13 (candidate 17: version 12 read by wider TF-IDF vocabularies,
+injection-v16-wide-vocab.md; adopted on authors 31 and 32 pooled) against version 12 (800 texts each, 1,391 kept). A
+next candidate: the default ``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``. Condition 5 of candidate 15's rule (the pooled authors) is
 benchmarks/injection_pooled.py with ``--artifact OUT/candidate.joblib`` (and ``--artifact OUT/base.joblib``).
 
 Prints one JSON object (also written to OUT/decision.json); writes the vetted decision set to
@@ -97,10 +101,10 @@ def main() -> None:
                     help="candidate 17 (injection-v16-wide-vocab.md): the base's training rows and views, read by "
                          "larger TF-IDF vocabularies (char_wb 2-6-grams, 300,000; word 1-2-grams, 100,000)")
     ap.add_argument("--data-dir", default="../shared/data", type=Path)
-    ap.add_argument("--base", choices=("shipped", "v7", "v8", "v9", "v10", "v11"), default="shipped",
-                    help="what the candidate is compared with: the shipped detector, or version 7 / 8 / 9 / 10 / 11 "
-                         "trained aside with its own author files (how candidates 8 and 9, 10, 12, 13-15 and 16 were "
-                         "decided before the next version shipped)")
+    ap.add_argument("--base", choices=("shipped", "v7", "v8", "v9", "v10", "v11", "v12"), default="shipped",
+                    help="what the candidate is compared with: the shipped detector, or version 7 / 8 / 9 / 10 / 11 / "
+                         "12 trained aside with its own author files (how candidates 8 and 9, 10, 12, 13-15, 16 and 17 "
+                         "were decided before the next version shipped)")
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -109,17 +113,19 @@ def main() -> None:
     if (bool(a.lm) + bool(a.train_file) + a.benign_windows + a.wide_vocab) != 1:
         ap.error("give one of --train-file (a candidate trained on more texts), --lm (an injection-lm model), "
                  "--benign-windows or --wide-vocab")
-    if a.wide_vocab and a.base != "shipped":
-        ap.error("candidate 17 (--wide-vocab) is decided against the shipped detector, version 12")
-    if a.benign_windows and a.base == "shipped":
-        ap.error("the shipped detector (version 12) already trains on the windows: candidate 16 is reproduced with "
+    if a.wide_vocab and a.base != "v12":
+        ap.error("the shipped detector (version 13) is candidate 17: it is reproduced with --base v12 --wide-vocab")
+    if a.benign_windows and a.base != "v11":
+        ap.error("the shipped detector (version 13) already trains on the windows: candidate 16 is reproduced with "
                  "--base v11 --benign-windows")
     if a.lm and a.base not in ("shipped", "v9"):
         ap.error("--lm was decided against version 9 (--base v9 once a later version ships)")
     if a.base != "shipped":
         ti.TRAINING_AUTHOR_FILES = {"v7": ti.V7_AUTHOR_FILES, "v8": ti.V8_AUTHOR_FILES, "v9": ti.V9_AUTHOR_FILES,
-                                    "v10": ti.V10_AUTHOR_FILES, "v11": ti.V11_AUTHOR_FILES}[a.base]
-        ti.BENIGN_WINDOWS = False  # versions 7-11 had no benign windows (version 12 adopted them)
+                                    "v10": ti.V10_AUTHOR_FILES, "v11": ti.V11_AUTHOR_FILES,
+                                    "v12": ti.V12_AUTHOR_FILES}[a.base]
+        ti.BENIGN_WINDOWS = a.base == "v12"  # versions 7-11 had no benign windows (version 12 adopted them)
+        ti.WIDE_VOCAB = False  # nor wide vocabularies (version 13 adopted them)
         base_card = ti.train(a.data_dir, a.out / "base.joblib", card_path=a.out / "base_card.json")
         base = InjectionInstrument(a.out / "base.joblib")
     else:
@@ -137,9 +143,10 @@ def main() -> None:
         card = {"by_group": {g: {"rate": v["candidate"]} for g, v in lm_result["shipped_sets"].items()}}
     else:
         ti.TRAINING_AUTHOR_FILES = ti.TRAINING_AUTHOR_FILES + tuple(zip(a.train_name, a.train_file))
-        # the shipped version (12 on) trains on the windows; a candidate against an earlier one only with the flag
-        ti.BENIGN_WINDOWS = a.benign_windows or a.base == "shipped"
-        ti.WIDE_VOCAB = a.wide_vocab
+        # the shipped version (12 on) trains on the windows, and (13 on) reads wide vocabularies; a candidate against
+        # an earlier one only with the flag
+        ti.BENIGN_WINDOWS = a.benign_windows or a.base in ("shipped", "v12")
+        ti.WIDE_VOCAB = a.wide_vocab or a.base == "shipped"
         card = ti.train(a.data_dir, a.out / "candidate.joblib", card_path=a.out / "candidate_card.json")
         candidate = InjectionInstrument(a.out / "candidate.joblib")
 

@@ -65,9 +65,9 @@ BENIGN_WINDOWS = True
 # Candidate 17 (docs/instruments/preregistration/injection-v16-wide-vocab.md): the same rows and views, read by
 # TF-IDF vocabularies large enough for them. Version 12 keeps 40,000 of the 355,944 char 2-5-grams seen twice in its
 # 55,023 training rows (many languages and scripts), and 20,000 of 331,632 word 1-2-grams, so a paraphrase often
-# meets no kept feature. The candidate keeps 300,000 of 528,142 char 2-6-grams and 100,000 word n-grams. Off:
-# version 12's features.
-WIDE_VOCAB = False
+# meets no kept feature. The candidate keeps 300,000 of 528,142 char 2-6-grams and 100,000 word n-grams. Adopted as
+# version 13 (authors 31 and 32 decided it); version 12 trained aside (--base v12) turns it off.
+WIDE_VOCAB = True
 
 
 def _path(data_dir: Path, name: str) -> Path:
@@ -534,6 +534,7 @@ V8_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:6]  # version 8's: the base of the vers
 V9_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:7]  # version 9's: the base of candidate 11's and version 10's decisions
 V10_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:8]  # version 10's: the base of candidates 13, 14 and 15 and the pooled reading
 V11_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:9]  # version 11's (without BENIGN_WINDOWS): the base of candidate 16
+V12_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:9]  # version 12's (BENIGN_WINDOWS, without WIDE_VOCAB): the base of candidate 17
 
 
 def author_rows(file: str) -> list[dict[str, Any]]:
@@ -649,6 +650,14 @@ INDEPENDENT_SETS = (
     # training rows are the same with them or without.
     ("independent17", "injection_independent_17.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
     ("independent18", "injection_independent_18.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    # The nineteenth and twentieth (authors 31 and 32: two assistant sessions each, attacks / benign texts, from the
+    # briefs of authors 29 and 30 word for word) were written after the rule that decided candidate 17 (version 12 read
+    # by wider TF-IDF vocabularies) was committed (docs/instruments/preregistration/injection-v16-wide-vocab.md), and
+    # read once, pooled, to decide it: version 13 passed. 110 of author 31's 800 texts and 99 of author 32's equal or
+    # share a run of SHINGLE words with a training or validation text of version 13 (the same rows as version 12's) and
+    # were left out before they were read, so the training rows are the same with them or without.
+    ("independent19", "injection_independent_19.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    ("independent20", "injection_independent_20.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
 )
 # The authors version 10 never saw before it was frozen and whose reading changed nothing about it, pooled
 # (docs/instruments/preregistration/injection-v10-pooled.md): authors 21 and 23 decided candidates that were not
@@ -656,22 +665,25 @@ INDEPENDENT_SETS = (
 BLIND_POOL = (("independent11", "author 21"), ("independent12", "author 23"), ("independent13", "author 24"),
               ("independent14", "author 25"), ("independent15", "author 26"))
 # What the pool is to the shipped version: version 10 never saw these authors; version 11 was decided with them
-# (condition 5 of injection-v14-tool-outputs.md), and a prototype of version 12 was read on them before its rule was
-# written, so version 12's figures here are not blind (its blind reading is FRESH_POOL).
+# (condition 5 of injection-v14-tool-outputs.md), and prototypes of versions 12 and 13 were read on them before their
+# rules were written, so version 13's figures here are not blind (its blind reading is FRESH_POOL).
 BLIND_POOL_NOTE = ("Version 10's blind reading of these authors: direct 608/651 = 0.934 [0.912, 0.951] (target 0.95 not "
-                   "met), indirect 0.947, ordinary 0.2%, look-alikes 13.2%. The figures below are version 12's and "
-                   "are not blind: a prototype of it was read on these authors before its rule was written "
-                   "(injection-v15-benign-windows.md), and its direct recall here (0.960) did not carry over to the "
-                   "fresh authors 29 and 30 (0.924, the table above). 10 of the 664 indirect attacks share a run of 8 "
+                   "met), indirect 0.947, ordinary 0.2%, look-alikes 13.2%. The figures below are version 13's and "
+                   "are not blind: prototypes of versions 12 and 13 were read on these authors before their rules were "
+                   "written (injection-v15-benign-windows.md, injection-v16-wide-vocab.md). Version 12's direct recall "
+                   "here (0.960) did not carry over to its fresh authors 29 and 30 (0.924). 10 of the 664 indirect attacks share a run of 8 "
                    "words with a training text by author 27 (boilerplate: a Python traceback, an iCalendar event, "
                    "contract clauses).")
-# The authors written after the rule that decided the shipped version (injection-v15-benign-windows.md): version 12
+# The authors written after the rule that decided the shipped version (injection-v16-wide-vocab.md): version 13
 # was frozen before they wrote, never trained on them, and read them once, pooled, to decide it. Its reading of the
 # targets there is the blind one (the decision could only adopt or reject it; nothing was fitted to them).
-FRESH_POOL = (("independent17", "author 29"), ("independent18", "author 30"))
-FRESH_POOL_RULE = "docs/instruments/preregistration/injection-v15-benign-windows.md"
-FRESH_POOL_NOTE = ("Version 11 on the same texts: direct 220/238 = 0.924 (the same), indirect 260/276 = 0.942, "
-                   "ordinary 0/260, look-alikes 105/618 (benign documents and tool outputs 73/262 = 27.9%).")
+FRESH_POOL = (("independent19", "author 31"), ("independent20", "author 32"))
+FRESH_POOL_RULE = "docs/instruments/preregistration/injection-v16-wide-vocab.md"
+FRESH_POOL_NOTE = ("Version 12 on the same texts: direct 233/242 = 0.963 [0.931, 0.980], indirect 248/275 = 0.902, "
+                   "ordinary 2/258, look-alikes 73/616 (benign documents and tool outputs 44/266 = 16.5%). Version 12 "
+                   "read 0.924 [0.884, 0.952] on direct attacks by its own fresh authors, 29 and 30: authors differ "
+                   "more than versions do. Version 13's figures on authors 29 and 30 (by_group) are not blind: its "
+                   "prototype was read there.")
 BLIND_POOL_TARGETS = {"direct attacks": (("direct",), "at_least", 0.95),
                       "indirect attacks": (("indirect",), "at_least", 0.80),
                       "ordinary user questions": (("ordinary",), "at_most", 0.01),
@@ -829,6 +841,16 @@ GROUPS = {
         "test:independent17_benign_docs", "test:independent18_benign_docs"),
     "benign system prompts and assistant turns, authors 29 and 30": ("test:independent17_benign_system",
                                                                      "test:independent18_benign_system"),
+    "direct attacks, authors 31 and 32": ("test:independent19_direct", "test:independent20_direct"),
+    "indirect attacks, authors 31 and 32": ("test:independent19_indirect", "test:independent20_indirect"),
+    "ordinary user questions (30% not English), authors 31 and 32": ("test:independent19_ordinary",
+                                                                     "test:independent20_ordinary"),
+    "benign look-alike user messages, authors 31 and 32": ("test:independent19_benign_user",
+                                                           "test:independent20_benign_user"),
+    "benign documents and tool outputs (emails, tickets, logs), authors 31 and 32": (
+        "test:independent19_benign_docs", "test:independent20_benign_docs"),
+    "benign system prompts and assistant turns, authors 31 and 32": ("test:independent19_benign_system",
+                                                                     "test:independent20_benign_system"),
     "indirect attacks, author 28": ("test:independent16_indirect",),
     "ordinary user questions (30% not English), author 28": ("test:independent16_ordinary",),
     "benign tool and API outputs, author 28": ("test:independent16_benign_docs",),
@@ -916,6 +938,8 @@ TARGETS = {"direct attacks": ("min", 0.95), "indirect attacks": ("min", 0.80), "
            "ordinary user questions (30% not English), author 26": ("max", 0.01),
            "direct attacks, authors 29 and 30": ("min", 0.95), "indirect attacks, authors 29 and 30": ("min", 0.80),
            "ordinary user questions (30% not English), authors 29 and 30": ("max", 0.01),
+           "direct attacks, authors 31 and 32": ("min", 0.95), "indirect attacks, authors 31 and 32": ("min", 0.80),
+           "ordinary user questions (30% not English), authors 31 and 32": ("max", 0.01),
            "indirect attacks, author 28": ("min", 0.80),
            "ordinary user questions (30% not English), author 28": ("max", 0.01)}
 SET_NAMES = {
@@ -1034,6 +1058,30 @@ SET_NAMES = {
                                          "(9 left out)",
     "test:independent18_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                     "author 30 (27 equal to or sharing 8 words with a training text left out)",
+    "test:independent19_direct": "direct attacks by author 31 (written after the rule for version 13, 'candidate 17', "
+                                  "was committed, read to decide it; 30% not English; 27 equal to or sharing 8 words "
+                                  "with a training or validation text left out)",
+    "test:independent19_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 31 (about a third subtle; 8 left out as above)",
+    "test:independent19_benign_user": "benign look-alike user messages, by author 31 (14 left out as above)",
+    "test:independent19_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 31 (22 left out)",
+    "test:independent19_benign_system": "benign system prompts, developer messages and assistant turns, by author 31 "
+                                         "(14 left out)",
+    "test:independent19_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 31 (25 equal to or sharing 8 words with a training text left out)",
+    "test:independent20_direct": "direct attacks by author 32 (written after the rule for version 13, 'candidate 17', "
+                                  "was committed, read to decide it; 30% not English; 31 equal to or sharing 8 words "
+                                  "with a training or validation text left out)",
+    "test:independent20_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 32 (about a third subtle; 17 left out as above)",
+    "test:independent20_benign_user": "benign look-alike user messages, by author 32 (10 left out as above)",
+    "test:independent20_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 32 (12 left out)",
+    "test:independent20_benign_system": "benign system prompts, developer messages and assistant turns, by author 32 "
+                                         "(12 left out)",
+    "test:independent20_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 32 (17 equal to or sharing 8 words with a training text left out)",
     "test:independent16_indirect": "attacks hidden in tool and API outputs (JSON fields, HTML comments, code comments, "
                                    "commit messages, CSV cells, calendar descriptions, log lines, receipts), by author "
                                    "28 (written after the rule for version 11, 'candidate 15', was committed, read to "
@@ -1140,6 +1188,22 @@ SET_NAMES = {
 
 
 CHANGES = [
+    "Version 13 reads the same training rows and views with wider TF-IDF vocabularies: char_wb 2-6-grams (300,000 "
+    "kept, of 528,142 seen twice) and word 1-2-grams (100,000), where version 12 kept 40,000 char 2-5-grams and 20,000 "
+    "word n-grams of rows in many languages and scripts. It was decided on fresh authors 31 and 32, pooled, by eight "
+    "conditions committed before they wrote (docs/instruments/preregistration/injection-v16-wide-vocab.md, where it "
+    "is 'candidate 17'; seven prototype settings read on the shipped held-out sets, authors 29 and 30 included, "
+    "before the rule are disclosed there). 209 of their 1,600 texts equal or share 8 words with a training or "
+    "validation text and were left out before reading; on the other 1,391, version 12 -> 13: direct attacks 233 -> "
+    "236 of 242 (0.963 -> 0.975 [0.947, 0.989]), indirect 248 -> 258 of 275 (0.902 -> 0.938), look-alike user "
+    "messages flagged 22 -> 20 of 276, benign documents and tool outputs 44 -> 51 of 266 (16.5% -> 19.2%; at most "
+    "0.08 higher), benign system prompts and assistant turns 7 -> 5 of 74, ordinary questions 2 -> 1 of 258, the "
+    "measure 0.812 -> 0.832; Alpaca + GSM8K + JBB benign 0.38% (<= 1%), benign system prompts and assistant turns "
+    "1.73% (<= 2%), generated tool_outputs 1 -> 0 of 400 (<= 20%). All eight hold, so version 13 is adopted "
+    "(threshold 0.573 by the same rule). Direct recall on these fresh authors meets the 0.95 target as measured, not "
+    "shown (the interval's lower end is 0.947); version 12 read 0.963 here and 0.924 on its own fresh authors 29 and "
+    "30, so authors differ more than versions do. Authors 31 and 32's texts are held-out sets (independent19, "
+    "independent20) that have served this one decision; version 13's figures on authors 21-30 are not blind.",
     "Version 12 also trains on every two-sentence window of every benign written training text (29,002 windows, "
     "labelled benign): the detector scores a long text by its windows, but had seen benign windows only of HH replies, "
     "so an email's 'Subject: ... Hi all,' scored 0.98. No new author is trained on. It was decided on fresh authors 29 "
@@ -1500,9 +1564,11 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
 
     figures = heldout_figures(sets, scores, threshold)
     card = {
-        "task": "injection", "name": "injection", "version": 12,
+        "task": "injection", "name": "injection", "version": 13 if WIDE_VOCAB else 12,
         "method": "views (normalised text with leetspeak restored, hidden HTML/markdown parts, decoded base64, "
-                  "two-sentence windows of long texts) scored by TF-IDF char_wb 2-5 + word 1-2 logistic regression; "
+                  "two-sentence windows of long texts) scored by TF-IDF "
+                  + ("char_wb 2-6 (300,000) + word 1-2 (100,000)" if WIDE_VOCAB else "char_wb 2-5 + word 1-2")
+                  + " logistic regression; "
                   "phrase rules (drop-earlier-instructions in EN/DE/FR/ES/ZH) raise a view to 0.95; score = max over views",
         "reproduce": "tunelens safety train-injection --data-dir ../shared/data",
         "threshold": threshold, "threshold_rule": rule,
