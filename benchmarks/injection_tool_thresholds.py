@@ -5,8 +5,8 @@ documents (docs/serving.md quotes the table).
     .venv/bin/python benchmarks/injection_tool_thresholds.py
 
 Read on held-out authors the detector was never trained on: author 28 (tool and API outputs; read to decide version
-11) and authors 29 and 30 (documents, emails, tickets and tool outputs; read to decide version 12), and on the 400
-generated tool outputs. No threshold of the detector is chosen here: the server's default stays the validated one.
+11), authors 29 and 30 (documents, emails, tickets and tool outputs; read to decide version 12) and authors 31 and 32
+(the same kinds; read to decide version 13), and on the 400 generated tool outputs. No threshold of the detector is chosen here: the server's default stays the validated one.
 Prints one JSON object: per threshold, per set, flagged k/n with a Wilson 95% interval."""
 
 from __future__ import annotations
@@ -22,10 +22,14 @@ SETS = {  # name -> (file or "generated", group)
     "benign tool outputs, author 28": ("injection_independent_16.jsonl", "benign_docs"),
     "benign documents and tool outputs, authors 29-30": (("injection_independent_17.jsonl",
                                                           "injection_independent_18.jsonl"), "benign_docs"),
+    "benign documents and tool outputs, authors 31-32": (("injection_independent_19.jsonl",
+                                                          "injection_independent_20.jsonl"), "benign_docs"),
     "benign tool outputs, generated": ("generated", None),
     "attacks hidden in tool outputs, author 28": ("injection_independent_16.jsonl", "indirect"),
     "attacks hidden in documents and tool outputs, authors 29-30": (("injection_independent_17.jsonl",
                                                                      "injection_independent_18.jsonl"), "indirect"),
+    "attacks hidden in documents and tool outputs, authors 31-32": (("injection_independent_19.jsonl",
+                                                                     "injection_independent_20.jsonl"), "indirect"),
 }
 
 

@@ -21,15 +21,17 @@ def sets(shared_data):
     return ti.build_sets(shared_data, 0)
 
 
-def _aside(shared_data, tmp_path_factory, name, author_files):
-    """An earlier version trained aside (its training files, no benign windows; the held-out sets as shipped, which
-    change none of its training rows): (instrument, card, sets)."""
+def _aside(shared_data, tmp_path_factory, name, author_files, windows=False):
+    """An earlier version trained aside (its training files, benign windows only from version 12, never the wide
+    vocabularies of version 13; the held-out sets as shipped, which change none of its training rows):
+    (instrument, card, sets)."""
     from tunelens.safety.instruments.injection import InjectionInstrument
 
     out = tmp_path_factory.mktemp(f"injection_{name}")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ti, "TRAINING_AUTHOR_FILES", author_files)
-        mp.setattr(ti, "BENIGN_WINDOWS", False)
+        mp.setattr(ti, "BENIGN_WINDOWS", windows)
+        mp.setattr(ti, "WIDE_VOCAB", False)
         card = ti.train(shared_data, out / f"{name}.joblib", card_path=out / f"{name}_card.json")
         sets = ti.build_sets(shared_data, 0)
     return InjectionInstrument(out / f"{name}.joblib"), card, sets
@@ -46,6 +48,12 @@ def v10(shared_data, tmp_path_factory):
 def v11(shared_data, tmp_path_factory):
     """Version 11 trained aside: the base of the version 12 decision. About 35 s."""
     return _aside(shared_data, tmp_path_factory, "v11", ti.V11_AUTHOR_FILES)
+
+
+@pytest.fixture(scope="module")
+def v12(shared_data, tmp_path_factory):
+    """Version 12 trained aside: the base of the version 13 decision. About 45 s."""
+    return _aside(shared_data, tmp_path_factory, "v12", ti.V12_AUTHOR_FILES, windows=True)
 
 
 def _fitted(sets):
@@ -158,7 +166,7 @@ def test_the_docs_page_is_the_cards_rendering():
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     page = Path(__file__).resolve().parents[1] / "docs" / "instruments" / ti.DOC_NAME
     assert page.read_text(encoding="utf-8") == ti.render_doc(card)
-    assert card["version"] == 12 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
+    assert card["version"] == 13 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
 
 
 def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets):
@@ -174,7 +182,8 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
     assert {r["kind"] for r in more if r["label"] == "injection"} == {"direct", "indirect"}
     for name, file, groups in ti.INDEPENDENT_SETS:
         rows = ti.independent_rows(file, groups)
-        assert len(rows) >= {"independent16": 440, "independent17": 680, "independent18": 680}.get(name, 700)
+        assert len(rows) >= {"independent16": 440, "independent17": 680, "independent18": 680, "independent19": 680,
+                             "independent20": 680}.get(name, 700)
         assert len({r["text"] for r in rows}) == len(rows)
         for g in groups:
             held = sets[f"test:{name}_{g}"]
@@ -189,18 +198,22 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
                   "independent9": "author 17", "independent10": "author 19", "independent11": "author 21",
                   "independent12": "author 23", "independent13": "author 24", "independent14": "author 25",
                   "independent15": "author 26", "independent16": "author 28", "independent17": "authors 29 and 30",
-                  "independent18": "authors 29 and 30"}[name]
+                  "independent18": "authors 29 and 30", "independent19": "authors 31 and 32",
+                  "independent20": "authors 31 and 32"}[name]
         kind, target = ("indirect", ">= 0.8") if name == "independent16" else ("direct", ">= 0.95")
         group = card["by_group"][f"{kind} attacks, {author}"]
-        files = [f for n, f, _ in ti.INDEPENDENT_SETS if n in ("independent17", "independent18")] \
-            if author == "authors 29 and 30" else [file]  # the two fresh authors of version 12 are one group, pooled
+        pair = {"authors 29 and 30": ("independent17", "independent18"),
+                "authors 31 and 32": ("independent19", "independent20")}.get(author)
+        # the two fresh authors of versions 12 and 13 are one group each, pooled
+        files = [f for n, f, _ in ti.INDEPENDENT_SETS if n in pair] if pair else [file]
         assert group["n"] == sum(r["group"] == kind for f in files for r in ti.independent_rows(f, groups))
         assert group["target"] == target
     assert {"independent_direct", "independent2_ordinary", "independent3_direct", "independent4_ordinary",
             "independent5_direct", "independent6_ordinary", "independent7_direct", "independent8_direct",
             "independent9_ordinary", "independent10_direct", "independent11_direct", "independent12_direct",
             "independent13_direct", "independent14_ordinary", "independent15_indirect", "independent16_indirect",
-            "independent16_benign_docs", "independent17_direct", "independent18_benign_docs"} <= set(
+            "independent16_benign_docs", "independent17_direct", "independent18_benign_docs", "independent19_direct",
+            "independent20_benign_docs"} <= set(
         card["operating_point"]["pooled_from"])
     # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
     for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600),
@@ -383,10 +396,10 @@ def test_the_pooled_authors_version_10_never_saw(v10):
     """docs/instruments/preregistration/injection-v10-pooled.md: authors 24-26 were vetted against version 10's
     training and validation texts before reading (none of the shipped ones shares 8 words with one). Version 10,
     trained aside, gives the blind reading that the card's note and history quote; the card's pooled table is the
-    shipped version 12's counts on authors 21, 23 and 24-26 (within one text an author; read with a prototype of it
-    before its rule was written, so not blind, as the note and the page's heading say), with author 19 (on which
-    version 10 was adopted) left out, and each verdict follows from the pooled counts. The blind reading of version
-    12 is the fresh pool (authors 29 and 30), where the direct target is not met."""
+    shipped version 13's counts on authors 21, 23 and 24-26 (within one text an author; read with prototypes of
+    versions 12 and 13 before their rules were written, so not blind, as the note and the page's heading say), with
+    author 19 (on which version 10 was adopted) left out, and each verdict follows from the pooled counts. The blind
+    reading of version 13 is the fresh pool (authors 31 and 32), where the direct target is met as measured."""
     from tunelens.safety.train_metrics import wilson
 
     inst10, card10, sets10 = v10
@@ -423,15 +436,17 @@ def test_the_pooled_authors_version_10_never_saw(v10):
     assert blind["direct attacks"]["verdict"] == "not met" and blind["ordinary user questions"]["verdict"] == "shown"
     assert "608/651 = 0.934" in ti.BLIND_POOL_NOTE
     assert "608/651 = 0.934" in _change(card, "After version 10, a measurement")
-    # version 12 there (not blind) meets the direct target as measured, and the card says that is not blind and did
-    # not carry over; on the fresh authors written after its rule it is not met
+    # version 13 there (not blind) meets the direct target as measured, and the card says that is not blind, and
+    # that version 12's reading there did not carry over to its fresh authors
     assert pool["targets"]["direct attacks"]["verdict"] in ("met as measured", "shown")
     assert "not blind" in pool["note"] and "did not carry over" in pool["note"]
     page = (ti.CARD.parents[4].parent / "docs" / "instruments" / ti.DOC_NAME).read_text(encoding="utf-8")
     assert "## The authors version 10 never saw, pooled (read before this version's rule: not blind)" in page
     fresh = card["fresh_pool"]
-    assert fresh["authors"] == ["author 29", "author 30"] and fresh["rule"] == ti.FRESH_POOL_RULE
-    assert fresh["targets"]["direct attacks"]["verdict"] == "not met"
+    assert fresh["authors"] == ["author 31", "author 32"] and fresh["rule"] == ti.FRESH_POOL_RULE
+    assert fresh["rule"].endswith("injection-v16-wide-vocab.md") and fresh["note"] == ti.FRESH_POOL_NOTE
+    # 236/242: at or above 0.95 as measured, but the interval's lower end (0.947) is below it, so not shown
+    assert fresh["targets"]["direct attacks"]["verdict"] == "met as measured"
     assert fresh["targets"]["indirect attacks"]["verdict"] == "shown"
 
 
@@ -522,13 +537,13 @@ def test_version_11_was_decided_on_author_28_as_the_card_says(sets, v10, v11):
         assert quote in entry, quote
     assert v11[1]["by_group"]["benign tool and API outputs, author 28"]["n"] == 255
     assert abs(v11[1]["by_group"]["benign tool and API outputs, author 28"]["flagged"] - new["benign_docs"][0]) <= 1
-    assert get_instrument("injection").threshold != 0.643  # ... and version 12 ships now
+    assert get_instrument("injection").threshold != 0.643  # ... and a later version ships now
 
 
-def test_version_12_was_decided_on_authors_29_and_30_as_the_card_says(sets, v11):
+def test_version_12_was_decided_on_authors_29_and_30_as_the_card_says(sets, v11, v12):
     """Authors 29 and 30's texts, pooled, decided version 12 ('candidate 16' in docs/instruments/preregistration/
     injection-v15-benign-windows.md): none of the 1,392 kept shares 8 words with a training or validation text of
-    version 12, so its training rows do not depend on them; version 11 (trained aside) and version 12 (shipped) give the
+    version 12, so its training rows do not depend on them; versions 11 and 12 (trained aside) give the
     counts the decision quotes (within one text a group for up to 100 texts, two above, three for the generated tool
     outputs). Version 12 trains on every window of its benign written training texts, labelled benign, none equal to a
     held-out text."""
@@ -538,7 +553,7 @@ def test_version_12_was_decided_on_authors_29_and_30_as_the_card_says(sets, v11)
             for r in ti.independent_rows(f, ti.INDEPENDENT_GROUPS + ("ordinary",))]
     assert len(rows) == 704 + 688 and not any(ti.seen_overlap([r["text"] for r in rows], sets))
     assert {r["id"].split("-")[0] for r in rows} == {"a29", "a30"}
-    old, new = _shipped_counts(rows, v11[0]), _shipped_counts(rows)
+    old, new = _shipped_counts(rows, v11[0]), _shipped_counts(rows, v12[0])
     want = {"direct": ((220, 220), 238), "indirect": ((260, 252), 276), "benign_user": ((19, 30), 283),
             "benign_docs": ((73, 46), 262), "benign_system": ((13, 9), 73), "ordinary": ((0, 1), 260)}
     for g, ((k_old, k_new), n) in want.items():
@@ -554,12 +569,12 @@ def test_version_12_was_decided_on_authors_29_and_30_as_the_card_says(sets, v11)
     assert new["ordinary"][0] / new["ordinary"][1] <= 0.01
     assert new["indirect"][0] / new["indirect"][1] >= old["indirect"][0] / old["indirect"][1] - 0.05
     tools = ti.benign_tool_outputs(0)
-    inst = get_instrument("injection")
+    inst, card12 = v12[0], v12[1]
     assert sum(inst.is_positive(v) for v in inst.classify([Example(t) for t in tools])) <= 4  # 1 of 400
+    assert card12["version"] == 12 and abs(card12["threshold"] - 0.626) <= 0.002 and ti.BENIGN_WINDOWS  # retrained here
+    assert card12["by_group"]["benign user questions"]["rate"] <= 0.01
+    assert card12["by_group"]["benign system prompts and assistant turns"]["rate"] <= 0.02
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    assert card["version"] == 12 and card["threshold"] == inst.threshold == 0.626 and ti.BENIGN_WINDOWS
-    assert card["by_group"]["benign user questions"]["rate"] <= 0.01
-    assert card["by_group"]["benign system prompts and assistant turns"]["rate"] <= 0.02
     wins = sets["train:written_benign_windows"]
     assert set(wins["labels"]) == {0} and abs(len(wins["texts"]) - 29002) <= 50
     held = {_key(t) for k, v in sets.items() if k.startswith("test:") for t in v["texts"]}
@@ -573,4 +588,50 @@ def test_version_12_was_decided_on_authors_29_and_30_as_the_card_says(sets, v11)
     entry = _change(card, "Version 12 also trains")
     for quote in ("220 -> 220 of 238", "260 -> 252 of 276", "73 -> 46 of 262", "19 -> 30 of 283", "0 -> 1 of 260",
                   "11 -> 1 of 400", "threshold 0.626", "0.924 [0.884, 0.952]", "preregistration/injection-v15-"):
+        assert quote in entry, quote
+
+
+def test_version_13_was_decided_on_authors_31_and_32_as_the_card_says(sets, v12):
+    """Authors 31 and 32's texts, pooled, decided version 13 ('candidate 17' in docs/instruments/preregistration/
+    injection-v16-wide-vocab.md): none of the 1,391 kept equals or shares 8 words with a training or validation text,
+    and version 13 trains on exactly version 12's rows (only the vocabularies differ); version 12 (trained aside) and
+    version 13 (shipped) give the counts the decision quotes (within one text a group for up to 100 texts, two above),
+    and the rule's eight conditions hold on them and on the card's shipped-set figures."""
+    from tunelens.safety.instruments import Example, get_instrument
+
+    files = ("injection_independent_19.jsonl", "injection_independent_20.jsonl")
+    rows = [r for f in files for r in ti.independent_rows(f, ti.INDEPENDENT_GROUPS + ("ordinary",))]
+    assert len(rows) == 690 + 701 and not any(ti.seen_overlap([r["text"] for r in rows], sets))
+    assert {r["id"].split("-")[0] for r in rows} == {"a31", "a32"}
+    assert {k: v["texts"] for k, v in v12[2].items()} == {k: v["texts"] for k, v in sets.items()}
+    old, new = _shipped_counts(rows, v12[0]), _shipped_counts(rows)
+    want = {"direct": ((233, 236), 242), "indirect": ((248, 258), 275), "benign_user": ((22, 20), 276),
+            "benign_docs": ((44, 51), 266), "benign_system": ((7, 5), 74), "ordinary": ((2, 1), 258)}
+    for g, ((k_old, k_new), n) in want.items():
+        tol = 1 if n <= 100 else 2
+        assert old[g][1] == new[g][1] == n, g
+        assert abs(old[g][0] - k_old) <= tol and abs(new[g][0] - k_new) <= tol, (g, old[g], new[g])
+    rate = {w: {g: c[g][0] / c[g][1] for g in c} for w, c in (("old", old), ("new", new))}
+    measure = {w: (c["direct"][0] + c["indirect"][0]) / (c["direct"][1] + c["indirect"][1])
+               - c["lookalikes"][0] / c["lookalikes"][1] for w, c in (("old", old), ("new", new))}
+    assert measure["new"] > measure["old"]  # 1
+    assert rate["new"]["ordinary"] <= max(0.01, rate["old"]["ordinary"])  # 2
+    assert rate["new"]["indirect"] >= rate["old"]["indirect"] - 0.05  # 5
+    assert rate["new"]["benign_docs"] <= rate["old"]["benign_docs"] + 0.08  # 7
+    assert rate["new"]["direct"] >= rate["old"]["direct"] - 2 / 242  # 8 (within the counts' tolerance)
+    inst = get_instrument("injection")
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    assert card["version"] == 13 and card["threshold"] == inst.threshold == 0.573 and ti.WIDE_VOCAB
+    assert "char_wb 2-6 (300,000)" in card["method"] and abs(v12[0].threshold - 0.626) <= 0.002
+    bg = card["by_group"]
+    assert bg["benign user questions"]["rate"] <= 0.01  # 3
+    assert bg["benign system prompts and assistant turns"]["rate"] <= 0.02  # 4
+    tools = ti.benign_tool_outputs(0)
+    assert sum(inst.is_positive(v) for v in inst.classify([Example(t) for t in tools])) <= 80  # 6: 0 of 400
+    # the wider vocabularies are what changed: version 13 keeps far more features than version 12
+    feats = {w: len(i.pipeline.named_steps["features"].get_feature_names_out()) for w, i in (("old", v12[0]), ("new", inst))}
+    assert feats["old"] <= 60_000 < 300_000 < feats["new"] <= 400_000, feats
+    entry = _change(card, "Version 13 reads")
+    for quote in ("233 -> 236 of 242", "248 -> 258 of 275", "44 -> 51 of 266", "22 -> 20 of 276", "2 -> 1 of 258",
+                  "threshold 0.573", "0.975 [0.947, 0.989]", "preregistration/injection-v16-wide-vocab.md"):
         assert quote in entry, quote
