@@ -6,7 +6,9 @@ Replies: Alpaca outputs (real assistant text, 5-1000+ characters) cycled to ``--
 AdvBench goals as prompts for the instruments that need one. For each instrument the script
 loads it once (load time reported apart), then times ``classify`` on all ``n`` replies, best of
 ``--repeats``. Baseline: the previous regex refusal detector (``legacy_refusal_score``) on the
-same replies. Other instruments register themselves in ``INSTRUMENTS`` below (task, how to build
+same replies. ``--injection-artifact PATH`` also times another injection artifact (e.g. an earlier version, from
+``git show REV:src/tunelens/safety/artifacts/injection.joblib``) on the same replies in the same run, interleaved with
+the shipped one. Other instruments register themselves in ``INSTRUMENTS`` below (task, how to build
 its examples). Prints one JSON object; record it in docs/benchmarks.md with the CPU model.
 """
 
@@ -59,6 +61,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--only", nargs="*", default=None, help="instrument tasks to time (default: all registered here)")
+    ap.add_argument("--injection-artifact", default=None,
+                    help="another injection artifact (joblib) to time on the same replies, as a baseline")
     args = ap.parse_args()
     replies, prompts = _data(args.n)
     out: dict = {"n": args.n, "cpu": _cpu(), "repeats": args.repeats, "results": {}}
@@ -87,6 +91,19 @@ def main() -> None:
             inst._fast = fast
             out["results"]["baseline:injection_every_view_through_the_pipeline"] = {
                 "seconds": round(t, 2), "per_second": round(args.n / t)}
+        if task == "injection" and args.injection_artifact:
+            from tunelens.safety.instruments.injection import InjectionInstrument
+
+            other = InjectionInstrument(args.injection_artifact)
+            # interleaved with the shipped one, so that a slow spell of a shared host hits both
+            times = {"other": [], "shipped": []}
+            for _ in range(args.repeats):
+                times["other"].append(_best(lambda: other.classify(examples), 1))
+                times["shipped"].append(_best(lambda: inst.classify(examples), 1))
+            out["results"][f"baseline:injection_artifact:{args.injection_artifact}"] = {
+                "seconds": round(min(times["other"]), 2), "per_second": round(args.n / min(times["other"]))}
+            out["results"]["injection_interleaved_with_it"] = {
+                "seconds": round(min(times["shipped"]), 2), "per_second": round(args.n / min(times["shipped"]))}
     print(json.dumps(out, indent=1))
 
 
