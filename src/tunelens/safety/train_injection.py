@@ -1035,7 +1035,8 @@ SET_NAMES = {
     "test:independent8_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                   "author 16 (16 equal to or sharing 8 words with a training text left out)",
     "test:independent17_direct": "direct attacks by author 29 (written after the rule for version 12, 'candidate 16', "
-                                  "was committed, read to decide it; 34% not English; 28 sharing 8 words with a "
+                                  "was committed, read to decide it, then with version 13's prototype, so not blind for "
+                                  "version 13; 34% not English; 28 sharing 8 words with a "
                                   "training or validation text left out)",
     "test:independent17_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
                                     "web pages (half), by author 29 (about a third subtle; 9 left out as above)",
@@ -1047,7 +1048,8 @@ SET_NAMES = {
     "test:independent17_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                     "author 29 (13 equal to or sharing 8 words with a training text left out)",
     "test:independent18_direct": "direct attacks by author 30 (written after the rule for version 12, 'candidate 16', "
-                                  "was committed, read to decide it; 34% not English; 34 sharing 8 words with a "
+                                  "was committed, read to decide it, then with version 13's prototype, so not blind for "
+                                  "version 13; 34% not English; 34 sharing 8 words with a "
                                   "training or validation text left out)",
     "test:independent18_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
                                     "web pages (half), by author 30 (about a third subtle; 15 left out as above)",

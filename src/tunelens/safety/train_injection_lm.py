@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         import tempfile
 
         ti.TRAINING_AUTHOR_FILES = ti.V9_AUTHOR_FILES
-        ti.BENIGN_WINDOWS = False  # version 9 had no benign windows
+        ti.BENIGN_WINDOWS = False  # version 9 had no benign windows ...
+        ti.WIDE_VOCAB = False  # ... nor wide vocabularies
         aside = Path(args.out or tempfile.mkdtemp()) / "base.joblib"
         ti.train(args.data_dir, aside, card_path=None)
         default = InjectionInstrument(aside)
