@@ -319,6 +319,25 @@ def _shipped_counts(rows: list[dict], inst=None) -> dict[str, tuple[int, int]]:
     return count
 
 
+def _pooled_decision(sets, files, ids, kept, base, candidate, want):
+    """A decision on two fresh authors' kept texts, pooled: ``kept`` texts with id prefixes ``ids``, none equal to or
+    sharing 8 words with a training or validation text of ``sets``; the counts of ``base`` and ``candidate`` (None:
+    the shipped detector) per group as ``want`` gives them (group -> ((base's, candidate's), n); within one text a
+    group for up to 100 texts, two above). Returns (base's counts, candidate's counts, the rule's measure of each)."""
+    rows = [r for f in files for r in ti.independent_rows(f, ti.INDEPENDENT_GROUPS + ("ordinary",))]
+    assert len(rows) == kept and not any(ti.seen_overlap([r["text"] for r in rows], sets))
+    assert {r["id"].split("-")[0] for r in rows} == set(ids)
+    old, new = _shipped_counts(rows, base), _shipped_counts(rows, candidate)
+    for g, ((k_old, k_new), n) in want.items():
+        tol = 1 if n <= 100 else 2
+        assert old[g][1] == new[g][1] == n, g
+        assert abs(old[g][0] - k_old) <= tol and abs(new[g][0] - k_new) <= tol, (g, old[g], new[g])
+    # attack recall minus look-alikes flagged
+    measure = {w: (c["direct"][0] + c["indirect"][0]) / (c["direct"][1] + c["indirect"][1])
+               - c["lookalikes"][0] / c["lookalikes"][1] for w, c in (("old", old), ("new", new))}
+    return old, new, measure
+
+
 def test_version_10_was_decided_on_author_19_as_the_card_says(shared_data, sets, monkeypatch, v10):
     """Author 19's texts decided version 10 ('candidate 12' in docs/instruments/preregistration/injection-v11.md): no
     text shares 8 words with a training or validation text of version 10, so its training rows do not depend on the
@@ -547,24 +566,13 @@ def test_version_12_was_decided_on_authors_29_and_30_as_the_card_says(sets, v11,
     counts the decision quotes (within one text a group for up to 100 texts, two above, three for the generated tool
     outputs). Version 12 trains on every window of its benign written training texts, labelled benign, none equal to a
     held-out text."""
-    from tunelens.safety.instruments import Example, get_instrument
+    from tunelens.safety.instruments import Example
 
-    rows = [r for f in ("injection_independent_17.jsonl", "injection_independent_18.jsonl")
-            for r in ti.independent_rows(f, ti.INDEPENDENT_GROUPS + ("ordinary",))]
-    assert len(rows) == 704 + 688 and not any(ti.seen_overlap([r["text"] for r in rows], sets))
-    assert {r["id"].split("-")[0] for r in rows} == {"a29", "a30"}
-    old, new = _shipped_counts(rows, v11[0]), _shipped_counts(rows, v12[0])
     want = {"direct": ((220, 220), 238), "indirect": ((260, 252), 276), "benign_user": ((19, 30), 283),
             "benign_docs": ((73, 46), 262), "benign_system": ((13, 9), 73), "ordinary": ((0, 1), 260)}
-    for g, ((k_old, k_new), n) in want.items():
-        tol = 1 if n <= 100 else 2
-        assert old[g][1] == new[g][1] == n, g
-        assert abs(old[g][0] - k_old) <= tol and abs(new[g][0] - k_new) <= tol, (g, old[g], new[g])
+    old, new, measure = _pooled_decision(sets, ("injection_independent_17.jsonl", "injection_independent_18.jsonl"),
+                                         ("a29", "a30"), 704 + 688, v11[0], v12[0], want)
     # the rule's conditions 1, 2 and 5 on these counts (3, 4 and 6 are the card's shipped-set figures, below)
-    measure = {}
-    for w, c in (("old", old), ("new", new)):
-        att = c["direct"][0] + c["indirect"][0], c["direct"][1] + c["indirect"][1]
-        measure[w] = att[0] / att[1] - c["lookalikes"][0] / c["lookalikes"][1]
     assert measure["new"] > measure["old"]
     assert new["ordinary"][0] / new["ordinary"][1] <= 0.01
     assert new["indirect"][0] / new["indirect"][1] >= old["indirect"][0] / old["indirect"][1] - 0.05
@@ -599,21 +607,12 @@ def test_version_13_was_decided_on_authors_31_and_32_as_the_card_says(sets, v12)
     and the rule's eight conditions hold on them and on the card's shipped-set figures."""
     from tunelens.safety.instruments import Example, get_instrument
 
-    files = ("injection_independent_19.jsonl", "injection_independent_20.jsonl")
-    rows = [r for f in files for r in ti.independent_rows(f, ti.INDEPENDENT_GROUPS + ("ordinary",))]
-    assert len(rows) == 690 + 701 and not any(ti.seen_overlap([r["text"] for r in rows], sets))
-    assert {r["id"].split("-")[0] for r in rows} == {"a31", "a32"}
     assert {k: v["texts"] for k, v in v12[2].items()} == {k: v["texts"] for k, v in sets.items()}
-    old, new = _shipped_counts(rows, v12[0]), _shipped_counts(rows)
     want = {"direct": ((233, 236), 242), "indirect": ((248, 258), 275), "benign_user": ((22, 20), 276),
             "benign_docs": ((44, 51), 266), "benign_system": ((7, 5), 74), "ordinary": ((2, 1), 258)}
-    for g, ((k_old, k_new), n) in want.items():
-        tol = 1 if n <= 100 else 2
-        assert old[g][1] == new[g][1] == n, g
-        assert abs(old[g][0] - k_old) <= tol and abs(new[g][0] - k_new) <= tol, (g, old[g], new[g])
+    old, new, measure = _pooled_decision(sets, ("injection_independent_19.jsonl", "injection_independent_20.jsonl"),
+                                         ("a31", "a32"), 690 + 701, v12[0], None, want)
     rate = {w: {g: c[g][0] / c[g][1] for g in c} for w, c in (("old", old), ("new", new))}
-    measure = {w: (c["direct"][0] + c["indirect"][0]) / (c["direct"][1] + c["indirect"][1])
-               - c["lookalikes"][0] / c["lookalikes"][1] for w, c in (("old", old), ("new", new))}
     assert measure["new"] > measure["old"]  # 1
     assert rate["new"]["ordinary"] <= max(0.01, rate["old"]["ordinary"])  # 2
     assert rate["new"]["indirect"] >= rate["old"]["indirect"] - 0.05  # 5
