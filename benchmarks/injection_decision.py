@@ -43,8 +43,9 @@ of its benign training texts, injection-v15-benign-windows.md; adopted on author
 (the authors' full sets were 860 texts each, 520 for author 28 and 800 each for authors 29 and 30, of which these are
 the ones kept), and version 13 (candidate 17: version 12 read by wider TF-IDF vocabularies,
 injection-v16-wide-vocab.md; adopted on authors 31 and 32 pooled) against version 12 (800 texts each, 1,391 kept). A
-next candidate: the default ``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``. Condition 5 of candidate 15's rule (the pooled authors) is
-benchmarks/injection_pooled.py with ``--artifact OUT/candidate.joblib`` (and ``--artifact OUT/base.joblib``).
+next candidate: the default ``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``.
+Condition 5 of candidate 15's rule (the pooled authors) is benchmarks/injection_pooled.py with ``--artifact
+OUT/candidate.joblib`` (and ``--artifact OUT/base.joblib``).
 
 Prints one JSON object (also written to OUT/decision.json); writes the vetted decision set to
 OUT/decision_kept.jsonl and the left-out texts, with the reason, to OUT/decision_left_out.jsonl."""

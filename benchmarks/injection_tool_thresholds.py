@@ -6,7 +6,8 @@ documents (docs/serving.md quotes the table).
 
 Read on held-out authors the detector was never trained on: author 28 (tool and API outputs; read to decide version
 11), authors 29 and 30 (documents, emails, tickets and tool outputs; read to decide version 12) and authors 31 and 32
-(the same kinds; read to decide version 13), and on the 400 generated tool outputs. No threshold of the detector is chosen here: the server's default stays the validated one.
+(the same kinds; read to decide version 13), and on the 400 generated tool outputs. No threshold of the detector is
+chosen here: the server's default stays the validated one.
 Prints one JSON object: per threshold, per set, flagged k/n with a Wilson 95% interval."""
 
 from __future__ import annotations

@@ -534,7 +534,7 @@ V8_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:6]  # version 8's: the base of the vers
 V9_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:7]  # version 9's: the base of candidate 11's and version 10's decisions
 V10_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:8]  # version 10's: the base of candidates 13, 14 and 15 and the pooled reading
 V11_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:9]  # version 11's (without BENIGN_WINDOWS): the base of candidate 16
-V12_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:9]  # version 12's (BENIGN_WINDOWS, without WIDE_VOCAB): the base of candidate 17
+V12_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:9]  # version 12's (BENIGN_WINDOWS, no WIDE_VOCAB): the base of candidate 17
 
 
 def author_rows(file: str) -> list[dict[str, Any]]:
@@ -671,9 +671,9 @@ BLIND_POOL_NOTE = ("Version 10's blind reading of these authors: direct 608/651 
                    "met), indirect 0.947, ordinary 0.2%, look-alikes 13.2%. The figures below are version 13's and "
                    "are not blind: prototypes of versions 12 and 13 were read on these authors before their rules were "
                    "written (injection-v15-benign-windows.md, injection-v16-wide-vocab.md). Version 12's direct recall "
-                   "here (0.960) did not carry over to its fresh authors 29 and 30 (0.924). 10 of the 664 indirect attacks share a run of 8 "
-                   "words with a training text by author 27 (boilerplate: a Python traceback, an iCalendar event, "
-                   "contract clauses).")
+                   "here (0.960) did not carry over to its fresh authors 29 and 30 (0.924). 10 of the 664 indirect "
+                   "attacks share a run of 8 words with a training text by author 27 (boilerplate: a Python "
+                   "traceback, an iCalendar event, contract clauses).")
 # The authors written after the rule that decided the shipped version (injection-v16-wide-vocab.md): version 13
 # was frozen before they wrote, never trained on them, and read them once, pooled, to decide it. Its reading of the
 # targets there is the blind one (the decision could only adopt or reject it; nothing was fitted to them).
