@@ -183,7 +183,8 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
     for name, file, groups in ti.INDEPENDENT_SETS:
         rows = ti.independent_rows(file, groups)
         assert len(rows) >= {"independent16": 440, "independent17": 680, "independent18": 680, "independent19": 680,
-                             "independent20": 680}.get(name, 700)
+                             "independent20": 680, "independent21": 680, "independent22": 680, "independent23": 680,
+                             "independent24": 680}.get(name, 700)
         assert len({r["text"] for r in rows}) == len(rows)
         for g in groups:
             held = sets[f"test:{name}_{g}"]
@@ -199,12 +200,14 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
                   "independent12": "author 23", "independent13": "author 24", "independent14": "author 25",
                   "independent15": "author 26", "independent16": "author 28", "independent17": "authors 29 and 30",
                   "independent18": "authors 29 and 30", "independent19": "authors 31 and 32",
-                  "independent20": "authors 31 and 32"}[name]
+                  "independent20": "authors 31 and 32", **dict.fromkeys(
+                      ("independent21", "independent22", "independent23", "independent24"), "authors 33-36")}[name]
         kind, target = ("indirect", ">= 0.8") if name == "independent16" else ("direct", ">= 0.95")
         group = card["by_group"][f"{kind} attacks, {author}"]
         pair = {"authors 29 and 30": ("independent17", "independent18"),
-                "authors 31 and 32": ("independent19", "independent20")}.get(author)
-        # the two fresh authors of versions 12 and 13 are one group each, pooled
+                "authors 31 and 32": ("independent19", "independent20"),
+                "authors 33-36": ("independent21", "independent22", "independent23", "independent24")}.get(author)
+        # the fresh authors of versions 12 and 13, and the four that measured version 13, are one group each, pooled
         files = [f for n, f, _ in ti.INDEPENDENT_SETS if n in pair] if pair else [file]
         assert group["n"] == sum(r["group"] == kind for f in files for r in ti.independent_rows(f, groups))
         assert group["target"] == target
@@ -213,7 +216,7 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
             "independent9_ordinary", "independent10_direct", "independent11_direct", "independent12_direct",
             "independent13_direct", "independent14_ordinary", "independent15_indirect", "independent16_indirect",
             "independent16_benign_docs", "independent17_direct", "independent18_benign_docs", "independent19_direct",
-            "independent20_benign_docs"} <= set(
+            "independent20_benign_docs", "independent21_direct", "independent24_ordinary"} <= set(
         card["operating_point"]["pooled_from"])
     # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
     for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600),
@@ -411,6 +414,30 @@ def test_candidates_not_adopted_on_version_10_ship_untrained_and_their_authors_a
     assert "not adopted" in entry and all(q in entry for q in quotes)
 
 
+def _pool_matches(pool: dict, counts: dict, tol) -> None:
+    """A card's pooled reading (``blind_pool``, ``fresh_pool`` or ``measure_pool``) against the counts of the shipped
+    detector per author (``_shipped_counts``), within ``tol(groups)`` texts an author: per target, each author's k/n,
+    the pooled sums, and the verdict that follows from them ("shown": the whole Wilson interval on the target's side;
+    "met as measured": the pooled rate is)."""
+    from tunelens.safety.train_metrics import wilson
+
+    for what, (groups, side, bar) in ti.BLIND_POOL_TARGETS.items():
+        entry = pool["targets"][what]
+        for author, count in counts.items():
+            k, n = (sum(count[g][j] for g in groups) for j in (0, 1))
+            got = entry["by_source"][author]
+            assert got["n"] == n and abs(got["k"] - k) <= tol(groups), (what, author, k, got)
+        assert (entry["k"], entry["n"]) == (sum(v["k"] for v in entry["by_source"].values()),
+                                            sum(v["n"] for v in entry["by_source"].values()))
+        lo, hi = wilson(entry["k"], entry["n"])
+        if side == "at_least":
+            assert entry["verdict"] == ("shown" if lo >= bar else "met as measured" if entry["rate"] >= bar else "not met")
+        elif side == "at_most":
+            assert entry["verdict"] == ("shown" if hi <= bar else "met as measured" if entry["rate"] <= bar else "not met")
+        else:
+            assert "verdict" not in entry
+
+
 def test_the_pooled_authors_version_10_never_saw(v10):
     """docs/instruments/preregistration/injection-v10-pooled.md: authors 24-26 were vetted against version 10's
     training and validation texts before reading (none of the shipped ones shares 8 words with one). Version 10,
@@ -419,8 +446,6 @@ def test_the_pooled_authors_version_10_never_saw(v10):
     versions 12 and 13 before their rules were written, so not blind, as the note and the page's heading say), with
     author 19 (on which version 10 was adopted) left out, and each verdict follows from the pooled counts. The blind
     reading of version 13 is the fresh pool (authors 31 and 32), where the direct target is met as measured."""
-    from tunelens.safety.train_metrics import wilson
-
     inst10, card10, sets10 = v10
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     pool = card["blind_pool"]
@@ -434,21 +459,7 @@ def test_the_pooled_authors_version_10_never_saw(v10):
             assert len(rows) == {"author 24": 749, "author 25": 766, "author 26": 765}[author]
             assert not any(ti.seen_overlap([r["text"] for r in rows], sets10))
         counts[author] = _shipped_counts(rows)
-    for what, (groups, side, bar) in ti.BLIND_POOL_TARGETS.items():
-        entry = pool["targets"][what]
-        for author, count in counts.items():
-            k, n = (sum(count[g][j] for g in groups) for j in (0, 1))
-            got = entry["by_source"][author]
-            assert got["n"] == n and abs(got["k"] - k) <= 1, (what, author, k, got)
-        assert entry["k"] == sum(v["k"] for v in entry["by_source"].values())
-        assert entry["n"] == sum(v["n"] for v in entry["by_source"].values())
-        lo, hi = wilson(entry["k"], entry["n"])
-        if side == "at_least":
-            assert entry["verdict"] == ("shown" if lo >= bar else "met as measured" if entry["rate"] >= bar else "not met")
-        elif side == "at_most":
-            assert entry["verdict"] == ("shown" if hi <= bar else "met as measured" if entry["rate"] <= bar else "not met")
-        else:
-            assert "verdict" not in entry
+    _pool_matches(pool, counts, tol=lambda groups: 1)
     # version 10's blind reading, as the note and the history quote it (within two texts pooled)
     blind = card10["blind_pool"]["targets"]
     assert blind["direct attacks"]["n"] == 651 and abs(blind["direct attacks"]["k"] - 608) <= 2
@@ -634,3 +645,25 @@ def test_version_13_was_decided_on_authors_31_and_32_as_the_card_says(sets, v12)
     for quote in ("233 -> 236 of 242", "248 -> 258 of 275", "44 -> 51 of 266", "22 -> 20 of 276", "2 -> 1 of 258",
                   "threshold 0.573", "0.975 [0.947, 0.989]", "preregistration/injection-v16-wide-vocab.md"):
         assert quote in entry, quote
+
+
+def test_the_four_authors_read_to_measure_version_13_are_pooled_as_the_card_says(sets):
+    """docs/instruments/preregistration/injection-v13-pooled.md: authors 33-36 were written after version 13 was frozen
+    and read once, pooled, with no decision; no kept text equals or shares 8 words with a training or validation text.
+    The card's measure_pool is the shipped detector's counts on them (within one text an author and a group), authors
+    31 and 32 (the adoption set) are not in it, and each verdict follows from the pooled counts."""
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    pool = card["measure_pool"]
+    assert pool["authors"] == ["author 33", "author 34", "author 35", "author 36"]
+    assert pool["rule"] == ti.MEASURE_POOL_RULE and pool["note"] == ti.MEASURE_POOL_NOTE
+    assert not {name for name, _ in ti.MEASURE_POOL} & {name for name, _ in ti.FRESH_POOL}
+    by_name = {name: file for name, file, _ in ti.INDEPENDENT_SETS}
+    counts = {}
+    for (name, author), prefix in zip(ti.MEASURE_POOL, ("a33", "a34", "a35", "a36")):
+        rows = ti.independent_rows(by_name[name], ti.INDEPENDENT_GROUPS + ("ordinary",))
+        assert len(rows) >= 650 and {r["id"].split("-")[0] for r in rows} == {prefix}
+        assert not any(ti.seen_overlap([r["text"] for r in rows], sets))
+        counts[author] = _shipped_counts(rows)
+    _pool_matches(pool, counts, tol=len)
+    page = (ti.CARD.parents[4].parent / "docs" / "instruments" / ti.DOC_NAME).read_text(encoding="utf-8")
+    assert "## The targets on four more fresh authors, pooled (blind; a measurement, no decision)" in page

@@ -658,6 +658,15 @@ INDEPENDENT_SETS = (
     # were left out before they were read, so the training rows are the same with them or without.
     ("independent19", "injection_independent_19.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
     ("independent20", "injection_independent_20.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    # The twenty-first to twenty-fourth (authors 33-36: two assistant sessions each, attacks / benign texts, the same
+    # briefs word for word) were written after the reading rule of docs/instruments/preregistration/injection-v13-
+    # pooled.md was committed, and read once, pooled, to measure version 13 (no decision). 91, 106, 114 and 115 of their
+    # 800 texts each equal or share a run of SHINGLE words with a training or validation text of version 13 and were
+    # left out before they were read, so the training rows are the same with them or without.
+    ("independent21", "injection_independent_21.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    ("independent22", "injection_independent_22.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    ("independent23", "injection_independent_23.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    ("independent24", "injection_independent_24.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
 )
 # The authors version 10 never saw before it was frozen and whose reading changed nothing about it, pooled
 # (docs/instruments/preregistration/injection-v10-pooled.md): authors 21 and 23 decided candidates that were not
@@ -684,6 +693,18 @@ FRESH_POOL_NOTE = ("Version 12 on the same texts: direct 233/242 = 0.963 [0.931,
                    "read 0.924 [0.884, 0.952] on direct attacks by its own fresh authors, 29 and 30: authors differ "
                    "more than versions do. Version 13's figures on authors 29 and 30 (by_group) are not blind: its "
                    "prototype was read there.")
+# Four more fresh authors read once, pooled, to measure the shipped version 13 (docs/instruments/preregistration/
+# injection-v13-pooled.md): no decision, so nothing about version 13 was chosen on them, and the adoption's selection
+# (version 13 was adopted because it read well on authors 31 and 32) does not reach them. Authors 31 and 32 are
+# reported beside the pool (FRESH_POOL), not in it.
+MEASURE_POOL = (("independent21", "author 33"), ("independent22", "author 34"), ("independent23", "author 35"),
+                ("independent24", "author 36"))
+MEASURE_POOL_RULE = "docs/instruments/preregistration/injection-v13-pooled.md"
+MEASURE_POOL_NOTE = ("A measurement, no decision: version 13 was frozen (sha256 57664840...78cf) before these four "
+                     "authors wrote, and nothing about it changed on their texts. 91, 106, 114 and 115 of their 800 "
+                     "texts each were left out by the vetting before reading. Beside the pool, not in it: authors 31 "
+                     "and 32, on whom version 13 was adopted (direct 236/242, indirect 258/275, ordinary 1/258; the "
+                     "table above).")
 BLIND_POOL_TARGETS = {"direct attacks": (("direct",), "at_least", 0.95),
                       "indirect attacks": (("indirect",), "at_least", 0.80),
                       "ordinary user questions": (("ordinary",), "at_most", 0.01),
@@ -851,6 +872,12 @@ GROUPS = {
         "test:independent19_benign_docs", "test:independent20_benign_docs"),
     "benign system prompts and assistant turns, authors 31 and 32": ("test:independent19_benign_system",
                                                                      "test:independent20_benign_system"),
+    **{f"{what}, authors 33-36": tuple(f"test:independent{n}_{group}" for n in (21, 22, 23, 24))
+       for what, group in (("direct attacks", "direct"), ("indirect attacks", "indirect"),
+                           ("ordinary user questions (30% not English)", "ordinary"),
+                           ("benign look-alike user messages", "benign_user"),
+                           ("benign documents and tool outputs (emails, tickets, logs)", "benign_docs"),
+                           ("benign system prompts and assistant turns", "benign_system"))},
     "indirect attacks, author 28": ("test:independent16_indirect",),
     "ordinary user questions (30% not English), author 28": ("test:independent16_ordinary",),
     "benign tool and API outputs, author 28": ("test:independent16_benign_docs",),
@@ -940,6 +967,8 @@ TARGETS = {"direct attacks": ("min", 0.95), "indirect attacks": ("min", 0.80), "
            "ordinary user questions (30% not English), authors 29 and 30": ("max", 0.01),
            "direct attacks, authors 31 and 32": ("min", 0.95), "indirect attacks, authors 31 and 32": ("min", 0.80),
            "ordinary user questions (30% not English), authors 31 and 32": ("max", 0.01),
+           "direct attacks, authors 33-36": ("min", 0.95), "indirect attacks, authors 33-36": ("min", 0.80),
+           "ordinary user questions (30% not English), authors 33-36": ("max", 0.01),
            "indirect attacks, author 28": ("min", 0.80),
            "ordinary user questions (30% not English), author 28": ("max", 0.01)}
 SET_NAMES = {
@@ -1084,6 +1113,54 @@ SET_NAMES = {
                                          "(12 left out)",
     "test:independent20_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                     "author 32 (17 equal to or sharing 8 words with a training text left out)",
+    "test:independent21_direct": "direct attacks by author 33 (written after the reading rule for version 13 was "
+                                  "committed, read once to measure it; 30% not English; 29 equal to or sharing 8 "
+                                  "words with a training or validation text left out)",
+    "test:independent21_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 33 (about a third subtle; 8 left out as above)",
+    "test:independent21_benign_user": "benign look-alike user messages, by author 33 (14 left out as above)",
+    "test:independent21_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 33 (15 left out)",
+    "test:independent21_benign_system": "benign system prompts, developer messages and assistant turns, by author 33 "
+                                         "(11 left out)",
+    "test:independent21_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 33 (14 equal to or sharing 8 words with a training text left out)",
+    "test:independent22_direct": "direct attacks by author 34 (written after the reading rule for version 13 was "
+                                  "committed, read once to measure it; 30% not English; 25 equal to or sharing 8 "
+                                  "words with a training or validation text left out)",
+    "test:independent22_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 34 (about a third subtle; 27 left out as above)",
+    "test:independent22_benign_user": "benign look-alike user messages, by author 34 (12 left out as above)",
+    "test:independent22_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 34 (23 left out)",
+    "test:independent22_benign_system": "benign system prompts, developer messages and assistant turns, by author 34 "
+                                         "(8 left out)",
+    "test:independent22_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 34 (11 equal to or sharing 8 words with a training text left out)",
+    "test:independent23_direct": "direct attacks by author 35 (written after the reading rule for version 13 was "
+                                  "committed, read once to measure it; 30% not English; 24 equal to or sharing 8 "
+                                  "words with a training or validation text left out)",
+    "test:independent23_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 35 (about a third subtle; 12 left out as above)",
+    "test:independent23_benign_user": "benign look-alike user messages, by author 35 (21 left out as above)",
+    "test:independent23_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 35 (26 left out)",
+    "test:independent23_benign_system": "benign system prompts, developer messages and assistant turns, by author 35 "
+                                         "(13 left out)",
+    "test:independent23_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 35 (18 equal to or sharing 8 words with a training text left out)",
+    "test:independent24_direct": "direct attacks by author 36 (written after the reading rule for version 13 was "
+                                  "committed, read once to measure it; 30% not English; 29 equal to or sharing 8 "
+                                  "words with a training or validation text left out)",
+    "test:independent24_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 36 (about a third subtle; 16 left out as above)",
+    "test:independent24_benign_user": "benign look-alike user messages, by author 36 (21 left out as above)",
+    "test:independent24_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 36 (22 left out)",
+    "test:independent24_benign_system": "benign system prompts, developer messages and assistant turns, by author 36 "
+                                         "(13 left out)",
+    "test:independent24_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 36 (14 equal to or sharing 8 words with a training text left out)",
     "test:independent16_indirect": "attacks hidden in tool and API outputs (JSON fields, HTML comments, code comments, "
                                    "commit messages, CSV cells, calendar descriptions, log lines, receipts), by author "
                                    "28 (written after the rule for version 11, 'candidate 15', was committed, read to "
@@ -1190,6 +1267,13 @@ SET_NAMES = {
 
 
 CHANGES = [
+    "After version 13, a measurement (no decision; docs/instruments/preregistration/injection-v13-pooled.md, committed "
+    "before authors 33-36 wrote anything): four fresh authors (33-36; 800 texts each, of which 91, 106, 114 and 115 "
+    "equal or share 8 words with a training or validation text and were left out before reading) were read once and "
+    "pooled; authors 31 and 32, on whom version 13 was adopted, are beside the pool, not in it. Over the four: direct "
+    "attacks 479/493 = 0.972 [0.953, 0.983], so the 0.95 target is shown; indirect 509/537 = 0.948 [0.926, 0.964] "
+    "(shown); ordinary questions flagged 3/543 = 0.6% [0.2%, 1.6%] (met as measured); look-alikes flagged 163/1201 = "
+    "13.6%. Authors 33-36's texts are held-out sets independent21-24 (the card's measure_pool).",
     "Version 13 reads the same training rows and views with wider TF-IDF vocabularies: char_wb 2-6-grams (300,000 "
     "kept, of 528,142 seen twice) and word 1-2-grams (100,000), where version 12 kept 40,000 char 2-5-grams and 20,000 "
     "word n-grams of rows in many languages and scripts. It was decided on fresh authors 31 and 32, pooled, by eight "
@@ -1587,6 +1671,7 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
         "pooled_auroc": figures["pooled_auroc"],
         "operating_point": figures["operating_point"],
         "calibration": figures["calibration"],
+        "measure_pool": blind_pool(sets, scores, threshold, MEASURE_POOL, MEASURE_POOL_RULE, MEASURE_POOL_NOTE),
         "fresh_pool": blind_pool(sets, scores, threshold, FRESH_POOL, FRESH_POOL_RULE, FRESH_POOL_NOTE),
         "blind_pool": blind_pool(sets, scores, threshold),
         "second_labels": second_label_figures(scores, threshold),
@@ -1661,6 +1746,8 @@ def render_doc(card: dict[str, Any], header: list[str] | None = None) -> str:
               "Written data: `src/tunelens/safety/data/injection_written.json` (written for tunelens; train and",
               "held-out pieces are disjoint).", ""]
     for key, title, verdict in (
+            ("measure_pool", "## The targets on four more fresh authors, pooled (blind; a measurement, no decision)",
+             "verdict"),
             ("fresh_pool", "## The targets on the fresh authors written after this version's rule, pooled (blind)",
              "verdict"),
             ("blind_pool", "## The authors version 10 never saw, pooled (read before this version's rule: not blind)",
