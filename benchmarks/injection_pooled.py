@@ -13,17 +13,10 @@ injection-v10-pooled.md): a measurement, not a decision.
 reproduces the reading of 2026-12-07 from the shipped (already vetted) sets. The reading itself gave authors 24-26's
 full files (860 texts each) as ``--fresh``, so that they were vetted first.
 
-Version 13 on authors 33-36 (docs/instruments/preregistration/injection-v13-pooled.md), authors 31 and 32 beside:
-
-    .venv/bin/python benchmarks/injection_pooled.py \
-        --pooled $D/injection_independent_21.jsonl --pooled-name "author 33" \
-        --pooled $D/injection_independent_22.jsonl --pooled-name "author 34" \
-        --pooled $D/injection_independent_23.jsonl --pooled-name "author 35" \
-        --pooled $D/injection_independent_24.jsonl --pooled-name "author 36" \
-        --beside $D/injection_independent_19.jsonl --beside-name "author 31" \
-        --beside $D/injection_independent_20.jsonl --beside-name "author 32" --out /tmp/pool13
-
-(the reading gave authors 33-36's full files, 800 texts each, as ``--fresh``).
+Version 13's reading on authors 33-36 (docs/instruments/preregistration/injection-v13-pooled.md) is the same command
+with ``--pooled`` $D/injection_independent_21.jsonl to _24.jsonl (``--pooled-name`` "author 33" to "author 36") and
+``--beside`` _19.jsonl and _20.jsonl ("author 31", "author 32"); the reading itself gave authors 33-36's full files
+(800 texts each) as ``--fresh``.
 
 ``--fresh`` files are vetted first against the shipped detector's training and validation texts (equal once
 normalised, or sharing a run of SHINGLE words: left out, with the reason, in OUT/<name>_left_out.jsonl; the rest in

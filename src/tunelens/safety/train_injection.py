@@ -818,6 +818,16 @@ def independent_rows(file: str = INDEPENDENT_FILE, groups: tuple[str, ...] = IND
     return rows
 
 
+def _pooled_groups(authors: str, sets: tuple[int, ...]) -> dict[str, tuple[str, ...]]:
+    """The card's groups for authors read pooled (``independent<n>`` for n in ``sets``): one group per kind of text."""
+    kinds = (("direct attacks", "direct"), ("indirect attacks", "indirect"),
+             ("ordinary user questions (30% not English)", "ordinary"),
+             ("benign look-alike user messages", "benign_user"),
+             ("benign documents and tool outputs (emails, tickets, logs)", "benign_docs"),
+             ("benign system prompts and assistant turns", "benign_system"))
+    return {f"{what}, {authors}": tuple(f"test:independent{n}_{group}" for n in sets) for what, group in kinds}
+
+
 GROUPS = {
     "direct attacks": ("test:written_direct",),
     "indirect attacks": ("test:written_indirect",),
@@ -852,32 +862,9 @@ GROUPS = {
     "ordinary user questions (30% not English), author 16": ("test:independent8_ordinary",),
     "benign look-alikes (messages, documents, system prompts), author 16": (
         "test:independent8_benign_user", "test:independent8_benign_docs", "test:independent8_benign_system"),
-    "direct attacks, authors 29 and 30": ("test:independent17_direct", "test:independent18_direct"),
-    "indirect attacks, authors 29 and 30": ("test:independent17_indirect", "test:independent18_indirect"),
-    "ordinary user questions (30% not English), authors 29 and 30": ("test:independent17_ordinary",
-                                                                     "test:independent18_ordinary"),
-    "benign look-alike user messages, authors 29 and 30": ("test:independent17_benign_user",
-                                                           "test:independent18_benign_user"),
-    "benign documents and tool outputs (emails, tickets, logs), authors 29 and 30": (
-        "test:independent17_benign_docs", "test:independent18_benign_docs"),
-    "benign system prompts and assistant turns, authors 29 and 30": ("test:independent17_benign_system",
-                                                                     "test:independent18_benign_system"),
-    "direct attacks, authors 31 and 32": ("test:independent19_direct", "test:independent20_direct"),
-    "indirect attacks, authors 31 and 32": ("test:independent19_indirect", "test:independent20_indirect"),
-    "ordinary user questions (30% not English), authors 31 and 32": ("test:independent19_ordinary",
-                                                                     "test:independent20_ordinary"),
-    "benign look-alike user messages, authors 31 and 32": ("test:independent19_benign_user",
-                                                           "test:independent20_benign_user"),
-    "benign documents and tool outputs (emails, tickets, logs), authors 31 and 32": (
-        "test:independent19_benign_docs", "test:independent20_benign_docs"),
-    "benign system prompts and assistant turns, authors 31 and 32": ("test:independent19_benign_system",
-                                                                     "test:independent20_benign_system"),
-    **{f"{what}, authors 33-36": tuple(f"test:independent{n}_{group}" for n in (21, 22, 23, 24))
-       for what, group in (("direct attacks", "direct"), ("indirect attacks", "indirect"),
-                           ("ordinary user questions (30% not English)", "ordinary"),
-                           ("benign look-alike user messages", "benign_user"),
-                           ("benign documents and tool outputs (emails, tickets, logs)", "benign_docs"),
-                           ("benign system prompts and assistant turns", "benign_system"))},
+    **_pooled_groups("authors 29 and 30", (17, 18)),
+    **_pooled_groups("authors 31 and 32", (19, 20)),
+    **_pooled_groups("authors 33-36", (21, 22, 23, 24)),
     "indirect attacks, author 28": ("test:independent16_indirect",),
     "ordinary user questions (30% not English), author 28": ("test:independent16_ordinary",),
     "benign tool and API outputs, author 28": ("test:independent16_benign_docs",),
