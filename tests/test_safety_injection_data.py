@@ -21,39 +21,52 @@ def sets(shared_data):
     return ti.build_sets(shared_data, 0)
 
 
-def _aside(shared_data, tmp_path_factory, name, author_files, windows=False):
-    """An earlier version trained aside (its training files, benign windows only from version 12, never the wide
-    vocabularies of version 13; the held-out sets as shipped, which change none of its training rows):
-    (instrument, card, sets)."""
+# The earlier versions the decisions' tests need, trained aside: (author files, benign windows). Versions 7-11 had no
+# benign windows (version 12 adopted them); none had the wide vocabularies of version 13.
+ASIDE = {"v10": (ti.V10_AUTHOR_FILES, False), "v11": (ti.V11_AUTHOR_FILES, False), "v12": (ti.V12_AUTHOR_FILES, True)}
+
+
+@pytest.fixture(scope="module")
+def asides(shared_data, tmp_path_factory):
+    """Versions 10, 11 and 12 trained aside, two at a time in worker processes (about 40 s each alone; the held-out
+    sets as shipped, which change none of their training rows): name -> (instrument, card, sets)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     from tunelens.safety.instruments.injection import InjectionInstrument
 
-    out = tmp_path_factory.mktemp(f"injection_{name}")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ti, "TRAINING_AUTHOR_FILES", author_files)
-        mp.setattr(ti, "BENIGN_WINDOWS", windows)
-        mp.setattr(ti, "WIDE_VOCAB", False)
-        card = ti.train(shared_data, out / f"{name}.joblib", card_path=out / f"{name}_card.json")
-        sets = ti.build_sets(shared_data, 0)
-    return InjectionInstrument(out / f"{name}.joblib"), card, sets
+    out = tmp_path_factory.mktemp("injection_asides")
+    with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+        jobs = {name: pool.submit(ti.train_aside, shared_data, out / f"{name}.joblib", out / f"{name}_card.json",
+                                  files, benign_windows=windows, wide_vocab=False)
+                for name, (files, windows) in ASIDE.items()}
+        cards = {name: job.result() for name, job in jobs.items()}
+    trained = {}
+    for name, (files, windows) in ASIDE.items():
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ti, "TRAINING_AUTHOR_FILES", files)
+            mp.setattr(ti, "BENIGN_WINDOWS", windows)
+            sets = ti.build_sets(shared_data, 0)
+        trained[name] = InjectionInstrument(out / f"{name}.joblib"), cards[name], sets
+    return trained
 
 
 @pytest.fixture(scope="module")
-def v10(shared_data, tmp_path_factory):
-    """Version 10 trained aside: the detector the decisions of candidates 13-15 and the pooled reading were made with.
-    About 30 s."""
-    return _aside(shared_data, tmp_path_factory, "v10", ti.V10_AUTHOR_FILES)
+def v10(asides):
+    """Version 10 trained aside: the detector the decisions of candidates 13-15 and the pooled reading were made with."""
+    return asides["v10"]
 
 
 @pytest.fixture(scope="module")
-def v11(shared_data, tmp_path_factory):
-    """Version 11 trained aside: the base of the version 12 decision. About 35 s."""
-    return _aside(shared_data, tmp_path_factory, "v11", ti.V11_AUTHOR_FILES)
+def v11(asides):
+    """Version 11 trained aside: the base of the version 12 decision."""
+    return asides["v11"]
 
 
 @pytest.fixture(scope="module")
-def v12(shared_data, tmp_path_factory):
-    """Version 12 trained aside: the base of the version 13 decision. About 45 s."""
-    return _aside(shared_data, tmp_path_factory, "v12", ti.V12_AUTHOR_FILES, windows=True)
+def v12(asides):
+    """Version 12 trained aside: the base of the version 13 decision."""
+    return asides["v12"]
 
 
 def _fitted(sets):

@@ -1682,6 +1682,19 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
     return card
 
 
+def train_aside(data_dir: Path, out_path: Path, card_path: Path, author_files: tuple[tuple[str, str], ...], *,
+                benign_windows: bool, wide_vocab: bool) -> dict:
+    """An earlier version trained aside with its own author files and switches (the shipped artifact and card are not
+    touched; the switches are restored after). A module-level function so that a process pool can run several."""
+    global TRAINING_AUTHOR_FILES, BENIGN_WINDOWS, WIDE_VOCAB
+    saved = TRAINING_AUTHOR_FILES, BENIGN_WINDOWS, WIDE_VOCAB
+    TRAINING_AUTHOR_FILES, BENIGN_WINDOWS, WIDE_VOCAB = tuple(author_files), benign_windows, wide_vocab
+    try:
+        return train(Path(data_dir), Path(out_path), card_path=Path(card_path))
+    finally:
+        TRAINING_AUTHOR_FILES, BENIGN_WINDOWS, WIDE_VOCAB = saved
+
+
 def _calibration(y, s, bins: int = 5):
     from tunelens.safety.train_toxicity import calibration
 
