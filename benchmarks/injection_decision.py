@@ -1,7 +1,7 @@
 """A pre-registered decision between an injection detector (the shipped one, or an earlier version) and a candidate
 (docs/instruments/preregistration/): a detector trained on more authors' texts, trained aside (the shipped artifact
-is not touched), or with --lm an injection-lm model. With --base v7 / v8 / v9 / v10 / v11 the base is trained aside too. The
-decision author's texts are vetted against the candidate's training and validation texts (equal once normalised, or
+is not touched), or with --lm an injection-lm model. With --base v7 / v8 / v9 / v10 / v11 / v12 the base is trained
+aside too. The decision author's texts are vetted against the candidate's training and validation texts (equal once normalised, or
 sharing a run of SHINGLE words: left out and counted), then both detectors score what is left and the rule's four
 conditions are checked.
 
@@ -133,8 +133,8 @@ def main() -> None:
         base, base_card = InjectionInstrument(), json.loads(ti.CARD.read_text(encoding="utf-8"))
     already = [f for f in a.train_file if f in {file for _, file in ti.TRAINING_AUTHOR_FILES}]
     if already:
-        ap.error(f"{', '.join(already)}: already trained on by the base (--base v7 / v8 / v9 / v10 / v11 compares with an "
-                 "earlier version)")
+        ap.error(f"{', '.join(already)}: already trained on by the base (--base v7 / v8 / v9 / v10 / v11 / v12 compares "
+                 "with an earlier version)")
     if a.lm:
         from tunelens.safety.instruments.injection_lm import InjectionLMInstrument
 
