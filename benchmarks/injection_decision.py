@@ -101,6 +101,9 @@ def main() -> None:
     ap.add_argument("--wide-vocab", action="store_true",
                     help="candidate 17 (injection-v16-wide-vocab.md): the base's training rows and views, read by "
                          "larger TF-IDF vocabularies (char_wb 2-6-grams, 300,000; word 1-2-grams, 100,000)")
+    ap.add_argument("--rule", choices=("c18",), default=None,
+                    help="the further conditions of a later rule: c18 (injection-v17-corrections.md: a training "
+                         "author's corrections and format requests, against the shipped version 13)")
     ap.add_argument("--data-dir", default="../shared/data", type=Path)
     ap.add_argument("--base", choices=("shipped", "v7", "v8", "v9", "v10", "v11", "v12"), default="shipped",
                     help="what the candidate is compared with: the shipped detector, or version 7 / 8 / 9 / 10 / 11 / "
@@ -119,6 +122,8 @@ def main() -> None:
     if a.benign_windows and a.base != "v11":
         ap.error("the shipped detector (version 13) already trains on the windows: candidate 16 is reproduced with "
                  "--base v11 --benign-windows")
+    if a.rule == "c18" and (a.base != "shipped" or not a.train_file):
+        ap.error("--rule c18 decides a candidate trained on more texts (--train-file) against the shipped version 13")
     if a.lm and a.base not in ("shipped", "v9"):
         ap.error("--lm was decided against version 9 (--base v9 once a later version ships)")
     if a.base != "shipped":
@@ -173,6 +178,17 @@ def main() -> None:
         conditions["5 indirect recall >= base's - 0.05"] = (new["indirect"]["rate"]
                                                             >= old["indirect"]["rate"] - 0.05)
         conditions["6 generated tool outputs <= 20%"] = bg[tools]["rate"] <= 0.20
+    if a.rule == "c18":  # candidate 18's (injection-v17-corrections.md): 1-4 above, and these five
+        tools = "benign tool and API outputs (generated: JSON, git logs, checksums, headers, CSV, YAML, logs)"
+        conditions["5 indirect recall >= base's - 0.04 and >= 0.90"] = (
+            new["indirect"]["rate"] >= old["indirect"]["rate"] - 0.04 and new["indirect"]["rate"] >= 0.90)
+        conditions["6 generated tool outputs <= 20%"] = bg[tools]["rate"] <= 0.20
+        conditions["7 direct recall >= 0.95 and >= base's - 0.02"] = (
+            new["direct"]["rate"] >= 0.95 and new["direct"]["rate"] >= old["direct"]["rate"] - 0.02)
+        conditions["8 benign documents flagged fall by >= 0.04"] = (new["benign_docs"]["rate"]
+                                                                   <= old["benign_docs"]["rate"] - 0.04)
+        conditions["9 look-alike user messages flagged rise by <= 0.01"] = (new["benign_user"]["rate"]
+                                                                           <= old["benign_user"]["rate"] + 0.01)
     if a.wide_vocab:  # candidate 17's two more
         conditions["7 benign documents flagged <= base's + 0.08"] = (new["benign_docs"]["rate"]
                                                                      <= old["benign_docs"]["rate"] + 0.08)
