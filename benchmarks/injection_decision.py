@@ -1,6 +1,6 @@
 """A pre-registered decision between an injection detector (the shipped one, or an earlier version) and a candidate
 (docs/instruments/preregistration/): a detector trained on more authors' texts, trained aside (the shipped artifact
-is not touched), or with --lm an injection-lm model. With --base v7 / v8 / v9 / v10 / v11 / v12 the base is trained
+is not touched), or with --lm an injection-lm model. With --base v7 / v8 / v9 / v10 / v11 / v12 / v13 the base is trained
 aside too. The decision author's texts are vetted against the candidate's training and validation texts (equal once normalised, or
 sharing a run of SHINGLE words: left out and counted), then both detectors score what is left and the rule's four
 conditions are checked.
@@ -33,6 +33,9 @@ conditions are checked.
     cat src/tunelens/safety/data/injection_independent_{19,20}.jsonl > /tmp/authors_31_32.jsonl
     .venv/bin/python benchmarks/injection_decision.py --base v12 --wide-vocab \
         --decision /tmp/authors_31_32.jsonl --out /tmp/c17
+    cat src/tunelens/safety/data/injection_independent_{25,26}.jsonl > /tmp/authors_38_39.jsonl
+    .venv/bin/python benchmarks/injection_decision.py --base v13 --train-file injection_author_37.jsonl \
+        --train-name author_37 --rule c18 --decision /tmp/authors_38_39.jsonl --out /tmp/c18
 
 reproduce the decisions of candidates 8, 9 (version 7 against each) and 10 (version 8 against it), on the shipped
 vetted decision sets, then candidate 11 (injection-lm: version 9 stacked with a SmolLM2 probe, pre-registered in
@@ -42,8 +45,9 @@ injection-v14-tool-outputs.md; adopted) against version 10, and version 12 (cand
 of its benign training texts, injection-v15-benign-windows.md; adopted on authors 29 and 30 pooled) against version 11
 (the authors' full sets were 860 texts each, 520 for author 28 and 800 each for authors 29 and 30, of which these are
 the ones kept), and version 13 (candidate 17: version 12 read by wider TF-IDF vocabularies,
-injection-v16-wide-vocab.md; adopted on authors 31 and 32 pooled) against version 12 (800 texts each, 1,391 kept). A
-next candidate: the default ``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``.
+injection-v16-wide-vocab.md; adopted on authors 31 and 32 pooled) against version 12 (800 texts each, 1,391 kept),
+and version 14 (candidate 18: version 13 plus author 37's corrections and format requests, injection-v17-corrections.md;
+adopted on authors 38 and 39 pooled) against version 13 (800 texts each, 1,387 kept). A next candidate: the default ``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``.
 Condition 5 of candidate 15's rule (the pooled authors) is benchmarks/injection_pooled.py with ``--artifact
 OUT/candidate.joblib`` (and ``--artifact OUT/base.joblib``).
 
@@ -102,13 +106,13 @@ def main() -> None:
                     help="candidate 17 (injection-v16-wide-vocab.md): the base's training rows and views, read by "
                          "larger TF-IDF vocabularies (char_wb 2-6-grams, 300,000; word 1-2-grams, 100,000)")
     ap.add_argument("--rule", choices=("c18",), default=None,
-                    help="the further conditions of a later rule: c18 (injection-v17-corrections.md: a training "
-                         "author's corrections and format requests, against the shipped version 13)")
+                    help="the further conditions of a later rule: c18 (injection-v17-corrections.md: author 37's "
+                         "corrections and format requests against version 13, now --base v13)")
     ap.add_argument("--data-dir", default="../shared/data", type=Path)
-    ap.add_argument("--base", choices=("shipped", "v7", "v8", "v9", "v10", "v11", "v12"), default="shipped",
+    ap.add_argument("--base", choices=("shipped", "v7", "v8", "v9", "v10", "v11", "v12", "v13"), default="shipped",
                     help="what the candidate is compared with: the shipped detector, or version 7 / 8 / 9 / 10 / 11 / "
-                         "12 trained aside with its own author files (how candidates 8 and 9, 10, 12, 13-15, 16 and 17 "
-                         "were decided before the next version shipped)")
+                         "12 / 13 trained aside with its own author files (how candidates 8 and 9, 10, 12, 13-15, 16, "
+                         "17 and 18 were decided before the next version shipped)")
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -118,28 +122,29 @@ def main() -> None:
         ap.error("give one of --train-file (a candidate trained on more texts), --lm (an injection-lm model), "
                  "--benign-windows or --wide-vocab")
     if a.wide_vocab and a.base != "v12":
-        ap.error("the shipped detector (version 13) is candidate 17: it is reproduced with --base v12 --wide-vocab")
+        ap.error("version 13 is candidate 17: it is reproduced with --base v12 --wide-vocab")
     if a.benign_windows and a.base != "v11":
-        ap.error("the shipped detector (version 13) already trains on the windows: candidate 16 is reproduced with "
+        ap.error("the shipped detector (version 14) already trains on the windows: candidate 16 is reproduced with "
                  "--base v11 --benign-windows")
-    if a.rule == "c18" and (a.base != "shipped" or not a.train_file):
-        ap.error("--rule c18 decides a candidate trained on more texts (--train-file) against the shipped version 13")
+    if a.rule == "c18" and (a.base != "v13" or not a.train_file):
+        ap.error("the shipped detector (version 14) is candidate 18: it is reproduced with --base v13 --train-file "
+                 "injection_author_37.jsonl --train-name author_37 --rule c18")
     if a.lm and a.base not in ("shipped", "v9"):
         ap.error("--lm was decided against version 9 (--base v9 once a later version ships)")
     if a.base != "shipped":
         ti.TRAINING_AUTHOR_FILES = {"v7": ti.V7_AUTHOR_FILES, "v8": ti.V8_AUTHOR_FILES, "v9": ti.V9_AUTHOR_FILES,
                                     "v10": ti.V10_AUTHOR_FILES, "v11": ti.V11_AUTHOR_FILES,
-                                    "v12": ti.V12_AUTHOR_FILES}[a.base]
-        ti.BENIGN_WINDOWS = a.base == "v12"  # versions 7-11 had no benign windows (version 12 adopted them)
-        ti.WIDE_VOCAB = False  # nor wide vocabularies (version 13 adopted them)
+                                    "v12": ti.V12_AUTHOR_FILES, "v13": ti.V13_AUTHOR_FILES}[a.base]
+        ti.BENIGN_WINDOWS = a.base in ("v12", "v13")  # versions 7-11 had no benign windows (version 12 adopted them)
+        ti.WIDE_VOCAB = a.base == "v13"  # nor wide vocabularies (version 13 adopted them)
         base_card = ti.train(a.data_dir, a.out / "base.joblib", card_path=a.out / "base_card.json")
         base = InjectionInstrument(a.out / "base.joblib")
     else:
         base, base_card = InjectionInstrument(), json.loads(ti.CARD.read_text(encoding="utf-8"))
     already = [f for f in a.train_file if f in {file for _, file in ti.TRAINING_AUTHOR_FILES}]
     if already:
-        ap.error(f"{', '.join(already)}: already trained on by the base (--base v7 / v8 / v9 / v10 / v11 / v12 compares "
-                 "with an earlier version)")
+        ap.error(f"{', '.join(already)}: already trained on by the base (--base v7 / v8 / v9 / v10 / v11 / v12 / v13 "
+                 "compares with an earlier version)")
     if a.lm:
         from tunelens.safety.instruments.injection_lm import InjectionLMInstrument
 
@@ -151,8 +156,8 @@ def main() -> None:
         ti.TRAINING_AUTHOR_FILES = ti.TRAINING_AUTHOR_FILES + tuple(zip(a.train_name, a.train_file))
         # the shipped version (12 on) trains on the windows, and (13 on) reads wide vocabularies; a candidate against
         # an earlier one only with the flag
-        ti.BENIGN_WINDOWS = a.benign_windows or a.base in ("shipped", "v12")
-        ti.WIDE_VOCAB = a.wide_vocab or a.base == "shipped"
+        ti.BENIGN_WINDOWS = a.benign_windows or a.base in ("shipped", "v12", "v13")
+        ti.WIDE_VOCAB = a.wide_vocab or a.base in ("shipped", "v13")
         card = ti.train(a.data_dir, a.out / "candidate.joblib", card_path=a.out / "candidate_card.json")
         candidate = InjectionInstrument(a.out / "candidate.joblib")
 

@@ -23,12 +23,13 @@ def sets(shared_data):
 
 # The earlier versions the decisions' tests need, trained aside: (author files, benign windows). Versions 7-11 had no
 # benign windows (version 12 adopted them); none had the wide vocabularies of version 13.
-ASIDE = {"v10": (ti.V10_AUTHOR_FILES, False), "v11": (ti.V11_AUTHOR_FILES, False), "v12": (ti.V12_AUTHOR_FILES, True)}
+ASIDE = {"v10": (ti.V10_AUTHOR_FILES, False, False), "v11": (ti.V11_AUTHOR_FILES, False, False),
+         "v12": (ti.V12_AUTHOR_FILES, True, False), "v13": (ti.V13_AUTHOR_FILES, True, True)}
 
 
 @pytest.fixture(scope="module")
 def asides(shared_data, tmp_path_factory):
-    """Versions 10, 11 and 12 trained aside, two at a time in worker processes (about 40 s each alone; the held-out
+    """Versions 10, 11, 12 and 13 trained aside, two at a time in worker processes (about 40 s each alone; the held-out
     sets as shipped, which change none of their training rows): name -> (instrument, card, sets)."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
@@ -38,11 +39,11 @@ def asides(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("injection_asides")
     with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
         jobs = {name: pool.submit(ti.train_aside, shared_data, out / f"{name}.joblib", out / f"{name}_card.json",
-                                  files, benign_windows=windows, wide_vocab=False)
-                for name, (files, windows) in ASIDE.items()}
+                                  files, benign_windows=windows, wide_vocab=wide)
+                for name, (files, windows, wide) in ASIDE.items()}
         cards = {name: job.result() for name, job in jobs.items()}
     trained = {}
-    for name, (files, windows) in ASIDE.items():
+    for name, (files, windows, _) in ASIDE.items():
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(ti, "TRAINING_AUTHOR_FILES", files)
             mp.setattr(ti, "BENIGN_WINDOWS", windows)
@@ -67,6 +68,12 @@ def v11(asides):
 def v12(asides):
     """Version 12 trained aside: the base of the version 13 decision."""
     return asides["v12"]
+
+
+@pytest.fixture(scope="module")
+def v13(asides):
+    """Version 13 trained aside: the base of the version 14 decision, and the detector authors 33-36 measured."""
+    return asides["v13"]
 
 
 def _fitted(sets):
@@ -179,7 +186,7 @@ def test_the_docs_page_is_the_cards_rendering():
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     page = Path(__file__).resolve().parents[1] / "docs" / "instruments" / ti.DOC_NAME
     assert page.read_text(encoding="utf-8") == ti.render_doc(card)
-    assert card["version"] == 13 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
+    assert card["version"] == 14 and "Alpaca (CC BY-NC 4.0) is used only to measure" in page.read_text(encoding="utf-8")
 
 
 def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets):
@@ -197,7 +204,7 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
         rows = ti.independent_rows(file, groups)
         assert len(rows) >= {"independent16": 440, "independent17": 680, "independent18": 680, "independent19": 680,
                              "independent20": 680, "independent21": 680, "independent22": 680, "independent23": 680,
-                             "independent24": 680}.get(name, 700)
+                             "independent24": 680, "independent25": 680, "independent26": 680}.get(name, 700)
         assert len({r["text"] for r in rows}) == len(rows)
         for g in groups:
             held = sets[f"test:{name}_{g}"]
@@ -214,13 +221,15 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
                   "independent15": "author 26", "independent16": "author 28", "independent17": "authors 29 and 30",
                   "independent18": "authors 29 and 30", "independent19": "authors 31 and 32",
                   "independent20": "authors 31 and 32", **dict.fromkeys(
-                      ("independent21", "independent22", "independent23", "independent24"), "authors 33-36")}[name]
+                      ("independent21", "independent22", "independent23", "independent24"), "authors 33-36"),
+                  "independent25": "authors 38 and 39", "independent26": "authors 38 and 39"}[name]
         kind, target = ("indirect", ">= 0.8") if name == "independent16" else ("direct", ">= 0.95")
         group = card["by_group"][f"{kind} attacks, {author}"]
         pair = {"authors 29 and 30": ("independent17", "independent18"),
                 "authors 31 and 32": ("independent19", "independent20"),
-                "authors 33-36": ("independent21", "independent22", "independent23", "independent24")}.get(author)
-        # the fresh authors of versions 12 and 13, and the four that measured version 13, are one group each, pooled
+                "authors 33-36": ("independent21", "independent22", "independent23", "independent24"),
+                "authors 38 and 39": ("independent25", "independent26")}.get(author)
+        # the fresh authors of versions 12, 13 and 14, and the four that measured version 13, are one group each, pooled
         files = [f for n, f, _ in ti.INDEPENDENT_SETS if n in pair] if pair else [file]
         assert group["n"] == sum(r["group"] == kind for f in files for r in ti.independent_rows(f, groups))
         assert group["target"] == target
@@ -229,13 +238,15 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
             "independent9_ordinary", "independent10_direct", "independent11_direct", "independent12_direct",
             "independent13_direct", "independent14_ordinary", "independent15_indirect", "independent16_indirect",
             "independent16_benign_docs", "independent17_direct", "independent18_benign_docs", "independent19_direct",
-            "independent20_benign_docs", "independent21_direct", "independent24_ordinary"} <= set(
+            "independent20_benign_docs", "independent21_direct", "independent24_ordinary", "independent25_direct",
+            "independent26_benign_docs"} <= set(
         card["operating_point"]["pooled_from"])
     # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
     for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600),
                                ("author_11", "injection_author_11.jsonl", 800), ("author_13", "injection_author_13.jsonl", 500),
                                ("author_15", "injection_author_15.jsonl", 1005), ("author_18", "injection_author_18.jsonl", 950),
-                               ("author_27", "injection_author_27.jsonl", 550)):
+                               ("author_27", "injection_author_27.jsonl", 550),
+                               ("author_37", "injection_author_37.jsonl", 1600)):
         assert (name, file) in ti.TRAINING_AUTHOR_FILES
         rows = ti.author_rows(file)
         assert len(rows) == n_rows
@@ -455,10 +466,10 @@ def test_the_pooled_authors_version_10_never_saw(v10):
     """docs/instruments/preregistration/injection-v10-pooled.md: authors 24-26 were vetted against version 10's
     training and validation texts before reading (none of the shipped ones shares 8 words with one). Version 10,
     trained aside, gives the blind reading that the card's note and history quote; the card's pooled table is the
-    shipped version 13's counts on authors 21, 23 and 24-26 (within one text an author; read with prototypes of
-    versions 12 and 13 before their rules were written, so not blind, as the note and the page's heading say), with
+    shipped version 14's counts on authors 21, 23 and 24-26 (within one text an author; read with prototypes of
+    versions 12, 13 and 14 before their rules were written, so not blind, as the note and the page's heading say), with
     author 19 (on which version 10 was adopted) left out, and each verdict follows from the pooled counts. The blind
-    reading of version 13 is the fresh pool (authors 31 and 32), where the direct target is met as measured."""
+    reading of version 14 is the fresh pool (authors 38 and 39), where the direct target is shown."""
     inst10, card10, sets10 = v10
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     pool = card["blind_pool"]
@@ -479,17 +490,17 @@ def test_the_pooled_authors_version_10_never_saw(v10):
     assert blind["direct attacks"]["verdict"] == "not met" and blind["ordinary user questions"]["verdict"] == "shown"
     assert "608/651 = 0.934" in ti.BLIND_POOL_NOTE
     assert "608/651 = 0.934" in _change(card, "After version 10, a measurement")
-    # version 13 there (not blind) meets the direct target as measured, and the card says that is not blind, and
+    # version 14 there (not blind) meets the direct target as measured, and the card says that is not blind, and
     # that version 12's reading there did not carry over to its fresh authors
     assert pool["targets"]["direct attacks"]["verdict"] in ("met as measured", "shown")
     assert "not blind" in pool["note"] and "did not carry over" in pool["note"]
     page = (ti.CARD.parents[4].parent / "docs" / "instruments" / ti.DOC_NAME).read_text(encoding="utf-8")
     assert "## The authors version 10 never saw, pooled (read before this version's rule: not blind)" in page
     fresh = card["fresh_pool"]
-    assert fresh["authors"] == ["author 31", "author 32"] and fresh["rule"] == ti.FRESH_POOL_RULE
-    assert fresh["rule"].endswith("injection-v16-wide-vocab.md") and fresh["note"] == ti.FRESH_POOL_NOTE
-    # 236/242: at or above 0.95 as measured, but the interval's lower end (0.947) is below it, so not shown
-    assert fresh["targets"]["direct attacks"]["verdict"] == "met as measured"
+    assert fresh["authors"] == ["author 38", "author 39"] and fresh["rule"] == ti.FRESH_POOL_RULE
+    assert fresh["rule"].endswith("injection-v17-corrections.md") and fresh["note"] == ti.FRESH_POOL_NOTE
+    # 240/244: the interval's lower end (0.959) is above 0.95, so shown (within a text either way it stays above)
+    assert fresh["targets"]["direct attacks"]["verdict"] == "shown"
     assert fresh["targets"]["indirect attacks"]["verdict"] == "shown"
 
 
@@ -549,7 +560,7 @@ def test_benign_tool_outputs_are_a_held_out_set_with_the_detectors_figure(sets):
     assert group["n"] == 400 and abs(group["flagged"] - k) <= 2
 
 
-def test_version_11_was_decided_on_author_28_as_the_card_says(sets, v10, v11):
+def test_version_11_was_decided_on_author_28_as_the_card_says(v10, v11):
     """Author 28's texts decided version 11 ('candidate 15' in docs/instruments/preregistration/injection-v14-tool-
     outputs.md): none of the 448 kept shares 8 words with a training or validation text of version 11, so its training
     rows do not depend on the set; version 10 and version 11 (both trained aside) give the counts the decision quotes
@@ -558,7 +569,9 @@ def test_version_11_was_decided_on_author_28_as_the_card_says(sets, v10, v11):
 
     rows27 = ti.author_rows("injection_author_27.jsonl")
     assert len(rows27) == 550 and sum(r["label"] == "injection" for r in rows27) == 150
-    assert ti.TRAINING_AUTHOR_FILES[len(ti.V10_AUTHOR_FILES):] == (("author_27", "injection_author_27.jsonl"),)
+    assert ti.V11_AUTHOR_FILES[len(ti.V10_AUTHOR_FILES):] == (("author_27", "injection_author_27.jsonl"),)
+    sets = v11[2]  # version 11's training and validation texts (author 37's, trained on from version 14, share 8
+    # words with a few of author 28's)
     trained = {_key(t) for k, v in _fitted(sets).items() for t in v["texts"]}
     dropped = sets["train:author_27_attacks"]["dropped"] + sets["train:author_27_benign"]["dropped"]
     assert len({_key(r["text"]) for r in rows27} - trained) == dropped <= 15
@@ -583,7 +596,7 @@ def test_version_11_was_decided_on_author_28_as_the_card_says(sets, v10, v11):
     assert get_instrument("injection").threshold != 0.643  # ... and a later version ships now
 
 
-def test_version_12_was_decided_on_authors_29_and_30_as_the_card_says(sets, v11, v12):
+def test_version_12_was_decided_on_authors_29_and_30_as_the_card_says(v11, v12):
     """Authors 29 and 30's texts, pooled, decided version 12 ('candidate 16' in docs/instruments/preregistration/
     injection-v15-benign-windows.md): none of the 1,392 kept shares 8 words with a training or validation text of
     version 12, so its training rows do not depend on them; versions 11 and 12 (trained aside) give the
@@ -592,6 +605,7 @@ def test_version_12_was_decided_on_authors_29_and_30_as_the_card_says(sets, v11,
     held-out text."""
     from tunelens.safety.instruments import Example
 
+    sets = v12[2]  # version 12's training and validation texts (later versions train on more)
     want = {"direct": ((220, 220), 238), "indirect": ((260, 252), 276), "benign_user": ((19, 30), 283),
             "benign_docs": ((73, 46), 262), "benign_system": ((13, 9), 73), "ordinary": ((0, 1), 260)}
     old, new, measure = _pooled_decision(sets, ("injection_independent_17.jsonl", "injection_independent_18.jsonl"),
@@ -623,30 +637,29 @@ def test_version_12_was_decided_on_authors_29_and_30_as_the_card_says(sets, v11,
         assert quote in entry, quote
 
 
-def test_version_13_was_decided_on_authors_31_and_32_as_the_card_says(sets, v12):
+def test_version_13_was_decided_on_authors_31_and_32_as_the_card_says(v12, v13):
     """Authors 31 and 32's texts, pooled, decided version 13 ('candidate 17' in docs/instruments/preregistration/
     injection-v16-wide-vocab.md): none of the 1,391 kept equals or shares 8 words with a training or validation text,
-    and version 13 trains on exactly version 12's rows (only the vocabularies differ); version 12 (trained aside) and
-    version 13 (shipped) give the counts the decision quotes (within one text a group for up to 100 texts, two above),
-    and the rule's eight conditions hold on them and on the card's shipped-set figures."""
-    from tunelens.safety.instruments import Example, get_instrument
+    and version 13 trains on exactly version 12's rows (only the vocabularies differ); versions 12 and 13 (both trained
+    aside since version 14 ships) give the counts the decision quotes (within one text a group for up to 100 texts,
+    two above), and the rule's eight conditions hold on them and on version 13's shipped-set figures."""
+    from tunelens.safety.instruments import Example
 
-    assert {k: v["texts"] for k, v in v12[2].items()} == {k: v["texts"] for k, v in sets.items()}
+    assert {k: v["texts"] for k, v in v12[2].items()} == {k: v["texts"] for k, v in v13[2].items()}
     want = {"direct": ((233, 236), 242), "indirect": ((248, 258), 275), "benign_user": ((22, 20), 276),
             "benign_docs": ((44, 51), 266), "benign_system": ((7, 5), 74), "ordinary": ((2, 1), 258)}
-    old, new, measure = _pooled_decision(sets, ("injection_independent_19.jsonl", "injection_independent_20.jsonl"),
-                                         ("a31", "a32"), 690 + 701, v12[0], None, want)
+    old, new, measure = _pooled_decision(v13[2], ("injection_independent_19.jsonl", "injection_independent_20.jsonl"),
+                                         ("a31", "a32"), 690 + 701, v12[0], v13[0], want)
     rate = {w: {g: c[g][0] / c[g][1] for g in c} for w, c in (("old", old), ("new", new))}
     assert measure["new"] > measure["old"]  # 1
     assert rate["new"]["ordinary"] <= max(0.01, rate["old"]["ordinary"])  # 2
     assert rate["new"]["indirect"] >= rate["old"]["indirect"] - 0.05  # 5
     assert rate["new"]["benign_docs"] <= rate["old"]["benign_docs"] + 0.08  # 7
     assert rate["new"]["direct"] >= rate["old"]["direct"] - 2 / 242  # 8 (within the counts' tolerance)
-    inst = get_instrument("injection")
-    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    assert card["version"] == 13 and card["threshold"] == inst.threshold == 0.573 and ti.WIDE_VOCAB
-    assert "char_wb 2-6 (300,000)" in card["method"] and abs(v12[0].threshold - 0.626) <= 0.002
-    bg = card["by_group"]
+    inst, card13 = v13[0], v13[1]
+    assert card13["version"] == 13 and abs(inst.threshold - 0.573) <= 0.002
+    assert "char_wb 2-6 (300,000)" in card13["method"] and abs(v12[0].threshold - 0.626) <= 0.002
+    bg = card13["by_group"]
     assert bg["benign user questions"]["rate"] <= 0.01  # 3
     assert bg["benign system prompts and assistant turns"]["rate"] <= 0.02  # 4
     tools = ti.benign_tool_outputs(0)
@@ -654,29 +667,82 @@ def test_version_13_was_decided_on_authors_31_and_32_as_the_card_says(sets, v12)
     # the wider vocabularies are what changed: version 13 keeps far more features than version 12
     feats = {w: len(i.pipeline.named_steps["features"].get_feature_names_out()) for w, i in (("old", v12[0]), ("new", inst))}
     assert feats["old"] <= 60_000 < 300_000 < feats["new"] <= 400_000, feats
-    entry = _change(card, "Version 13 reads")
+    entry = _change(json.loads(ti.CARD.read_text(encoding="utf-8")), "Version 13 reads")
     for quote in ("233 -> 236 of 242", "248 -> 258 of 275", "44 -> 51 of 266", "22 -> 20 of 276", "2 -> 1 of 258",
                   "threshold 0.573", "0.975 [0.947, 0.989]", "preregistration/injection-v16-wide-vocab.md"):
         assert quote in entry, quote
 
 
-def test_the_four_authors_read_to_measure_version_13_are_pooled_as_the_card_says(sets):
+def test_the_four_authors_read_to_measure_version_13_are_pooled_as_the_card_says(v13):
     """docs/instruments/preregistration/injection-v13-pooled.md: authors 33-36 were written after version 13 was frozen
-    and read once, pooled, with no decision; no kept text equals or shares 8 words with a training or validation text.
-    The card's measure_pool is the shipped detector's counts on them (within one text an author and a group), authors
-    31 and 32 (the adoption set) are not in it, and each verdict follows from the pooled counts."""
+    and read once, pooled, with no decision; no kept text equals or shares 8 words with a training or validation text
+    of version 13. Version 13 (trained aside since version 14 ships) gives the blind reading the note quotes (within
+    one text an author and a group); the card's measure_pool is the shipped version 14's counts there (not blind: its
+    prototypes were read there, as the note and the page's heading say); authors 31 and 32 are not in it, and each
+    verdict follows from the pooled counts."""
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     pool = card["measure_pool"]
     assert pool["authors"] == ["author 33", "author 34", "author 35", "author 36"]
     assert pool["rule"] == ti.MEASURE_POOL_RULE and pool["note"] == ti.MEASURE_POOL_NOTE
-    assert not {name for name, _ in ti.MEASURE_POOL} & {name for name, _ in ti.FRESH_POOL}
+    assert not {name for name, _ in ti.MEASURE_POOL} & ({name for name, _ in ti.FRESH_POOL} | {"independent19",
+                                                                                               "independent20"})
     by_name = {name: file for name, file, _ in ti.INDEPENDENT_SETS}
-    counts = {}
+    counts, counts13 = {}, {}
     for (name, author), prefix in zip(ti.MEASURE_POOL, ("a33", "a34", "a35", "a36")):
         rows = ti.independent_rows(by_name[name], ti.INDEPENDENT_GROUPS + ("ordinary",))
         assert len(rows) >= 650 and {r["id"].split("-")[0] for r in rows} == {prefix}
-        assert not any(ti.seen_overlap([r["text"] for r in rows], sets))
-        counts[author] = _shipped_counts(rows)
+        assert not any(ti.seen_overlap([r["text"] for r in rows], v13[2]))
+        counts[author], counts13[author] = _shipped_counts(rows), _shipped_counts(rows, v13[0])
     _pool_matches(pool, counts, tol=len)
+    # version 13's blind reading, as the note quotes it (within one text an author and a group)
+    for g, k, n in (("direct", 479, 493), ("indirect", 509, 537), ("ordinary", 3, 543), ("lookalikes", 163, 1201),
+                    ("benign_docs", 94, 514)):
+        assert sum(c[g][1] for c in counts13.values()) == n and f"{k}/{n}" in ti.MEASURE_POOL_NOTE
+        assert abs(sum(c[g][0] for c in counts13.values()) - k) <= 4 * (3 if g == "lookalikes" else 1), g
+    assert "not blind" in pool["note"] and "(shown)" in pool["note"]
     page = (ti.CARD.parents[4].parent / "docs" / "instruments" / ti.DOC_NAME).read_text(encoding="utf-8")
-    assert "## The targets on four more fresh authors, pooled (blind; a measurement, no decision)" in page
+    assert "## Four more authors that measured version 13, pooled (version 14's prototypes were read there: not blind)" in page
+
+
+def test_version_14_was_decided_on_authors_38_and_39_as_the_card_says(sets, v13):
+    """Authors 38 and 39's texts, pooled, decided version 14 ('candidate 18' in docs/instruments/preregistration/
+    injection-v17-corrections.md): none of the 1,387 kept equals or shares 8 words with a training or validation text
+    of version 14; version 14 trains on version 13's rows plus author 37's; version 13 (trained aside) and version 14
+    (shipped) give the counts the decision quotes (within one text a group for up to 100 texts, two above), and the
+    rule's nine conditions hold on them and on the card's shipped-set figures."""
+    from tunelens.safety.instruments import Example, get_instrument
+
+    # version 14's training rows are version 13's plus author 37's (and their windows), nothing else
+    assert {k for k in sets if not k.startswith("test:")} - set(v13[2]) == {"train:author_37_attacks",
+                                                                             "train:author_37_benign"}
+    assert all(v13[2][k]["texts"] == sets[k]["texts"] for k in v13[2]
+               if k != "train:written_benign_windows")
+    rows37 = ti.author_rows("injection_author_37.jsonl")
+    assert len(rows37) == 1600 and sum(r["label"] == "injection" for r in rows37) == 380
+    assert sum(r["lang"] != "en" for r in rows37 if r["label"] == "benign") >= 0.4 * 1220
+    want = {"direct": ((242, 240), 244), "indirect": ((256, 253), 276), "benign_user": ((18, 13), 274),
+            "benign_docs": ((42, 24), 243), "benign_system": ((5, 4), 77), "ordinary": ((0, 0), 273)}
+    old, new, measure = _pooled_decision(sets, ("injection_independent_25.jsonl", "injection_independent_26.jsonl"),
+                                         ("a38", "a39"), 701 + 686, v13[0], None, want)
+    rate = {w: {g: c[g][0] / c[g][1] for g in c} for w, c in (("old", old), ("new", new))}
+    slack = {g: (1 if n <= 100 else 2) / n for g, (_, n) in want.items()}  # the counts' tolerance, as a rate
+    assert measure["new"] > measure["old"]  # 1
+    assert rate["new"]["ordinary"] <= max(0.01, rate["old"]["ordinary"])  # 2
+    assert rate["new"]["indirect"] >= min(rate["old"]["indirect"] - 0.04, 0.90) - 2 * slack["indirect"]  # 5
+    assert rate["new"]["direct"] >= max(0.95, rate["old"]["direct"] - 0.02) - 2 * slack["direct"]  # 7
+    assert rate["new"]["benign_docs"] <= rate["old"]["benign_docs"] - 0.04  # 8 (0.173 -> 0.099: far from the bar)
+    assert rate["new"]["benign_user"] <= rate["old"]["benign_user"] + 0.01 + 2 * slack["benign_user"]  # 9
+    inst = get_instrument("injection")
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    assert card["version"] == 14 and card["threshold"] == inst.threshold == 0.59
+    assert abs(v13[0].threshold - 0.573) <= 0.002
+    bg = card["by_group"]
+    assert bg["benign user questions"]["rate"] <= 0.01  # 3
+    assert bg["benign system prompts and assistant turns"]["rate"] <= 0.02  # 4
+    tools = ti.benign_tool_outputs(0)
+    assert sum(inst.is_positive(v) for v in inst.classify([Example(t) for t in tools])) <= 80  # 6: 0 of 400
+    entry = _change(card, "Version 14 trains")
+    for quote in ("42 -> 24 of 243", "18 -> 13 of 274", "242 -> 240 of 244", "256 -> 253 of 276", "0 -> 0 of 273",
+                  "0.984 [0.959, 0.994]", "0.590", "preregistration/injection-v17-corrections.md",
+                  "213 of their 1,600"):
+        assert quote in entry, quote

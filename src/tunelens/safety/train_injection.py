@@ -528,6 +528,14 @@ TRAINING_AUTHOR_FILES = (
     # calendar events, tickets, database rows, CSV, YAML/TOML, logs, stack traces, git, shell output, OCR; 20% not
     # English), so that structure is not evidence of an attack, and 150 attacks hidden in the same kinds of output.
     ("author_27", "injection_author_27.jsonl"),
+    # version 14 (candidate 18, adopted by its pre-registered rule on authors 38 and 39, docs/instruments/
+    # preregistration/injection-v17-corrections.md): 1,600 texts by author 37 (four sessions, given the kinds of version
+    # 13's false alarms on authors 31-36, none of their texts): 620 benign documents and tool outputs (people telling
+    # other people to ignore, disregard or forget something; imperatives for a human reader; "admin", "bypass" and
+    # "forgot password" in their everyday sense), 600 benign user messages (format, tone, persona and game rules,
+    # corrections of the user's own words, quoted or forwarded instructions, prompt injection as a topic), 45% of
+    # them not English, and as the contrast 180 indirect and 200 direct attacks with the same surface.
+    ("author_37", "injection_author_37.jsonl"),
 )
 V7_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:4]  # version 7's (and candidate 8's, with author 11): the older decisions' tests
 V8_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:6]  # version 8's: the base of the version 9 decision
@@ -535,6 +543,7 @@ V9_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:7]  # version 9's: the base of candidat
 V10_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:8]  # version 10's: the base of candidates 13, 14 and 15 and the pooled reading
 V11_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:9]  # version 11's (without BENIGN_WINDOWS): the base of candidate 16
 V12_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:9]  # version 12's (BENIGN_WINDOWS, no WIDE_VOCAB): the base of candidate 17
+V13_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:9]  # version 13's (BENIGN_WINDOWS and WIDE_VOCAB): the base of candidate 18
 
 
 def author_rows(file: str) -> list[dict[str, Any]]:
@@ -667,6 +676,14 @@ INDEPENDENT_SETS = (
     ("independent22", "injection_independent_22.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
     ("independent23", "injection_independent_23.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
     ("independent24", "injection_independent_24.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    # The twenty-fifth and twenty-sixth (authors 38 and 39: two assistant sessions each, the same briefs word for word)
+    # were written after the rule that decided candidate 18 (version 13 + author 37) was committed (docs/instruments/
+    # preregistration/injection-v17-corrections.md), and read once, pooled, to decide it: version 14 passed. 99 of
+    # author 38's 800 texts and 114 of author 39's equal or share a run of SHINGLE words with a training or validation
+    # text of version 14 and were left out before they were read, so the training rows are the same with them or
+    # without.
+    ("independent25", "injection_independent_25.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    ("independent26", "injection_independent_26.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
 )
 # The authors version 10 never saw before it was frozen and whose reading changed nothing about it, pooled
 # (docs/instruments/preregistration/injection-v10-pooled.md): authors 21 and 23 decided candidates that were not
@@ -674,37 +691,37 @@ INDEPENDENT_SETS = (
 BLIND_POOL = (("independent11", "author 21"), ("independent12", "author 23"), ("independent13", "author 24"),
               ("independent14", "author 25"), ("independent15", "author 26"))
 # What the pool is to the shipped version: version 10 never saw these authors; version 11 was decided with them
-# (condition 5 of injection-v14-tool-outputs.md), and prototypes of versions 12 and 13 were read on them before their
-# rules were written, so version 13's figures here are not blind (its blind reading is FRESH_POOL).
+# (condition 5 of injection-v14-tool-outputs.md), and prototypes of versions 12, 13 and 14 were read on them before
+# their rules were written, so version 14's figures here are not blind (its blind reading is FRESH_POOL).
 BLIND_POOL_NOTE = ("Version 10's blind reading of these authors: direct 608/651 = 0.934 [0.912, 0.951] (target 0.95 not "
-                   "met), indirect 0.947, ordinary 0.2%, look-alikes 13.2%. The figures below are version 13's and "
-                   "are not blind: prototypes of versions 12 and 13 were read on these authors before their rules were "
-                   "written (injection-v15-benign-windows.md, injection-v16-wide-vocab.md). Version 12's direct recall "
-                   "here (0.960) did not carry over to its fresh authors 29 and 30 (0.924). 10 of the 664 indirect "
-                   "attacks share a run of 8 words with a training text by author 27 (boilerplate: a Python "
-                   "traceback, an iCalendar event, contract clauses).")
-# The authors written after the rule that decided the shipped version (injection-v16-wide-vocab.md): version 13
+                   "met), indirect 0.947, ordinary 0.2%, look-alikes 13.2%. The figures below are version 14's and "
+                   "are not blind: prototypes of versions 12, 13 and 14 were read on these authors before their rules "
+                   "were written (injection-v15-benign-windows.md, injection-v16-wide-vocab.md, "
+                   "injection-v17-corrections.md). Version 12's direct recall here (0.960) did not carry over to its "
+                   "fresh authors 29 and 30 (0.924). 10 of the 664 indirect attacks share a run of 8 words with a "
+                   "training text by author 27 (boilerplate: a Python traceback, an iCalendar event, contract clauses).")
+# The authors written after the rule that decided the shipped version (injection-v17-corrections.md): version 14
 # was frozen before they wrote, never trained on them, and read them once, pooled, to decide it. Its reading of the
 # targets there is the blind one (the decision could only adopt or reject it; nothing was fitted to them).
-FRESH_POOL = (("independent19", "author 31"), ("independent20", "author 32"))
-FRESH_POOL_RULE = "docs/instruments/preregistration/injection-v16-wide-vocab.md"
-FRESH_POOL_NOTE = ("Version 12 on the same texts: direct 233/242 = 0.963 [0.931, 0.980], indirect 248/275 = 0.902, "
-                   "ordinary 2/258, look-alikes 73/616 (benign documents and tool outputs 44/266 = 16.5%). Version 12 "
-                   "read 0.924 [0.884, 0.952] on direct attacks by its own fresh authors, 29 and 30: authors differ "
-                   "more than versions do. Version 13's figures on authors 29 and 30 (by_group) are not blind: its "
-                   "prototype was read there.")
-# Four more fresh authors read once, pooled, to measure the shipped version 13 (docs/instruments/preregistration/
-# injection-v13-pooled.md): no decision, so nothing about version 13 was chosen on them, and the adoption's selection
-# (version 13 was adopted because it read well on authors 31 and 32) does not reach them. Authors 31 and 32 are
-# reported beside the pool (FRESH_POOL), not in it.
+FRESH_POOL = (("independent25", "author 38"), ("independent26", "author 39"))
+FRESH_POOL_RULE = "docs/instruments/preregistration/injection-v17-corrections.md"
+FRESH_POOL_NOTE = ("Version 13 on the same texts: direct 242/244 = 0.992 [0.971, 0.998], indirect 256/276 = 0.928, "
+                   "ordinary 0/273, look-alikes 65/594 (benign documents and tool outputs 42/243 = 17.3%, look-alike "
+                   "user messages 18/274 = 6.6%). Version 14's figures on authors 29-36 (by_group, measure_pool) are "
+                   "not blind: its prototypes were read there.")
+# Four more fresh authors read once, pooled, to measure version 13 (docs/instruments/preregistration/
+# injection-v13-pooled.md): no decision. Version 13's reading there was blind; version 14's prototypes were read on
+# them before its rule was written, so the figures of the shipped version 14 there are not (the note gives version
+# 13's blind reading).
 MEASURE_POOL = (("independent21", "author 33"), ("independent22", "author 34"), ("independent23", "author 35"),
                 ("independent24", "author 36"))
 MEASURE_POOL_RULE = "docs/instruments/preregistration/injection-v13-pooled.md"
-MEASURE_POOL_NOTE = ("A measurement, no decision: version 13 was frozen (sha256 57664840...78cf) before these four "
-                     "authors wrote, and nothing about it changed on their texts. 91, 106, 114 and 115 of their 800 "
-                     "texts each were left out by the vetting before reading. Beside the pool, not in it: authors 31 "
-                     "and 32, on whom version 13 was adopted (direct 236/242, indirect 258/275, ordinary 1/258; the "
-                     "table above).")
+MEASURE_POOL_NOTE = ("Read once to measure version 13, which was frozen (sha256 57664840...78cf) before these four "
+                     "authors wrote: direct 479/493 = 0.972 [0.953, 0.983] (shown), indirect 509/537 = 0.948, ordinary "
+                     "3/543, look-alikes 163/1201 (benign documents and tool outputs 94/514 = 18.3%). 91, 106, 114 and "
+                     "115 of their 800 texts each were left out by the vetting before reading. The figures below are "
+                     "version 14's and are not blind: its prototypes were read on these authors before its rule "
+                     "(injection-v17-corrections.md).")
 BLIND_POOL_TARGETS = {"direct attacks": (("direct",), "at_least", 0.95),
                       "indirect attacks": (("indirect",), "at_least", 0.80),
                       "ordinary user questions": (("ordinary",), "at_most", 0.01),
@@ -865,6 +882,7 @@ GROUPS = {
     **_pooled_groups("authors 29 and 30", (17, 18)),
     **_pooled_groups("authors 31 and 32", (19, 20)),
     **_pooled_groups("authors 33-36", (21, 22, 23, 24)),
+    **_pooled_groups("authors 38 and 39", (25, 26)),
     "indirect attacks, author 28": ("test:independent16_indirect",),
     "ordinary user questions (30% not English), author 28": ("test:independent16_ordinary",),
     "benign tool and API outputs, author 28": ("test:independent16_benign_docs",),
@@ -956,6 +974,8 @@ TARGETS = {"direct attacks": ("min", 0.95), "indirect attacks": ("min", 0.80), "
            "ordinary user questions (30% not English), authors 31 and 32": ("max", 0.01),
            "direct attacks, authors 33-36": ("min", 0.95), "indirect attacks, authors 33-36": ("min", 0.80),
            "ordinary user questions (30% not English), authors 33-36": ("max", 0.01),
+           "direct attacks, authors 38 and 39": ("min", 0.95), "indirect attacks, authors 38 and 39": ("min", 0.80),
+           "ordinary user questions (30% not English), authors 38 and 39": ("max", 0.01),
            "indirect attacks, author 28": ("min", 0.80),
            "ordinary user questions (30% not English), author 28": ("max", 0.01)}
 SET_NAMES = {
@@ -1077,7 +1097,8 @@ SET_NAMES = {
     "test:independent18_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                     "author 30 (27 equal to or sharing 8 words with a training text left out)",
     "test:independent19_direct": "direct attacks by author 31 (written after the rule for version 13, 'candidate 17', "
-                                  "was committed, read to decide it; 30% not English; 27 equal to or sharing 8 words "
+                                  "was committed, read to decide it, then with version 14's prototypes, so not blind "
+                                  "for version 14; 30% not English; 27 equal to or sharing 8 words "
                                   "with a training or validation text left out)",
     "test:independent19_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
                                     "web pages (half), by author 31 (about a third subtle; 8 left out as above)",
@@ -1089,7 +1110,8 @@ SET_NAMES = {
     "test:independent19_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                     "author 31 (25 equal to or sharing 8 words with a training text left out)",
     "test:independent20_direct": "direct attacks by author 32 (written after the rule for version 13, 'candidate 17', "
-                                  "was committed, read to decide it; 30% not English; 31 equal to or sharing 8 words "
+                                  "was committed, read to decide it, then with version 14's prototypes, so not blind "
+                                  "for version 14; 30% not English; 31 equal to or sharing 8 words "
                                   "with a training or validation text left out)",
     "test:independent20_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
                                     "web pages (half), by author 32 (about a third subtle; 17 left out as above)",
@@ -1101,7 +1123,8 @@ SET_NAMES = {
     "test:independent20_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                     "author 32 (17 equal to or sharing 8 words with a training text left out)",
     "test:independent21_direct": "direct attacks by author 33 (written after the reading rule for version 13 was "
-                                  "committed, read once to measure it; 30% not English; 29 equal to or sharing 8 "
+                                  "committed, read once to measure it, then with version 14's prototypes, so not "
+                                  "blind for version 14; 30% not English; 29 equal to or sharing 8 "
                                   "words with a training or validation text left out)",
     "test:independent21_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
                                     "web pages (half), by author 33 (about a third subtle; 8 left out as above)",
@@ -1113,7 +1136,8 @@ SET_NAMES = {
     "test:independent21_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                     "author 33 (14 equal to or sharing 8 words with a training text left out)",
     "test:independent22_direct": "direct attacks by author 34 (written after the reading rule for version 13 was "
-                                  "committed, read once to measure it; 30% not English; 25 equal to or sharing 8 "
+                                  "committed, read once to measure it, then with version 14's prototypes, so not "
+                                  "blind for version 14; 30% not English; 25 equal to or sharing 8 "
                                   "words with a training or validation text left out)",
     "test:independent22_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
                                     "web pages (half), by author 34 (about a third subtle; 27 left out as above)",
@@ -1125,7 +1149,8 @@ SET_NAMES = {
     "test:independent22_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                     "author 34 (11 equal to or sharing 8 words with a training text left out)",
     "test:independent23_direct": "direct attacks by author 35 (written after the reading rule for version 13 was "
-                                  "committed, read once to measure it; 30% not English; 24 equal to or sharing 8 "
+                                  "committed, read once to measure it, then with version 14's prototypes, so not "
+                                  "blind for version 14; 30% not English; 24 equal to or sharing 8 "
                                   "words with a training or validation text left out)",
     "test:independent23_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
                                     "web pages (half), by author 35 (about a third subtle; 12 left out as above)",
@@ -1137,7 +1162,8 @@ SET_NAMES = {
     "test:independent23_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                     "author 35 (18 equal to or sharing 8 words with a training text left out)",
     "test:independent24_direct": "direct attacks by author 36 (written after the reading rule for version 13 was "
-                                  "committed, read once to measure it; 30% not English; 29 equal to or sharing 8 "
+                                  "committed, read once to measure it, then with version 14's prototypes, so not "
+                                  "blind for version 14; 30% not English; 29 equal to or sharing 8 "
                                   "words with a training or validation text left out)",
     "test:independent24_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
                                     "web pages (half), by author 36 (about a third subtle; 16 left out as above)",
@@ -1148,6 +1174,30 @@ SET_NAMES = {
                                          "(13 left out)",
     "test:independent24_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                     "author 36 (14 equal to or sharing 8 words with a training text left out)",
+    "test:independent25_direct": "direct attacks by author 38 (written after the rule for version 14, 'candidate 18', "
+                                  "was committed, read to decide it; 30% not English; 28 equal to or sharing 8 words "
+                                  "with a training or validation text left out)",
+    "test:independent25_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 38 (about a third subtle; 13 left out as above)",
+    "test:independent25_benign_user": "benign look-alike user messages, by author 38 (9 left out as above)",
+    "test:independent25_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 38 (26 left out)",
+    "test:independent25_benign_system": "benign system prompts, developer messages and assistant turns, by author 38 "
+                                         "(14 left out)",
+    "test:independent25_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 38 (9 equal to or sharing 8 words with a training text left out)",
+    "test:independent26_direct": "direct attacks by author 39 (written after the rule for version 14, 'candidate 18', "
+                                  "was committed, read to decide it; 30% not English; 28 equal to or sharing 8 words "
+                                  "with a training or validation text left out)",
+    "test:independent26_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 39 (about a third subtle; 11 left out as above)",
+    "test:independent26_benign_user": "benign look-alike user messages, by author 39 (17 left out as above)",
+    "test:independent26_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 39 (31 left out)",
+    "test:independent26_benign_system": "benign system prompts, developer messages and assistant turns, by author 39 "
+                                         "(9 left out)",
+    "test:independent26_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 39 (18 equal to or sharing 8 words with a training text left out)",
     "test:independent16_indirect": "attacks hidden in tool and API outputs (JSON fields, HTML comments, code comments, "
                                    "commit messages, CSV cells, calendar descriptions, log lines, receipts), by author "
                                    "28 (written after the rule for version 11, 'candidate 15', was committed, read to "
@@ -1254,6 +1304,25 @@ SET_NAMES = {
 
 
 CHANGES = [
+    "Version 14 trains on 1,600 more texts by author 37 (four assistant sessions given the kinds of version 13's false "
+    "alarms on authors 31-36, none of their texts): 620 benign documents and tool outputs in which people tell other "
+    "people to ignore, disregard or forget something, or with imperatives for a human reader, and 600 benign user "
+    "messages that set format, tone or persona, correct the user's own words, quote an instruction or ask about "
+    "prompt injection (45% not English), with 380 attacks of the same surface as the contrast. Nothing else changed; "
+    "the threshold rule gives 0.590. It was decided on fresh authors 38 and 39, pooled, by nine conditions committed "
+    "before they wrote (docs/instruments/preregistration/injection-v17-corrections.md, where it is 'candidate 18'; "
+    "two prototypes read on the shipped held-out sets, authors 29-36 included, before the rule are disclosed there). "
+    "213 of their 1,600 texts equal or share 8 words with a training or validation text and were left out before "
+    "reading; on the other 1,387, version 13 -> 14: benign documents and tool outputs flagged 42 -> 24 of 243 (17.3% "
+    "-> 9.9%), look-alike user messages 18 -> 13 of 274 (6.6% -> 4.7%), benign system prompts and assistant turns 5 "
+    "-> 4 of 77, ordinary questions 0 -> 0 of 273, direct attacks 242 -> 240 of 244 (0.992 -> 0.984 [0.959, 0.994]), "
+    "indirect 256 -> 253 of 276 (0.928 -> 0.917 [0.878, 0.944]), the measure 0.848 -> 0.879; Alpaca + GSM8K + JBB "
+    "benign 0.33% (<= 1%), benign system prompts and assistant turns 1.73% (<= 2%), generated tool_outputs 0 of 400 "
+    "(<= 20%). All nine hold, so version 14 is adopted. What it costs, on sets that are not blind for it: pooled over "
+    "every held-out set, sensitivity 0.949 -> 0.935 and specificity 0.940 -> 0.955 at an unchanged AUROC (0.987), "
+    "so most of the change is a move along the same curve; the written held-out indirect attacks 0.910 -> 0.837 (of "
+    "190); on authors 33-36 direct 0.972 -> 0.953. Authors 38 and 39's texts are held-out sets independent25 and "
+    "independent26, and the card's fresh_pool.",
     "After version 13, a measurement (no decision; docs/instruments/preregistration/injection-v13-pooled.md, committed "
     "before authors 33-36 wrote anything): four fresh authors (33-36; 800 texts each, of which 91, 106, 114 and 115 "
     "equal or share 8 words with a training or validation text and were left out before reading) were read once and "
@@ -1637,7 +1706,8 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
 
     figures = heldout_figures(sets, scores, threshold)
     card = {
-        "task": "injection", "name": "injection", "version": 13 if WIDE_VOCAB else 12,
+        "task": "injection", "name": "injection", "version": (13 if WIDE_VOCAB else 12) + any(
+            name == "author_37" for name, _ in TRAINING_AUTHOR_FILES),
         "method": "views (normalised text with leetspeak restored, hidden HTML/markdown parts, decoded base64, "
                   "two-sentence windows of long texts) scored by TF-IDF "
                   + ("char_wb 2-6 (300,000) + word 1-2 (100,000)" if WIDE_VOCAB else "char_wb 2-5 + word 1-2")
@@ -1746,8 +1816,8 @@ def render_doc(card: dict[str, Any], header: list[str] | None = None) -> str:
               "Written data: `src/tunelens/safety/data/injection_written.json` (written for tunelens; train and",
               "held-out pieces are disjoint).", ""]
     for key, title, verdict in (
-            ("measure_pool", "## The targets on four more fresh authors, pooled (blind; a measurement, no decision)",
-             "verdict"),
+            ("measure_pool", "## Four more authors that measured version 13, pooled (version 14's prototypes were read "
+             "there: not blind)", "verdict (not blind)"),
             ("fresh_pool", "## The targets on the fresh authors written after this version's rule, pooled (blind)",
              "verdict"),
             ("blind_pool", "## The authors version 10 never saw, pooled (read before this version's rule: not blind)",
