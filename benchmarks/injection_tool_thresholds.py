@@ -6,7 +6,8 @@ documents (docs/serving.md quotes the table).
 
 Read on held-out authors the detector was never trained on: author 28 (tool and API outputs; read to decide version
 11), authors 29 and 30 (documents, emails, tickets and tool outputs; read to decide version 12) and authors 31 and 32
-(the same kinds; read to decide version 13), and on the 400 generated tool outputs. No threshold of the detector is
+(the same kinds; read to decide version 13), authors 38 and 39 (the same kinds; read to decide version 14), and on the
+400 generated tool outputs. No threshold of the detector is
 chosen here: the server's default stays the validated one.
 Prints one JSON object: per threshold, per set, flagged k/n with a Wilson 95% interval."""
 
@@ -25,12 +26,16 @@ SETS = {  # name -> (file or "generated", group)
                                                           "injection_independent_18.jsonl"), "benign_docs"),
     "benign documents and tool outputs, authors 31-32": (("injection_independent_19.jsonl",
                                                           "injection_independent_20.jsonl"), "benign_docs"),
+    "benign documents and tool outputs, authors 38-39": (("injection_independent_25.jsonl",
+                                                          "injection_independent_26.jsonl"), "benign_docs"),
     "benign tool outputs, generated": ("generated", None),
     "attacks hidden in tool outputs, author 28": ("injection_independent_16.jsonl", "indirect"),
     "attacks hidden in documents and tool outputs, authors 29-30": (("injection_independent_17.jsonl",
                                                                      "injection_independent_18.jsonl"), "indirect"),
     "attacks hidden in documents and tool outputs, authors 31-32": (("injection_independent_19.jsonl",
                                                                      "injection_independent_20.jsonl"), "indirect"),
+    "attacks hidden in documents and tool outputs, authors 38-39": (("injection_independent_25.jsonl",
+                                                                     "injection_independent_26.jsonl"), "indirect"),
 }
 
 
