@@ -16,7 +16,9 @@ full files (860 texts each) as ``--fresh``, so that they were vetted first.
 Version 13's reading on authors 33-36 (docs/instruments/preregistration/injection-v13-pooled.md) is the same command
 with ``--pooled`` $D/injection_independent_21.jsonl to _24.jsonl (``--pooled-name`` "author 33" to "author 36") and
 ``--beside`` _19.jsonl and _20.jsonl ("author 31", "author 32"); the reading itself gave authors 33-36's full files
-(800 texts each) as ``--fresh``.
+(800 texts each) as ``--fresh``. Version 14's reading on authors 40-43 (injection-v14-pooled.md) is the same with
+``--pooled`` _27.jsonl to _30.jsonl ("author 40" to "author 43") and ``--beside`` _25.jsonl and _26.jsonl ("author 38",
+"author 39").
 
 ``--fresh`` files are vetted first against the shipped detector's training and validation texts (equal once
 normalised, or sharing a run of SHINGLE words: left out, with the reason, in OUT/<name>_left_out.jsonl; the rest in

@@ -204,7 +204,8 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
         rows = ti.independent_rows(file, groups)
         assert len(rows) >= {"independent16": 440, "independent17": 680, "independent18": 680, "independent19": 680,
                              "independent20": 680, "independent21": 680, "independent22": 680, "independent23": 680,
-                             "independent24": 680, "independent25": 680, "independent26": 680}.get(name, 700)
+                             "independent24": 680, "independent25": 680, "independent26": 680, "independent27": 680,
+                             "independent28": 680, "independent29": 680, "independent30": 680}.get(name, 700)
         assert len({r["text"] for r in rows}) == len(rows)
         for g in groups:
             held = sets[f"test:{name}_{g}"]
@@ -222,14 +223,17 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
                   "independent18": "authors 29 and 30", "independent19": "authors 31 and 32",
                   "independent20": "authors 31 and 32", **dict.fromkeys(
                       ("independent21", "independent22", "independent23", "independent24"), "authors 33-36"),
-                  "independent25": "authors 38 and 39", "independent26": "authors 38 and 39"}[name]
+                  "independent25": "authors 38 and 39", "independent26": "authors 38 and 39", **dict.fromkeys(
+                      ("independent27", "independent28", "independent29", "independent30"), "authors 40-43")}[name]
         kind, target = ("indirect", ">= 0.8") if name == "independent16" else ("direct", ">= 0.95")
         group = card["by_group"][f"{kind} attacks, {author}"]
         pair = {"authors 29 and 30": ("independent17", "independent18"),
                 "authors 31 and 32": ("independent19", "independent20"),
                 "authors 33-36": ("independent21", "independent22", "independent23", "independent24"),
-                "authors 38 and 39": ("independent25", "independent26")}.get(author)
-        # the fresh authors of versions 12, 13 and 14, and the four that measured version 13, are one group each, pooled
+                "authors 38 and 39": ("independent25", "independent26"),
+                "authors 40-43": ("independent27", "independent28", "independent29", "independent30")}.get(author)
+        # the fresh authors of versions 12, 13 and 14, and the four that measured versions 13 and 14, are one group
+        # each, pooled
         files = [f for n, f, _ in ti.INDEPENDENT_SETS if n in pair] if pair else [file]
         assert group["n"] == sum(r["group"] == kind for f in files for r in ti.independent_rows(f, groups))
         assert group["target"] == target
@@ -673,35 +677,54 @@ def test_version_13_was_decided_on_authors_31_and_32_as_the_card_says(v12, v13):
         assert quote in entry, quote
 
 
-def test_the_four_authors_read_to_measure_version_13_are_pooled_as_the_card_says(v13):
+def test_the_four_authors_read_to_measure_version_13_give_the_reading_the_history_quotes(v13):
     """docs/instruments/preregistration/injection-v13-pooled.md: authors 33-36 were written after version 13 was frozen
     and read once, pooled, with no decision; no kept text equals or shares 8 words with a training or validation text
-    of version 13. Version 13 (trained aside since version 14 ships) gives the blind reading the note quotes (within
-    one text an author and a group); the card's measure_pool is the shipped version 14's counts there (not blind: its
-    prototypes were read there, as the note and the page's heading say); authors 31 and 32 are not in it, and each
-    verdict follows from the pooled counts."""
-    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
-    pool = card["measure_pool"]
-    assert pool["authors"] == ["author 33", "author 34", "author 35", "author 36"]
-    assert pool["rule"] == ti.MEASURE_POOL_RULE and pool["note"] == ti.MEASURE_POOL_NOTE
-    assert not {name for name, _ in ti.MEASURE_POOL} & ({name for name, _ in ti.FRESH_POOL} | {"independent19",
-                                                                                               "independent20"})
+    of version 13. Version 13 (trained aside since version 14 ships) gives the blind reading the card's history quotes
+    (within one text an author and a group). They stay held-out sets; version 14's prototypes were read there."""
     by_name = {name: file for name, file, _ in ti.INDEPENDENT_SETS}
-    counts, counts13 = {}, {}
-    for (name, author), prefix in zip(ti.MEASURE_POOL, ("a33", "a34", "a35", "a36")):
-        rows = ti.independent_rows(by_name[name], ti.INDEPENDENT_GROUPS + ("ordinary",))
+    counts13 = {}
+    for n, prefix in zip((21, 22, 23, 24), ("a33", "a34", "a35", "a36")):
+        rows = ti.independent_rows(by_name[f"independent{n}"], ti.INDEPENDENT_GROUPS + ("ordinary",))
         assert len(rows) >= 650 and {r["id"].split("-")[0] for r in rows} == {prefix}
         assert not any(ti.seen_overlap([r["text"] for r in rows], v13[2]))
+        counts13[prefix] = _shipped_counts(rows, v13[0])
+    entry = _change(json.loads(ti.CARD.read_text(encoding="utf-8")), "After version 13, a measurement")
+    for g, k, n in (("direct", 479, 493), ("indirect", 509, 537), ("ordinary", 3, 543), ("lookalikes", 163, 1201)):
+        assert sum(c[g][1] for c in counts13.values()) == n and f"{k}/{n}" in entry
+        assert abs(sum(c[g][0] for c in counts13.values()) - k) <= 4 * (3 if g == "lookalikes" else 1), g
+    assert "independent21-24" in entry and "0.972 [0.953, 0.983]" in entry
+
+
+def test_the_four_authors_read_to_measure_version_14_are_pooled_as_the_card_says(sets, v13):
+    """docs/instruments/preregistration/injection-v14-pooled.md: authors 40-43 were written after version 14 was frozen
+    and read once, pooled, with no decision; no kept text equals or shares 8 words with a training or validation text.
+    The card's measure_pool is the shipped detector's counts on them (within one text an author and a group), authors
+    38 and 39 (the adoption set) are not in it, each verdict follows from the pooled counts, and version 13 (trained
+    aside) gives the figures the note quotes for it on the same texts."""
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    pool = card["measure_pool"]
+    assert pool["authors"] == ["author 40", "author 41", "author 42", "author 43"]
+    assert pool["rule"] == ti.MEASURE_POOL_RULE and pool["note"] == ti.MEASURE_POOL_NOTE
+    assert pool["rule"].endswith("injection-v14-pooled.md")
+    assert not {name for name, _ in ti.MEASURE_POOL} & {name for name, _ in ti.FRESH_POOL}
+    by_name = {name: file for name, file, _ in ti.INDEPENDENT_SETS}
+    counts, counts13 = {}, {}
+    for (name, author), prefix in zip(ti.MEASURE_POOL, ("a40", "a41", "a42", "a43")):
+        rows = ti.independent_rows(by_name[name], ti.INDEPENDENT_GROUPS + ("ordinary",))
+        assert len(rows) >= 650 and {r["id"].split("-")[0] for r in rows} == {prefix}
+        assert not any(ti.seen_overlap([r["text"] for r in rows], sets))
         counts[author], counts13[author] = _shipped_counts(rows), _shipped_counts(rows, v13[0])
     _pool_matches(pool, counts, tol=len)
-    # version 13's blind reading, as the note quotes it (within one text an author and a group)
-    for g, k, n in (("direct", 479, 493), ("indirect", 509, 537), ("ordinary", 3, 543), ("lookalikes", 163, 1201),
-                    ("benign_docs", 94, 514)):
-        assert sum(c[g][1] for c in counts13.values()) == n and f"{k}/{n}" in ti.MEASURE_POOL_NOTE
-        assert abs(sum(c[g][0] for c in counts13.values()) - k) <= 4 * (3 if g == "lookalikes" else 1), g
-    assert "not blind" in pool["note"] and "(shown)" in pool["note"]
+    for g, k, n, who in (("benign_docs", 62, 505, counts), ("benign_user", 41, 546, counts),
+                         ("benign_docs", 110, 505, counts13), ("benign_user", 52, 546, counts13),
+                         ("direct", 483, 489, counts13), ("indirect", 501, 540, counts13), ("ordinary", 0, 551, counts13)):
+        assert sum(c[g][1] for c in who.values()) == n and f"{k}/{n}" in ti.MEASURE_POOL_NOTE
+        assert abs(sum(c[g][0] for c in who.values()) - k) <= 4, (g, k)
+    t = pool["targets"]
+    assert t["direct attacks"]["verdict"] == "shown" and t["indirect attacks"]["verdict"] == "shown"
     page = (ti.CARD.parents[4].parent / "docs" / "instruments" / ti.DOC_NAME).read_text(encoding="utf-8")
-    assert "## Four more authors that measured version 13, pooled (version 14's prototypes were read there: not blind)" in page
+    assert "## The targets on four more fresh authors, pooled (blind; a measurement, no decision)" in page
 
 
 def test_version_14_was_decided_on_authors_38_and_39_as_the_card_says(sets, v13):

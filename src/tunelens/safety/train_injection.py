@@ -684,6 +684,15 @@ INDEPENDENT_SETS = (
     # without.
     ("independent25", "injection_independent_25.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
     ("independent26", "injection_independent_26.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    # The twenty-seventh to thirtieth (authors 40-43: two assistant sessions each, the same briefs word for word) were
+    # written after the reading rule of docs/instruments/preregistration/injection-v14-pooled.md was committed, and
+    # read once, pooled, to measure version 14 (no decision). 114, 105, 101 and 109 of their 800 texts each equal or
+    # share a run of SHINGLE words with a training or validation text of version 14 and were left out before they
+    # were read, so the training rows are the same with them or without.
+    ("independent27", "injection_independent_27.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    ("independent28", "injection_independent_28.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    ("independent29", "injection_independent_29.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
+    ("independent30", "injection_independent_30.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
 )
 # The authors version 10 never saw before it was frozen and whose reading changed nothing about it, pooled
 # (docs/instruments/preregistration/injection-v10-pooled.md): authors 21 and 23 decided candidates that were not
@@ -709,19 +718,20 @@ FRESH_POOL_NOTE = ("Version 13 on the same texts: direct 242/244 = 0.992 [0.971,
                    "ordinary 0/273, look-alikes 65/594 (benign documents and tool outputs 42/243 = 17.3%, look-alike "
                    "user messages 18/274 = 6.6%). Version 14's figures on authors 29-36 (by_group, measure_pool) are "
                    "not blind: its prototypes were read there.")
-# Four more fresh authors read once, pooled, to measure version 13 (docs/instruments/preregistration/
-# injection-v13-pooled.md): no decision. Version 13's reading there was blind; version 14's prototypes were read on
-# them before its rule was written, so the figures of the shipped version 14 there are not (the note gives version
-# 13's blind reading).
-MEASURE_POOL = (("independent21", "author 33"), ("independent22", "author 34"), ("independent23", "author 35"),
-                ("independent24", "author 36"))
-MEASURE_POOL_RULE = "docs/instruments/preregistration/injection-v13-pooled.md"
-MEASURE_POOL_NOTE = ("Read once to measure version 13, which was frozen (sha256 57664840...78cf) before these four "
-                     "authors wrote: direct 479/493 = 0.972 [0.953, 0.983] (shown), indirect 509/537 = 0.948, ordinary "
-                     "3/543, look-alikes 163/1201 (benign documents and tool outputs 94/514 = 18.3%). 91, 106, 114 and "
-                     "115 of their 800 texts each were left out by the vetting before reading. The figures below are "
-                     "version 14's and are not blind: its prototypes were read on these authors before its rule "
-                     "(injection-v17-corrections.md).")
+# Four more fresh authors read once, pooled, to measure the shipped version 14 (docs/instruments/preregistration/
+# injection-v14-pooled.md): no decision, so nothing about version 14 was chosen on them, and the adoption's selection
+# (version 14 was adopted because it read well on authors 38 and 39) does not reach them. Authors 38 and 39 are
+# reported beside the pool (FRESH_POOL), not in it. (Version 13's such reading, authors 33-36, is in CHANGES; those
+# authors stay held-out sets, and by_group rows.)
+MEASURE_POOL = (("independent27", "author 40"), ("independent28", "author 41"), ("independent29", "author 42"),
+                ("independent30", "author 43"))
+MEASURE_POOL_RULE = "docs/instruments/preregistration/injection-v14-pooled.md"
+MEASURE_POOL_NOTE = ("A measurement, no decision: version 14 was frozen (sha256 9d81bce4...9ea6) before these four "
+                     "authors wrote, and nothing about it changed on their texts. 114, 105, 101 and 109 of their 800 "
+                     "texts each were left out by the vetting before reading. Apart: benign documents and tool outputs "
+                     "flagged 62/505 = 12.3%, look-alike user messages 41/546 = 7.5% (version 13 on the same texts, read "
+                     "after: 110/505 = 21.8% and 52/546 = 9.5%; direct 483/489, indirect 501/540, ordinary 0/551). "
+                     "Beside the pool, not in it: authors 38 and 39, on whom version 14 was adopted (the table above).")
 BLIND_POOL_TARGETS = {"direct attacks": (("direct",), "at_least", 0.95),
                       "indirect attacks": (("indirect",), "at_least", 0.80),
                       "ordinary user questions": (("ordinary",), "at_most", 0.01),
@@ -883,6 +893,7 @@ GROUPS = {
     **_pooled_groups("authors 31 and 32", (19, 20)),
     **_pooled_groups("authors 33-36", (21, 22, 23, 24)),
     **_pooled_groups("authors 38 and 39", (25, 26)),
+    **_pooled_groups("authors 40-43", (27, 28, 29, 30)),
     "indirect attacks, author 28": ("test:independent16_indirect",),
     "ordinary user questions (30% not English), author 28": ("test:independent16_ordinary",),
     "benign tool and API outputs, author 28": ("test:independent16_benign_docs",),
@@ -976,6 +987,8 @@ TARGETS = {"direct attacks": ("min", 0.95), "indirect attacks": ("min", 0.80), "
            "ordinary user questions (30% not English), authors 33-36": ("max", 0.01),
            "direct attacks, authors 38 and 39": ("min", 0.95), "indirect attacks, authors 38 and 39": ("min", 0.80),
            "ordinary user questions (30% not English), authors 38 and 39": ("max", 0.01),
+           "direct attacks, authors 40-43": ("min", 0.95), "indirect attacks, authors 40-43": ("min", 0.80),
+           "ordinary user questions (30% not English), authors 40-43": ("max", 0.01),
            "indirect attacks, author 28": ("min", 0.80),
            "ordinary user questions (30% not English), author 28": ("max", 0.01)}
 SET_NAMES = {
@@ -1198,6 +1211,54 @@ SET_NAMES = {
                                          "(9 left out)",
     "test:independent26_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                     "author 39 (18 equal to or sharing 8 words with a training text left out)",
+    "test:independent27_direct": "direct attacks by author 40 (written after the reading rule for version 14 was "
+                                  "committed, read once to measure it; 30% not English; 30 equal to or sharing 8 "
+                                  "words with a training or validation text left out)",
+    "test:independent27_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 40 (about a third subtle; 19 left out as above)",
+    "test:independent27_benign_user": "benign look-alike user messages, by author 40 (16 left out as above)",
+    "test:independent27_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 40 (25 left out)",
+    "test:independent27_benign_system": "benign system prompts, developer messages and assistant turns, by author 40 "
+                                         "(14 left out)",
+    "test:independent27_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 40 (10 equal to or sharing 8 words with a training text left out)",
+    "test:independent28_direct": "direct attacks by author 41 (written after the reading rule for version 14 was "
+                                  "committed, read once to measure it; 30% not English; 29 equal to or sharing 8 "
+                                  "words with a training or validation text left out)",
+    "test:independent28_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 41 (about a third subtle; 18 left out as above)",
+    "test:independent28_benign_user": "benign look-alike user messages, by author 41 (14 left out as above)",
+    "test:independent28_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 41 (17 left out)",
+    "test:independent28_benign_system": "benign system prompts, developer messages and assistant turns, by author 41 "
+                                         "(17 left out)",
+    "test:independent28_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 41 (10 equal to or sharing 8 words with a training text left out)",
+    "test:independent29_direct": "direct attacks by author 42 (written after the reading rule for version 14 was "
+                                  "committed, read once to measure it; 30% not English; 26 equal to or sharing 8 "
+                                  "words with a training or validation text left out)",
+    "test:independent29_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 42 (about a third subtle; 10 left out as above)",
+    "test:independent29_benign_user": "benign look-alike user messages, by author 42 (16 left out as above)",
+    "test:independent29_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 42 (21 left out)",
+    "test:independent29_benign_system": "benign system prompts, developer messages and assistant turns, by author 42 "
+                                         "(13 left out)",
+    "test:independent29_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 42 (15 equal to or sharing 8 words with a training text left out)",
+    "test:independent30_direct": "direct attacks by author 43 (written after the reading rule for version 14 was "
+                                  "committed, read once to measure it; 30% not English; 26 equal to or sharing 8 "
+                                  "words with a training or validation text left out)",
+    "test:independent30_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
+                                    "web pages (half), by author 43 (about a third subtle; 13 left out as above)",
+    "test:independent30_benign_user": "benign look-alike user messages, by author 43 (8 left out as above)",
+    "test:independent30_benign_docs": "benign documents and tool outputs with imperatives for a human reader (emails, "
+                                       "tickets, transcripts, JSON, logs, runbooks, notices), by author 43 (32 left out)",
+    "test:independent30_benign_system": "benign system prompts, developer messages and assistant turns, by author 43 "
+                                         "(16 left out)",
+    "test:independent30_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
+                                    "author 43 (14 equal to or sharing 8 words with a training text left out)",
     "test:independent16_indirect": "attacks hidden in tool and API outputs (JSON fields, HTML comments, code comments, "
                                    "commit messages, CSV cells, calendar descriptions, log lines, receipts), by author "
                                    "28 (written after the rule for version 11, 'candidate 15', was committed, read to "
@@ -1304,6 +1365,16 @@ SET_NAMES = {
 
 
 CHANGES = [
+    "After version 14, a measurement (no decision; docs/instruments/preregistration/injection-v14-pooled.md, committed "
+    "before authors 40-43 wrote anything): four fresh authors (40-43; 800 texts each, of which 114, 105, 101 and 109 "
+    "equal or share 8 words with a training or validation text and were left out before reading) were read once and "
+    "pooled; authors 38 and 39, on whom version 14 was adopted, are beside the pool, not in it. Over the four: direct "
+    "attacks 479/489 = 0.980 [0.963, 0.989], so the 0.95 target is shown; indirect 492/540 = 0.911 [0.884, 0.932] "
+    "(shown); ordinary questions flagged 1/551 = 0.2% [0.0%, 1.0%] (met as measured: the interval's upper end is "
+    "1.02%); look-alikes flagged 111/1191 = 9.3%, of them benign documents and tool outputs 62/505 = 12.3% and look-alike "
+    "user messages 41/546 = 7.5%. Version 13, read on the same texts after, flags 21.8% and 9.5%. Authors 40-43's texts "
+    "are held-out sets independent27-30 (the card's measure_pool); authors 33-36's (version 13's measure_pool) stay "
+    "held-out sets, not blind for version 14.",
     "Version 14 trains on 1,600 more texts by author 37 (four assistant sessions given the kinds of version 13's false "
     "alarms on authors 31-36, none of their texts): 620 benign documents and tool outputs in which people tell other "
     "people to ignore, disregard or forget something, or with imperatives for a human reader, and 600 benign user "
@@ -1330,7 +1401,7 @@ CHANGES = [
     "pooled; authors 31 and 32, on whom version 13 was adopted, are beside the pool, not in it. Over the four: direct "
     "attacks 479/493 = 0.972 [0.953, 0.983], so the 0.95 target is shown; indirect 509/537 = 0.948 [0.926, 0.964] "
     "(shown); ordinary questions flagged 3/543 = 0.6% [0.2%, 1.6%] (met as measured); look-alikes flagged 163/1201 = "
-    "13.6%. Authors 33-36's texts are held-out sets independent21-24 (the card's measure_pool).",
+    "13.6%. Authors 33-36's texts are held-out sets independent21-24 (version 13's measure_pool).",
     "Version 13 reads the same training rows and views with wider TF-IDF vocabularies: char_wb 2-6-grams (300,000 "
     "kept, of 528,142 seen twice) and word 1-2-grams (100,000), where version 12 kept 40,000 char 2-5-grams and 20,000 "
     "word n-grams of rows in many languages and scripts. It was decided on fresh authors 31 and 32, pooled, by eight "
@@ -1817,8 +1888,8 @@ def render_doc(card: dict[str, Any], header: list[str] | None = None) -> str:
               "Written data: `src/tunelens/safety/data/injection_written.json` (written for tunelens; train and",
               "held-out pieces are disjoint).", ""]
     for key, title, verdict in (
-            ("measure_pool", "## Four more authors that measured version 13, pooled (version 14's prototypes were read "
-             "there: not blind)", "verdict (not blind)"),
+            ("measure_pool", "## The targets on four more fresh authors, pooled (blind; a measurement, no decision)",
+             "verdict"),
             ("fresh_pool", "## The targets on the fresh authors written after this version's rule, pooled (blind)",
              "verdict"),
             ("blind_pool", "## The authors version 10 never saw, pooled (read before this version's rule: not blind)",
