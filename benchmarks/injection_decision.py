@@ -1,9 +1,9 @@
 """A pre-registered decision between an injection detector (the shipped one, or an earlier version) and a candidate
 (docs/instruments/preregistration/): a detector trained on more authors' texts, trained aside (the shipped artifact
-is not touched), or with --lm an injection-lm model. With --base v7 / v8 / v9 / v10 / v11 / v12 / v13 the base is trained
-aside too. The decision author's texts are vetted against the candidate's training and validation texts (equal once normalised, or
-sharing a run of SHINGLE words: left out and counted), then both detectors score what is left and the rule's four
-conditions are checked.
+is not touched), or with --lm an injection-lm model. With --base v7 / v8 / v9 / v10 / v11 / v12 / v13 the base is
+trained aside too. The decision author's texts are vetted against the candidate's training and validation texts (equal
+once normalised, or sharing a run of SHINGLE words: left out and counted), then both detectors score what is left and
+the rule's conditions are checked (four, and more with --benign-windows, --wide-vocab or --rule).
 
     .venv/bin/python benchmarks/injection_decision.py --base v7 --train-file injection_author_11.jsonl \
         --train-name author_11 --decision src/tunelens/safety/data/injection_independent_6.jsonl --out /tmp/c8
@@ -47,7 +47,8 @@ of its benign training texts, injection-v15-benign-windows.md; adopted on author
 the ones kept), and version 13 (candidate 17: version 12 read by wider TF-IDF vocabularies,
 injection-v16-wide-vocab.md; adopted on authors 31 and 32 pooled) against version 12 (800 texts each, 1,391 kept),
 and version 14 (candidate 18: version 13 plus author 37's corrections and format requests, injection-v17-corrections.md;
-adopted on authors 38 and 39 pooled) against version 13 (800 texts each, 1,387 kept). A next candidate: the default ``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``.
+adopted on authors 38 and 39 pooled) against version 13 (800 texts each, 1,387 kept). A next candidate: the default
+``--base shipped``, its new author's file, and a fresh author's texts as ``--decision``.
 Condition 5 of candidate 15's rule (the pooled authors) is benchmarks/injection_pooled.py with ``--artifact
 OUT/candidate.joblib`` (and ``--artifact OUT/base.joblib``).
 
@@ -136,7 +137,7 @@ def main() -> None:
                                     "v10": ti.V10_AUTHOR_FILES, "v11": ti.V11_AUTHOR_FILES,
                                     "v12": ti.V12_AUTHOR_FILES, "v13": ti.V13_AUTHOR_FILES}[a.base]
         ti.BENIGN_WINDOWS = a.base in ("v12", "v13")  # versions 7-11 had no benign windows (version 12 adopted them)
-        ti.WIDE_VOCAB = a.base == "v13"  # nor wide vocabularies (version 13 adopted them)
+        ti.WIDE_VOCAB = a.base == "v13"  # versions 7-12 had no wide vocabularies (version 13 adopted them)
         base_card = ti.train(a.data_dir, a.out / "base.joblib", card_path=a.out / "base_card.json")
         base = InjectionInstrument(a.out / "base.joblib")
     else:
