@@ -716,8 +716,8 @@ FRESH_POOL = (("independent25", "author 38"), ("independent26", "author 39"))
 FRESH_POOL_RULE = "docs/instruments/preregistration/injection-v17-corrections.md"
 FRESH_POOL_NOTE = ("Version 13 on the same texts: direct 242/244 = 0.992 [0.971, 0.998], indirect 256/276 = 0.928, "
                    "ordinary 0/273, look-alikes 65/594 (benign documents and tool outputs 42/243 = 17.3%, look-alike "
-                   "user messages 18/274 = 6.6%). Version 14's figures on authors 29-36 (by_group, measure_pool) are "
-                   "not blind: its prototypes were read there.")
+                   "user messages 18/274 = 6.6%). Version 14's figures on authors 29-36 (by_group) are not blind: its "
+                   "prototypes were read there.")
 # Four more fresh authors read once, pooled, to measure the shipped version 14 (docs/instruments/preregistration/
 # injection-v14-pooled.md): no decision, so nothing about version 14 was chosen on them, and the adoption's selection
 # (version 14 was adopted because it read well on authors 38 and 39) does not reach them. Authors 38 and 39 are
@@ -1084,8 +1084,8 @@ SET_NAMES = {
     "test:independent8_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                   "author 16 (16 equal to or sharing 8 words with a training text left out)",
     "test:independent17_direct": "direct attacks by author 29 (written after the rule for version 12, 'candidate 16', "
-                                  "was committed, read to decide it, then with version 13's prototype, so not blind for "
-                                  "version 13; 34% not English; 28 sharing 8 words with a "
+                                  "was committed, read to decide it, then with the prototypes of versions 13 and 14, so not "
+                                  "blind for either; 34% not English; 28 sharing 8 words with a "
                                   "training or validation text left out)",
     "test:independent17_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
                                     "web pages (half), by author 29 (about a third subtle; 9 left out as above)",
@@ -1097,8 +1097,8 @@ SET_NAMES = {
     "test:independent17_ordinary": "plain everyday user questions without trigger words (30% in other languages), by "
                                     "author 29 (13 equal to or sharing 8 words with a training text left out)",
     "test:independent18_direct": "direct attacks by author 30 (written after the rule for version 12, 'candidate 16', "
-                                  "was committed, read to decide it, then with version 13's prototype, so not blind for "
-                                  "version 13; 34% not English; 34 sharing 8 words with a "
+                                  "was committed, read to decide it, then with the prototypes of versions 13 and 14, so not "
+                                  "blind for either; 34% not English; 34 sharing 8 words with a "
                                   "training or validation text left out)",
     "test:independent18_indirect": "attacks hidden in tool and API outputs, emails and tickets (half) and documents and "
                                     "web pages (half), by author 30 (about a third subtle; 15 left out as above)",
