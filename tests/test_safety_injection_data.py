@@ -590,6 +590,7 @@ def test_version_11_was_decided_on_author_28_as_the_card_says(v10, v11):
     for inst, want in ((v10[0], 248), (v11[0], 11)):
         assert abs(sum(inst.is_positive(v) for v in inst.classify([Example(t) for t in tools])) - want) <= 2
     assert v11[1]["threshold"] == v11[0].threshold and abs(v11[0].threshold - 0.643) <= 0.002  # retrained here
+    assert (v10[1]["version"], v11[1]["version"]) == (10, 11)  # each card names the version its files and switches build
     card = json.loads(ti.CARD.read_text(encoding="utf-8"))
     entry = _change(card, "Version 11 adds")
     for quote in ("106 -> 103 of 107", "151 -> 55 of 255", "248 -> 11 of 400", "608 -> 607 of 651",

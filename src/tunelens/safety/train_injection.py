@@ -546,6 +546,24 @@ V12_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:9]  # version 12's (BENIGN_WINDOWS, no
 V13_AUTHOR_FILES = TRAINING_AUTHOR_FILES[:9]  # version 13's (BENIGN_WINDOWS and WIDE_VOCAB): the base of candidate 18
 
 
+def trained_version() -> int:
+    """The detector version that the trainer's author files and switches build, for its card: 14 with author 37's
+    texts, 13 with ``WIDE_VOCAB``, 12 with ``BENIGN_WINDOWS``, else 7-11 by the version whose author files begin
+    ``TRAINING_AUTHOR_FILES`` (one more for a candidate that adds a file: the version it would ship as)."""
+    files = tuple(TRAINING_AUTHOR_FILES)
+    if ("author_37", "injection_author_37.jsonl") in files:
+        return 14 + (len(files) > len(V13_AUTHOR_FILES) + 1)
+    if WIDE_VOCAB:
+        return 13 + (len(files) > len(V13_AUTHOR_FILES))
+    if BENIGN_WINDOWS:
+        return 12 + (len(files) > len(V12_AUTHOR_FILES))
+    for version, base in ((11, V11_AUTHOR_FILES), (10, V10_AUTHOR_FILES), (9, V9_AUTHOR_FILES), (8, V8_AUTHOR_FILES),
+                          (7, V7_AUTHOR_FILES)):
+        if files[:len(base)] == base:
+            return version + (len(files) > len(base))
+    return 7
+
+
 def author_rows(file: str) -> list[dict[str, Any]]:
     """The training texts of one file of ``TRAINING_AUTHOR_FILES`` (a line without a text or with an
     unknown label is an error naming the file and line)."""
@@ -1778,8 +1796,7 @@ def train(data_dir: Path, out_path: Path, *, seed: int = 0, card_path: Path | No
 
     figures = heldout_figures(sets, scores, threshold)
     card = {
-        "task": "injection", "name": "injection", "version": (13 if WIDE_VOCAB else 12) + any(
-            name == "author_37" for name, _ in TRAINING_AUTHOR_FILES),
+        "task": "injection", "name": "injection", "version": trained_version(),
         "method": "views (normalised text with leetspeak restored, hidden HTML/markdown parts, decoded base64, "
                   "two-sentence windows of long texts) scored by TF-IDF "
                   + ("char_wb 2-6 (300,000) + word 1-2 (100,000)" if WIDE_VOCAB else "char_wb 2-5 + word 1-2")
