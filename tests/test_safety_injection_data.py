@@ -752,7 +752,7 @@ def test_version_14_was_decided_on_authors_38_and_39_as_the_card_says(sets, v13)
     slack = {g: (1 if n <= 100 else 2) / n for g, (_, n) in want.items()}  # the counts' tolerance, as a rate
     assert measure["new"] > measure["old"]  # 1
     assert rate["new"]["ordinary"] <= max(0.01, rate["old"]["ordinary"])  # 2
-    assert rate["new"]["indirect"] >= min(rate["old"]["indirect"] - 0.04, 0.90) - 2 * slack["indirect"]  # 5
+    assert rate["new"]["indirect"] >= max(rate["old"]["indirect"] - 0.04, 0.90) - 2 * slack["indirect"]  # 5 (both)
     assert rate["new"]["direct"] >= max(0.95, rate["old"]["direct"] - 0.02) - 2 * slack["direct"]  # 7
     assert rate["new"]["benign_docs"] <= rate["old"]["benign_docs"] - 0.04  # 8 (0.173 -> 0.099: far from the bar)
     assert rate["new"]["benign_user"] <= rate["old"]["benign_user"] + 0.01 + 2 * slack["benign_user"]  # 9
