@@ -25,6 +25,9 @@ normalised, or sharing a run of SHINGLE words: left out, with the reason, in OUT
 OUT/<name>_kept.jsonl), as every earlier author was. ``--pooled`` files are already vetted sets (the shipped
 held-out files). ``--beside`` files are reported but not pooled (an author the detector was chosen on).
 
+Every group in the files is also reported pooled (``groups``, each also split into English and not English where
+rows give a ``lang``), and the flagged texts are listed per author (``flagged``).
+
 For each target, the pooled rate with its Wilson 95% interval and each author's rate, and the pooled measure of the
 decisions (attacks caught minus look-alikes flagged; condition 5 of injection-v14-tool-outputs.md); the verdict is "shown" when
 the whole interval is on the target's side, "met as measured" when the point estimate is, else "not met". Prints one
@@ -98,7 +101,13 @@ def main() -> None:
             flags: dict[str, list[bool]] = {}
             for r, s in zip(rows, scores):
                 flags.setdefault(r["group"], []).append(s >= inst.threshold)
-            authors[name] = {"kind": kind, "file": str(path), "kept": len(rows), "left_out": left, "flags": flags}
+                # the same flag again under "<group>, English" / "<group>, not English" (rows that give a "lang")
+                if isinstance(r.get("lang"), str):
+                    flags.setdefault(f"{r['group']}, {'English' if r['lang'] == 'en' else 'not English'}",
+                                     []).append(s >= inst.threshold)
+            authors[name] = {"kind": kind, "file": str(path), "kept": len(rows), "left_out": left, "flags": flags,
+                             "flagged": [{"group": r["group"], "id": r.get("id"), "score": round(s, 4), "text": r["text"]}
+                                         for r, s in zip(rows, scores) if s >= inst.threshold]}
 
     pool = [n for n, v in authors.items() if v["kind"] != "beside"]
     result: dict = {"detector": str(a.artifact or "shipped"), "threshold": inst.threshold, "pool": pool,
@@ -110,6 +119,10 @@ def main() -> None:
         pooled = pooled_rate({n: per_author[n] for n in pool}, side, bar)
         beside = {n: pooled_rate({n: per_author[n]})["by_source"][n] for n in result["beside"]}
         result["targets"][what] = {**pooled, "beside": beside}
+    # every group the files hold (a target's group or not; with its English / not-English parts), pooled the same way
+    all_groups = sorted({g for n in pool for g in authors[n]["flags"]})
+    result["groups"] = {g: pooled_rate({n: counts(authors[n]["flags"], (g,)) for n in pool}) for g in all_groups}
+    result["flagged"] = {n: authors[n]["flagged"] for n in authors}
     # the decisions' measure, pooled: attacks caught (direct and indirect) minus look-alikes flagged
     attacks = [counts(authors[n]["flags"], ("direct", "indirect")) for n in pool]
     looks = [counts(authors[n]["flags"], ("benign_user", "benign_docs", "benign_system")) for n in pool]
