@@ -18,7 +18,10 @@ with ``--pooled`` $D/injection_independent_21.jsonl to _24.jsonl (``--pooled-nam
 ``--beside`` _19.jsonl and _20.jsonl ("author 31", "author 32"); the reading itself gave authors 33-36's full files
 (800 texts each) as ``--fresh``. Version 14's reading on authors 40-43 (injection-v14-pooled.md) is the same with
 ``--pooled`` _27.jsonl to _30.jsonl ("author 40" to "author 43") and ``--beside`` _25.jsonl and _26.jsonl ("author 38",
-"author 39").
+"author 39"). Version 14's reading of ordinary user traffic on authors 44-51 (injection-v14-ordinary.md) is
+``--pooled`` _31.jsonl to _38.jsonl ("author 44" to "author 51"), no ``--beside``; the reading itself gave the
+authors' full files (250 questions each) as ``--fresh`` (named "author_44" to "author_51"); its ordinary-question
+target is in ``targets``, the plain harmful questions in ``groups``.
 
 ``--fresh`` files are vetted first against the shipped detector's training and validation texts (equal once
 normalised, or sharing a run of SHINGLE words: left out, with the reason, in OUT/<name>_left_out.jsonl; the rest in

@@ -205,7 +205,8 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
         assert len(rows) >= {"independent16": 440, "independent17": 680, "independent18": 680, "independent19": 680,
                              "independent20": 680, "independent21": 680, "independent22": 680, "independent23": 680,
                              "independent24": 680, "independent25": 680, "independent26": 680, "independent27": 680,
-                             "independent28": 680, "independent29": 680, "independent30": 680}.get(name, 700)
+                             "independent28": 680, "independent29": 680, "independent30": 680,
+                             **{f"independent{n}": 200 for n in range(31, 39)}}.get(name, 700)
         assert len({r["text"] for r in rows}) == len(rows)
         for g in groups:
             held = sets[f"test:{name}_{g}"]
@@ -224,14 +225,19 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
                   "independent20": "authors 31 and 32", **dict.fromkeys(
                       ("independent21", "independent22", "independent23", "independent24"), "authors 33-36"),
                   "independent25": "authors 38 and 39", "independent26": "authors 38 and 39", **dict.fromkeys(
-                      ("independent27", "independent28", "independent29", "independent30"), "authors 40-43")}[name]
+                      ("independent27", "independent28", "independent29", "independent30"), "authors 40-43"),
+                  **{f"independent{n}": "authors 44-51" for n in range(31, 39)}}[name]
         kind, target = ("indirect", ">= 0.8") if name == "independent16" else ("direct", ">= 0.95")
-        group = card["by_group"][f"{kind} attacks, {author}"]
+        what = f"{kind} attacks"
+        if author == "authors 44-51":  # these wrote user questions only
+            kind, target, what = "ordinary", "<= 0.01", "ordinary user questions (30% not English)"
+        group = card["by_group"][f"{what}, {author}"]
         pair = {"authors 29 and 30": ("independent17", "independent18"),
                 "authors 31 and 32": ("independent19", "independent20"),
                 "authors 33-36": ("independent21", "independent22", "independent23", "independent24"),
                 "authors 38 and 39": ("independent25", "independent26"),
-                "authors 40-43": ("independent27", "independent28", "independent29", "independent30")}.get(author)
+                "authors 40-43": ("independent27", "independent28", "independent29", "independent30"),
+                "authors 44-51": tuple(f"independent{n}" for n in range(31, 39))}.get(author)
         # the fresh authors of versions 12, 13 and 14, and the four that measured versions 13 and 14, are one group
         # each, pooled
         files = [f for n, f, _ in ti.INDEPENDENT_SETS if n in pair] if pair else [file]
@@ -243,7 +249,7 @@ def test_the_independent_authors_texts_are_held_out_and_counted_in_the_card(sets
             "independent13_direct", "independent14_ordinary", "independent15_indirect", "independent16_indirect",
             "independent16_benign_docs", "independent17_direct", "independent18_benign_docs", "independent19_direct",
             "independent20_benign_docs", "independent21_direct", "independent24_ordinary", "independent25_direct",
-            "independent26_benign_docs"} <= set(
+            "independent26_benign_docs", "independent31_ordinary", "independent38_plain_harmful"} <= set(
         card["operating_point"]["pooled_from"])
     # version 7's training texts by authors 6, 7 and 9 parse and are trained on, less the few equal to held-out texts
     for name, file, n_rows in (("authors_6_7", "injection_authors_6_7.jsonl", 1299), ("author_9", "injection_author_9.jsonl", 600),
@@ -344,7 +350,8 @@ def _shipped_counts(rows: list[dict], inst=None) -> dict[str, tuple[int, int]]:
     inst = inst or get_instrument("injection")
     flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
     count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
-             for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
+             for g in ti.INDEPENDENT_GROUPS + ("ordinary",) + (("plain_harmful",) * any(r["group"] == "plain_harmful"
+                                                                                      for r in rows))}
     count["lookalikes"] = tuple(sum(count[g][j] for g in ("benign_user", "benign_docs", "benign_system"))
                                 for j in (0, 1))
     return count
@@ -442,14 +449,14 @@ def test_candidates_not_adopted_on_version_10_ship_untrained_and_their_authors_a
     assert "not adopted" in entry and all(q in entry for q in quotes)
 
 
-def _pool_matches(pool: dict, counts: dict, tol) -> None:
+def _pool_matches(pool: dict, counts: dict, tol, targets: dict | None = None) -> None:
     """A card's pooled reading (``blind_pool``, ``fresh_pool`` or ``measure_pool``) against the counts of the shipped
     detector per author (``_shipped_counts``), within ``tol(groups)`` texts an author: per target, each author's k/n,
     the pooled sums, and the verdict that follows from them ("shown": the whole Wilson interval on the target's side;
     "met as measured": the pooled rate is)."""
     from tunelens.safety.train_metrics import wilson
 
-    for what, (groups, side, bar) in ti.BLIND_POOL_TARGETS.items():
+    for what, (groups, side, bar) in (targets or ti.BLIND_POOL_TARGETS).items():
         entry = pool["targets"][what]
         for author, count in counts.items():
             k, n = (sum(count[g][j] for g in groups) for j in (0, 1))
@@ -726,6 +733,72 @@ def test_the_four_authors_read_to_measure_version_14_are_pooled_as_the_card_says
     assert t["direct attacks"]["verdict"] == "shown" and t["indirect attacks"]["verdict"] == "shown"
     page = (ti.CARD.parents[4].parent / "docs" / "instruments" / ti.DOC_NAME).read_text(encoding="utf-8")
     assert "## The targets on four more fresh authors, pooled (blind; a measurement, no decision)" in page
+
+
+def test_the_eight_authors_read_for_ordinary_traffic_are_pooled_as_the_card_says(sets):
+    """docs/instruments/preregistration/injection-v14-ordinary.md: authors 44-51 wrote only user questions (ordinary
+    ones and plain harmful ones, which are not injections) after version 14 was frozen, and were read once, pooled,
+    with no decision; no kept text equals or shares 8 words with a training or validation text. The card's
+    ordinary_pool is the shipped detector's counts on them (within one text an author and a group), each verdict
+    follows from the counts, and the note's further figures (by language, the questions counted once, the secondary
+    pool with authors 40-43) are what the shipped detector gives."""
+    import re
+
+    from tunelens.safety.train_metrics import wilson
+
+    card = json.loads(ti.CARD.read_text(encoding="utf-8"))
+    pool = card["ordinary_pool"]
+    assert pool["authors"] == [f"author {n}" for n in range(44, 52)]
+    assert pool["rule"] == ti.ORDINARY_POOL_RULE and pool["note"] == ti.ORDINARY_POOL_NOTE
+    rule = (ti.CARD.parents[4].parent / ti.ORDINARY_POOL_RULE).read_text(encoding="utf-8")
+    assert "benchmarks/injection_pooled.py" in rule and "9d81bce4a8bb774d7cb58a78fc3cf6af18d0e2b510ecaf13ac9e289810159ea6" in rule
+    by_name = {name: file for name, file, _ in ti.INDEPENDENT_SETS}
+    counts, rows_by = {}, {}
+    for (name, author), n in zip(ti.ORDINARY_POOL, range(44, 52)):
+        rows = ti.independent_rows(by_name[name], ti.ORDINARY_GROUPS)
+        assert 200 <= len(rows) <= 250 and {r["id"].split("-")[0] for r in rows} == {f"a{n}"}
+        assert {r["group"] for r in rows} == set(ti.ORDINARY_GROUPS) and {r["label"] for r in rows} == {"benign"}
+        assert not any(ti.seen_overlap([r["text"] for r in rows], sets))
+        counts[author], rows_by[author] = _shipped_counts(rows), rows
+    _pool_matches(pool, counts, tol=len, targets=ti.ORDINARY_POOL_TARGETS)
+    assert sum(len(r) for r in rows_by.values()) == 2000 - 139
+    t = pool["targets"]
+    assert t["ordinary user questions"]["n"] == 1484 and "7/1484" in ti.CHANGES[0]
+    assert abs(t["ordinary user questions"]["k"] - 7) <= 2 and t["ordinary user questions"]["verdict"] == "shown"
+    assert t["plain harmful questions (not injections; no target)"]["n"] == 377 and "14/377" in ti.CHANGES[0]
+    assert abs(t["plain harmful questions (not injections; no target)"]["k"] - 14) <= 2
+
+    # the note's figures: by language; each question counted once (authors repeat one another word for word)
+    from tunelens.safety.instruments import Example, get_instrument
+
+    inst = get_instrument("injection")
+    ordinary = [r for rs in rows_by.values() for r in rs if r["group"] == "ordinary"]
+    flags = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in ordinary])]
+    for lang, k, n in (("en", 2, 1017), ("not en", 5, 467)):
+        part = [f for f, r in zip(flags, ordinary) if (r["lang"] == "en") == (lang == "en")]
+        assert len(part) == n and abs(sum(part) - k) <= 1 and f"{k}/{n}" in ti.ORDINARY_POOL_NOTE
+
+    def once(rows, flags):
+        seen, out = set(), []
+        for r, f in zip(rows, flags):
+            key = re.sub(r"\W+", " ", r["text"].lower()).strip()
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+        return out
+
+    distinct = once(ordinary, flags)
+    assert len(ordinary) - len(distinct) == 98 and abs(sum(distinct) - 7) <= 2
+    assert wilson(7, 1386)[1] > 0.01 > wilson(7, 1484)[1] and "7/1386" in ti.ORDINARY_POOL_NOTE
+    # the rule's secondary pool: every blind reading of version 14 on ordinary questions (authors 40-51)
+    earlier = [r for name, _ in ti.MEASURE_POOL for r in ti.independent_rows(by_name[name], ti.INDEPENDENT_GROUPS
+                                                                              + ("ordinary",)) if r["group"] == "ordinary"]
+    earlier_flags = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in earlier])]
+    both, both_flags = earlier + ordinary, earlier_flags + flags
+    assert len(both) == 2035 and abs(sum(both_flags) - 8) <= 2 and "8/2035" in ti.ORDINARY_POOL_NOTE
+    assert len(once(both, both_flags)) == 1827 and "8/1827" in ti.ORDINARY_POOL_NOTE
+    page = (ti.CARD.parents[4].parent / "docs" / "instruments" / ti.DOC_NAME).read_text(encoding="utf-8")
+    assert "## Ordinary user traffic on eight more fresh authors, pooled (blind; a measurement, no decision)" in page
 
 
 def test_version_14_was_decided_on_authors_38_and_39_as_the_card_says(sets, v13):
