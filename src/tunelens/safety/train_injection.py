@@ -586,14 +586,14 @@ def second_author_rows() -> list[dict[str, Any]]:
 
 INDEPENDENT_FILE = "injection_independent.jsonl"
 INDEPENDENT_GROUPS = ("direct", "indirect", "benign_user", "benign_docs", "benign_system")
+# the groups of the authors who wrote only user questions (injection-v14-ordinary.md): everyday ones, and plain
+# harmful requests that make no attempt on the assistant's instructions (a harmful request is not an injection)
+ORDINARY_GROUPS = ("ordinary", "plain_harmful")
 # Held-out texts by authors who saw none of the training data, code or card (assistant sessions told only
 # the kinds to cover): (set name, file, groups). The first was first read for version 3's card; the
 # second was written while version 4's extra training data was being written by another author, and
 # first read to decide between versions 3 and 4 (rule fixed beforehand: adopt 4 if its attack recall
 # minus its look-alike false-positive rate is higher and ordinary questions stay within 2%).
-# the groups of the authors who wrote only user questions (injection-v14-ordinary.md): everyday ones, and plain
-# harmful requests that make no attempt on the assistant's instructions (a harmful request is not an injection)
-ORDINARY_GROUPS = ("ordinary", "plain_harmful")
 INDEPENDENT_SETS = (
     ("independent", INDEPENDENT_FILE, INDEPENDENT_GROUPS),
     ("independent2", "injection_independent_2.jsonl", INDEPENDENT_GROUPS + ("ordinary",)),
