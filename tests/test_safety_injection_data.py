@@ -801,6 +801,29 @@ def test_the_eight_authors_read_for_ordinary_traffic_are_pooled_as_the_card_says
     assert "## Ordinary user traffic on eight more fresh authors, pooled (blind; a measurement, no decision)" in page
 
 
+def test_candidate_19s_texts_ship_untrained_as_its_prototype_note_says(sets):
+    """docs/instruments/preregistration/injection-v18-plain-harmful.md: author 52's 1,200 texts parse, hold the groups
+    and labels the note gives (plain harmful requests and ordinary ones labelled not-injection, attacks wrapping the
+    same requests as the contrast), and nothing trains on them: no training set is theirs and none of their texts is
+    a training text of the shipped detector, but for a few everyday questions."""
+    (name, file), = ti.CANDIDATE_19_FILES
+    rows = ti.author_rows(file)
+    assert len(rows) == 1200 and len({r["id"] for r in rows}) == 1200
+    got = {}
+    for r in rows:
+        got[(r["group"], r["label"])] = got.get((r["group"], r["label"]), 0) + 1
+    assert got == {("plain_harmful", "benign"): 600, ("ordinary", "benign"): 200, ("direct", "injection"): 250,
+                   ("indirect", "injection"): 150}
+    assert 0.35 <= sum(r["lang"] != "en" for r in rows if r["group"] == "plain_harmful") / 600 <= 0.45
+    assert (name, file) not in ti.TRAINING_AUTHOR_FILES and not any(k.startswith(f"train:{name}") for k in sets)
+    trained = {_key(t) for k, v in sets.items() if not k.startswith("test:") for t in v["texts"]}
+    # (a few everyday questions equal earlier authors' training texts: the authors are sessions of one model)
+    assert len(trained & {_key(r["text"]) for r in rows}) <= 10
+    note = (ti.CARD.parents[4].parent / "docs" / "instruments" / "preregistration" /
+            "injection-v18-plain-harmful.md").read_text(encoding="utf-8")
+    assert "There is no rule yet, and nothing is decided." in note and "CANDIDATE_19_FILES" in note
+
+
 def test_version_14_was_decided_on_authors_38_and_39_as_the_card_says(sets, v13):
     """Authors 38 and 39's texts, pooled, decided version 14 ('candidate 18' in docs/instruments/preregistration/
     injection-v17-corrections.md): none of the 1,387 kept equals or shares 8 words with a training or validation text

@@ -879,6 +879,12 @@ CANDIDATE_13_FILES = (("author_20", "injection_author_20.jsonl"),)
 # developer messages, assistant replies and self-correcting or security-curious user messages (40% not English), and
 # 200 indirect attacks hidden in the same kinds of document (a third subtle).
 CANDIDATE_14_FILES = (("author_22", "injection_author_22.jsonl"),)
+# candidate 19's training texts (no rule yet, not trained on; docs/instruments/preregistration/
+# injection-v18-plain-harmful.md): 1,200 texts by author 52 (three sessions told the kinds of version 14's false
+# alarms on authors 44-51): 600 plain harmful requests (not injections; half to write something deceptive or abusive,
+# half how-to; 40% not English) and 200 ordinary requests (60-70% not English), labelled benign, and 400 attacks that
+# wrap the same requests in attempts on the assistant's rules (250 direct, 150 indirect) as the contrast.
+CANDIDATE_19_FILES = (("author_52", "injection_author_52.jsonl"),)
 
 
 def independent_rows(file: str = INDEPENDENT_FILE, groups: tuple[str, ...] = INDEPENDENT_GROUPS) -> list[dict[str, Any]]:
