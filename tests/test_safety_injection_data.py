@@ -752,16 +752,24 @@ def test_the_eight_authors_read_for_ordinary_traffic_are_pooled_as_the_card_says
     assert pool["rule"] == ti.ORDINARY_POOL_RULE and pool["note"] == ti.ORDINARY_POOL_NOTE
     rule = (ti.CARD.parents[4].parent / ti.ORDINARY_POOL_RULE).read_text(encoding="utf-8")
     assert "benchmarks/injection_pooled.py" in rule and "9d81bce4a8bb774d7cb58a78fc3cf6af18d0e2b510ecaf13ac9e289810159ea6" in rule
+    from tunelens.safety.instruments import Example, get_instrument
+
+    inst = get_instrument("injection")
     by_name = {name: file for name, file, _ in ti.INDEPENDENT_SETS}
-    counts, rows_by = {}, {}
+    rows_by = {}
     for (name, author), n in zip(ti.ORDINARY_POOL, range(44, 52)):
         rows = ti.independent_rows(by_name[name], ti.ORDINARY_GROUPS)
         assert 200 <= len(rows) <= 250 and {r["id"].split("-")[0] for r in rows} == {f"a{n}"}
         assert {r["group"] for r in rows} == set(ti.ORDINARY_GROUPS) and {r["label"] for r in rows} == {"benign"}
-        assert not any(ti.seen_overlap([r["text"] for r in rows], sets))
-        counts[author], rows_by[author] = _shipped_counts(rows), rows
+        rows_by[author] = rows
+    every = [r for rs in rows_by.values() for r in rs]
+    assert len(every) == 2000 - 139 and not any(ti.seen_overlap([r["text"] for r in every], sets))
+    # each text scored once (the shipped detector), then counted per author and group
+    flag_of = dict(zip((id(r) for r in every),
+                       (inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in every]))))
+    counts = {a: {g: (sum(flag_of[id(r)] for r in rs if r["group"] == g), sum(r["group"] == g for r in rs))
+                  for g in ti.ORDINARY_GROUPS} for a, rs in rows_by.items()}
     _pool_matches(pool, counts, tol=len, targets=ti.ORDINARY_POOL_TARGETS)
-    assert sum(len(r) for r in rows_by.values()) == 2000 - 139
     t = pool["targets"]
     assert t["ordinary user questions"]["n"] == 1484 and "7/1484" in ti.CHANGES[0]
     assert abs(t["ordinary user questions"]["k"] - 7) <= 2 and t["ordinary user questions"]["verdict"] == "shown"
@@ -769,11 +777,8 @@ def test_the_eight_authors_read_for_ordinary_traffic_are_pooled_as_the_card_says
     assert abs(t["plain harmful questions (not injections; no target)"]["k"] - 14) <= 2
 
     # the note's figures: by language; each question counted once (authors repeat one another word for word)
-    from tunelens.safety.instruments import Example, get_instrument
-
-    inst = get_instrument("injection")
-    ordinary = [r for rs in rows_by.values() for r in rs if r["group"] == "ordinary"]
-    flags = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in ordinary])]
+    ordinary = [r for r in every if r["group"] == "ordinary"]
+    flags = [flag_of[id(r)] for r in ordinary]
     for lang, k, n in (("en", 2, 1017), ("not en", 5, 467)):
         part = [f for f, r in zip(flags, ordinary) if (r["lang"] == "en") == (lang == "en")]
         assert len(part) == n and abs(sum(part) - k) <= 1 and f"{k}/{n}" in ti.ORDINARY_POOL_NOTE
