@@ -350,8 +350,7 @@ def _shipped_counts(rows: list[dict], inst=None) -> dict[str, tuple[int, int]]:
     inst = inst or get_instrument("injection")
     flagged = [inst.is_positive(v) for v in inst.classify([Example(r["text"]) for r in rows])]
     count = {g: (sum(f for f, r in zip(flagged, rows) if r["group"] == g), sum(r["group"] == g for r in rows))
-             for g in ti.INDEPENDENT_GROUPS + ("ordinary",) + (("plain_harmful",) * any(r["group"] == "plain_harmful"
-                                                                                      for r in rows))}
+             for g in ti.INDEPENDENT_GROUPS + ("ordinary",)}
     count["lookalikes"] = tuple(sum(count[g][j] for g in ("benign_user", "benign_docs", "benign_system"))
                                 for j in (0, 1))
     return count
